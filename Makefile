@@ -1,0 +1,45 @@
+# Everything a fresh Debian / Raspberry Pi OS machine needs, in two commands:
+#   make demo   — install and start a throwaway hub with the built-in camera
+#   make test   — install and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo run test lint bench system-deps test-system-deps clean
+
+demo: $(VENV)/.installed
+	$(BIN)/camhub demo
+
+run: $(VENV)/.installed
+	$(BIN)/camhub run --config $(or $(CONFIG),/etc/camhub/camhub.toml)
+
+test: $(VENV)/.installed-test test-system-deps
+	$(BIN)/ruff check hub tests bench
+	$(BIN)/python -m pytest -q
+	$(BIN)/python bench/bench_pipeline.py --short
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check hub tests bench
+	$(BIN)/ruff format --check hub tests bench
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/bench_pipeline.py
+
+system-deps:
+	scripts/system-deps.sh runtime
+
+test-system-deps:
+	scripts/system-deps.sh test
+
+$(VENV)/.installed: pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,641 @@
+"""Sealed footage on disk: segment and snapshot files, crash recovery and retention.
+
+Layout: `<data_dir>/footage/<camera_id>/<YYYY-MM-DD>/<file id>.seg` (and `.snap`),
+the date being the UTC day the footage starts. Files are mode 0600 in directories of
+mode 0700, and sealed as they are written (hub.vault): no plaintext reaches the disk.
+Recording needs only the owner's public key; reading needs the private key.
+
+Invariants, in the order the code keeps them:
+
+1. open_segment() creates `<id>.seg` with O_EXCL, mode 0600.
+2. It inserts the index row, state 'open', before the first byte is written, so a
+   crash from here on leaves a row that recover() finds.
+3. Bytes are sealed as the recorder writes them; each whole sealed chunk is handed to
+   the kernel as soon as it is sealed. At most one chunk (64 KiB of plaintext) lives
+   only in memory, and dies with the process.
+4. finish() writes the final chunk, flushes, fsyncs the file, fsyncs its directory.
+5. Only then is the row updated to 'complete' with end time, size and frame count:
+   a 'complete' row always names a whole, durable file.
+6. abort() and recover() cut a file back to its header plus whole chunks, fsync it
+   and its directory, then mark the row 'recovered'. With no whole chunk, the file is
+   deleted, then the row.
+7. Deleting (retention) overwrites the file's header (its wrapped data key) and
+   fsyncs it, unlinks the file, fsyncs the directory, then deletes the row: a crash
+   in between leaves a row whose file is gone or unreadable (the next pass deletes
+   it), never a readable file without a row, which retention would never reach.
+8. A snapshot is sealed in memory, written to `<id>.snap.tmp`, fsynced, renamed to
+   `<id>.snap`, its directory fsynced, then its row inserted. recover() deletes
+   temporary files and sealed files without a row (a crash between steps 1 and 2,
+   or between rename and insert).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import heapq
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from hub.store import EventRow, Index, SegmentRow, SegmentState, SnapshotRow
+from hub.vault import (
+    CHUNK_SIZE,
+    FILE_ID_SIZE,
+    HEADER_SIZE,
+    SEALED_CHUNK_SIZE,
+    CorruptFile,
+    FileKind,
+    Header,
+    SealWriter,
+    open_bytes,
+    open_sealed,
+    parse_header,
+    seal_bytes,
+    sealed_prefix_length,
+)
+
+log = logging.getLogger(__name__)
+
+FOOTAGE_DIR = "footage"
+SEGMENT_SUFFIX = ".seg"
+SNAPSHOT_SUFFIX = ".snap"
+TEMP_SUFFIX = ".tmp"
+DAY = 86400.0
+RETENTION_PAGE = 256  # rows fetched at a time while walking footage oldest first
+
+# A camera id becomes a directory name: no separators, no dot files, bounded length.
+CAMERA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def disk_free(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem holding `path`."""
+    return shutil.disk_usage(path).free
+
+
+class LowDiskSpace(OSError):
+    """Free space stays below the floor even after retention deleted what it could."""
+
+
+class FootageUnavailable(LookupError):
+    """No such segment or snapshot, its file is gone, or it is still being recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    max_age_days: int  # 0: keep footage whatever its age
+    max_footage_bytes: int  # 0: no budget for sealed footage
+    min_free_bytes: int  # delete oldest footage while the disk has less free than this
+
+    def __post_init__(self) -> None:
+        for name in ("max_age_days", "max_footage_bytes", "min_free_bytes"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"retention {name}: must be a whole number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What recover() found after an unclean stop; empty after a clean one."""
+
+    recovered: tuple[SegmentRow, ...]  # cut back to whole chunks, now 'recovered'
+    dropped: tuple[SegmentRow, ...]  # nothing of them reached the disk: row (and file) gone
+    orphans: tuple[str, ...]  # files without a row, deleted (paths relative to data dir)
+    events_closed: tuple[EventRow, ...]  # events still open, ended at their last known time
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{row.camera_id}: segment {_short(row.id)} recovered up to {_chunks(row.size)} "
+            f"chunks ({_chunks(row.size) * CHUNK_SIZE // 1024} KiB) after an unclean stop"
+            for row in self.recovered
+        ]
+        out += [
+            f"{row.camera_id}: segment {_short(row.id)} dropped after an unclean stop: "
+            "no whole chunk of it reached the disk"
+            for row in self.dropped
+        ]
+        out += [f"removed {path}, left half-written by an unclean stop" for path in self.orphans]
+        out += [
+            f"{event.camera_id}: event {event.id} was still open after an unclean stop; "
+            "ended at its last known moment"
+            for event in self.events_closed
+        ]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    segments: int  # files deleted, by kind
+    snapshots: int
+    bytes_freed: int
+    by_age: int  # files deleted, by reason
+    by_budget: int
+    by_free_space: int
+    events: int  # event rows past the age limit
+    free_bytes: int | None  # free space afterwards, when there is a floor to keep
+    policy: RetentionPolicy
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.segments or self.snapshots:
+            reasons = [
+                f"{count} {why}"
+                for count, why in (
+                    (self.by_age, f"older than {self.policy.max_age_days} days"),
+                    (self.by_budget, "over the footage budget"),
+                    (self.by_free_space, "to keep disk space free"),
+                )
+                if count
+            ]
+            out.append(
+                f"retention: deleted {self.segments} segment(s) and {self.snapshots} "
+                f"snapshot(s), {_mib(self.bytes_freed)} ({', '.join(reasons)})"
+            )
+        if self.events:
+            out.append(f"retention: forgot {self.events} event(s) older than the age limit")
+        if self.free_bytes is not None and self.free_bytes < self.policy.min_free_bytes:
+            out.append(
+                f"retention: only {_mib(self.free_bytes)} free on the data disk, below the "
+                f"{_mib(self.policy.min_free_bytes)} floor, and no finished footage is left "
+                "to delete"
+            )
+        return out
+
+
+class Archive:
+    """Owns the footage directory; a SegmentSink for the recorder. Thread-safe."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        index: Index,
+        public_key: X25519PublicKey,
+        policy: RetentionPolicy,
+        *,
+        free_space: Callable[[Path], int] = disk_free,
+    ) -> None:
+        self.data_dir = data_dir
+        self.index = index
+        self.policy = policy
+        self._public_key = public_key
+        self._free_space = free_space
+        # Guards the set of open segments and directory creation/removal, so pruning
+        # an empty day directory never races a camera creating a file in it.
+        self._lock = threading.Lock()
+        self._open: set[str] = set()
+        self._retention_lock = threading.Lock()
+
+    # -- recording --------------------------------------------------------------------
+
+    def open_segment(self, camera_id: str, start_time: float) -> SegmentOutput:
+        _check_camera_id(camera_id)
+        self._ensure_free_space()
+        file_id = os.urandom(FILE_ID_SIZE).hex()
+        rel = _footage_path(camera_id, start_time, file_id + SEGMENT_SUFFIX)
+        path = self.data_dir / rel
+        with self._lock:
+            self._make_dirs(path.parent)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                row = self.index.add_segment_open(file_id, camera_id, start_time, rel)
+            except BaseException:
+                os.close(fd)
+                path.unlink()
+                raise
+            self._open.add(file_id)
+        return SegmentOutput(self, row, os.fdopen(fd, "wb"))
+
+    def save_snapshot(self, camera_id: str, event_id: int | None, taken: float, jpeg: bytes) -> str:
+        """Seal and store one event snapshot; returns its id."""
+        _check_camera_id(camera_id)
+        sealed = seal_bytes(jpeg, self._public_key, FileKind.SNAPSHOT)
+        snapshot_id = parse_header(sealed).file_id.hex()
+        rel = _footage_path(camera_id, taken, snapshot_id + SNAPSHOT_SUFFIX)
+        path = self.data_dir / rel
+        temp = path.with_name(path.name + TEMP_SUFFIX)
+        with self._lock:
+            self._make_dirs(path.parent)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(sealed)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, path)
+            _fsync_dir(path.parent)
+            self.index.add_snapshot(snapshot_id, camera_id, event_id, taken, rel, len(sealed))
+        except BaseException:
+            for leftover in (temp, path):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+            raise
+        return snapshot_id
+
+    def _ensure_free_space(self) -> None:
+        floor = self.policy.min_free_bytes
+        if not floor or self._free_space(self.data_dir) >= floor:
+            return
+        report = self.enforce_retention(time.time())
+        if report.segments or report.snapshots:  # the recorder retries every keyframe: no spam
+            for line in report.lines():
+                log.warning("%s", line)
+        if report.free_bytes is not None and report.free_bytes < floor:
+            raise LowDiskSpace(
+                errno.ENOSPC,
+                f"not recording: {_mib(report.free_bytes)} free under {self.data_dir}, "
+                f"below the {_mib(floor)} floor (storage.min_free_bytes)",
+            )
+
+    def _make_dirs(self, directory: Path) -> None:
+        """Create the missing levels under the data dir, mode 0700, each made durable."""
+        missing = []
+        while directory != self.data_dir and not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for level in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(level, 0o700)
+                _fsync_dir(level.parent)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def read_segment(self, segment_id: str, private_key: X25519PrivateKey) -> Iterator[bytes]:
+        """The segment's plaintext, chunk by chunk, each verified before it is yielded.
+
+        A 'recovered' segment ends without its final chunk; that is accepted for it
+        alone, so a complete segment cut short by anyone else still fails loudly.
+        """
+        row = self.index.get_segment(segment_id)
+        if row is None:
+            raise FootageUnavailable(f"no segment {segment_id}")
+        if row.state is SegmentState.OPEN:
+            raise FootageUnavailable(f"segment {segment_id} is still being recorded")
+        src = self._open_sealed_file(row.path, segment_id, FileKind.SEGMENT)
+        try:
+            chunks = open_sealed(
+                src, private_key, allow_partial=row.state is SegmentState.RECOVERED
+            )
+        except BaseException:
+            src.close()
+            raise
+        return _closing(src, chunks)
+
+    def read_snapshot(self, snapshot_id: str, private_key: X25519PrivateKey) -> bytes:
+        row = self.index.get_snapshot(snapshot_id)
+        if row is None:
+            raise FootageUnavailable(f"no snapshot {snapshot_id}")
+        with self._open_sealed_file(row.path, snapshot_id, FileKind.SNAPSHOT) as src:
+            return open_bytes(src.read(), private_key)
+
+    def _open_sealed_file(self, rel: str, file_id: str, kind: FileKind) -> BinaryIO:
+        """Open a sealed file, checking its header names the file the index expects.
+
+        Without this check, someone with the disk could swap two of the owner's files
+        and have one shown under the other's camera and time.
+        """
+        try:
+            src = open(self.data_dir / rel, "rb")  # noqa: SIM115 - closed by the caller
+        except FileNotFoundError:
+            raise FootageUnavailable(f"{rel} is missing from the data directory") from None
+        try:
+            _check_header(parse_header(src.read(HEADER_SIZE)), rel, file_id, kind)
+            src.seek(0)
+        except BaseException:
+            src.close()
+            raise
+        return src
+
+    # -- recovery ---------------------------------------------------------------------
+
+    def recover(self) -> RecoveryReport:
+        """Make the footage directory and the index agree again after an unclean stop.
+
+        Run at start-up, before any camera records. A recovered segment's end time is
+        the file's last modification time (when its last whole chunk was written),
+        read before the file is cut.
+        """
+        with self._lock:
+            if self._open:
+                raise RuntimeError("recover() must run before any segment is opened")
+        recovered: list[SegmentRow] = []
+        dropped: list[SegmentRow] = []
+        for row in self.index.open_segments():
+            salvaged = self._salvage(row)
+            if salvaged is None:
+                dropped.append(row)
+            else:
+                recovered.append(salvaged)
+        return RecoveryReport(
+            recovered=tuple(recovered),
+            dropped=tuple(dropped),
+            orphans=tuple(self._remove_orphans()),
+            events_closed=tuple(self.index.close_open_events()),
+        )
+
+    def _salvage(self, row: SegmentRow) -> SegmentRow | None:
+        """Cut an unfinished segment back to whole chunks (invariant 6)."""
+        path = self.data_dir / row.path
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            self.index.delete_segment(row.id)
+            return None
+        keep = sealed_prefix_length(stat.st_size)
+        if keep <= HEADER_SIZE:
+            self._delete_file(row.path)
+            self.index.delete_segment(row.id)
+            return None
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, keep)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(path.parent)
+        end_time = max(row.start_time, stat.st_mtime)
+        self.index.mark_recovered(row.id, end_time, keep)
+        return SegmentRow(
+            row.id,
+            row.camera_id,
+            row.start_time,
+            end_time,
+            row.path,
+            keep,
+            None,
+            SegmentState.RECOVERED,
+            row.created,
+        )
+
+    def _remove_orphans(self) -> list[str]:
+        root = self.data_dir / FOOTAGE_DIR
+        if not root.is_dir():
+            return []
+        removed: list[str] = []
+        for day_dir in sorted(p for p in root.glob("*/*") if p.is_dir()):
+            names = [e.name for e in os.scandir(day_dir) if e.is_file(follow_symlinks=False)]
+            sealed = {
+                name.partition(".")[0]: name
+                for name in names
+                if name.endswith((SEGMENT_SUFFIX, SNAPSHOT_SUFFIX))
+            }
+            known = self.index.known_ids(sealed)
+            doomed = [name for name in names if name.endswith(TEMP_SUFFIX)]
+            doomed += [name for file_id, name in sealed.items() if file_id not in known]
+            for name in sorted(doomed):
+                rel = f"{day_dir.relative_to(self.data_dir).as_posix()}/{name}"
+                self._delete_file(rel)
+                removed.append(rel)
+        return removed
+
+    # -- retention --------------------------------------------------------------------
+
+    def enforce_retention(self, now: float) -> RetentionReport:
+        """Delete footage past the age limit, then oldest first while over budget or
+        short of free disk space. Segments being written are never touched; events
+        (small, and no footage) go only with age.
+        """
+        policy = self.policy
+        cutoff = now - policy.max_age_days * DAY if policy.max_age_days else None
+        with self._retention_lock:
+            total = self.index.total_size()
+            counts = {"age": 0, "budget": 0, "free": 0, "segments": 0, "snapshots": 0}
+            freed = 0
+            for row in self._oldest_first():
+                if cutoff is not None and _when(row) < cutoff:
+                    reason = "age"
+                elif policy.max_footage_bytes and total > policy.max_footage_bytes:
+                    reason = "budget"
+                elif policy.min_free_bytes and self._free_space(self.data_dir) < (
+                    policy.min_free_bytes
+                ):
+                    reason = "free"
+                else:
+                    break
+                self._delete(row)
+                size = row.size or 0
+                total -= size
+                freed += size
+                counts[reason] += 1
+                counts["segments" if isinstance(row, SegmentRow) else "snapshots"] += 1
+            events = self.index.delete_events_ended_before(cutoff) if cutoff is not None else 0
+            free = self._free_space(self.data_dir) if policy.min_free_bytes else None
+        return RetentionReport(
+            segments=counts["segments"],
+            snapshots=counts["snapshots"],
+            bytes_freed=freed,
+            by_age=counts["age"],
+            by_budget=counts["budget"],
+            by_free_space=counts["free"],
+            events=events,
+            free_bytes=free,
+            policy=policy,
+        )
+
+    def _oldest_first(self) -> Iterator[SegmentRow | SnapshotRow]:
+        """Finished segments and snapshots merged by time, fetched a page at a time.
+
+        Pages continue from the last row seen (time, id), so deleting rows while
+        walking skips nothing.
+        """
+        segments = _paged(self.index.oldest_segments)
+        snapshots = _paged(self.index.oldest_snapshots)
+        return heapq.merge(segments, snapshots, key=lambda row: (_when(row), row.id))
+
+    def _delete(self, row: SegmentRow | SnapshotRow) -> None:
+        """Invariant 7: the file first, the row after."""
+        self._delete_file(row.path)
+        if isinstance(row, SegmentRow):
+            self.index.delete_segment(row.id)
+        else:
+            self.index.delete_snapshot(row.id)
+
+    def _delete_file(self, rel: str) -> None:
+        path = self.data_dir / rel
+        try:
+            _shred_header(path)
+            path.unlink()
+        except FileNotFoundError:  # already gone: a crash came between unlink and row
+            return
+        _fsync_dir(path.parent)
+        with self._lock, contextlib.suppress(OSError):
+            path.parent.rmdir()  # only succeeds once the day directory is empty
+
+    def _segment_done(self, segment_id: str) -> None:
+        with self._lock:
+            self._open.discard(segment_id)
+
+
+class SegmentOutput:
+    """One segment being recorded; the recorder's SegmentOutput. Not thread-safe.
+
+    The file is buffered, but flushed each time a whole chunk is sealed, so a crash
+    of the process loses at most the chunk still in memory (invariant 3).
+    """
+
+    def __init__(self, archive: Archive, row: SegmentRow, out: BinaryIO) -> None:
+        self.row = row
+        self._archive = archive
+        self._out = out
+        self._done = False
+        try:
+            self._seal = SealWriter(
+                out, archive._public_key, FileKind.SEGMENT, bytes.fromhex(row.id)
+            )
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, data: bytes) -> int:
+        if self._done:
+            raise ValueError(f"segment {self.row.id} is already finished")
+        sealed = self._seal.sealed_chunks
+        written = self._seal.write(data)
+        if self._seal.sealed_chunks != sealed:
+            self._out.flush()
+        return written
+
+    def finish(self, end_time: float, frames: int) -> None:
+        """Invariants 4 and 5. On failure the segment is cut back as by abort()."""
+        if self._done:
+            raise ValueError(f"segment {self.row.id} is already finished")
+        try:
+            self._seal.close()
+            self._out.flush()
+            os.fsync(self._out.fileno())
+            size = os.fstat(self._out.fileno()).st_size
+            self._out.close()
+            _fsync_dir((self._archive.data_dir / self.row.path).parent)
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        try:
+            self._archive.index.complete_segment(self.row.id, end_time, size, frames)
+        finally:
+            self._archive._segment_done(self.row.id)
+
+    def abort(self) -> None:
+        """Keep the verified whole chunks and end the segment (invariant 6); never raises.
+
+        For write errors (a full disk) and recorder failures. If even this fails, the
+        row stays 'open' and the next start's recover() does the same work.
+        """
+        if self._done:
+            return
+        self._done = True
+        row = self.row
+        try:
+            with contextlib.suppress(OSError):
+                self._out.close()  # flushing a partial chunk may fail; it is cut anyway
+            salvaged = self._archive._salvage(row)
+            if salvaged is None:
+                log.warning(
+                    "%s: segment %s aborted before its first whole chunk; dropped",
+                    row.camera_id,
+                    _short(row.id),
+                )
+            else:
+                log.warning(
+                    "%s: segment %s aborted; kept %d whole chunks",
+                    row.camera_id,
+                    _short(row.id),
+                    _chunks(salvaged.size),
+                )
+        except Exception:
+            log.exception(
+                "%s: could not cut back aborted segment %s; recover() will at the next start",
+                row.camera_id,
+                _short(row.id),
+            )
+        finally:
+            self._archive._segment_done(row.id)
+
+
+def _paged(
+    fetch: Callable[[int, tuple[float, str] | None], list[SegmentRow] | list[SnapshotRow]],
+) -> Iterator[SegmentRow | SnapshotRow]:
+    after: tuple[float, str] | None = None
+    while rows := fetch(RETENTION_PAGE, after):
+        yield from rows
+        after = (_when(rows[-1]), rows[-1].id)
+
+
+def _when(row: SegmentRow | SnapshotRow) -> float:
+    return row.start_time if isinstance(row, SegmentRow) else row.time
+
+
+def _closing(src: BinaryIO, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    with src:
+        yield from chunks
+
+
+def _check_header(header: Header, rel: str, file_id: str, kind: FileKind) -> None:
+    if header.file_id.hex() != file_id or header.kind is not kind:
+        raise CorruptFile(
+            f"{rel} holds {header.kind.name.lower()} {header.file_id.hex()}, not "
+            f"{kind.name.lower()} {file_id}: files were swapped or renamed"
+        )
+
+
+def _check_camera_id(camera_id: str) -> None:
+    if not CAMERA_ID.fullmatch(camera_id):
+        raise ValueError(
+            f"camera id {camera_id!r}: must be 1-64 letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+
+
+def _footage_path(camera_id: str, start_time: float, name: str) -> str:
+    day = datetime.fromtimestamp(start_time, tz=UTC).strftime("%Y-%m-%d")
+    return f"{FOOTAGE_DIR}/{camera_id}/{day}/{name}"
+
+
+def _shred_header(path: Path) -> None:
+    """Overwrite the wrapped data key before unlinking, so deleting footage destroys its key.
+
+    Unlinking alone leaves the blocks, key included, readable with forensic tools by
+    anyone who later learns the password. Effective on filesystems that overwrite in
+    place (ext4, the Pi's default); copy-on-write ones and flash wear levelling may
+    keep old copies, so this is a best effort, not a guarantee.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink is not ours to write through
+            return
+        raise
+    try:
+        os.pwrite(fd, bytes(HEADER_SIZE), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _chunks(size: int | None) -> int:
+    return max(0, (size or 0) - HEADER_SIZE) // SEALED_CHUNK_SIZE
+
+
+def _short(file_id: str) -> str:
+    return file_id[:8] + "…"
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"

@@ -1,0 +1,223 @@
+"""One camera's pipeline: capture → motion → events and recording.
+
+Runs on the capture threads (one per stream); everything per frame here is hot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from hub.capture import open_source
+from hub.capture.base import Source
+from hub.capture.encode import EncodingSource
+from hub.capture.supervisor import CaptureLoop, CaptureStatus
+from hub.config import CameraSettings
+from hub.media import Frame, Packet, StreamInfo
+from hub.motion import (
+    DetectGate,
+    EventEnded,
+    EventStarted,
+    EventTracker,
+    MotionDetector,
+    MotionEvent,
+    MotionResult,
+    MotionSettings,
+    TrackerSettings,
+)
+from hub.record import Recorder, RecordMode, RecordSettings, SegmentSink
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_JPEG_QUALITY = 85
+
+
+class EventSink:
+    """Where a camera reports its motion events (the index and the sealed snapshots)."""
+
+    def event_started(self, camera_id: str, event: MotionEvent) -> int:
+        raise NotImplementedError
+
+    def event_ended(
+        self, camera_id: str, event_id: int, event: MotionEvent, jpeg: bytes | None
+    ) -> None:
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class _Peak:
+    """The sharpest look at the current event, kept in memory for its snapshot."""
+
+    score: float = -1.0
+    bgr: np.ndarray | None = None
+
+
+class Camera:
+    """Wires one camera's streams to its detector, tracker and recorder."""
+
+    def __init__(
+        self,
+        settings: CameraSettings,
+        segment_seconds: float,
+        segments: SegmentSink,
+        events: EventSink,
+    ) -> None:
+        self.settings = settings
+        self.id = settings.id
+        self._events = events
+        self._mode = RecordMode(settings.record)
+        self._recorder = Recorder(
+            settings.id,
+            RecordSettings(
+                mode=self._mode,
+                pre_roll=settings.pre_roll,
+                post_roll=settings.post_roll,
+                segment_seconds=segment_seconds,
+            ),
+            segments,
+        )
+        motion = settings.motion
+        self._detector = MotionDetector(
+            MotionSettings(
+                detect_width=motion.detect_width,
+                threshold=motion.threshold,
+                min_area=motion.min_area,
+                masks=motion.masks,
+                light_change=motion.light_change,
+            )
+        )
+        self._tracker = EventTracker(
+            TrackerSettings(start_frames=motion.start_frames, quiet_seconds=motion.quiet_seconds)
+        )
+        self._gate = DetectGate(motion.detect_fps)
+        self._event_id: int | None = None
+        self._peak = _Peak()
+        self._last_frame_time = 0.0
+        # The recorder is fed by the record stream's thread and steered by the detect
+        # stream's thread when a camera has both.
+        self._lock = threading.Lock()
+        self._loops = self._make_loops()
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def _make_loops(self) -> list[CaptureLoop]:
+        s = self.settings
+        record = self._mode is not RecordMode.OFF
+        if s.detect_url:
+            loops = [
+                CaptureLoop(
+                    f"{s.id}/detect", self._detect_source, self._ignore_stream, self._on_item
+                )
+            ]
+            if record:
+                loops.append(
+                    CaptureLoop(
+                        f"{s.id}/record", self._record_source, self._on_stream, self._on_item
+                    )
+                )
+            return loops
+        return [CaptureLoop(s.id, self._main_source, self._on_stream, self._on_item)]
+
+    def _open(self, url: str, *, decode: bool, keep_packets: bool) -> Source:
+        s = self.settings
+        return open_source(
+            url,
+            decode=decode,
+            keep_packets=keep_packets,
+            rtsp_transport=s.rtsp_transport,
+            realtime=s.realtime,
+            v4l2_size=(s.v4l2.width, s.v4l2.height, s.v4l2.fps),
+        )
+
+    def _main_source(self) -> Source:
+        record = self._mode is not RecordMode.OFF
+        source = self._open(self.settings.url, decode=True, keep_packets=record)
+        return _encoded_if_raw(source, self.settings.v4l2.fps) if record else source
+
+    def _detect_source(self) -> Source:
+        return self._open(self.settings.detect_url, decode=True, keep_packets=False)
+
+    def _record_source(self) -> Source:
+        source = self._open(self.settings.url, decode=False, keep_packets=True)
+        return _encoded_if_raw(source, self.settings.v4l2.fps)
+
+    def start(self) -> None:
+        for loop in self._loops:
+            loop.start()
+
+    def stop(self) -> None:
+        """Stop capturing, close the open event and flush the open segment."""
+        for loop in self._loops:
+            loop.stop()
+        with self._lock:
+            for change in self._tracker.flush(self._last_frame_time):
+                self._on_event(change)
+            self._recorder.close()
+
+    @property
+    def status(self) -> list[CaptureStatus]:
+        return [loop.status for loop in self._loops]
+
+    # -- hot path ------------------------------------------------------------------------
+
+    def _ignore_stream(self, info: StreamInfo | None) -> None:
+        """The detect substream is never recorded."""
+
+    def _on_stream(self, info: StreamInfo | None) -> None:
+        with self._lock:
+            self._recorder.start_stream(info)
+
+    def _on_item(self, item: Packet | Frame) -> None:
+        if isinstance(item, Packet):
+            with self._lock:
+                self._recorder.push(item)
+            return
+        self._last_frame_time = item.time
+        if not self._gate.due(item.time):
+            return
+        result = self._detector.process(item.luma, item.time)
+        with self._lock:
+            for change in self._tracker.update(result):
+                self._on_event(change)
+            if self._tracker.active is not None:
+                self._follow_event(self._tracker.active, result, item)
+
+    def _follow_event(self, event: MotionEvent, result: MotionResult, frame: Frame) -> None:
+        s = self.settings
+        if result.moving:
+            self._recorder.want(event.start - s.pre_roll, result.time + s.post_roll)
+            if result.score > self._peak.score:
+                self._peak = _Peak(result.score, frame.bgr())
+
+    def _on_event(self, change: EventStarted | EventEnded) -> None:
+        if isinstance(change, EventStarted):
+            self._peak = _Peak()
+            self._event_id = self._events.event_started(self.id, change.event)
+            log.info("%s: motion started", self.id)
+            return
+        if self._event_id is None:
+            return
+        jpeg = _encode_jpeg(self._peak.bgr) if self._peak.bgr is not None else None
+        self._events.event_ended(self.id, self._event_id, change.event, jpeg)
+        log.info(
+            "%s: motion ended after %.1f s (peak %.1f%% of the frame)",
+            self.id,
+            (change.event.end or change.event.start) - change.event.start,
+            change.event.peak_score * 100,
+        )
+        self._event_id = None
+        self._peak = _Peak()
+
+
+def _encoded_if_raw(source: Source, fps: float) -> Source:
+    """Sources without an encoded stream are encoded once, here, for recording."""
+    return EncodingSource(source, fps=fps) if source.raw else source
+
+
+def _encode_jpeg(bgr: np.ndarray) -> bytes | None:
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_JPEG_QUALITY])
+    return buf.tobytes() if ok else None

@@ -1,0 +1,284 @@
+"""Cameras and files that FFmpeg can open: RTSP(S), HTTP(S) (MJPEG or H.264), video files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from urllib.parse import unquote, urlsplit
+
+import av
+import numpy as np
+from av.container import InputContainer
+from av.format import Flags
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
+
+from hub.capture.base import Guarded, Source, SourceError, redact
+from hub.capture.timing import BestEffort, Monotonic, PacketTimestamps, WallClock
+from hub.media import Frame, Packet, StreamInfo
+
+#: Codecs the recorder stream-copies into MP4; anything else (MJPEG, ...) is re-encoded once.
+COPYABLE_CODECS = frozenset({"h264", "hevc"})
+NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
+RTSP_TRANSPORTS = frozenset({"tcp", "udp", "udp_multicast", "http", "https"})
+# Pixel formats whose first plane is the 8-bit luma, usable without a conversion.
+_LUMA_FIRST = frozenset(
+    {
+        "gray",
+        "nv12",
+        "nv16",
+        "nv21",
+        "yuv410p",
+        "yuv411p",
+        "yuv420p",
+        "yuv422p",
+        "yuv440p",
+        "yuv444p",
+        "yuvj411p",
+        "yuvj420p",
+        "yuvj422p",
+        "yuvj440p",
+        "yuvj444p",
+    }
+)
+# A live camera's clock may wander this far (seconds) from ours before we re-anchor.
+_MAX_DRIFT = 3.0
+
+
+def luma_of(frame: VideoFrame) -> np.ndarray:
+    """The Y plane as a view into the decoder's buffer, converting only when there is none."""
+    if frame.format.name not in _LUMA_FIRST:
+        return frame.to_ndarray(format="gray")
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8, count=plane.line_size * frame.height)
+    return rows.reshape(frame.height, plane.line_size)[:, : frame.width]
+
+
+def _describe_error(err: BaseException, timeout: float, *, timed_out: bool = False) -> str:
+    """FFmpeg's reason without the file name it carries (a URL may hold a password).
+
+    A connect cut short by the timeout surfaces as whatever error the protocol makes of
+    the interruption (RTSP says "invalid data"), so the caller says whether time ran out.
+    """
+    if timed_out or isinstance(err, av.ExitError):
+        return f"no data within {timeout:g} s (camera stalled or unreachable)"
+    if isinstance(err, av.FFmpegError) and err.strerror:
+        return str(err.strerror)
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return type(err).__name__
+
+
+def _location(url: str) -> tuple[str, bool]:
+    """What to hand FFmpeg, and whether it is a network stream."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in NETWORK_SCHEMES:
+        return url, True
+    if scheme == "file":
+        return unquote(parts.path), False
+    return url, False
+
+
+class AVSource(Source):
+    """Reads one stream with PyAV, yielding packets for stream copy and decoded frames.
+
+    A stream the recorder cannot copy (MJPEG) makes `open()` return None, and `read()`
+    yields frames only, whatever `decode` says. Times are wall clock anchored when
+    `open()` starts, then follow the stream's pts. Both the connect and every read wait
+    at most `timeout` seconds, so a stalled camera raises SourceError instead of hanging
+    the capture thread; `close()` from another thread takes effect at the next packet,
+    or after `timeout` at worst.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        decode: bool = True,
+        keep_packets: bool = True,
+        rtsp_transport: str = "tcp",
+        timeout: float = 10.0,
+        realtime: bool = False,
+        loop: bool = False,
+    ) -> None:
+        self.name = redact(url)
+        if not (decode or keep_packets):
+            raise ValueError(f"{self.name}: nothing to read (decode and keep_packets both off)")
+        if rtsp_transport not in RTSP_TRANSPORTS:
+            raise ValueError(
+                f"rtsp_transport must be one of {sorted(RTSP_TRANSPORTS)}, got {rtsp_transport!r}"
+            )
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        self._location, self._live = _location(url)
+        self._decode = decode
+        self._keep_packets = keep_packets
+        self._options = {
+            "rtsp_transport": rtsp_transport,
+            "allowed_media_types": "video",
+            # Skip frame-rate probing: it holds the connect up ~3 s and pts are what count.
+            "fpsprobesize": "0",
+        }
+        self._timeout = timeout
+        self._realtime = realtime and not self._live
+        self._loop = loop and not self._live
+        self.finite = not (self._live or self._loop)
+        self._container: Guarded[InputContainer] = Guarded(InputContainer.close)
+        self._copy = False
+        self._started = False  # see _begins()
+        self._arrival = False  # time frames by arrival, see _open_container()
+
+    # -- connection ---------------------------------------------------------------
+
+    def open(self) -> StreamInfo | None:
+        if self._container.closed.is_set() or self._container.item is not None:
+            raise SourceError(f"{self.name}: already used; make a new source to reconnect")
+        self._anchor = time.time()
+        self._mono0 = time.monotonic()
+        stream = self._open_container()
+        codec = stream.codec_context
+        self._copy = self._keep_packets and codec.name in COPYABLE_CODECS
+        # Pictures are the only way to record a stream that cannot be copied (MJPEG):
+        # decode it even when asked for packets only, for an EncodingSource to encode.
+        self._decode = self._decode or not self._copy
+        time_base = stream.time_base or Fraction(1, 90_000)
+        rate = stream.guessed_rate or stream.average_rate
+        fps = float(rate) if rate else None
+        interval = 1 / fps if fps else 0.1
+        self._timestamps = PacketTimestamps(time_base, frame_ticks=round(interval / time_base))
+        self._clock = WallClock(
+            time_base, self._anchor, max_drift=_MAX_DRIFT if self._live else None
+        )
+        self._frame_ts = BestEffort()
+        self._frame_times = Monotonic(self._anchor, interval)
+        if not self._copy:
+            return None
+        return StreamInfo(
+            codec=codec.name,
+            width=codec.width,
+            height=codec.height,
+            time_base=time_base,
+            extradata=codec.extradata or None,
+            fps=fps,
+        )
+
+    def _open_container(self) -> VideoStream:
+        started = time.monotonic()
+        try:
+            container = av.open(
+                self._location,
+                options=self._options if self._live else {},
+                timeout=(self._timeout, self._timeout),
+            )
+        except (av.FFmpegError, OSError) as err:
+            timed_out = time.monotonic() - started >= self._timeout
+            reason = _describe_error(err, self._timeout, timed_out=timed_out)
+            raise SourceError(f"{self.name}: {reason}") from None
+        if not self._container.hold(container):
+            raise SourceError(f"{self.name}: closed while connecting")
+        if not container.streams.video:
+            self.close()
+            raise SourceError(f"{self.name}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        # A live stream whose demuxer makes its timestamps up (MJPEG over HTTP counts
+        # frames at a nominal 25 fps) is timed by arrival instead.
+        self._arrival = self._live and bool(container.format.flags & Flags.no_timestamps.value)
+        return stream
+
+    def close(self) -> None:
+        self._container.close()
+
+    # -- reading ------------------------------------------------------------------
+
+    def read(self) -> Iterator[Packet | Frame]:
+        with self._container.reading() as container:
+            if container is None:
+                raise SourceError(f"{self.name}: not open (never opened, or closed)")
+            while True:
+                yield from self._read_pass()
+                if not self._loop or self._container.closed.is_set():
+                    return
+                self._container.drop()
+                self._open_container()
+
+    def _read_pass(self) -> Iterator[Packet | Frame]:
+        """One pass over the container, from its current position to its end."""
+        container = self._container.item
+        assert container is not None
+        stream = container.streams.video[0]
+        packets = container.demux(stream)
+        closed = self._container.closed
+        while not closed.is_set():
+            try:
+                packet = next(packets, None)
+            except (av.FFmpegError, OSError) as err:
+                if closed.is_set():
+                    return
+                raise SourceError(f"{self.name}: {_describe_error(err, self._timeout)}") from None
+            if packet is None:
+                return
+            if packet.size and self._begins(packet):
+                fixed = self._timestamps.fix(packet.pts, packet.dts)
+                assert fixed is not None  # _begins() saw a timestamp
+                packet.pts, packet.dts = fixed
+                if self._realtime and not self._pace(packet.dts):
+                    return
+                if self._copy:
+                    yield self._packet(packet)
+            if self._decode:
+                yield from self._frames(stream, packet)
+
+    def _begins(self, packet: av.Packet) -> bool:
+        """Whether this packet is part of the stream handed out, which starts at the first
+        keyframe with a timestamp. Packets before it are only decoded: an RTSP stream's
+        first packets come before the parser knows their timing, so guessing would be wrong.
+        """
+        if not self._started:
+            has_time = packet.pts is not None or packet.dts is not None
+            self._started = packet.is_keyframe and has_time
+        return self._started
+
+    def _pace(self, dts: int) -> bool:
+        """Wait until this packet is due in real time; False if closed meanwhile."""
+        delay = self._mono0 + self._clock.elapsed(dts) - time.monotonic()
+        return delay <= 0 or not self._container.closed.wait(delay)
+
+    def _packet(self, packet: av.Packet) -> Packet:
+        assert packet.pts is not None
+        return Packet(
+            data=bytes(packet),
+            pts=packet.pts,
+            dts=packet.dts,
+            duration=packet.duration or 0,
+            keyframe=packet.is_keyframe,
+            time=self._packet_time(packet.pts),
+        )
+
+    def _frames(self, stream: VideoStream, packet: av.Packet) -> Iterator[Frame]:
+        try:
+            decoded = stream.decode(packet)
+        except av.InvalidDataError:
+            return  # a damaged packet costs its pictures, not the connection
+        except av.FFmpegError as err:
+            raise SourceError(
+                f"{self.name}: decoding failed: {_describe_error(err, self._timeout)}"
+            ) from None
+        for picture in decoded:
+            yield Frame(
+                time=self._picture_time(picture),
+                luma=luma_of(picture),
+                bgr=lambda picture=picture: picture.to_ndarray(format="bgr24"),
+            )
+
+    def _packet_time(self, pts: int) -> float:
+        now = time.time()
+        return now if self._arrival else self._clock.at(pts, now)
+
+    def _picture_time(self, picture: VideoFrame) -> float:
+        if self._arrival:
+            return self._frame_times.next(time.time())
+        ts = self._frame_ts(picture.pts, picture.dts)
+        return self._frame_times.next(None if ts is None else self._clock.at(ts, time.time()))

@@ -1,0 +1,296 @@
+"""The `camhub` command: init, run, demo, check-config, decrypt, passwd."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hub import vault
+from hub.config import Config, ConfigError, default_config, load_config
+from hub.daemon import DataPaths, Hub, HubNotInitialised, load_keyfile, run_until_signalled
+
+log = logging.getLogger("hub")
+
+MIN_PASSWORD_LENGTH = 10
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "log_level", None) or "info")
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(f"camhub: invalid config\n{exc}", file=sys.stderr)
+    except (CommandError, HubNotInitialised, vault.VaultError) as exc:
+        print(f"camhub: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("camhub: interrupted", file=sys.stderr)
+    return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camhub", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str):
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("init", cmd_init, "create the data directory and the owner's keys")
+    _where(p)
+    p.add_argument("--password-file", type=Path, help="read the new password from this file")
+
+    p = command("run", cmd_run, "run the hub with a config file")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    p = command("demo", cmd_demo, "run a throwaway hub with the built-in camera")
+    p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    p.add_argument("--data-dir", type=Path, help="keep the demo's data here instead of a temp dir")
+
+    p = command("check-config", cmd_check_config, "validate a config file")
+    p.add_argument("config", type=Path)
+
+    p = command("decrypt", cmd_decrypt, "open a sealed segment or snapshot with the password")
+    p.add_argument("file", type=Path, help="a .seg or .snap file from the data directory")
+    p.add_argument("--out", required=True, help="where to write the plaintext ('-' for stdout)")
+    p.add_argument("--keys", type=Path, help="the owner key file (default: found above FILE)")
+    p.add_argument("--password-file", type=Path)
+    p.add_argument(
+        "--recovery-code", action="store_true", help="unlock with the recovery code instead"
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="accept a segment cut short by a crash (the hub's index marks these as recovered)",
+    )
+
+    p = command("passwd", cmd_passwd, "change the owner's password")
+    _where(p)
+    p.add_argument("--password-file", type=Path, help="read the current password from this file")
+    p.add_argument("--new-password-file", type=Path, help="read the new password from this file")
+    return parser
+
+
+def _where(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--config", type=Path)
+    group.add_argument("--data-dir", type=Path)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _data_paths(args: argparse.Namespace) -> DataPaths:
+    if args.data_dir is not None:
+        return DataPaths(args.data_dir.resolve())
+    return DataPaths(load_config(args.config).hub.data_dir)
+
+
+# -- secrets ---------------------------------------------------------------------------
+
+
+def _read_secret_file(path: Path) -> str:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+    secret = lines[0] if lines else ""
+    if not secret:
+        raise CommandError(f"{path} is empty")
+    return secret
+
+
+def _ask(prompt: str, file: Path | None) -> str:
+    if file is not None:
+        return _read_secret_file(file)
+    if not sys.stdin.isatty():
+        raise CommandError(f"{prompt.rstrip(': ')}: no terminal to ask on; use a password file")
+    return getpass.getpass(prompt)
+
+
+def _new_password(file: Path | None) -> str:
+    password = _ask("New owner password: ", file)
+    if file is None and getpass.getpass("Repeat it: ") != password:
+        raise CommandError("the two passwords differ; nothing was changed")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise CommandError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    return password
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    paths = _data_paths(args)
+    if paths.keys.exists():
+        raise CommandError(f"{paths.root} already has owner keys; nothing was changed")
+    password = _new_password(args.password_file)
+    recovery = init_data_dir(paths, password)
+    print(f"camhub: initialised {paths.root}")
+    print("Recovery code (shown only this once; write it down and keep it offline):")
+    print(f"    {recovery}")
+    print("It opens your footage if you forget the password. Nobody else can recover it.")
+    return 0
+
+
+def init_data_dir(paths: DataPaths, password: str, kdf: vault.KdfParams | None = None) -> str:
+    """Create the data directory and owner keys; return the recovery code."""
+    paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(paths.root, 0o700)
+    keyfile, recovery = vault.create_owner_keys(password, kdf=kdf)
+    _write_private(paths.keys, keyfile.to_json())
+    return recovery
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a small file atomically, readable by the owner only."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    _setup_logging(args.log_level or config.hub.log_level)
+    logging.getLogger().setLevel((args.log_level or config.hub.log_level).upper())
+    run_until_signalled(Hub(config))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    keep = args.data_dir is not None
+    root = args.data_dir.resolve() if keep else Path(tempfile.mkdtemp(prefix="camhub-demo-"))
+    try:
+        paths = DataPaths(root)
+        password = None
+        if not paths.keys.exists():
+            password = secrets.token_urlsafe(12)
+            init_data_dir(paths, password)
+        config: Config = default_config(root)
+        print(f"camhub demo: a porch camera (synthetic) recording into {root}")
+        if password is not None:
+            print(f"camhub demo: owner password for this demo: {password}")
+        print("camhub demo: someone walks by every ~20 s; press Ctrl-C to stop")
+        run_until_signalled(Hub(config), seconds=args.seconds)
+        _print_demo_summary(root)
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def _print_demo_summary(root: Path) -> None:
+    from hub.store import Index
+
+    index = Index(DataPaths(root).index)
+    try:
+        events = index.events(limit=1000)
+        segments = index.segments(limit=100000)
+    finally:
+        index.close()
+    sealed = sum(s.size or 0 for s in segments)
+    print(
+        f"camhub demo: {len(events)} motion event(s), {len(segments)} sealed segment(s), "
+        f"{sealed / 1e6:.1f} MB encrypted at rest"
+    )
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"{args.config}: ok ({len(config.cameras)} camera(s), data in {config.hub.data_dir})")
+    return 0
+
+
+def cmd_decrypt(args: argparse.Namespace) -> int:
+    keys_path = args.keys or _find_keys(args.file)
+    keyfile = vault.KeyFile.from_json(keys_path.read_text())
+    if args.recovery_code:
+        secret = _ask("Recovery code: ", args.password_file)
+        private_key = vault.unlock_with_recovery(keyfile, secret)
+    else:
+        private_key = vault.unlock(keyfile, _ask("Owner password: ", args.password_file))
+    written = _decrypt_to(args.file, private_key, args.out, allow_partial=args.partial)
+    if args.out != "-":
+        print(f"camhub: wrote {written} bytes to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _decrypt_to(sealed: Path, private_key, out: str, *, allow_partial: bool) -> int:
+    """Verify every chunk before writing it; on any failure remove the partial output."""
+    try:
+        src = sealed.open("rb")
+    except OSError as exc:
+        raise CommandError(f"cannot read {sealed}: {exc.strerror}") from None
+    written = 0
+    with src:
+        if out == "-":
+            for chunk in vault.open_sealed(src, private_key, allow_partial=allow_partial):
+                written += sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return written
+        target = Path(out)
+        try:
+            with target.open("wb") as dst:
+                for chunk in vault.open_sealed(src, private_key, allow_partial=allow_partial):
+                    written += dst.write(chunk)
+        except vault.TruncatedFile as exc:
+            target.unlink(missing_ok=True)
+            raise CommandError(
+                f"{sealed}: {exc} (if the hub recovered this segment after a crash, "
+                "--partial opens what was sealed before it)"
+            ) from None
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+    return written
+
+
+def _find_keys(sealed: Path) -> Path:
+    for parent in sealed.resolve().parents:
+        candidate = DataPaths(parent).keys
+        if candidate.exists():
+            return candidate
+    raise CommandError(f"no keys.json found above {sealed}; name it with --keys")
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    paths = _data_paths(args)
+    keyfile = load_keyfile(paths)
+    private_key = vault.unlock(keyfile, _ask("Current owner password: ", args.password_file))
+    new = _new_password(args.new_password_file)
+    _write_private(paths.keys, vault.rewrap(keyfile, private_key, new).to_json())
+    print("camhub: password changed (footage keys unchanged; the recovery code still works)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

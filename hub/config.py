@@ -1,0 +1,645 @@
+"""The TOML config, read once at start-up into frozen settings, or refused whole.
+
+A bad config must stop the hub with every problem listed against its key's path
+(`camera[1].motion.threshold: must be 1..255, got 300`), never with a traceback or a
+half-applied setting. Camera URLs may carry passwords, so nothing here shows one.
+Only `load_config` touches the disk.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args
+from urllib.parse import urlsplit
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+Recording = Literal["motion", "continuous", "off"]
+RtspTransport = Literal["tcp", "udp"]
+Polygon = tuple[tuple[float, float], ...]  # (x, y) corners, as fractions of the frame
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
+SOURCE_SCHEMES = (*NETWORK_SCHEMES, "file", "v4l2", "synthetic")
+DETECT_SCHEMES = (*NETWORK_SCHEMES, "file")
+SYNTHETIC_SCENES = ("porch",)
+MAX_MASKS = 32
+MAX_MASK_POINTS = 64
+GB = 10**9  # storage sizes are decimal gigabytes, as disks are sold
+
+T = TypeVar("T")
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    data_dir: Path = Path("/var/lib/camhub")
+    log_level: LogLevel = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    segment_seconds: int = 4
+    retention_days: int = 30  # 0: keep until the disk budget needs room
+    max_footage_gb: float = 0.0  # 0: no budget besides min_free_gb
+    min_free_gb: float = 1.0
+
+    @property
+    def max_footage_bytes(self) -> int:
+        return round(self.max_footage_gb * GB)
+
+    @property
+    def min_free_bytes(self) -> int:
+        return round(self.min_free_gb * GB)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    listen: str = "127.0.0.1:8443"
+    tls: bool = True
+    allow_plain_http: bool = False  # plain HTTP off loopback; checked at load
+    session_idle_minutes: int = 30
+
+    @property
+    def host(self) -> str:
+        """The address to bind, without the brackets of an IPv6 address."""
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_listen(self.listen)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class V4L2Settings:
+    width: int = 1280
+    height: int = 720
+    fps: int = 15
+
+
+@dataclass(frozen=True, slots=True)
+class CameraMotion:
+    detect_fps: float = 5.0
+    detect_width: int = 320
+    threshold: int = 25
+    min_area: float = 0.002  # fraction of the unmasked frame
+    light_change: float = 0.35
+    start_frames: int = 2
+    quiet_seconds: float = 5.0
+    masks: tuple[Polygon, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CameraSettings:
+    """One camera. File URLs are always absolute here: `file:///abs/path`."""
+
+    id: str
+    name: str
+    url: str
+    detect_url: str = ""  # "": detect on `url`
+    enabled: bool = True
+    record: Recording = "motion"
+    pre_roll: float = 5.0
+    post_roll: float = 10.0
+    rtsp_transport: RtspTransport = "tcp"
+    realtime: bool = False  # pace a file at its frame rate
+    motion: CameraMotion = field(default_factory=CameraMotion)
+    v4l2: V4L2Settings = field(default_factory=V4L2Settings)
+
+    def __repr__(self) -> str:
+        """The generated repr would print the camera's password."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["url"] = redact_url(self.url)
+        shown["detect_url"] = redact_url(self.detect_url)
+        return f"CameraSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    hub: HubSettings = field(default_factory=HubSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    cameras: tuple[CameraSettings, ...] = ()
+    path: Path | None = None  # the file it was loaded from
+
+
+class ConfigError(Exception):
+    """A config that must not run, with every problem found, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+
+# -- public API --------------------------------------------------------------------------
+
+
+def load_config(path: Path) -> Config:
+    """Read and check a config file; relative paths in it are relative to its directory."""
+    path = path.absolute()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"]) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{path}: line {line} is not UTF-8 text"]) from None
+    return replace(parse_config(text, base_dir=path.parent), path=path)
+
+
+def parse_config(text: str, *, base_dir: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_syntax_problem(exc)]) from None
+    problems: list[str] = []
+    config = _read_config(_Table(data, "", problems), base_dir)
+    if config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def default_config(data_dir: Path) -> Config:
+    """The demo hub: one synthetic porch camera, recording on motion."""
+    demo = CameraSettings(id="demo", name="demo", url="synthetic:porch", record="motion")
+    return Config(hub=HubSettings(data_dir=data_dir), cameras=(demo,))
+
+
+_SECRET_QUERY = re.compile(
+    r"([?&;][^=&;#]*(?:pass|pwd|token|secret|key|auth|sig)[^=&;#]*=)[^&;#]*", re.IGNORECASE
+)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password, and password-like query values, replaced by ***.
+
+    Errs on the side of hiding: everything from the user name's ":" to the last "@"
+    goes, so a password with an unescaped "/" or "@" in it is hidden too.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, tail = rest.rpartition("@")
+    if at and ":" in userinfo:
+        url = f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{tail}"
+    return _SECRET_QUERY.sub(r"\1***", url)
+
+
+# -- reading tables ----------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """Problems inside one value, each as (path below the key, e.g. "[1][0]", reason)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__(problems)
+        self.problems = problems
+
+
+def _invalid(reason: str) -> _Invalid:
+    return _Invalid([("", reason)])
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class _Table:
+    """One TOML table being read: checks each key it is asked for, then flags the rest."""
+
+    def __init__(self, raw: object, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.values: dict[str, Any] = {}
+        self._problems = problems
+        self._start = len(problems)
+        self._known: list[str] = []
+        self._is_table = isinstance(raw, dict)
+        self._raw: dict[str, object] = raw if isinstance(raw, dict) else {}
+        if not self._is_table:
+            problems.append(f"{path}: must be a table, got {_show(raw)}")
+
+    def key_path(self, key: str) -> str:
+        shown = key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+        return f"{self.path}.{shown}" if self.path else shown
+
+    def problem(self, key: str, reason: str) -> None:
+        self._problems.append(f"{self.key_path(key)}: {reason}")
+
+    def read(self, key: str, check: Callable[[object], T], *, required: bool = False) -> T | None:
+        """The checked value, or None (and a problem if it was bad or required)."""
+        self._known.append(key)
+        if key not in self._raw:
+            if required and self._is_table:
+                self.problem(key, "required key is missing")
+            return None
+        try:
+            value = check(self._raw[key])
+        except _Invalid as exc:
+            for at, reason in exc.problems:
+                self._problems.append(f"{self.key_path(key)}{at}: {reason}")
+            return None
+        self.values[key] = value
+        return value
+
+    def table(self, key: str, build: Callable[[_Table], object]) -> None:
+        """A sub-table; absent means all its defaults."""
+        self._known.append(key)
+        self.values[key] = build(_Table(self._raw.get(key, {}), self.key_path(key), self._problems))
+
+    def tables(self, key: str, build: Callable[[_Table], object]) -> None:
+        """An array of tables ([[key]]); absent means none."""
+        self._known.append(key)
+        raw = self._raw.get(key, [])
+        if not isinstance(raw, list):
+            self.problem(key, f"must be an array of tables ([[{key}]]), got {_show(raw)}")
+            return
+        here = self.key_path(key)
+        self.values[key] = [
+            build(_Table(item, f"{here}[{i}]", self._problems)) for i, item in enumerate(raw)
+        ]
+
+    def done(self) -> dict[str, Any] | None:
+        """Flag unknown keys; the values read, or None if anything in this table was wrong."""
+        for key in self._raw:
+            if key not in self._known:
+                close = difflib.get_close_matches(key, self._known, n=1)
+                self.problem(
+                    key, "unknown key" + (f' (did you mean "{close[0]}"?)' if close else "")
+                )
+        return self.values if len(self._problems) == self._start else None
+
+    def build(self, settings: Callable[..., T]) -> T | None:
+        values = self.done()
+        return None if values is None else settings(**values)
+
+
+# -- the schema --------------------------------------------------------------------------
+
+
+def _read_config(t: _Table, base_dir: Path) -> Config | None:
+    t.table("hub", partial(_read_hub, base_dir=base_dir))
+    t.table("storage", _read_storage)
+    t.table("web", _read_web)
+    ids: dict[str, str] = {}  # camera id -> path of the camera that has it
+    t.tables("camera", partial(_read_camera, base_dir=base_dir, ids=ids))
+    values = t.done()
+    if values is None:
+        return None
+    return Config(
+        hub=values["hub"],
+        storage=values["storage"],
+        web=values["web"],
+        cameras=tuple(values["camera"]),
+    )
+
+
+def _read_hub(t: _Table, base_dir: Path) -> HubSettings | None:
+    t.read("data_dir", partial(_data_dir, base_dir=base_dir))
+    t.read("log_level", _choice(LogLevel))
+    return t.build(HubSettings)
+
+
+def _read_storage(t: _Table) -> StorageSettings | None:
+    t.read("segment_seconds", _integer(1, 60))
+    t.read("retention_days", _integer(0, 3650))
+    t.read("max_footage_gb", _number(0, 100_000))
+    t.read("min_free_gb", _number(0, 1000))
+    return t.build(StorageSettings)
+
+
+def _read_web(t: _Table) -> WebSettings | None:
+    listen = t.read("listen", _listen)
+    tls = t.read("tls", _boolean)
+    plain_anywhere = t.read("allow_plain_http", _boolean)
+    t.read("session_idle_minutes", _integer(1, 1440))
+    # An absent listen is the loopback default; a bad one is already reported.
+    if tls is False and not plain_anywhere and listen is not None:
+        host = _split_listen(listen)[0]
+        if not _is_loopback(host):
+            t.problem(
+                "tls",
+                f"plain HTTP is only served on loopback, not on {host}; "
+                "set allow_plain_http = true to serve it there anyway",
+            )
+    return t.build(WebSettings)
+
+
+def _read_camera(t: _Table, base_dir: Path, ids: dict[str, str]) -> CameraSettings | None:
+    camera_id = t.read("id", _camera_id, required=True)
+    t.read("name", _text(1, 64))
+    url = t.read("url", partial(_url, schemes=SOURCE_SCHEMES, base_dir=base_dir), required=True)
+    detect_url = t.read("detect_url", partial(_detect_url, base_dir=base_dir))
+    t.read("enabled", _boolean)
+    t.read("record", _choice(Recording))
+    t.read("pre_roll", _number(0, 30))
+    t.read("post_roll", _number(0, 300))
+    t.read("rtsp_transport", _choice(RtspTransport))
+    t.read("realtime", _boolean)
+    t.table("v4l2", _read_v4l2)
+    t.table("motion", _read_motion)
+    if camera_id in ids:
+        t.problem("id", f"{_show(camera_id)} is already the id of {ids[camera_id]}")
+    elif camera_id is not None:
+        ids[camera_id] = t.path
+    if detect_url and url and url.startswith(("v4l2:", "synthetic:")):
+        t.problem("detect_url", "only network and file cameras have a detect stream")
+    t.values.setdefault("name", camera_id)
+    return t.build(CameraSettings)
+
+
+def _read_v4l2(t: _Table) -> V4L2Settings | None:
+    t.read("width", _integer(160, 3840))
+    t.read("height", _integer(120, 2160))
+    t.read("fps", _integer(1, 60))
+    return t.build(V4L2Settings)
+
+
+def _read_motion(t: _Table) -> CameraMotion | None:
+    t.read("detect_fps", _number(0.5, 30))
+    t.read("detect_width", _integer(64, 1280))
+    t.read("threshold", _integer(1, 255))
+    t.read("min_area", _number(0, 1))
+    t.read("light_change", _number(0.05, 1))
+    t.read("start_frames", _integer(1, 30))
+    t.read("quiet_seconds", _number(0.5, 120))
+    t.read("masks", _masks)
+    return t.build(CameraMotion)
+
+
+# -- value checks: each returns the value to keep or raises _Invalid ------------------------
+
+
+def _show(value: object) -> str:
+    """A value as TOML would write it, shortened, with any URL password hidden."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = redact_url(value)
+        return json.dumps(text if len(text) <= 60 else text[:57] + "...", ensure_ascii=False)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date/time"
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _invalid(f"must be true or false, got {_show(value)}")
+    return value
+
+
+def _integer(lo: int, hi: int) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _invalid(f"must be an integer, got {_show(value)}")
+        if not lo <= value <= hi:
+            raise _invalid(f"must be {lo}..{hi}, got {value}")
+        return value
+
+    return check
+
+
+def _number(lo: float, hi: float) -> Callable[[object], float]:
+    def check(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _invalid(f"must be a number, got {_show(value)}")
+        if not lo <= value <= hi:  # also refuses nan
+            raise _invalid(f"must be {lo:g}..{hi:g}, got {_show(value)}")
+        return float(value)
+
+    return check
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"must be a string, got {_show(value)}")
+    return value
+
+
+def _text(lo: int, hi: int) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        text = _string(value)
+        if not lo <= len(text) <= hi:
+            raise _invalid(f"must be {lo}..{hi} characters, got {len(text)}")
+        return text
+
+    return check
+
+
+def _choice(options: object) -> Callable[[object], str]:
+    allowed: tuple[str, ...] = get_args(options)
+
+    def check(value: object) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            listed = ", ".join(f'"{a}"' for a in allowed)
+            raise _invalid(f"must be one of {listed}, got {_show(value)}")
+        return value
+
+    return check
+
+
+_CAMERA_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+def _camera_id(value: object) -> str:
+    text = _string(value)
+    if not _CAMERA_ID.fullmatch(text):
+        raise _invalid(
+            'must be 1..32 of a-z, 0-9, "_", "-", starting with a letter or digit, '
+            f"got {_show(text)}"
+        )
+    return text
+
+
+def _data_dir(value: object, base_dir: Path) -> Path:
+    text = _string(value)
+    if not text:
+        raise _invalid("must not be empty")
+    if text.startswith("~"):
+        raise _invalid(f'"~" is not expanded here; write the full path, got {_show(text)}')
+    return base_dir / text
+
+
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    """Split "host:port" or "[ipv6]:port"; the web server binds the host unbracketed."""
+    host, sep, port = listen.rpartition(":")
+    if not (sep and host and port):
+        raise _invalid(
+            f'must be host:port, e.g. "127.0.0.1:8443" or "[::1]:8443", got {_show(listen)}'
+        )
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        valid = isinstance(_ip(host), ipaddress.IPv6Address)
+    elif ":" in host:
+        raise _invalid(f'an IPv6 address needs brackets, e.g. "[::1]:8443", got {_show(listen)}')
+    elif host.replace(".", "").isdigit():
+        valid = isinstance(_ip(host), ipaddress.IPv4Address)
+    else:
+        valid = _HOSTNAME.fullmatch(host) is not None
+    if not valid:
+        raise _invalid(f"{_show(host)} is not an IP address or host name")
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise _invalid(f"port must be 1..65535, got {_show(listen)}")
+    return host, int(port)
+
+
+def _listen(value: object) -> str:
+    text = _string(value)
+    _split_listen(text)
+    return text
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _is_loopback(host: str) -> bool:
+    ip = _ip(host)
+    return host == "localhost" or (ip is not None and ip.is_loopback)
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def _url(value: object, schemes: tuple[str, ...], base_dir: Path) -> str:
+    """A camera URL checked for its scheme's form; never echoes it (it may hold a password)."""
+    text = _string(value)
+    if not text:
+        raise _invalid("must not be empty")
+    match = _SCHEME.match(text)
+    listed = ", ".join(schemes)
+    if match is None:
+        raise _invalid(f'has no scheme (one of {listed}); a file is "file:path/to/clip.mp4"')
+    scheme, rest = match[1].lower(), text[match.end() :]
+    if scheme not in schemes:
+        raise _invalid(f'scheme "{match[1]}" is not supported here (use {listed})')
+    if scheme in NETWORK_SCHEMES:
+        _check_network_url(text, scheme)
+        return f"{scheme}:{rest}"
+    if scheme == "file":
+        return "file://" + str(base_dir / _local_path(rest, 'e.g. "file:///abs/clip.mp4"'))
+    if scheme == "v4l2":
+        device = _local_path(rest, 'e.g. "v4l2:///dev/video0"')
+        if not device.startswith("/"):
+            raise _invalid('must name a device by its absolute path, e.g. "v4l2:///dev/video0"')
+        return "v4l2://" + device
+    if rest not in SYNTHETIC_SCENES:
+        known = ", ".join(f'"synthetic:{s}"' for s in SYNTHETIC_SCENES)
+        raise _invalid(f"unknown synthetic scene {_show(rest)} (known: {known})")
+    return f"synthetic:{rest}"
+
+
+def _detect_url(value: object, base_dir: Path) -> str:
+    if value == "":
+        return ""
+    return _url(value, schemes=DETECT_SCHEMES, base_dir=base_dir)
+
+
+def _check_network_url(url: str, scheme: str) -> None:
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise _invalid("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise _invalid("is not a valid URL (check the brackets around an IPv6 host)") from None
+    if not parts.hostname:
+        raise _invalid(f"has no host, e.g. {scheme}://192.168.1.20/stream")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise _invalid("has a bad port (must be 1..65535)")
+
+
+def _local_path(rest: str, example: str) -> str:
+    """The path in "scheme:///abs", "scheme:/abs" or "scheme:relative", taken literally."""
+    if rest.startswith("//"):
+        rest = rest[2:]
+        if not rest.startswith("/"):
+            raise _invalid(
+                f"must not name a host; three slashes before an absolute path, {example}"
+            )
+    if not rest:
+        raise _invalid(f"names no path, {example}")
+    return rest
+
+
+def _array(value: object, expected: str) -> list[object]:
+    if not isinstance(value, list):
+        raise _invalid(f"must be {expected}, got {_show(value)}")
+    return value
+
+
+def _each(items: list[object], check: Callable[[object], T]) -> list[T]:
+    """Check every item, reporting all the bad ones under their index."""
+    checked: list[T] = []
+    problems: list[tuple[str, str]] = []
+    for i, item in enumerate(items):
+        try:
+            checked.append(check(item))
+        except _Invalid as exc:
+            problems += [(f"[{i}]{at}", reason) for at, reason in exc.problems]
+    if problems:
+        raise _Invalid(problems)
+    return checked
+
+
+def _masks(value: object) -> tuple[Polygon, ...]:
+    polygons = _array(value, "an array of polygons")
+    if len(polygons) > MAX_MASKS:
+        raise _invalid(f"must be at most {MAX_MASKS} polygons, got {len(polygons)}")
+    return tuple(_each(polygons, _polygon))
+
+
+def _polygon(value: object) -> Polygon:
+    points = _array(value, "a polygon: an array of [x, y] points")
+    if not 3 <= len(points) <= MAX_MASK_POINTS:
+        raise _invalid(f"a polygon needs 3..{MAX_MASK_POINTS} [x, y] points, got {len(points)}")
+    polygon = tuple(_each(points, _point))
+    doubled_area = sum(
+        x0 * y1 - x1 * y0
+        for (x0, y0), (x1, y1) in zip(polygon, polygon[1:] + polygon[:1], strict=True)
+    )
+    if abs(doubled_area) < 1e-12:
+        raise _invalid("polygon has no area (its points lie on one line)")
+    return polygon
+
+
+_fraction = _number(0, 1)
+
+
+def _point(value: object) -> tuple[float, float]:
+    coords = _array(value, "an [x, y] point")
+    if len(coords) != 2:
+        raise _invalid(f"must be an [x, y] point, got {len(coords)} values")
+    x, y = _each(coords, _fraction)
+    return (x, y)
+
+
+def _syntax_problem(exc: tomllib.TOMLDecodeError) -> str:
+    match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(exc))
+    if match is None:
+        return f"invalid TOML: {exc}"
+    return f"line {match[2]}, column {match[3]}: invalid TOML: {match[1]}"

@@ -1,0 +1,422 @@
+"""Recording: turn a camera's encoded packets into fragmented-MP4 segments.
+
+Packets are stream-copied (never re-encoded) by PyAV straight into an output that a
+sink supplies; the sink seals bytes as they arrive, so no plaintext reaches the disk.
+In motion mode the seconds before an event live only in a bounded in-memory ring.
+
+Invariants:
+1. A segment starts on a keyframe and is cut at the first keyframe after
+   `segment_seconds`; it may end on any packet (window over, stream change, close).
+2. Segments never overlap: a packet is written at most once.
+3. A failing sink or muxer costs the current segment, never the camera loop. The sink
+   is an I/O edge (files, SQLite, sealing), so whatever it raises is caught, counted,
+   logged once per run of failures, and recording retries at the next keyframe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import io
+import logging
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import av
+from av.video.stream import VideoStream
+
+from hub.media import Packet, StreamInfo
+
+log = logging.getLogger(__name__)
+
+# Fragment at every keyframe, write the header before any sample: nothing ever seeks back.
+_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+# Without extradata the muxer must see the first keyframe's in-band SPS/PPS before the header.
+_MOVFLAGS_INBAND = _MOVFLAGS + "+delay_moov"
+
+
+class SegmentOutput(Protocol):
+    """Where one segment's bytes go; sealed and indexed by the sink."""
+
+    def write(self, data: bytes) -> int: ...
+
+    def finish(self, end_time: float, frames: int) -> None:
+        """Segment complete: seal, fsync, index."""
+
+    def abort(self) -> None:
+        """Something failed mid-segment: keep what is safely sealed or drop it."""
+
+
+class SegmentSink(Protocol):
+    def open_segment(self, camera_id: str, start_time: float) -> SegmentOutput: ...
+
+
+class RecordMode(enum.StrEnum):
+    MOTION = "motion"
+    CONTINUOUS = "continuous"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSettings:
+    """How one camera records. `post_roll` is applied by whoever calls `Recorder.want`."""
+
+    mode: RecordMode = RecordMode.MOTION
+    pre_roll: float = 5.0
+    post_roll: float = 10.0
+    segment_seconds: float = 4.0
+    ring_max_bytes: int = 64 * 1024 * 1024  # pre-roll memory cap, whatever the bitrate
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", RecordMode(self.mode))  # ValueError names a bad one
+        for name in ("pre_roll", "post_roll"):
+            value = getattr(self, name)
+            if not 0 <= value <= 3600:
+                raise ValueError(f"{name}: must be 0..3600 seconds, got {value}")
+        if not 0.5 <= self.segment_seconds <= 3600:
+            raise ValueError(f"segment_seconds: must be 0.5..3600, got {self.segment_seconds}")
+        if self.ring_max_bytes < 1024 * 1024:
+            raise ValueError(f"ring_max_bytes: must be at least 1 MiB, got {self.ring_max_bytes}")
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    segments_written: int = 0
+    packets_written: int = 0
+    bytes_muxed: int = 0
+    errors: int = 0
+
+
+class PreRollRing:
+    """The last `seconds` of packets, as whole GOPs, so an event can start before it was seen.
+
+    Holds the packets from the newest keyframe at or before (newest time - seconds)
+    onwards, and never more than `max_bytes` (oldest GOPs go first; a single GOP over
+    the cap is dropped whole, since half a GOP cannot be decoded).
+    """
+
+    def __init__(self, seconds: float, max_bytes: int) -> None:
+        self._seconds = seconds
+        self._max_bytes = max_bytes
+        self._gops: deque[list[Packet]] = deque()
+        self._sizes: deque[int] = deque()
+        self.bytes = 0
+
+    def push(self, packet: Packet) -> None:
+        size = len(packet.data)
+        gops = self._gops
+        if packet.keyframe:
+            gops.append([packet])
+            self._sizes.append(size)
+        elif gops:
+            gops[-1].append(packet)
+            self._sizes[-1] += size
+        else:
+            return  # nothing before the stream's first keyframe can be decoded
+        self.bytes += size
+        horizon = packet.time - self._seconds
+        while len(gops) > 1 and (gops[1][0].time <= horizon or self.bytes > self._max_bytes):
+            gops.popleft()
+            self.bytes -= self._sizes.popleft()
+        if self.bytes > self._max_bytes:
+            self.clear()
+
+    def clear(self) -> None:
+        self._gops.clear()
+        self._sizes.clear()
+        self.bytes = 0
+
+    @property
+    def seconds(self) -> float:
+        """Time from the oldest kept keyframe to the newest packet."""
+        if not self._gops:
+            return 0.0
+        return self._gops[-1][-1].time - self._gops[0][0].time
+
+    def replay(self, start: float, after: float) -> list[Packet]:
+        """Packets from the newest keyframe at or before `start` (else the oldest one),
+        skipping GOPs whose keyframe is not later than `after` (already recorded)."""
+        eligible = [gop for gop in self._gops if gop[0].time > after]
+        first = 0
+        for index, gop in enumerate(eligible):
+            if gop[0].time > start:
+                break
+            first = index
+        return [packet for gop in eligible[first:] for packet in gop]
+
+
+class _WriteOnly:
+    """The muxer's view of a sink output: no seek/tell, so PyAV treats it as a stream."""
+
+    __slots__ = ("_output", "_stats", "discard")
+
+    def __init__(self, output: SegmentOutput, stats: RecorderStats) -> None:
+        self._output = output
+        self._stats = stats
+        self.discard = False
+
+    def write(self, data: bytes) -> int:
+        if self.discard:  # the segment is being aborted; the trailer goes nowhere
+            return len(data)
+        written = self._output.write(data)
+        if written != len(data):
+            raise OSError(errno.EIO, f"segment output took {written} of {len(data)} bytes")
+        self._stats.bytes_muxed += written
+        return written
+
+
+def _stream_template(info: StreamInfo) -> VideoStream:
+    """A never-opened stream whose codec context carries the parameters for each segment.
+
+    PyAV cannot hand extradata to a codec-less mux stream; a stream cloned from a
+    template keeps a codec context that is never opened (so nothing is encoded) and
+    whose parameters, extradata included, go to the muxer as they are.
+    """
+    if info.time_base <= 0 or info.width <= 0 or info.height <= 0:
+        raise ValueError(
+            f"cannot record a {info.width}x{info.height} stream with time base {info.time_base}"
+        )
+    scratch = av.open(io.BytesIO(), "w", format="mp4")
+    try:
+        template = scratch.add_stream(info.codec)
+    except (ValueError, av.FFmpegError) as exc:
+        raise ValueError(f"cannot record codec {info.codec!r} into MP4: {exc}") from exc
+    if not isinstance(template, VideoStream):
+        raise ValueError(f"cannot record codec {info.codec!r}: not a video codec")
+    return template
+
+
+class _Segment:
+    """One fMP4 segment being muxed: timestamps rebased so it starts at 0."""
+
+    def __init__(
+        self,
+        output: SegmentOutput,
+        info: StreamInfo,
+        template: VideoStream,
+        first: Packet,
+        stats: RecorderStats,
+    ) -> None:
+        self.output = output
+        self._pipe = _WriteOnly(output, stats)
+        self._stats = stats
+        flags = _MOVFLAGS if info.extradata else _MOVFLAGS_INBAND
+        self._container = av.open(self._pipe, "w", format="mp4", options={"movflags": flags})
+        stream = self._container.add_stream_from_template(template)
+        stream.codec_context.width = info.width
+        stream.codec_context.height = info.height
+        if info.extradata:
+            stream.codec_context.extradata = info.extradata
+        stream.time_base = info.time_base
+        self._stream = stream
+        self._time_base = info.time_base
+        self._tick_seconds = float(info.time_base)
+        self._frame_seconds = 1 / info.fps if info.fps else 0.0
+        pts, dts = self._timestamps(first)
+        self._offset = min(pts, dts)
+        self._last_dts = -1
+        self.start_time = first.time
+        self.end_time = first.time
+        self.frames = 0
+
+    def _timestamps(self, packet: Packet) -> tuple[int, int]:
+        """(pts, dts) in source units; AVI-style packets lack pts, some lack both."""
+        pts = packet.pts if packet.pts is not None else packet.dts
+        dts = packet.dts if packet.dts is not None else pts
+        if pts is None or dts is None:
+            pts = dts = round(packet.time / self._tick_seconds)
+        return pts, dts
+
+    def write(self, packet: Packet) -> None:
+        pts, dts = self._timestamps(packet)
+        dts = max(dts - self._offset, self._last_dts + 1)  # the muxer needs rising dts
+        self._last_dts = dts
+        out = av.Packet(packet.data)
+        out.stream = self._stream
+        out.time_base = self._time_base
+        out.dts = dts
+        out.pts = max(pts - self._offset, dts)
+        if packet.duration > 0:
+            out.duration = packet.duration
+            seconds = packet.duration * self._tick_seconds
+        else:
+            seconds = self._frame_seconds
+        out.is_keyframe = packet.keyframe
+        self._container.mux(out)
+        self.frames += 1
+        self._stats.packets_written += 1
+        self.end_time = max(self.end_time, packet.time + seconds)
+
+    def finish(self) -> None:
+        self._container.close()
+        self.output.finish(self.end_time, self.frames)
+        self._stats.segments_written += 1
+
+    def abort(self) -> None:
+        self._pipe.discard = True
+        with contextlib.suppress(Exception):
+            self._container.close()
+        self.output.abort()
+
+
+class Recorder:
+    """Decides which packets of one camera are kept, and muxes them into segments.
+
+    Methods may be called from different threads (capture, motion); each takes a lock.
+    """
+
+    def __init__(self, camera_id: str, settings: RecordSettings, sink: SegmentSink) -> None:
+        self.camera_id = camera_id
+        self.settings = settings
+        self.stats = RecorderStats()
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._ring = PreRollRing(settings.pre_roll, settings.ring_max_bytes)
+        self._info: StreamInfo | None = None
+        self._template: VideoStream | None = None
+        self._segment: _Segment | None = None
+        continuous = settings.mode is RecordMode.CONTINUOUS
+        self._until = math.inf if continuous else -math.inf  # keep packets up to this time
+        self._held: list[Packet] = []  # past the window, kept back in case it is extended
+        self._held_bytes = 0
+        self._fed_until = -math.inf  # time of the last packet a segment has taken
+        self._failing = False
+
+    @property
+    def recording(self) -> bool:
+        """A segment is open."""
+        return self._segment is not None
+
+    @property
+    def ring_bytes(self) -> int:
+        return self._ring.bytes
+
+    @property
+    def ring_seconds(self) -> float:
+        return self._ring.seconds
+
+    def start_stream(self, info: StreamInfo | None) -> None:
+        """A (re)connection: old packets belong to the old stream. None = idle."""
+        template = _stream_template(info) if info is not None else None
+        with self._lock:
+            self._end_segment()
+            self._ring.clear()
+            self._fed_until = -math.inf
+            self._info = info
+            self._template = template
+
+    def push(self, packet: Packet) -> None:
+        """The hot path: in motion mode, while nothing is wanted, only the ring grows."""
+        if self.settings.mode is RecordMode.OFF:
+            return
+        with self._lock:
+            if self._info is None:
+                return
+            if self.settings.mode is RecordMode.MOTION:
+                self._ring.push(packet)
+            self._feed(packet)
+
+    def want(self, start: float, end: float) -> None:
+        """Footage in [start, end] (wall-clock seconds) must be kept."""
+        if self.settings.mode is not RecordMode.MOTION:
+            return
+        with self._lock:
+            self._until = max(self._until, end)
+            if self._info is None:
+                return
+            if self._segment is not None:
+                backlog = self._held
+                self._held, self._held_bytes = [], 0
+            else:
+                backlog = self._ring.replay(start, after=self._fed_until)
+            for packet in backlog:
+                self._feed(packet)
+
+    def close(self) -> None:
+        """Clean shutdown: finish the open segment."""
+        with self._lock:
+            self._end_segment()
+            self._ring.clear()
+            self._info = None
+
+    def _feed(self, packet: Packet) -> None:
+        segment = self._segment
+        if segment is not None:
+            if not self._held and packet.time <= self._until:
+                self._fed_until = packet.time
+                elapsed = packet.time - segment.start_time  # < 0: the clock was set back
+                if packet.keyframe and not 0 <= elapsed < self.settings.segment_seconds:
+                    self._end_segment()
+                    self._open(packet)
+                else:
+                    self._write(segment, packet)
+                return
+            # Past the window: hold back until a keyframe shows the GOP is over.
+            if not packet.keyframe and self._held_bytes < self.settings.ring_max_bytes:
+                self._fed_until = packet.time
+                self._held.append(packet)
+                self._held_bytes += len(packet.data)
+                return
+            self._end_segment()
+        if packet.keyframe and packet.time <= self._until:
+            self._fed_until = packet.time
+            self._open(packet)
+
+    def _open(self, packet: Packet) -> None:
+        assert self._info is not None and self._template is not None
+        output: SegmentOutput | None = None
+        try:
+            output = self._sink.open_segment(self.camera_id, packet.time)
+            self._segment = _Segment(output, self._info, self._template, packet, self.stats)
+        except Exception as exc:
+            if output is not None:
+                with contextlib.suppress(Exception):
+                    output.abort()
+            self._failed(exc)
+            return
+        self._write(self._segment, packet)
+
+    def _write(self, segment: _Segment, packet: Packet) -> None:
+        try:
+            segment.write(packet)
+        except Exception as exc:
+            self._abort(exc)
+
+    def _end_segment(self) -> None:
+        segment = self._segment
+        self._held, self._held_bytes = [], 0
+        if segment is None:
+            return
+        try:
+            segment.finish()
+        except Exception as exc:
+            self._abort(exc)
+            return
+        self._segment = None
+        if self._failing:
+            self._failing = False
+            log.info("camera %s: recording works again", self.camera_id)
+
+    def _abort(self, exc: Exception) -> None:
+        segment, self._segment = self._segment, None
+        self._held, self._held_bytes = [], 0
+        if segment is not None:
+            with contextlib.suppress(Exception):
+                segment.abort()
+        self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """Count every failure, log only the first of a run: the next keyframe retries."""
+        self.stats.errors += 1
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "camera %s: recording failed, segment dropped, retrying at next keyframe: %s: %s",
+                self.camera_id,
+                type(exc).__name__,
+                exc,
+            )

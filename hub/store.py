@@ -1,0 +1,535 @@
+"""The SQLite index: which sealed segments and snapshots exist, and the motion events.
+
+The index holds no key and no footage, only times, sizes and paths; it is still
+private (when someone was at the door), so the database file is created mode 0600.
+
+Choices, and why:
+
+- WAL journal, so the web server's reads never wait for a camera's write to finish
+  its fsync, and a crash never leaves a half-applied transaction.
+- `synchronous=FULL`: every commit is on disk when it returns. Archive orders its
+  fsyncs around index commits (the 'open' row before the first byte, 'complete' only
+  after the file and its directory are synced). With NORMAL a power cut may roll back
+  the last commits, turning a synced segment into an orphan the next start deletes.
+  The cost is one WAL fsync per commit, a handful per segment of a few seconds.
+- One connection behind one lock, shared by every thread. Each statement is a short
+  indexed lookup, so serialising them costs nothing we can measure at a few cameras,
+  while a connection per thread would tie connection lifetimes to threads that
+  aiohttp's executor and the camera loops create and end on their own.
+- Schema changes are numbered migrations; `PRAGMA user_version` says how many ran.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+BBox = tuple[float, float, float, float]  # x, y, width, height
+
+
+class SchemaError(Exception):
+    """The database was written by a newer camhub, or is not a camhub index."""
+
+
+class SegmentState(enum.StrEnum):
+    OPEN = "open"  # being written, or left behind by a crash until recover() runs
+    COMPLETE = "complete"  # final chunk written and synced
+    RECOVERED = "recovered"  # cut back to its whole chunks after a crash or write error
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRow:
+    id: str  # hex of the sealed file's id
+    camera_id: str
+    start_time: float
+    end_time: float | None  # None while open; estimated for recovered segments
+    path: str  # relative to the data directory, with '/' separators
+    size: int | None  # bytes on disk; None while open
+    frames: int | None  # None while open and for recovered segments
+    state: SegmentState
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    camera_id: str
+    start_time: float
+    end_time: float | None  # None while the motion goes on
+    peak_score: float | None
+    peak_time: float | None
+    bbox: BBox | None
+    snapshot_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    id: str
+    camera_id: str
+    event_id: int | None
+    time: float
+    path: str
+    size: int
+
+
+# Migration N (0-based) takes the schema from version N to N + 1 and sets that version
+# itself, so no statement is ever built from a value.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE segments (
+            id TEXT PRIMARY KEY,
+            camera_id TEXT NOT NULL,
+            start_time REAL NOT NULL,
+            end_time REAL,
+            path TEXT NOT NULL UNIQUE,
+            size INTEGER CHECK (size >= 0),
+            frames INTEGER CHECK (frames >= 0),
+            state TEXT NOT NULL CHECK (state IN ('open', 'complete', 'recovered')),
+            created REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX segments_by_camera ON segments (camera_id, start_time)",
+        "CREATE INDEX segments_by_time ON segments (start_time, id)",
+        "CREATE INDEX segments_open ON segments (state) WHERE state = 'open'",
+        """
+        CREATE TABLE snapshots (
+            id TEXT PRIMARY KEY,
+            camera_id TEXT NOT NULL,
+            event_id INTEGER REFERENCES events (id) ON DELETE SET NULL,
+            time REAL NOT NULL,
+            path TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL CHECK (size >= 0)
+        )
+        """,
+        "CREATE INDEX snapshots_by_camera ON snapshots (camera_id, time)",
+        "CREATE INDEX snapshots_by_time ON snapshots (time, id)",
+        "CREATE INDEX snapshots_by_event ON snapshots (event_id)",
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            camera_id TEXT NOT NULL,
+            start_time REAL NOT NULL,
+            end_time REAL,
+            peak_score REAL,
+            peak_time REAL,
+            bbox_x REAL,
+            bbox_y REAL,
+            bbox_w REAL,
+            bbox_h REAL,
+            snapshot_id TEXT REFERENCES snapshots (id) ON DELETE SET NULL
+        )
+        """,
+        "CREATE INDEX events_by_camera ON events (camera_id, start_time)",
+        "CREATE INDEX events_by_time ON events (start_time)",
+        "CREATE INDEX events_by_snapshot ON events (snapshot_id)",
+        "PRAGMA user_version = 1",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+BUSY_TIMEOUT = 10.0  # seconds another process (the CLI) may hold the write lock
+
+_SEGMENT_COLUMNS = "id, camera_id, start_time, end_time, path, size, frames, state, created"
+_EVENT_COLUMNS = (
+    "id, camera_id, start_time, end_time, peak_score, peak_time, "
+    "bbox_x, bbox_y, bbox_w, bbox_h, snapshot_id"
+)
+_SNAPSHOT_COLUMNS = "id, camera_id, event_id, time, path, size"
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to SCHEMA_VERSION, one migration per transaction."""
+    while True:
+        with _transaction(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"index schema version {version} is newer than this camhub "
+                    f"understands ({SCHEMA_VERSION}); upgrade camhub"
+                )
+            if version == SCHEMA_VERSION:
+                return version
+            for statement in _MIGRATIONS[version]:
+                conn.execute(statement)
+            if conn.execute("PRAGMA user_version").fetchone()[0] != version + 1:
+                raise SchemaError(f"migration {version + 1} did not set its version")
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front, so a second process (the CLI) waits
+    # on busy_timeout instead of failing half-way with SQLITE_BUSY.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class Index:
+    """Typed access to the index database; safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        # Created here first so SQLite (and its -wal/-shm files, which copy the
+        # database's mode) never exist world-readable, whatever the umask.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        self._conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        self._lock = threading.Lock()
+        try:
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise SchemaError(f"{path}: cannot use WAL journal mode (got {mode})")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            migrate(self._conn)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise SchemaError(f"{path}: not a usable camhub index ({exc})") from None
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- segments ---------------------------------------------------------------------
+
+    def add_segment_open(
+        self, segment_id: str, camera_id: str, start_time: float, path: str
+    ) -> SegmentRow:
+        row = SegmentRow(
+            id=segment_id,
+            camera_id=camera_id,
+            start_time=start_time,
+            end_time=None,
+            path=path,
+            size=None,
+            frames=None,
+            state=SegmentState.OPEN,
+            created=time.time(),
+        )
+        self._write(
+            f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.id,
+                row.camera_id,
+                row.start_time,
+                row.end_time,
+                row.path,
+                row.size,
+                row.frames,
+                row.state,
+                row.created,
+            ),
+        )
+        return row
+
+    def complete_segment(self, segment_id: str, end_time: float, size: int, frames: int) -> None:
+        self._update_open(
+            "UPDATE segments SET state = 'complete', end_time = ?, size = ?, frames = ? "
+            "WHERE id = ? AND state = 'open'",
+            (end_time, size, frames, segment_id),
+            segment_id,
+        )
+
+    def mark_recovered(self, segment_id: str, end_time: float, size: int) -> None:
+        self._update_open(
+            "UPDATE segments SET state = 'recovered', end_time = ?, size = ? "
+            "WHERE id = ? AND state = 'open'",
+            (end_time, size, segment_id),
+            segment_id,
+        )
+
+    def delete_segment(self, segment_id: str) -> bool:
+        return self._write("DELETE FROM segments WHERE id = ?", (segment_id,)) > 0
+
+    def get_segment(self, segment_id: str) -> SegmentRow | None:
+        rows = self._segments(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE id = ?", (segment_id,)
+        )
+        return rows[0] if rows else None
+
+    def segments(
+        self,
+        camera_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[SegmentRow]:
+        """Segments that started in [start, end), newest first."""
+        where, params = _filters(camera_id, start, end)
+        return self._segments(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments {where} "
+            "ORDER BY start_time DESC, id DESC LIMIT ? OFFSET ?",
+            (*params, *_page(limit, offset)),
+        )
+
+    def segments_overlapping(self, camera_id: str, start: float, end: float) -> list[SegmentRow]:
+        """Readable segments of one camera that cover any of [start, end), oldest first.
+
+        A camera records one segment at a time, so of those that start before
+        `start` only the latest can reach into the range: the query seeks to it
+        instead of scanning the camera's whole history.
+        """
+        return self._segments(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments "
+            "WHERE camera_id = ? AND state != 'open' AND start_time < ? "
+            "AND start_time >= coalesce("
+            "  (SELECT max(start_time) FROM segments WHERE camera_id = ? AND start_time <= ?),"
+            "  ?) "
+            "AND coalesce(end_time, start_time) > ? "
+            "ORDER BY start_time",
+            (camera_id, end, camera_id, start, start, start),
+        )
+
+    def open_segments(self) -> list[SegmentRow]:
+        return self._segments(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE state = 'open' ORDER BY start_time"
+        )
+
+    def oldest_segments(
+        self, limit: int, after: tuple[float, str] | None = None
+    ) -> list[SegmentRow]:
+        """Segments not being written, oldest first, from just past `after` (time, id)."""
+        start_time, segment_id = after if after is not None else (float("-inf"), "")
+        return self._segments(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments "
+            "WHERE state != 'open' AND (start_time, id) > (?, ?) "
+            "ORDER BY start_time, id LIMIT ?",
+            (start_time, segment_id, _limit(limit)),
+        )
+
+    def total_size(self) -> int:
+        """Bytes of sealed footage on disk: segments not being written, and snapshots."""
+        return self._one(
+            "SELECT (SELECT coalesce(sum(size), 0) FROM segments)"
+            " + (SELECT coalesce(sum(size), 0) FROM snapshots)"
+        )
+
+    def known_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of `ids` name a segment or a snapshot."""
+        found = self._query(
+            "SELECT id FROM segments WHERE id IN (SELECT value FROM json_each(?1)) "
+            "UNION SELECT id FROM snapshots WHERE id IN (SELECT value FROM json_each(?1))",
+            (json.dumps(list(ids)),),
+        )
+        return {row[0] for row in found}
+
+    # -- events -----------------------------------------------------------------------
+
+    def add_event(self, camera_id: str, start_time: float) -> int:
+        with self._lock:
+            cursor = self._conn.execute(
+                "INSERT INTO events (camera_id, start_time) VALUES (?, ?)", (camera_id, start_time)
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def update_event(
+        self, event_id: int, *, peak_score: float, peak_time: float, bbox: BBox | None
+    ) -> None:
+        """Record the event's strongest moment so far, while it goes on."""
+        self._update_event(
+            "peak_score = ?, peak_time = ?, bbox_x = ?, bbox_y = ?, bbox_w = ?, bbox_h = ?",
+            (peak_score, peak_time, *_bbox_columns(bbox)),
+            event_id,
+        )
+
+    def end_event(
+        self,
+        event_id: int,
+        *,
+        end_time: float,
+        peak_score: float,
+        peak_time: float,
+        bbox: BBox | None,
+        snapshot_id: str | None = None,
+    ) -> None:
+        self._update_event(
+            "end_time = ?, peak_score = ?, peak_time = ?, "
+            "bbox_x = ?, bbox_y = ?, bbox_w = ?, bbox_h = ?, snapshot_id = ?",
+            (end_time, peak_score, peak_time, *_bbox_columns(bbox), snapshot_id),
+            event_id,
+        )
+
+    def get_event(self, event_id: int) -> EventRow | None:
+        rows = self._events(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,))
+        return rows[0] if rows else None
+
+    def events(
+        self,
+        camera_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[EventRow]:
+        """Events that started in [start, end), newest first."""
+        where, params = _filters(camera_id, start, end)
+        return self._events(
+            f"SELECT {_EVENT_COLUMNS} FROM events {where} "
+            "ORDER BY start_time DESC, id DESC LIMIT ? OFFSET ?",
+            (*params, *_page(limit, offset)),
+        )
+
+    def close_open_events(self) -> list[EventRow]:
+        """End every event a crash left open, at its last known moment (peak or start)."""
+        with self._lock, _transaction(self._conn):
+            rows = self._conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE end_time IS NULL ORDER BY id"
+            ).fetchall()
+            self._conn.execute(
+                "UPDATE events SET end_time = coalesce(peak_time, start_time) "
+                "WHERE end_time IS NULL"
+            )
+        return [_event_row(row) for row in rows]
+
+    def delete_events_ended_before(self, cutoff: float) -> int:
+        # start_time <= end_time, so the first bound lets the index narrow the scan.
+        return self._write(
+            "DELETE FROM events WHERE start_time < ? AND end_time < ?", (cutoff, cutoff)
+        )
+
+    # -- snapshots --------------------------------------------------------------------
+
+    def add_snapshot(
+        self,
+        snapshot_id: str,
+        camera_id: str,
+        event_id: int | None,
+        taken: float,
+        path: str,
+        size: int,
+    ) -> SnapshotRow:
+        row = SnapshotRow(snapshot_id, camera_id, event_id, taken, path, size)
+        self._write(
+            f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (row.id, row.camera_id, row.event_id, row.time, row.path, row.size),
+        )
+        return row
+
+    def get_snapshot(self, snapshot_id: str) -> SnapshotRow | None:
+        rows = self._query(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE id = ?", (snapshot_id,)
+        )
+        return SnapshotRow(*rows[0]) if rows else None
+
+    def oldest_snapshots(
+        self, limit: int, after: tuple[float, str] | None = None
+    ) -> list[SnapshotRow]:
+        """Snapshots oldest first, from just past `after` (time, id)."""
+        snap_time, snapshot_id = after if after is not None else (float("-inf"), "")
+        rows = self._query(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE (time, id) > (?, ?) "
+            "ORDER BY time, id LIMIT ?",
+            (snap_time, snapshot_id, _limit(limit)),
+        )
+        return [SnapshotRow(*row) for row in rows]
+
+    def delete_snapshot(self, snapshot_id: str) -> bool:
+        return self._write("DELETE FROM snapshots WHERE id = ?", (snapshot_id,)) > 0
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def check_integrity(self) -> str:
+        """SQLite's own verdict on the file: 'ok', or what is damaged."""
+        return "\n".join(row[0] for row in self._query("PRAGMA integrity_check"))
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: tuple[object, ...] = ()) -> int:
+        with self._lock:
+            return int(self._conn.execute(sql, params).fetchone()[0])
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> int:
+        with self._lock:
+            return self._conn.execute(sql, params).rowcount
+
+    def _segments(self, sql: str, params: tuple[object, ...] = ()) -> list[SegmentRow]:
+        return [_segment_row(row) for row in self._query(sql, params)]
+
+    def _events(self, sql: str, params: tuple[object, ...]) -> list[EventRow]:
+        return [_event_row(row) for row in self._query(sql, params)]
+
+    def _update_open(self, sql: str, params: tuple[object, ...], segment_id: str) -> None:
+        if self._write(sql, params) == 0:
+            raise LookupError(f"no open segment {segment_id} in the index")
+
+    def _update_event(self, assignments: str, params: tuple[object, ...], event_id: int) -> None:
+        if self._write(f"UPDATE events SET {assignments} WHERE id = ?", (*params, event_id)) == 0:
+            raise LookupError(f"no event {event_id} in the index")
+
+
+def _filters(
+    camera_id: str | None, start: float | None, end: float | None
+) -> tuple[str, tuple[object, ...]]:
+    """A WHERE clause of fixed text; the values travel as parameters."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if camera_id is not None:
+        clauses.append("camera_id = ?")
+        params.append(camera_id)
+    if start is not None:
+        clauses.append("start_time >= ?")
+        params.append(start)
+    if end is not None:
+        clauses.append("start_time < ?")
+        params.append(end)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def _limit(limit: int) -> int:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    return limit
+
+
+def _page(limit: int, offset: int) -> tuple[int, int]:
+    if offset < 0:
+        raise ValueError(f"offset must be at least 0, got {offset}")
+    return _limit(limit), offset
+
+
+def _bbox_columns(bbox: BBox | None) -> tuple[float | None, ...]:
+    return tuple(bbox) if bbox is not None else (None, None, None, None)
+
+
+def _segment_row(row: tuple[object, ...]) -> SegmentRow:
+    values = list(row)
+    values[7] = SegmentState(values[7])
+    return SegmentRow(*values)  # type: ignore[arg-type]
+
+
+def _event_row(row: tuple[object, ...]) -> EventRow:
+    (event_id, camera_id, start, end, score, peak, x, y, w, h, snapshot_id) = row
+    bbox = None if x is None else (x, y, w, h)
+    return EventRow(event_id, camera_id, start, end, score, peak, bbox, snapshot_id)  # type: ignore[arg-type]

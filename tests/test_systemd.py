@@ -1,0 +1,59 @@
+"""The service unit is hardened and valid, as systemd itself judges it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parents[1] / "systemd" / "camhub.service"
+INSTALLED_COMMAND = "/opt/camhub/.venv/bin/camhub"
+
+
+@pytest.fixture(scope="module")
+def systemd_analyze() -> str:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.fail("systemd-analyze is missing: install Debian's systemd package")
+    return tool
+
+
+def test_exposure_is_at_most_2(systemd_analyze: str) -> None:
+    out = subprocess.run(
+        [systemd_analyze, "security", "--offline=yes", "--no-pager", str(UNIT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for camhub\.service: ([0-9.]+)", out.stdout)
+    assert match, out.stdout + out.stderr
+    assert float(match.group(1)) <= 2.0
+
+
+def test_unit_verifies(systemd_analyze: str, tmp_path: Path) -> None:
+    # verify checks that ExecStart exists; point it at this checkout's installed command.
+    installed = Path(sys.executable).with_name("camhub")
+    assert installed.exists(), "camhub is not installed in this virtualenv"
+    unit = tmp_path / "camhub.service"
+    text = UNIT.read_text()
+    assert INSTALLED_COMMAND in text
+    unit.write_text(text.replace(INSTALLED_COMMAND, str(installed)))
+    out = subprocess.run(
+        [systemd_analyze, "verify", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_runs_unprivileged_with_only_its_state_dir_writable() -> None:
+    settings = dict(
+        line.split("=", 1) for line in UNIT.read_text().splitlines() if re.match(r"^\w+=", line)
+    )
+    assert settings["User"] == "camhub"
+    assert settings["ProtectSystem"] == "strict"
+    assert settings["StateDirectory"] == "camhub"
+    assert settings["NoNewPrivileges"] == "yes"
+    assert settings["CapabilityBoundingSet"] == ""
