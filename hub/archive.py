@@ -269,9 +269,16 @@ class Archive:
 
     # -- reading ----------------------------------------------------------------------
 
-    def read_segment(self, segment_id: str, private_key: X25519PrivateKey) -> Iterator[bytes]:
+    def read_segment(
+        self,
+        segment_id: str,
+        private_key: X25519PrivateKey | None = None,
+        *,
+        data_key: bytes | None = None,
+    ) -> Iterator[bytes]:
         """The segment's plaintext, chunk by chunk, each verified before it is yielded.
 
+        Opened with the owner's private key, or with its own data key (a share link's).
         A 'recovered' segment ends without its final chunk; that is accepted for it
         alone, so a complete segment cut short by anyone else still fails loudly.
         """
@@ -283,12 +290,23 @@ class Archive:
         src = self._open_sealed_file(row.path, segment_id, FileKind.SEGMENT)
         try:
             chunks = open_sealed(
-                src, private_key, allow_partial=row.state is SegmentState.RECOVERED
+                src,
+                private_key,
+                data_key=data_key,
+                allow_partial=row.state is SegmentState.RECOVERED,
             )
         except BaseException:
             src.close()
             raise
         return _closing(src, chunks)
+
+    def segment_header(self, segment_id: str) -> Header:
+        """The header of a finished segment, to re-wrap its data key for a share."""
+        row = self.index.get_segment(segment_id)
+        if row is None:
+            raise FootageUnavailable(f"no segment {segment_id}")
+        with self._open_sealed_file(row.path, segment_id, FileKind.SEGMENT) as src:
+            return parse_header(src.read(HEADER_SIZE))
 
     def read_snapshot(self, snapshot_id: str, private_key: X25519PrivateKey) -> bytes:
         row = self.index.get_snapshot(snapshot_id)

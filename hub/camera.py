@@ -30,6 +30,7 @@ from hub.motion import (
     TrackerSettings,
 )
 from hub.record import Recorder, RecordMode, RecordSettings, SegmentSink
+from hub.web.live import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ class Camera:
             TrackerSettings(start_frames=motion.start_frames, quiet_seconds=motion.quiet_seconds)
         )
         self._gate = DetectGate(motion.detect_fps)
+        # Live view shows the decoded stream: the detect substream when there is one.
+        self.live = LiveFeed(settings.id)
         self._event_id: int | None = None
         self._peak = _Peak()
         self._last_frame_time = 0.0
@@ -153,6 +156,7 @@ class Camera:
         """Stop capturing, close the open event and flush the open segment."""
         for loop in self._loops:
             loop.stop()
+        self.live.close()
         with self._lock:
             for change in self._tracker.flush(self._last_frame_time):
                 self._on_event(change)
@@ -177,6 +181,7 @@ class Camera:
                 self._recorder.push(item)
             return
         self._last_frame_time = item.time
+        self.live.offer(item)
         if not self._gate.due(item.time):
             return
         result = self._detector.process(item.luma, item.time)

@@ -16,6 +16,7 @@ from pathlib import Path
 from hub import vault
 from hub.config import Config, ConfigError, default_config, load_config
 from hub.daemon import DataPaths, Hub, HubNotInitialised, load_keyfile, run_until_signalled
+from hub.fsutil import write_private
 
 log = logging.getLogger("hub")
 
@@ -158,24 +159,8 @@ def init_data_dir(paths: DataPaths, password: str, kdf: vault.KdfParams | None =
     paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(paths.root, 0o700)
     keyfile, recovery = vault.create_owner_keys(password, kdf=kdf)
-    _write_private(paths.keys, keyfile.to_json())
+    write_private(paths.keys, keyfile.to_json().encode())
     return recovery
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a small file atomically, readable by the owner only."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -287,7 +272,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     keyfile = load_keyfile(paths)
     private_key = vault.unlock(keyfile, _ask("Current owner password: ", args.password_file))
     new = _new_password(args.new_password_file)
-    _write_private(paths.keys, vault.rewrap(keyfile, private_key, new).to_json())
+    write_private(paths.keys, vault.rewrap(keyfile, private_key, new).to_json().encode())
     print("camhub: password changed (footage keys unchanged; the recovery code still works)")
     return 0
 

@@ -172,10 +172,14 @@ def parse_config(text: str, *, base_dir: Path) -> Config:
     return config
 
 
+DEMO_PORT = 8080
+
+
 def default_config(data_dir: Path) -> Config:
     """The demo hub: one synthetic porch camera, recording on motion."""
-    demo = CameraSettings(id="demo", name="demo", url="synthetic:porch", record="motion")
-    return Config(hub=HubSettings(data_dir=data_dir), cameras=(demo,))
+    demo = CameraSettings(id="demo", name="Demo porch", url="synthetic:porch", record="motion")
+    web = WebSettings(listen=f"127.0.0.1:{DEMO_PORT}", tls=False)
+    return Config(hub=HubSettings(data_dir=data_dir), web=web, cameras=(demo,))
 
 
 _SECRET_QUERY = re.compile(
@@ -496,8 +500,8 @@ def _split_listen(listen: str) -> tuple[str, int]:
         valid = _HOSTNAME.fullmatch(host) is not None
     if not valid:
         raise _invalid(f"{_show(host)} is not an IP address or host name")
-    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-        raise _invalid(f"port must be 1..65535, got {_show(listen)}")
+    if not (port.isascii() and port.isdigit() and 0 <= int(port) <= 65535):
+        raise _invalid(f"port must be 0..65535 (0: any free port), got {_show(listen)}")
     return host, int(port)
 
 

@@ -3,6 +3,8 @@ and retention, and shuts everything down cleanly on a signal."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import signal
 import threading
@@ -10,16 +12,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub import vault
+from hub import tls, vault
 from hub.archive import Archive, RetentionPolicy
+from hub.audit import AuditKind, AuditLog
 from hub.camera import Camera, EventSink
 from hub.config import Config
 from hub.motion import MotionEvent
+from hub.shares import shares_to_end
 from hub.store import Index
+from hub.web.app import CameraView, WebContext, make_app
+from hub.web.auth import LoginThrottle, Sessions
+from hub.web.clips import ClipCache
+from hub.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
-RETENTION_INTERVAL = 60.0
+HOUSEKEEPING_INTERVAL = 15.0  # ending shares, expiring sessions
+RETENTION_EVERY = 4  # housekeeping rounds between retention passes (a minute)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,14 @@ class DataPaths:
     @property
     def footage(self) -> Path:
         return self.root / "footage"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.root / "tls" / "cert.pem"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.root / "tls" / "key.pem"
 
 
 class HubNotInitialised(Exception):
@@ -103,40 +120,106 @@ class Hub:
                 min_free_bytes=storage.min_free_bytes,
             ),
         )
+        self.audit = AuditLog(self.index)
         events = IndexedEvents(self.index, self.archive)
         self.cameras = [
             Camera(cam, storage.segment_seconds, self.archive, events)
             for cam in config.cameras
             if cam.enabled
         ]
+        self.sessions = Sessions(config.web.session_idle_minutes * 60.0)
+        self.web: WebServer | None = None
         self._stopping = threading.Event()
-        self._retention = threading.Thread(
-            target=self._retention_loop, name="retention", daemon=True
+        self._housekeeping = threading.Thread(
+            target=self._housekeeping_loop, name="housekeeping", daemon=True
         )
 
     def start(self) -> None:
         report = self.archive.recover()
         for line in report.lines():
             log.warning("%s", line)
+        self._log_start()
         self._enforce_retention()
         for camera in self.cameras:
             camera.start()
-        self._retention.start()
+        self._housekeeping.start()
         log.info("recording %d camera(s) into %s", len(self.cameras), self.paths.root)
+        self._start_web()
 
     def stop(self) -> None:
-        """Flush every open segment and event, then close the index."""
+        """Stop serving, flush every open segment and event, then close the index."""
         self._stopping.set()
+        if self.web is not None:
+            self.web.stop()
+        self.sessions.clear()
         for camera in self.cameras:
             camera.stop()
-        if self._retention.is_alive():
-            self._retention.join(timeout=5)
+        if self._housekeeping.is_alive():
+            self._housekeeping.join(timeout=5)
         self.index.close()
         log.info("stopped cleanly")
 
-    def _retention_loop(self) -> None:
-        while not self._stopping.wait(RETENTION_INTERVAL):
-            self._enforce_retention()
+    def _start_web(self) -> None:
+        """Serve the owner's page. If that fails (the port is taken), recording goes on:
+        footage matters more than the page, and the log says what to fix."""
+        web_settings = self.config.web
+        ssl_context = None
+        if web_settings.tls:
+            fingerprint, made = tls.ensure_certificate(self.paths.tls_cert, self.paths.tls_key)
+            if made:
+                log.warning("made a TLS certificate, SHA-256 fingerprint %s", fingerprint)
+            ssl_context = tls.server_context(self.paths.tls_cert, self.paths.tls_key)
+        context = WebContext(
+            index=self.index,
+            archive=self.archive,
+            audit=self.audit,
+            keys_path=self.paths.keys,
+            cameras={camera.id: _camera_view(camera) for camera in self.cameras},
+            sessions=self.sessions,
+            throttle=LoginThrottle(),
+            clips=ClipCache(),
+            secure_cookies=web_settings.tls,
+        )
+        server = WebServer(make_app(context), web_settings.host, web_settings.port, ssl_context)
+        try:
+            server.start()
+        except OSError as exc:
+            log.error(
+                "the web page is not served: cannot listen on %s: %s", web_settings.listen, exc
+            )
+            return
+        self.web = server
+        log.info("owner page at %s", server.url)
+
+    def _log_start(self) -> None:
+        """An access-log record per start, and one more whenever the config changed."""
+        digest = _config_digest(self.config)
+        previous = self.index.last_audit(AuditKind.HUB_STARTED.value)
+        if previous is not None and json.loads(previous.detail).get("config") != digest:
+            self.audit.record(AuditKind.CONFIG_CHANGED, "system", {"config": digest})
+        self.audit.record(
+            AuditKind.HUB_STARTED, "system", {"config": digest, "cameras": len(self.cameras)}
+        )
+
+    def _housekeeping_loop(self) -> None:
+        rounds = 0
+        while not self._stopping.wait(HOUSEKEEPING_INTERVAL):
+            rounds += 1
+            self._end_due(time.time())
+            if rounds % RETENTION_EVERY == 0:
+                self._enforce_retention()
+
+    def _end_due(self, now: float) -> None:
+        """End expired and used-up shares (deleting their keys) and idle sessions."""
+        for share, reason in shares_to_end(self.index, now):
+            if self.index.end_share(share.id, now, reason):
+                self.audit.record(
+                    AuditKind.SHARE_EXPIRED, "system", {"share": share.id, "reason": reason.value}
+                )
+        for session in self.sessions.expire(now):
+            self.audit.record(
+                AuditKind.SESSION_EXPIRED, f"owner from {session.client}", {"locked": True}
+            )
 
     def _enforce_retention(self) -> None:
         try:
@@ -146,6 +229,44 @@ class Hub:
             return
         for line in report.lines():
             log.info("%s", line)
+        if report.segments or report.snapshots or report.events:
+            self.audit.record(
+                AuditKind.RETENTION,
+                "system",
+                {
+                    "segments": report.segments,
+                    "snapshots": report.snapshots,
+                    "events": report.events,
+                    "bytes": report.bytes_freed,
+                    "by_age": report.by_age,
+                    "by_budget": report.by_budget,
+                    "by_free_space": report.by_free_space,
+                },
+            )
+
+
+def _camera_view(camera: Camera) -> CameraView:
+    s = camera.settings
+
+    def status() -> dict[str, object]:
+        streams = camera.status
+        errors = [st.last_error for st in streams if st.last_error and not st.connected]
+        return {
+            "connected": all(st.connected for st in streams),
+            "reconnects": sum(st.reconnects for st in streams),
+            "error": errors[0] if errors else None,
+        }
+
+    return CameraView(s.id, s.name, s.record, s.pre_roll, s.post_roll, camera.live, status)
+
+
+def _config_digest(config: Config) -> str:
+    """A fingerprint of the settings in force (passwords included, but only hashed)."""
+    return hashlib.sha256(repr(config).encode() + _camera_urls(config)).hexdigest()[:16]
+
+
+def _camera_urls(config: Config) -> bytes:
+    return "\n".join(cam.url + " " + cam.detect_url for cam in config.cameras).encode()
 
 
 def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:

@@ -27,7 +27,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +70,40 @@ class EventRow:
     peak_time: float | None
     bbox: BBox | None
     snapshot_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    seq: int
+    time: float
+    kind: str
+    actor: str
+    detail: str  # canonical JSON object
+    hash: str  # hex SHA-256 chaining this record to the one before
+
+
+class ShareEnd(enum.StrEnum):
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    USED_UP = "used up"
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRow:
+    id: str
+    secret_hash: bytes
+    label: str
+    camera_id: str
+    start_time: float
+    end_time: float
+    event_id: int | None
+    created: float
+    expires: float
+    max_views: int | None
+    views: int
+    last_used: float | None
+    ended: float | None
+    end_reason: ShareEnd | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +169,50 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX events_by_snapshot ON events (snapshot_id)",
         "PRAGMA user_version = 1",
     ),
+    (
+        # The access log: `hash` chains each record to the one before (hub/audit.py).
+        """
+        CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY,
+            time REAL NOT NULL,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )
+        """,
+        # A share holds only a hash of its link's secret; its data keys are wrapped
+        # under that secret in share_keys, and deleted when it is revoked or expires.
+        """
+        CREATE TABLE shares (
+            id TEXT PRIMARY KEY,
+            secret_hash BLOB NOT NULL,
+            label TEXT NOT NULL,
+            camera_id TEXT NOT NULL,
+            start_time REAL NOT NULL,
+            end_time REAL NOT NULL,
+            event_id INTEGER,
+            created REAL NOT NULL,
+            expires REAL NOT NULL,
+            max_views INTEGER CHECK (max_views > 0),
+            views INTEGER NOT NULL DEFAULT 0,
+            last_used REAL,
+            ended REAL,
+            end_reason TEXT CHECK (end_reason IN ('revoked', 'expired', 'used up'))
+        )
+        """,
+        "CREATE INDEX shares_live ON shares (expires) WHERE ended IS NULL",
+        """
+        CREATE TABLE share_keys (
+            share_id TEXT NOT NULL REFERENCES shares (id) ON DELETE CASCADE,
+            segment_id TEXT NOT NULL REFERENCES segments (id) ON DELETE CASCADE,
+            wrapped BLOB NOT NULL,
+            PRIMARY KEY (share_id, segment_id)
+        )
+        """,
+        "CREATE INDEX share_keys_by_segment ON share_keys (segment_id)",
+        "PRAGMA user_version = 2",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 BUSY_TIMEOUT = 10.0  # seconds another process (the CLI) may hold the write lock
@@ -145,6 +223,11 @@ _EVENT_COLUMNS = (
     "bbox_x, bbox_y, bbox_w, bbox_h, snapshot_id"
 )
 _SNAPSHOT_COLUMNS = "id, camera_id, event_id, time, path, size"
+_AUDIT_COLUMNS = "seq, time, kind, actor, detail, hash"
+_SHARE_COLUMNS = (
+    "id, secret_hash, label, camera_id, start_time, end_time, event_id, created, expires, "
+    "max_views, views, last_used, ended, end_reason"
+)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -195,6 +278,9 @@ class Index:
                 raise SchemaError(f"{path}: cannot use WAL journal mode (got {mode})")
             self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.execute("PRAGMA foreign_keys = ON")
+            # Deleted rows are overwritten, so a revoked share's wrapped keys do not
+            # linger in free pages of the file.
+            self._conn.execute("PRAGMA secure_delete = ON")
             migrate(self._conn)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
@@ -456,6 +542,131 @@ class Index:
     def delete_snapshot(self, snapshot_id: str) -> bool:
         return self._write("DELETE FROM snapshots WHERE id = ?", (snapshot_id,)) > 0
 
+    # -- access log -------------------------------------------------------------------
+
+    def append_audit(
+        self, time_: float, kind: str, actor: str, detail: str, chain: Callable[..., str]
+    ) -> AuditRow:
+        """Append one record; `chain(prev_hash, seq, time, kind, actor, detail)` hashes it.
+
+        The previous hash is read and the record written in one transaction, so two
+        threads logging at once cannot fork the chain.
+        """
+        with self._lock, _transaction(self._conn):
+            last = self._conn.execute(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, "")
+            row = AuditRow(
+                seq, time_, kind, actor, detail, chain(prev, seq, time_, kind, actor, detail)
+            )
+            self._conn.execute(
+                f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (row.seq, row.time, row.kind, row.actor, row.detail, row.hash),
+            )
+        return row
+
+    def audit_records(
+        self, after: int = 0, limit: int = 1000, *, newest_first: bool = False
+    ) -> list[AuditRow]:
+        """Records with seq > `after` oldest first, or with seq < `after` newest first."""
+        if newest_first:
+            sql = f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE seq < ? ORDER BY seq DESC LIMIT ?"
+            bound = after if after > 0 else 2**62
+        else:
+            sql = f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?"
+            bound = after
+        return [AuditRow(*row) for row in self._query(sql, (bound, _limit(limit)))]  # type: ignore[arg-type]
+
+    def last_audit(self, kind: str) -> AuditRow | None:
+        rows = self._query(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE kind = ? ORDER BY seq DESC LIMIT 1",
+            (kind,),
+        )
+        return AuditRow(*rows[0]) if rows else None  # type: ignore[arg-type]
+
+    # -- shares -----------------------------------------------------------------------
+
+    def add_share(self, share: ShareRow, wrapped_keys: Iterable[tuple[str, bytes]]) -> None:
+        """The share and its wrapped data keys, all or nothing."""
+        with self._lock, _transaction(self._conn):
+            self._conn.execute(
+                f"INSERT INTO shares ({_SHARE_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    share.id,
+                    share.secret_hash,
+                    share.label,
+                    share.camera_id,
+                    share.start_time,
+                    share.end_time,
+                    share.event_id,
+                    share.created,
+                    share.expires,
+                    share.max_views,
+                    share.views,
+                    share.last_used,
+                    share.ended,
+                    share.end_reason,
+                ),
+            )
+            self._conn.executemany(
+                "INSERT INTO share_keys (share_id, segment_id, wrapped) VALUES (?, ?, ?)",
+                [(share.id, segment_id, wrapped) for segment_id, wrapped in wrapped_keys],
+            )
+
+    def get_share(self, share_id: str) -> ShareRow | None:
+        rows = self._query(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,))
+        return _share_row(rows[0]) if rows else None
+
+    def shares(self, limit: int = 200) -> list[ShareRow]:
+        """Every share, live ones first, newest first within each."""
+        rows = self._query(
+            f"SELECT {_SHARE_COLUMNS} FROM shares ORDER BY ended IS NOT NULL, created DESC LIMIT ?",
+            (_limit(limit),),
+        )
+        return [_share_row(row) for row in rows]
+
+    def share_keys(self, share_id: str) -> list[tuple[SegmentRow, bytes]]:
+        """The shared segments still on disk, oldest first, with their wrapped keys."""
+        columns = ", ".join(f"s.{c.strip()}" for c in _SEGMENT_COLUMNS.split(","))
+        rows = self._query(
+            f"SELECT {columns}, k.wrapped FROM share_keys k JOIN segments s "
+            "ON s.id = k.segment_id WHERE k.share_id = ? AND s.state != 'open' "
+            "ORDER BY s.start_time, s.id",
+            (share_id,),
+        )
+        return [(_segment_row(row[:-1]), bytes(row[-1])) for row in rows]  # type: ignore[arg-type]
+
+    def count_share_view(self, share_id: str, now: float) -> ShareRow | None:
+        """Count one view of a live share; None if it is ended or used up."""
+        with self._lock, _transaction(self._conn):
+            updated = self._conn.execute(
+                "UPDATE shares SET views = views + 1, last_used = ? WHERE id = ? "
+                "AND ended IS NULL AND expires > ? AND (max_views IS NULL OR views < max_views)",
+                (now, share_id, now),
+            ).rowcount
+            if not updated:
+                return None
+            row = self._conn.execute(
+                f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,)
+            ).fetchone()
+        return _share_row(row)
+
+    def end_share(self, share_id: str, now: float, reason: ShareEnd) -> bool:
+        """End a live share and delete its wrapped keys: the link opens nothing after."""
+        with self._lock, _transaction(self._conn):
+            ended = self._conn.execute(
+                "UPDATE shares SET ended = ?, end_reason = ? WHERE id = ? AND ended IS NULL",
+                (now, reason.value, share_id),
+            ).rowcount
+            self._conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,))
+        return ended > 0
+
+    def live_shares(self) -> list[ShareRow]:
+        rows = self._query(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE ended IS NULL")
+        return [_share_row(row) for row in rows]
+
     # -- plumbing ---------------------------------------------------------------------
 
     def check_integrity(self) -> str:
@@ -527,6 +738,13 @@ def _segment_row(row: tuple[object, ...]) -> SegmentRow:
     values = list(row)
     values[7] = SegmentState(values[7])
     return SegmentRow(*values)  # type: ignore[arg-type]
+
+
+def _share_row(row: tuple[object, ...]) -> ShareRow:
+    values = list(row)
+    values[1] = bytes(values[1])  # type: ignore[arg-type]
+    values[13] = ShareEnd(values[13]) if values[13] is not None else None
+    return ShareRow(*values)  # type: ignore[arg-type]
 
 
 def _event_row(row: tuple[object, ...]) -> EventRow:

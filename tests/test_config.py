@@ -191,7 +191,10 @@ def test_default_config_is_one_synthetic_demo_camera(tmp_path: Path) -> None:
     (camera,) = config.cameras
     assert (camera.id, camera.url, camera.record) == ("demo", "synthetic:porch", "motion")
     # the demo camera is one a config file could have described
-    text = f'[hub]\ndata_dir = "{tmp_path}"\n[[camera]]\nid = "demo"\nurl = "synthetic:porch"\n'
+    text = (
+        f'[hub]\ndata_dir = "{tmp_path}"\n[web]\nlisten = "127.0.0.1:8080"\ntls = false\n'
+        '[[camera]]\nid = "demo"\nname = "Demo porch"\nurl = "synthetic:porch"\n'
+    )
     assert parse_config(text, base_dir=BASE) == config
 
 
@@ -410,9 +413,9 @@ BAD = [
             ),
             (":8443", 'must be host:port, e.g. "127.0.0.1:8443" or "[::1]:8443", got ":8443"'),
             ("::1:8443", 'an IPv6 address needs brackets, e.g. "[::1]:8443", got "::1:8443"'),
-            ("127.0.0.1:0", 'port must be 1..65535, got "127.0.0.1:0"'),
-            ("127.0.0.1:65536", 'port must be 1..65535, got "127.0.0.1:65536"'),
-            ("127.0.0.1:https", 'port must be 1..65535, got "127.0.0.1:https"'),
+            ("127.0.0.1:-1", 'port must be 0..65535 (0: any free port), got "127.0.0.1:-1"'),
+            ("127.0.0.1:65536", 'port must be 0..65535 (0: any free port), got "127.0.0.1:65536"'),
+            ("127.0.0.1:https", 'port must be 0..65535 (0: any free port), got "127.0.0.1:https"'),
             ("300.1.1.1:80", '"300.1.1.1" is not an IP address or host name'),
             ("[127.0.0.1]:80", '"127.0.0.1" is not an IP address or host name'),
             ("[::g]:80", '"::g" is not an IP address or host name'),

@@ -43,8 +43,9 @@ def open_source(
     """The source for a camera URL, not yet opened. Raw sources are not wrapped for
     encoding: open them and ask `needs_encoding()`, then wrap in EncodingSource.
 
-    `realtime` and `loop` apply to files (demo cameras made of clips) and the synthetic
-    scene; `v4l2_size` is (width, height, fps).
+    `realtime` and `loop` apply to files (demo cameras made of clips); the synthetic
+    scene is a camera and always runs at its own frame rate. `v4l2_size` is
+    (width, height, fps).
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -60,7 +61,7 @@ def open_source(
     if scheme == "v4l2" and parts.path:
         return V4L2Source(parts.path, *v4l2_size)
     if scheme == "synthetic" and parts.path == "porch":
-        return SyntheticPorch(realtime=realtime)
+        return SyntheticPorch(realtime=True)
     raise SourceError(f"unsupported camera URL {redact(url)!r}; use {SCHEMES_HELP}")
 
 

@@ -1,0 +1,421 @@
+"""Clips: stream-copy a camera's consecutive segments into one MP4 a browser can seek in.
+
+Each segment is a fragmented MP4 that starts on a keyframe with its timestamps rebased
+to 0 (see `hub.record`). A browser's <video> plays fragmented MP4 poorly over plain
+HTTP (no index, no duration until the end), so a clip is re-muxed into a regular MP4
+with the moov atom in front ("faststart"): the player learns the duration and every
+keyframe's byte offset from the first response and seeks with HTTP Range requests.
+
+Everything happens in memory. Plaintext footage never touches the disk, so parts are
+read into `io.BytesIO` and the clip is muxed into one; FFmpeg's faststart pass, which
+normally reopens the output *file* to move the media data, is handed a second cursor
+over that same buffer instead (`_ReadBack`).
+
+Invariants:
+1. Packets are copied byte for byte; nothing is decoded or re-encoded.
+2. Decode timestamps rise strictly across the whole clip; parts never overlap.
+3. The clip has one set of codec parameters, those of the first part: it ends before
+   the first part whose parameters differ (a camera that reconnected with a new
+   resolution). It never starts later than asked, and `Clip.stopped_before` tells the
+   caller where the rest begins.
+4. At most `max_bytes` of plaintext is ever read; past that, `ClipTooLarge`.
+
+Placement: each part starts at its wall-clock `start_time` relative to the first one,
+so a short hole (a dropped segment, a camera that hiccupped) stays in the timeline as
+the last frame held for that long and positions keep matching the wall clock. A hole
+longer than `max_gap` is closed up: between two motion events it would be minutes of
+one frozen frame, which only makes the seek bar useless. Chromium plays both kinds of
+seam cleanly, because every part starts on a keyframe and the timeline is continuous.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from av.container import InputContainer, OutputContainer
+from av.video.stream import VideoStream
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_GAP = 5.0  # seconds; about one lost segment stays visible as a pause
+
+# Not fragmented: moov (with every sample's offset) written last, then moved to the front.
+_MOVFLAGS = "+faststart"
+_AVIO_FLAG_WRITE = 2  # libavformat's AVIO_FLAG_WRITE
+
+
+class ClipError(Exception):
+    """The parts cannot be made into a clip; `part` is the 0-based index of the culprit."""
+
+    def __init__(self, message: str, part: int | None = None) -> None:
+        super().__init__(message)
+        self.part = part
+
+
+class ClipTooLarge(ClipError):
+    """The parts hold more plaintext than the clip may use: ask for a shorter range."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClipPart:
+    """One segment's plaintext fMP4, as the archive or a share link yields it."""
+
+    start_time: float  # wall-clock seconds (Unix time) of the segment's first frame
+    chunks: Iterable[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """An assembled clip, and what it covers (for the response headers and access log)."""
+
+    data: bytes  # a regular MP4, moov before mdat
+    frames: int
+    duration: float  # seconds of timeline, closed gaps excluded
+    parts: int  # how many leading parts went in
+    stopped_before: float | None  # start_time of the first part left out, None if none was
+
+
+@dataclass(frozen=True, slots=True)
+class _Params:
+    """What must match for packets to share one MP4 sample description."""
+
+    codec: str
+    width: int
+    height: int
+    extradata: bytes
+
+
+@dataclass(slots=True)
+class _Demuxed:
+    """One part's packets, in the part's own timeline (`time_base` units, origin at 0)."""
+
+    params: _Params
+    time_base: Fraction
+    packets: list[av.Packet]
+
+
+class _ReadBack:
+    """A second, read-only cursor over the output buffer, for FFmpeg's faststart pass.
+
+    With +faststart the MP4 muxer writes moov last, then shifts the media data up to
+    make room for it in front, reading the output back as it writes (libavformat's
+    `ff_format_shift_data`). It reopens the output by name for that, and a BytesIO has
+    none, so `av.open(io_open=...)` hands it this view of the same buffer. The view
+    restores the buffer's position after each read: the muxer's writer relies on it.
+    """
+
+    __slots__ = ("_buffer", "_position")
+
+    def __init__(self, buffer: io.BytesIO) -> None:
+        self._buffer = buffer
+        self._position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        kept = self._buffer.tell()
+        try:
+            self._buffer.seek(self._position)
+            data = self._buffer.read(size)
+        finally:
+            self._buffer.seek(kept)
+        self._position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._position = offset
+        elif whence == io.SEEK_CUR:
+            self._position += offset
+        elif whence == io.SEEK_END:
+            self._position = self._buffer.getbuffer().nbytes + offset
+        else:  # as BytesIO does, e.g. for AVSEEK_SIZE: FFmpeg falls back to SEEK_END
+            raise ValueError(f"invalid whence ({whence})")
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def assemble_clip(
+    parts: Iterable[ClipPart],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_gap: float = DEFAULT_MAX_GAP,
+) -> bytes:
+    """The parts stream-copied into one seekable MP4 (see `build_clip`)."""
+    return build_clip(parts, max_bytes=max_bytes, max_gap=max_gap).data
+
+
+def build_clip(
+    parts: Iterable[ClipPart],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_gap: float = DEFAULT_MAX_GAP,
+) -> Clip:
+    """Stream-copy consecutive segments of one camera into one MP4 with moov in front.
+
+    `parts` is consumed lazily, in order, one part in memory at a time besides the
+    clip being built; it is not read past a part whose codec parameters differ from
+    the first part's. Raises `ClipTooLarge` as soon as more than `max_bytes` of
+    plaintext has been read, `ClipError` (with `.part`) for a part that does not
+    demux, and `ValueError` for bad arguments.
+    """
+    if max_bytes <= 0:
+        raise ValueError(f"max_bytes: must be positive, got {max_bytes}")
+    if not 0 <= max_gap < float("inf"):
+        raise ValueError(f"max_gap: must be 0 or more seconds, got {max_gap}")
+
+    output = io.BytesIO()
+    writer = _Writer(output, max_gap)
+    budget = _Budget(max_bytes)
+    stopped_before: float | None = None
+    try:
+        for index, part in enumerate(parts):
+            demuxed = _demux(index, part, budget)
+            if writer.params is not None and demuxed.params != writer.params:
+                log.info(
+                    "clip ends before part %d: codec parameters change (%s -> %s)",
+                    index,
+                    writer.params,
+                    demuxed.params,
+                )
+                stopped_before = part.start_time
+                break
+            writer.add(index, part.start_time, demuxed)
+        if writer.params is None:
+            raise ClipError("no footage: the clip has no parts")
+        writer.close()
+    finally:
+        writer.abort()  # no-op once closed
+    return Clip(
+        data=output.getvalue(),  # shares the buffer, no copy
+        frames=writer.frames,
+        duration=writer.duration,
+        parts=writer.parts,
+        stopped_before=stopped_before,
+    )
+
+
+class _Budget:
+    """Counts plaintext read across all parts against `max_bytes`."""
+
+    __slots__ = ("max_bytes", "used")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+
+    def take(self, index: int, size: int) -> None:
+        self.used += size
+        if self.used > self.max_bytes:
+            raise ClipTooLarge(
+                f"clip too large: more than {_mib(self.max_bytes)} of footage by part {index}; "
+                "ask for a shorter range",
+                part=index,
+            )
+
+
+def _demux(index: int, part: ClipPart, budget: _Budget) -> _Demuxed:
+    """Read one part into memory and demux all its video packets.
+
+    A packet FFmpeg flags as corrupt is a short read at the end of the data: a
+    crash-recovered segment ends without its last chunk. Its complete packets are
+    kept and the rest of it dropped (the sealing already vouches for every byte read).
+    """
+    buffer = io.BytesIO()
+    for chunk in part.chunks:
+        budget.take(index, len(chunk))
+        buffer.write(chunk)
+    buffer.seek(0)
+    where = f"part {index} (start {part.start_time:.3f})"
+    try:
+        container: InputContainer = av.open(buffer, "r", format="mp4")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise ClipError(f"{where}: not an MP4 segment: {exc}", part=index) from exc
+    with container:
+        streams = container.streams.video
+        if not streams:
+            raise ClipError(f"{where}: no video stream", part=index)
+        stream = streams[0]
+        ctx = stream.codec_context
+        time_base = stream.time_base
+        if time_base is None or time_base <= 0:
+            raise ClipError(f"{where}: video stream has no time base", part=index)
+        params = _Params(ctx.name, ctx.width, ctx.height, bytes(ctx.extradata or b""))
+        packets: list[av.Packet] = []
+        try:
+            for packet in container.demux(stream):
+                if packet.is_corrupt:
+                    log.info("%s: ends in a truncated packet; %d kept", where, len(packets))
+                    break
+                if not packet.size:
+                    continue  # the end-of-stream marker
+                if packet.dts is None:
+                    raise ClipError(f"{where}: a packet without timestamps", part=index)
+                packets.append(packet)
+        except (av.FFmpegError, OSError) as exc:
+            raise ClipError(f"{where}: cannot demux: {exc}", part=index) from exc
+    if not packets:
+        raise ClipError(f"{where}: no video packets", part=index)
+    if not packets[0].is_keyframe:
+        raise ClipError(f"{where}: does not start on a keyframe", part=index)
+    return _Demuxed(params, time_base, packets)
+
+
+class _Writer:
+    """The output MP4: places each part on one rising timeline and muxes its packets."""
+
+    def __init__(self, output: io.BytesIO, max_gap: float) -> None:
+        self._output = output
+        self._max_gap = max_gap
+        self._container: OutputContainer | None = None
+        self._stream: VideoStream | None = None
+        self._time_base = Fraction(1, 90_000)
+        self._first_start = 0.0
+        self._anchor: int | None = None  # output pts of the first part's first packet
+        self._removed = 0  # ticks of closed-up gaps so far
+        self._last_dts: int | None = None  # negative at first with B-frames (edit list)
+        self._dts_end = 0  # where the next part's decode timeline may start
+        self._pts_end = 0  # where the next part's presentation may start
+        self._frame_ticks = 0  # a frame's duration, for a packet that states none
+        self.params: _Params | None = None
+        self.frames = 0
+        self.parts = 0
+
+    @property
+    def duration(self) -> float:
+        return float(self._pts_end * self._time_base)  # presentation starts at 0
+
+    def add(self, index: int, start_time: float, part: _Demuxed) -> None:
+        if self._container is None:
+            self._open(part, start_time)
+        assert self._stream is not None and self._container is not None
+        packets = part.packets
+        scale = part.time_base / self._time_base
+
+        def ticks(value: int) -> int:
+            return value if scale == 1 else round(value * scale)
+
+        origin = min(packets[0].dts, _pts(packets[0]))
+        local = [(ticks(p.dts - origin), ticks(_pts(p) - origin)) for p in packets]
+        offset = self._place(start_time, local)
+        stream, time_base = self._stream, self._time_base
+        for packet, (dts, pts) in zip(packets, local, strict=True):
+            duration = ticks(packet.duration or 0)
+            if duration > 0:
+                self._frame_ticks = duration
+            else:
+                duration = self._frame_ticks
+            dts += offset
+            if self._last_dts is not None and dts <= self._last_dts:
+                dts = self._last_dts + 1
+            pts = max(pts + offset, dts)
+            packet.stream = stream
+            packet.time_base = time_base
+            packet.dts, packet.pts, packet.duration = dts, pts, duration
+            try:
+                self._container.mux(packet)
+            except (av.FFmpegError, OSError, ValueError) as exc:
+                raise ClipError(f"part {index}: cannot mux: {exc}", part=index) from exc
+            self._last_dts = dts
+            self._dts_end = max(self._dts_end, dts + duration)
+            self._pts_end = max(self._pts_end, pts + duration)
+        self.frames += len(packets)
+        self.parts += 1
+
+    def _open(self, first: _Demuxed, start_time: float) -> None:
+        """The output takes its stream parameters (extradata included) from the first part."""
+        container = av.open(
+            self._output,
+            "w",
+            format="mp4",
+            options={"movflags": _MOVFLAGS},
+            io_open=self._read_back,
+        )
+        try:
+            # A codec context that is never opened, so nothing is encoded (see hub.record).
+            scratch = av.open(io.BytesIO(), "w", format="mp4")
+            out = container.add_stream_from_template(scratch.add_stream(first.params.codec))
+            ctx = out.codec_context
+            ctx.width, ctx.height = first.params.width, first.params.height
+            if first.params.extradata:
+                ctx.extradata = first.params.extradata
+            out.time_base = first.time_base
+        except BaseException:
+            container.close()
+            raise
+        self._container, self._stream = container, out
+        self._time_base = first.time_base
+        self._first_start = start_time
+        self.params = first.params
+
+    def _read_back(self, url: str, flags: int, options: dict[str, str]) -> _ReadBack:
+        """The muxer may only read its own output back (faststart); it opens nothing else."""
+        if flags & _AVIO_FLAG_WRITE:
+            raise PermissionError(f"the clip muxer may not open {url!r} for writing")
+        return _ReadBack(self._output)
+
+    def _place(self, start_time: float, local: list[tuple[int, int]]) -> int:
+        """The offset to add to a part's local (dts, pts) to put it on the clip's timeline.
+
+        The first part's first picture is shown at 0 (with B-frames its first dts is
+        negative: the muxer writes the usual edit list). A later part's first packet
+        goes `start_time - first start_time` after the first part's, less the gaps
+        closed so far; never before the previous part ends (a clock set back), and a
+        hole longer than `max_gap` is closed up, moving every later part up with it.
+        """
+        first_pts = local[0][1]
+        min_pts = min(pts for _, pts in local)
+        if self._anchor is None:
+            self._anchor = first_pts - min_pts
+            return -min_pts
+        since_first = round((start_time - self._first_start) / self._time_base)
+        wall = self._anchor + since_first - self._removed - first_pts
+        earliest = max(self._dts_end - local[0][0], self._pts_end - min_pts)
+        gap = wall - earliest
+        if gap * self._time_base > self._max_gap:
+            self._removed += gap
+            return earliest
+        return max(wall, earliest)
+
+    def close(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()  # writes moov and moves it to the front
+            except (av.FFmpegError, OSError) as exc:
+                raise ClipError(f"cannot finish the clip: {exc}") from exc
+
+    def abort(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except Exception as exc:  # already failing; the first error is the one to report
+                log.debug("closing an abandoned clip muxer: %s", exc)
+
+
+def _pts(packet: av.Packet) -> int:
+    """A packet's pts, or its dts where the container gives none."""
+    return packet.pts if packet.pts is not None else packet.dts
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.0f} MiB"

@@ -1,0 +1,1 @@
+"""The web side: the aiohttp app, its routes, and the live view engine."""

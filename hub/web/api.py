@@ -1,0 +1,521 @@
+"""The owner's API: login, cameras and live view, events, clips, shares, access log.
+
+Every route here but login needs the owner's session (app.py denies by default).
+Footage is decrypted with the private key that the session unlocked, in memory, and
+every look at it is written to the access log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+
+from hub import vault
+from hub.archive import FootageUnavailable
+from hub.audit import AuditKind
+from hub.clip import ClipError, ClipTooLarge
+from hub.shares import ShareError, ShareRequest, create_share
+from hub.store import EventRow, SegmentRow, ShareEnd, ShareRow
+from hub.web.app import (
+    SESSION_COOKIE,
+    WebContext,
+    audit,
+    context,
+    json_error,
+    json_response,
+    owner,
+    public,
+    read_json,
+    set_security_headers,
+)
+from hub.web.auth import client_key
+from hub.web.clips import build_clip, is_first_request, ranged
+from hub.web.live import mjpeg_response
+
+MAX_PAGE = 500
+MAX_CLIP_SPAN = 6 * 3600.0
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/login", login)
+    r.add_post("/api/logout", logout)
+    r.add_get("/api/session", session_info)
+    r.add_get("/api/cameras", cameras)
+    r.add_get("/api/cameras/{camera}/live.mjpeg", live)
+    r.add_get("/api/cameras/{camera}/snapshot.jpg", live_snapshot)
+    r.add_get("/api/cameras/{camera}/clip.mp4", range_clip)
+    r.add_get("/api/events", events)
+    r.add_get("/api/events/{event}", event)
+    r.add_get("/api/events/{event}/snapshot.jpg", event_snapshot)
+    r.add_get("/api/events/{event}/clip.mp4", event_clip)
+    r.add_get("/api/shares", shares)
+    r.add_post("/api/shares", new_share)
+    r.add_delete("/api/shares/{share}", revoke_share)
+    r.add_get("/api/audit", audit_records)
+    r.add_get("/api/audit/verify", audit_verify)
+
+
+def actor(request: web.Request) -> str:
+    return f"owner from {request.remote or 'unknown'}"
+
+
+# -- login ---------------------------------------------------------------------------
+
+
+@public
+async def login(request: web.Request) -> web.Response:
+    ctx = context(request)
+    body = await read_json(request)
+    password = body.get("password")
+    if not isinstance(password, str) or not password or len(password) > 1024:
+        raise json_error(web.HTTPBadRequest, "password: a non-empty string is required")
+    client = client_key(request.remote)
+    wait = ctx.throttle.wait_time(client, time.time())
+    if wait > 0:
+        audit(ctx, AuditKind.LOGIN_THROTTLED, f"client {client}", retry_after=math.ceil(wait))
+        raise json_error(
+            web.HTTPTooManyRequests,
+            f"too many failed logins; try again in {math.ceil(wait)} s",
+            **{"Retry-After": str(math.ceil(wait))},
+        )
+    async with ctx.login_slot:  # one Argon2 run at a time: 64 MiB each
+        try:
+            private_key = await asyncio.to_thread(_unlock, ctx, password)
+        except vault.WrongPassword:
+            private_key = None
+    if private_key is None:
+        ctx.throttle.failed(client, time.time())
+        audit(ctx, AuditKind.LOGIN_FAILED, f"client {client}")
+        raise json_error(web.HTTPUnauthorized, "wrong password")
+    ctx.throttle.succeeded(client)
+    token = ctx.sessions.create(private_key, client, time.time())
+    audit(ctx, AuditKind.LOGIN_OK, actor(request))
+    audit(ctx, AuditKind.VAULT_UNLOCKED, actor(request), for_minutes=_idle_minutes(ctx))
+    response = json_response({"ok": True, "idle_minutes": _idle_minutes(ctx)})
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="Strict",
+        secure=ctx.secure_cookies,
+        path="/",
+    )
+    return response
+
+
+def _unlock(ctx: WebContext, password: str) -> Any:
+    return vault.unlock(vault.KeyFile.from_json(ctx.keys_path.read_text()), password)
+
+
+def _idle_minutes(ctx: WebContext) -> int:
+    return round(ctx.sessions.idle_seconds / 60)
+
+
+async def logout(request: web.Request) -> web.Response:
+    ctx = context(request)
+    owner(request)
+    ctx.sessions.end(request.cookies.get(SESSION_COOKIE))
+    if not len(ctx.sessions):
+        ctx.clips.clear()
+    audit(ctx, AuditKind.LOGOUT, actor(request))
+    response = web.Response(status=204)
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def session_info(request: web.Request) -> web.Response:
+    session = owner(request)
+    ctx = context(request)
+    return json_response(
+        {
+            "ok": True,
+            "since": session.created,
+            "idle_minutes": _idle_minutes(ctx),
+            "cameras": len(ctx.cameras),
+        }
+    )
+
+
+# -- cameras and live view -----------------------------------------------------------
+
+
+def _camera(request: web.Request) -> Any:
+    found = context(request).cameras.get(request.match_info["camera"])
+    if found is None:
+        raise json_error(web.HTTPNotFound, "no such camera")
+    return found
+
+
+async def cameras(request: web.Request) -> web.Response:
+    ctx = context(request)
+    return json_response(
+        [
+            {
+                "id": cam.id,
+                "name": cam.name,
+                "record": cam.record,
+                "status": cam.status(),
+                "viewers": cam.live.viewers,
+                "live_url": f"/api/cameras/{cam.id}/live.mjpeg",
+                "snapshot_url": f"/api/cameras/{cam.id}/snapshot.jpg",
+            }
+            for cam in ctx.cameras.values()
+        ]
+    )
+
+
+async def live(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    cam = _camera(request)
+    who = actor(request)
+    audit(ctx, AuditKind.LIVE_START, who, camera=cam.id)
+
+    def ended(seconds: float) -> None:
+        audit(ctx, AuditKind.LIVE_STOP, who, camera=cam.id, seconds=round(seconds, 1))
+
+    return await mjpeg_response(request, cam.live, on_end=ended, set_headers=set_security_headers)
+
+
+async def live_snapshot(request: web.Request) -> web.Response:
+    ctx = context(request)
+    cam = _camera(request)
+    still = await cam.live.snapshot_async()
+    if still is None:
+        raise json_error(web.HTTPServiceUnavailable, "the camera has not sent a picture yet")
+    audit(ctx, AuditKind.SNAPSHOT, actor(request), camera=cam.id, live=True)
+    return web.Response(body=still.jpeg, content_type="image/jpeg")
+
+
+# -- events --------------------------------------------------------------------------
+
+
+def _event_json(row: EventRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "camera_id": row.camera_id,
+        "start": row.start_time,
+        "end": row.end_time,
+        "peak_score": row.peak_score,
+        "bbox": row.bbox,
+        "snapshot_url": f"/api/events/{row.id}/snapshot.jpg" if row.snapshot_id else None,
+        "clip_url": f"/api/events/{row.id}/clip.mp4",
+    }
+
+
+def _number(request: web.Request, name: str, default: float | None = None) -> float | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, f"{name}: must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise json_error(web.HTTPBadRequest, f"{name}: must be a finite number")
+    return value
+
+
+def _whole(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise json_error(web.HTTPBadRequest, f"{name}: must be a whole number {low}..{high}")
+    return int(raw)
+
+
+async def events(request: web.Request) -> web.Response:
+    ctx = context(request)
+    camera = request.query.get("camera") or None
+    if camera is not None and camera not in ctx.cameras:
+        raise json_error(web.HTTPBadRequest, f"camera: no camera {camera!r}")
+    limit = _whole(request, "limit", 50, 1, MAX_PAGE)
+    offset = _whole(request, "offset", 0, 0, 10**9)
+    rows = await asyncio.to_thread(
+        ctx.index.events,
+        camera,
+        _number(request, "start"),
+        _number(request, "end"),
+        limit + 1,
+        offset,
+    )
+    return json_response(
+        {
+            "events": [_event_json(row) for row in rows[:limit]],
+            "more": len(rows) > limit,
+            "offset": offset,
+            "limit": limit,
+        }
+    )
+
+
+def _event(request: web.Request) -> EventRow:
+    raw = request.match_info["event"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise json_error(web.HTTPNotFound, "no such event")
+    row = context(request).index.get_event(int(raw))
+    if row is None:
+        raise json_error(web.HTTPNotFound, "no such event")
+    return row
+
+
+async def event(request: web.Request) -> web.Response:
+    return json_response(_event_json(_event(request)))
+
+
+async def event_snapshot(request: web.Request) -> web.Response:
+    ctx = context(request)
+    session = owner(request)
+    row = _event(request)
+    if row.snapshot_id is None:
+        raise json_error(web.HTTPNotFound, "this event has no snapshot")
+    try:
+        jpeg = await asyncio.to_thread(
+            ctx.archive.read_snapshot, row.snapshot_id, session.private_key
+        )
+    except FootageUnavailable as exc:
+        raise json_error(web.HTTPNotFound, str(exc)) from None
+    except vault.CorruptFile as exc:
+        raise json_error(
+            web.HTTPUnprocessableEntity, f"snapshot failed verification: {exc}"
+        ) from None
+    audit(ctx, AuditKind.SNAPSHOT, actor(request), camera=row.camera_id, event=row.id)
+    response = web.Response(body=jpeg, content_type="image/jpeg")
+    return response
+
+
+# -- clips ---------------------------------------------------------------------------
+
+
+def event_window(ctx: WebContext, row: EventRow, now: float) -> tuple[float, float]:
+    """The footage that belongs to an event: its motion with the camera's pre/post roll."""
+    cam = ctx.cameras.get(row.camera_id)
+    pre, post = (cam.pre_roll, cam.post_roll) if cam else (0.0, 0.0)
+    end = row.end_time if row.end_time is not None else now
+    return row.start_time - pre, end + post
+
+
+async def event_clip(request: web.Request) -> web.Response:
+    row = _event(request)
+    start, end = event_window(context(request), row, time.time())
+    return await _owner_clip(request, row.camera_id, start, end, event=row.id)
+
+
+async def range_clip(request: web.Request) -> web.Response:
+    cam = _camera(request)
+    start, end = _number(request, "start"), _number(request, "end")
+    if start is None or end is None:
+        raise json_error(web.HTTPBadRequest, "start and end (Unix seconds) are required")
+    if not 0 < end - start <= MAX_CLIP_SPAN:
+        raise json_error(
+            web.HTTPBadRequest, f"end must be after start, by at most {MAX_CLIP_SPAN:.0f} s"
+        )
+    return await _owner_clip(request, cam.id, start, end)
+
+
+async def _owner_clip(
+    request: web.Request, camera_id: str, start: float, end: float, **detail: object
+) -> web.Response:
+    ctx = context(request)
+    session = owner(request)
+    segments = await asyncio.to_thread(ctx.index.segments_overlapping, camera_id, start, end)
+    if not segments:
+        raise json_error(web.HTTPNotFound, "no recorded footage in that range")
+
+    def open_segment(row: SegmentRow) -> Iterator[bytes]:
+        return ctx.archive.read_segment(row.id, session.private_key)
+
+    key = ("owner", tuple(row.id for row in segments))
+    body = await serve_clip(ctx, key, segments, open_segment)
+    if is_first_request(request):
+        audit(
+            ctx,
+            AuditKind.CLIP,
+            actor(request),
+            camera=camera_id,
+            start=round(start, 3),
+            end=round(end, 3),
+            segments=len(segments),
+            **detail,
+        )
+    return ranged(request, body, "video/mp4")
+
+
+async def serve_clip(
+    ctx: WebContext,
+    key: object,
+    segments: list[SegmentRow],
+    open_segment: Any,
+) -> bytes:
+    """Assemble (or reuse) a clip off the event loop; footage errors become 4xx."""
+    try:
+        body, _ = await asyncio.to_thread(
+            ctx.clips.get_or_build, key, lambda: build_clip(segments, open_segment)
+        )
+    except ClipTooLarge as exc:
+        raise json_error(web.HTTPRequestEntityTooLarge, str(exc)) from None
+    except FootageUnavailable as exc:
+        raise json_error(web.HTTPNotFound, str(exc)) from None
+    except (ClipError, vault.CorruptFile) as exc:
+        raise json_error(
+            web.HTTPUnprocessableEntity, f"the stored footage failed verification: {exc}"
+        ) from None
+    return body
+
+
+# -- shares --------------------------------------------------------------------------
+
+
+def share_json(row: ShareRow, now: float) -> dict[str, Any]:
+    state = row.end_reason.value if row.end_reason else "live"
+    if row.end_reason is None and row.expires <= now:
+        state = ShareEnd.EXPIRED.value
+    return {
+        "id": row.id,
+        "label": row.label,
+        "camera_id": row.camera_id,
+        "start": row.start_time,
+        "end": row.end_time,
+        "event_id": row.event_id,
+        "created": row.created,
+        "expires": row.expires,
+        "max_views": row.max_views,
+        "views": row.views,
+        "last_used": row.last_used,
+        "state": state,
+    }
+
+
+async def shares(request: web.Request) -> web.Response:
+    ctx = context(request)
+    now = time.time()
+    rows = await asyncio.to_thread(ctx.index.shares)
+    return json_response([share_json(row, now) for row in rows])
+
+
+async def new_share(request: web.Request) -> web.Response:
+    ctx = context(request)
+    session = owner(request)
+    body = await read_json(request)
+    share_request = _share_request(ctx, body)
+    try:
+        row, secret = await asyncio.to_thread(
+            create_share, ctx.archive, session.private_key, share_request
+        )
+    except ShareError as exc:
+        raise json_error(web.HTTPBadRequest, str(exc)) from None
+    audit(
+        ctx,
+        AuditKind.SHARE_CREATED,
+        actor(request),
+        share=row.id,
+        camera=row.camera_id,
+        start=round(row.start_time, 3),
+        end=round(row.end_time, 3),
+        expires=round(row.expires),
+        max_views=row.max_views,
+    )
+    data = share_json(row, time.time())
+    # The only time the secret leaves the hub: to the owner, as the link's fragment.
+    data["link"] = f"/share/{row.id}/#{secret}"
+    return json_response(data, status=201)
+
+
+def _share_request(ctx: WebContext, body: dict[str, Any]) -> ShareRequest:
+    allowed = {"event_id", "camera_id", "start", "end", "expires_in", "max_views", "label"}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise json_error(web.HTTPBadRequest, f"unknown field(s): {', '.join(unknown)}")
+    expires_in = _json_number(body, "expires_in")
+    max_views = body.get("max_views")
+    if max_views is not None and (not isinstance(max_views, int) or isinstance(max_views, bool)):
+        raise json_error(web.HTTPBadRequest, "max_views: must be a whole number or null")
+    label = body.get("label", "")
+    if not isinstance(label, str):
+        raise json_error(web.HTTPBadRequest, "label: must be a string")
+    event_id = body.get("event_id")
+    if event_id is not None:
+        if not isinstance(event_id, int) or isinstance(event_id, bool):
+            raise json_error(web.HTTPBadRequest, "event_id: must be a whole number")
+        row = ctx.index.get_event(event_id)
+        if row is None:
+            raise json_error(web.HTTPBadRequest, f"event_id: no event {event_id}")
+        camera_id = row.camera_id
+        start, end = event_window(ctx, row, time.time())
+    else:
+        camera_id = body.get("camera_id")
+        if not isinstance(camera_id, str) or camera_id not in ctx.cameras:
+            raise json_error(web.HTTPBadRequest, "camera_id: name a camera, or give event_id")
+        start, end = _json_number(body, "start"), _json_number(body, "end")
+    try:
+        return ShareRequest(
+            camera_id=camera_id,
+            start=start,
+            end=end,
+            expires_in=expires_in,
+            label=label.strip(),
+            max_views=max_views,
+            event_id=event_id,
+        )
+    except ShareError as exc:
+        raise json_error(web.HTTPBadRequest, str(exc)) from None
+
+
+def _json_number(body: dict[str, Any], name: str) -> float:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise json_error(web.HTTPBadRequest, f"{name}: a number is required")
+    return float(value)
+
+
+async def revoke_share(request: web.Request) -> web.Response:
+    ctx = context(request)
+    share_id = request.match_info["share"]
+    ended = await asyncio.to_thread(ctx.index.end_share, share_id, time.time(), ShareEnd.REVOKED)
+    if not ended:
+        raise json_error(web.HTTPNotFound, "no live share with that id")
+    ctx.clips.drop(lambda key: key == ("share", share_id))
+    audit(ctx, AuditKind.SHARE_REVOKED, actor(request), share=share_id)
+    return web.Response(status=204)
+
+
+# -- the access log ------------------------------------------------------------------
+
+
+async def audit_records(request: web.Request) -> web.Response:
+    ctx = context(request)
+    before = _whole(request, "before", 0, 0, 2**62)
+    limit = _whole(request, "limit", 100, 1, MAX_PAGE)
+    rows = await asyncio.to_thread(ctx.audit.recent, before, limit)
+    return json_response(
+        [
+            {
+                "seq": row.seq,
+                "time": row.time,
+                "kind": row.kind,
+                "actor": row.actor,
+                "detail": json.loads(row.detail),
+                "hash": row.hash,
+            }
+            for row in rows
+        ]
+    )
+
+
+async def audit_verify(request: web.Request) -> web.Response:
+    verdict = await asyncio.to_thread(context(request).audit.verify)
+    return json_response(
+        {
+            "ok": verdict.ok,
+            "records": verdict.records,
+            "first_broken": verdict.first_broken,
+            "reason": verdict.reason,
+        }
+    )

@@ -1,0 +1,286 @@
+"""The aiohttp application: deny-by-default routing, CSRF and error handling, headers.
+
+Every route needs the owner's session unless its handler is marked `@public` (the
+page shells, static files, login, health, and share pages, which check their own
+link). The check runs in one middleware on the matched route, so a new route is
+protected without anyone remembering to protect it, and there is no list of exempt
+paths to get out of step with the routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from hub.archive import Archive
+from hub.audit import AuditKind, AuditLog
+from hub.store import Index
+from hub.web.auth import LoginThrottle, Session, Sessions
+from hub.web.clips import ClipCache
+from hub.web.live import LiveFeed
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+MAX_REQUEST_BYTES = 64 * 1024  # JSON bodies only; nothing large is ever uploaded
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "media-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+
+
+@dataclass(slots=True)
+class CameraView:
+    """What the web side knows of one camera."""
+
+    id: str
+    name: str
+    record: str
+    pre_roll: float
+    post_roll: float
+    live: LiveFeed
+    status: Callable[[], dict[str, Any]]
+
+
+@dataclass(slots=True)
+class WebContext:
+    """Everything the routes need; built by the daemon (or a test) and kept on the app."""
+
+    index: Index
+    archive: Archive
+    audit: AuditLog
+    keys_path: Path  # keys.json, read at each login so `camhub passwd` takes effect
+    cameras: dict[str, CameraView]
+    sessions: Sessions
+    throttle: LoginThrottle
+    clips: ClipCache
+    secure_cookies: bool
+    login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+
+
+CONTEXT = web.AppKey("context", WebContext)
+SESSION = web.RequestKey("session", Session)
+SESSION_COOKIE = "camhub_session"
+
+
+def public(handler: Handler) -> Handler:
+    """Declare a route reachable without the owner's session."""
+    handler.camhub_public = True  # type: ignore[attr-defined]
+    return handler
+
+
+def context(request: web.Request) -> WebContext:
+    return request.app[CONTEXT]
+
+
+def owner(request: web.Request) -> Session:
+    """The owner's session, which the auth middleware has already checked."""
+    session = request.get(SESSION)
+    if session is None:  # only reachable if a public handler asks for the owner
+        raise json_error(web.HTTPUnauthorized, "log in first")
+    return session
+
+
+def json_error(kind: type[web.HTTPException], message: str, **headers: str) -> web.HTTPException:
+    body = {"text": json.dumps({"error": message}), "content_type": "application/json"}
+    if issubclass(kind, web.HTTPRequestEntityTooLarge):  # its constructor wants the sizes
+        return kind(MAX_REQUEST_BYTES, 0, headers=headers or None, **body)
+    return kind(headers=headers or None, **body)
+
+
+def json_response(data: object, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body; 400/413/415 with a clear message otherwise."""
+    if request.content_type != "application/json":
+        raise json_error(web.HTTPUnsupportedMediaType, "send a JSON body (application/json)")
+    try:
+        body = await request.json()
+    except web.HTTPRequestEntityTooLarge:
+        raise json_error(web.HTTPRequestEntityTooLarge, "request body too large") from None
+    except (ValueError, UnicodeDecodeError):
+        raise json_error(web.HTTPBadRequest, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise json_error(web.HTTPBadRequest, "the body must be a JSON object")
+    return body
+
+
+# -- middlewares -----------------------------------------------------------------------
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Clients get a short JSON error, never a traceback; the server log gets the detail."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            raise json_error(type(exc), exc.reason, **_kept_headers(exc)) from None
+        raise
+    except (ConnectionResetError, TimeoutError):
+        raise
+    except Exception:
+        log.exception("error serving %s %s", request.method, request.path)
+        raise json_error(
+            web.HTTPInternalServerError, "internal error (see the hub's log)"
+        ) from None
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
+    return {k: v for k, v in exc.headers.items() if k in ("Retry-After", "Allow")}
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _secure_headers(request, exc)
+        raise
+    _secure_headers(request, response)
+    return response
+
+
+def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if response.prepared:  # a stream (live view) set its own before starting
+        return
+    set_security_headers(request, response)
+
+
+def set_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    h = response.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h["X-Frame-Options"] = "DENY"
+    h["X-Content-Type-Options"] = "nosniff"
+    h["Referrer-Policy"] = "no-referrer"
+    h["Cross-Origin-Opener-Policy"] = "same-origin"
+    h["Cross-Origin-Resource-Policy"] = "same-origin"
+    if not request.path.startswith("/static/"):
+        h["Cache-Control"] = "no-store"
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Deny by default: only handlers marked @public run without the owner's session."""
+    route_handler = request.match_info.route.handler
+    ctx = context(request)
+    session = ctx.sessions.get(request.cookies.get(SESSION_COOKIE), time.time())
+    if session is not None:
+        request[SESSION] = session
+    elif not getattr(route_handler, "camhub_public", False) and not _unmatched(request):
+        raise json_error(web.HTTPUnauthorized, "log in first")
+    if request.method not in SAFE_METHODS:
+        _check_origin(request)
+    return await handler(request)
+
+
+def _unmatched(request: web.Request) -> bool:
+    """No route matched: the 404/405 is the answer either way, and tells nothing."""
+    return request.match_info.http_exception is not None
+
+
+def _check_origin(request: web.Request) -> None:
+    """CSRF: a state change must come from our own page (SameSite=Strict is the first
+    line; this is the second, for browsers and proxies that get SameSite wrong)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        if request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none"):
+            return
+        raise json_error(web.HTTPForbidden, "cross-site request refused")
+    expected = f"{request.scheme}://{request.host}"
+    if origin != expected:
+        raise json_error(web.HTTPForbidden, "cross-site request refused")
+
+
+# -- static files ------------------------------------------------------------------------
+
+
+class StaticFiles:
+    """The page's files, read once from the package: a fixed set, no path from a request
+    ever reaches the filesystem."""
+
+    def __init__(self) -> None:
+        root = resources.files("hub.web") / "static"
+        self.files: dict[str, tuple[bytes, str]] = {}
+        for entry in root.iterdir():
+            suffix = "." + entry.name.rsplit(".", 1)[-1]
+            if entry.is_file() and suffix in STATIC_TYPES:
+                self.files[entry.name] = (entry.read_bytes(), STATIC_TYPES[suffix])
+
+    def response(self, name: str) -> web.Response:
+        found = self.files.get(name)
+        if found is None:
+            raise json_error(web.HTTPNotFound, "no such file")
+        body, content_type = found
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+STATIC = web.AppKey("static", StaticFiles)
+
+
+@public
+async def static_file(request: web.Request) -> web.Response:
+    response = request.app[STATIC].response(request.match_info["name"])
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@public
+async def index_page(request: web.Request) -> web.Response:
+    return request.app[STATIC].response("index.html")
+
+
+@public
+async def health(request: web.Request) -> web.Response:
+    return json_response({"ok": True})
+
+
+# -- the application -------------------------------------------------------------------
+
+
+def make_app(ctx: WebContext) -> web.Application:
+    from hub.web import api, share_pages  # the route modules import this one
+
+    app = web.Application(
+        middlewares=[headers_middleware, errors_middleware, auth_middleware],
+        client_max_size=MAX_REQUEST_BYTES,
+    )
+    app[CONTEXT] = ctx
+    app[STATIC] = StaticFiles()
+    app.router.add_get("/", index_page)
+    app.router.add_get("/static/{name}", static_file)
+    app.router.add_get("/healthz", health)
+    api.add_routes(app)
+    share_pages.add_routes(app)
+    app.on_shutdown.append(_lock_all)
+    return app
+
+
+async def _lock_all(app: web.Application) -> None:
+    """Shutdown drops every session, and with them the unlocked key."""
+    app[CONTEXT].sessions.clear()
+
+
+def audit(ctx: WebContext, kind: AuditKind, actor: str, **detail: object) -> None:
+    ctx.audit.record(kind, actor, detail)

@@ -1,0 +1,420 @@
+"""The owner's API and share links, against a real hub on 127.0.0.1.
+
+One hub per module: a file camera (the real person clip, decoded as fast as it goes,
+recorded continuously) gives footage, a synthetic camera gives live view. Requests
+are real HTTP from aiohttp's client; the index is the real SQLite file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import av
+import pytest
+
+from hub.cli import init_data_dir
+from hub.config import parse_config
+from hub.daemon import DataPaths, Hub
+from hub.vault import KdfParams
+
+PASSWORD = "correct horse battery"
+FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
+    root = tmp_path_factory.mktemp("hub")
+    init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
+    config = parse_config(
+        f"""
+        [hub]
+        data_dir = "{root}"
+        [storage]
+        segment_seconds = 2
+        min_free_gb = 0
+        [web]
+        listen = "127.0.0.1:0"
+        tls = false
+        [[camera]]
+        id = "hall"
+        url = "file://{person_clip}"
+        record = "continuous"
+        [[camera]]
+        id = "porch"
+        url = "synthetic:porch"
+        record = "off"
+        """,
+        base_dir=root,
+    )
+    running = Hub(config)
+    running.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            hall = running.cameras[0].status[0]
+            if hall.finished:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the file camera did not finish recording within 60 s")
+        segments = running.index.segments("hall", limit=1000)
+        assert len(segments) > 20
+        # An event over three seconds of recorded footage, as the tracker would log it.
+        first = min(s.start_time for s in segments)
+        event_id = running.index.add_event("hall", first + 10)
+        running.index.end_event(
+            event_id,
+            end_time=first + 13,
+            peak_score=0.1,
+            peak_time=first + 11,
+            bbox=None,
+            snapshot_id=None,
+        )
+        running.test_event = event_id  # type: ignore[attr-defined]
+        yield running
+    finally:
+        running.stop()
+
+
+def base(hub: Hub) -> str:
+    assert hub.web is not None
+    return hub.web.url.rstrip("/")
+
+
+def origin(hub: Hub) -> dict[str, str]:
+    return {"Origin": base(hub)}
+
+
+async def logged_in(hub: Hub) -> aiohttp.ClientSession:
+    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with client.post(
+        f"{base(hub)}/api/login", json={"password": PASSWORD}, headers=origin(hub)
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    return client
+
+
+def audit_kinds(hub: Hub, since: int = 0) -> list[tuple[str, str, dict]]:
+    rows = hub.index.audit_records(since, 10000)
+    return [(r.kind, r.actor, json.loads(r.detail)) for r in rows]
+
+
+def last_seq(hub: Hub) -> int:
+    rows = hub.audit.recent(0, 1)
+    return rows[0].seq if rows else 0
+
+
+OWNER_ROUTES = [
+    ("GET", "/api/session"),
+    ("POST", "/api/logout"),
+    ("GET", "/api/cameras"),
+    ("GET", "/api/cameras/porch/live.mjpeg"),
+    ("GET", "/api/cameras/porch/snapshot.jpg"),
+    ("GET", "/api/cameras/hall/clip.mp4?start=0&end=10"),
+    ("GET", "/api/events"),
+    ("GET", "/api/events/1"),
+    ("GET", "/api/events/1/snapshot.jpg"),
+    ("GET", "/api/events/1/clip.mp4"),
+    ("GET", "/api/shares"),
+    ("POST", "/api/shares"),
+    ("DELETE", "/api/shares/0123456789abcdef"),
+    ("GET", "/api/audit"),
+    ("GET", "/api/audit/verify"),
+]
+
+
+async def test_every_owner_route_needs_a_session(hub: Hub) -> None:
+    async with aiohttp.ClientSession() as client:
+        for method, path in OWNER_ROUTES:
+            async with client.request(method, base(hub) + path, headers=origin(hub)) as resp:
+                assert resp.status == 401, (method, path, resp.status)
+                assert (await resp.json()) == {"error": "log in first"}
+        # a forged session cookie is no session
+        client.cookie_jar.update_cookies({"camhub_session": "forged"})
+        async with client.get(base(hub) + "/api/events") as resp:
+            assert resp.status == 401
+
+
+async def test_public_routes_and_security_headers(hub: Hub) -> None:
+    async with aiohttp.ClientSession() as client:
+        for path in ("/", "/healthz", "/share/0123456789abcdef/"):
+            async with client.get(base(hub) + path) as resp:
+                assert resp.status == 200, path
+                assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+                assert resp.headers["X-Frame-Options"] == "DENY"
+                assert resp.headers["Referrer-Policy"] == "no-referrer"
+        async with client.get(base(hub) + "/static/../../keys.json") as resp:
+            assert resp.status == 404
+        async with client.get(base(hub) + "/api/nothing-here") as resp:
+            assert resp.status in (401, 404)
+
+
+async def test_login_cookie_logout_and_locked_vault(hub: Hub) -> None:
+    since = last_seq(hub)
+    client = await logged_in(hub)
+    async with client:
+        cookie = next(c for c in client.cookie_jar if c.key == "camhub_session")
+        assert cookie["httponly"] and cookie["samesite"] == "Strict"
+        async with client.get(base(hub) + "/api/session") as resp:
+            assert resp.status == 200
+        async with client.post(base(hub) + "/api/logout", headers=origin(hub)) as resp:
+            assert resp.status == 204
+        # the browser may keep the old token: it opens nothing now
+        client.cookie_jar.update_cookies({"camhub_session": cookie.value})
+        event = hub.test_event  # type: ignore[attr-defined]
+        async with client.get(f"{base(hub)}/api/events/{event}/clip.mp4") as resp:
+            assert resp.status == 401
+    kinds = [k for k, _, _ in audit_kinds(hub, since)]
+    assert kinds[:3] == ["login ok", "vault unlocked", "logout"]
+
+
+async def test_wrong_passwords_are_refused_then_slowed(hub: Hub) -> None:
+    since = last_seq(hub)
+    async with aiohttp.ClientSession() as client:
+        statuses = []
+        for _ in range(4):
+            async with client.post(
+                base(hub) + "/api/login", json={"password": "guess-guess"}, headers=origin(hub)
+            ) as resp:
+                statuses.append(resp.status)
+                retry = resp.headers.get("Retry-After")
+        assert statuses == [401, 401, 401, 429]
+        assert retry is not None and int(retry) >= 1
+        time.sleep(int(retry) + 0.1)
+    # the owner still gets in once the short wait is over
+    client = await logged_in(hub)
+    await client.close()
+    kinds = [k for k, _, _ in audit_kinds(hub, since)]
+    assert kinds.count("login failed") == 3 and "login throttled" in kinds
+    assert all("guess" not in json.dumps(r) for r in audit_kinds(hub, since))
+
+
+async def test_bad_requests_get_clear_4xx(hub: Hub) -> None:
+    client = await logged_in(hub)
+    async with client:
+        cases = [
+            ("GET", "/api/events?limit=abc", None, 400),
+            ("GET", "/api/events?start=nan", None, 400),
+            ("GET", "/api/events?camera=attic", None, 400),
+            ("GET", "/api/events/abc", None, 404),
+            ("GET", "/api/events/999999/clip.mp4", None, 404),
+            ("GET", "/api/cameras/attic/snapshot.jpg", None, 404),
+            ("GET", "/api/cameras/hall/clip.mp4?start=10", None, 400),
+            ("GET", "/api/cameras/hall/clip.mp4?start=10&end=5", None, 400),
+            ("GET", "/api/cameras/hall/clip.mp4?start=10&end=20", None, 404),
+            ("POST", "/api/shares", {"event_id": "x", "expires_in": 3600}, 400),
+            ("POST", "/api/shares", {"event_id": 1, "expires_in": 1}, 400),
+            ("POST", "/api/shares", {"camera_id": "hall", "expires_in": 3600}, 400),
+            ("POST", "/api/shares", {"nonsense": 1}, 400),
+            ("DELETE", "/api/shares/0123456789abcdef", None, 404),
+        ]
+        for method, path, body, status in cases:
+            async with client.request(
+                method, base(hub) + path, json=body, headers=origin(hub)
+            ) as resp:
+                assert resp.status == status, (path, body, await resp.text())
+                assert "error" in await resp.json()
+        async with client.post(
+            base(hub) + "/api/shares", data="not json", headers=origin(hub)
+        ) as resp:
+            assert resp.status == 415
+        async with client.post(
+            base(hub) + "/api/shares",
+            data=b"{" + b" " * 100_000 + b"}",
+            headers={**origin(hub), "Content-Type": "application/json"},
+        ) as resp:
+            assert resp.status == 413
+
+
+async def test_cross_site_state_changes_are_refused(hub: Hub) -> None:
+    client = await logged_in(hub)
+    async with client:
+        for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+            async with client.post(
+                base(hub) + "/api/shares",
+                json={"event_id": hub.test_event, "expires_in": 3600},  # type: ignore[attr-defined]
+                headers=headers,
+            ) as resp:
+                assert resp.status == 403
+            async with client.post(base(hub) + "/api/logout", headers=headers) as resp:
+                assert resp.status == 403
+        async with client.get(base(hub) + "/api/session") as resp:
+            assert resp.status == 200  # still logged in: the forged logout did nothing
+
+
+def frames_in(mp4: bytes) -> int:
+    with av.open(io.BytesIO(mp4)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+async def test_event_clip_plays_with_ranges_and_is_logged(hub: Hub) -> None:
+    since = last_seq(hub)
+    event = hub.test_event  # type: ignore[attr-defined]
+    client = await logged_in(hub)
+    async with client:
+        url = f"{base(hub)}/api/events/{event}/clip.mp4"
+        async with client.get(url, headers={"Range": "bytes=0-"}) as resp:
+            assert resp.status == 206
+            assert resp.headers["Cache-Control"] == "no-store"
+            body = await resp.read()
+        size = len(body)
+        assert resp.headers["Content-Range"] == f"bytes 0-{size - 1}/{size}"
+        # 3 s of motion, no pre/post roll configured... the config's 5 + 10 s apply
+        assert 10 * 10 <= frames_in(body) <= 25 * 10
+        async with client.get(url, headers={"Range": "bytes=100-199"}) as resp:
+            assert resp.status == 206 and await resp.read() == body[100:200]
+        async with client.get(url, headers={"Range": f"bytes={size}-"}) as resp:
+            assert resp.status == 416
+        async with client.get(url, headers={"Range": "lines=1-2"}) as resp:
+            assert resp.status == 416
+    clips = [d for k, _, d in audit_kinds(hub, since) if k == "clip served"]
+    assert len(clips) == 1 and clips[0]["event"] == event
+
+
+async def test_live_snapshot_and_stream_are_logged(hub: Hub) -> None:
+    since = last_seq(hub)
+    client = await logged_in(hub)
+    async with client:
+        async with client.get(base(hub) + "/api/cameras") as resp:
+            cams = {c["id"]: c for c in await resp.json()}
+        assert set(cams) == {"hall", "porch"}
+        async with client.get(base(hub) + "/api/cameras/porch/snapshot.jpg") as resp:
+            assert resp.status == 200
+            assert (await resp.read())[:3] == b"\xff\xd8\xff"
+        async with client.get(base(hub) + "/api/cameras/porch/live.mjpeg") as resp:
+            assert resp.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            data = b""
+            deadline = time.monotonic() + 10
+            while data.count(b"\xff\xd8\xff") < 3 and time.monotonic() < deadline:
+                data += await resp.content.read(65536)
+            assert data.count(b"\xff\xd8\xff") >= 3
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        kinds = [k for k, _, _ in audit_kinds(hub, since)]
+        if "live view stopped" in kinds:
+            break
+        time.sleep(0.1)
+    assert {"snapshot served", "live view started", "live view stopped"} <= set(kinds)
+
+
+async def create_share(client: aiohttp.ClientSession, hub: Hub, **fields: object) -> dict:
+    body = {"event_id": hub.test_event, "expires_in": 3600, "label": "for the neighbour"}  # type: ignore[attr-defined]
+    async with client.post(
+        base(hub) + "/api/shares", json={**body, **fields}, headers=origin(hub)
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+        return await resp.json()
+
+
+async def open_link(hub: Hub, link: str) -> tuple[int, aiohttp.ClientSession]:
+    """What a recipient's browser does: post the fragment's secret, keep the cookie."""
+    path, _, secret = link.partition("#")
+    visitor = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with visitor.post(
+        base(hub) + path + "open", json={"secret": secret}, headers=origin(hub)
+    ) as resp:
+        return resp.status, visitor
+
+
+async def test_share_opens_its_clip_and_nothing_else(hub: Hub) -> None:
+    since = last_seq(hub)
+    owner = await logged_in(hub)
+    async with owner:
+        share = await create_share(owner, hub)
+        other = await create_share(owner, hub, label="another")
+    assert share["link"].startswith(f"/share/{share['id']}/#")
+    status, visitor = await open_link(hub, share["link"])
+    async with visitor:
+        assert status == 200
+        async with visitor.get(f"{base(hub)}/share/{share['id']}/clip.mp4") as resp:
+            assert resp.status == 200 and frames_in(await resp.read()) > 100
+        # nothing else: no owner routes, no live view, not another share's clip
+        for path in ("/api/events", "/api/cameras/porch/live.mjpeg", "/api/shares"):
+            async with visitor.get(base(hub) + path) as resp:
+                assert resp.status == 401
+        token = next(c.value for c in visitor.cookie_jar if c.key == "camhub_share")
+        visitor.cookie_jar.update_cookies(
+            {"camhub_share": token},
+            response_url=aiohttp.client.URL(base(hub) + f"/share/{other['id']}/"),
+        )
+        async with visitor.get(f"{base(hub)}/share/{other['id']}/clip.mp4") as resp:
+            assert resp.status == 403
+    rows = audit_kinds(hub, since)
+    kinds = [k for k, _, _ in rows]
+    assert "share created" in kinds and "share used" in kinds and "share refused" in kinds
+    secret = share["link"].partition("#")[2]
+    assert all(secret not in json.dumps(r) for r in rows)  # never in the log
+
+
+async def test_forged_tampered_revoked_used_up_and_expired_links_are_refused(hub: Hub) -> None:
+    owner = await logged_in(hub)
+    async with owner:
+        share = await create_share(owner, hub)
+        once = await create_share(owner, hub, max_views=1)
+        expiring = await create_share(owner, hub)
+        path, _, secret = share["link"].partition("#")
+        tampered = ("A" if secret[0] != "A" else "B") + secret[1:]
+        forged = f"/share/{'0' * 16}/#{secret}"
+        for link in (f"{path}#{tampered}", forged, f"{path}#short"):
+            status, visitor = await open_link(hub, link)
+            await visitor.close()
+            assert status == 403, link
+        # used up: one view, then refused
+        status, visitor = await open_link(hub, once["link"])
+        await visitor.close()
+        assert status == 200
+        status, visitor = await open_link(hub, once["link"])
+        await visitor.close()
+        assert status == 403
+        # revoked: the keys are gone, the link opens nothing
+        status, visitor = await open_link(hub, share["link"])
+        assert status == 200
+        async with owner.delete(f"{base(hub)}/api/shares/{share['id']}", headers=origin(hub)) as r:
+            assert r.status == 204
+        async with visitor.get(f"{base(hub)}/share/{share['id']}/clip.mp4") as resp:
+            assert resp.status == 403
+        await visitor.close()
+        assert hub.index.share_keys(share["id"]) == []
+        # expired: as if its time had passed; housekeeping deletes its keys
+        with sqlite3.connect(hub.paths.index) as db:
+            db.execute(
+                "UPDATE shares SET expires = ? WHERE id = ?", (time.time() - 1, expiring["id"])
+            )
+        status, visitor = await open_link(hub, expiring["link"])
+        await visitor.close()
+        assert status == 403
+        hub._end_due(time.time())
+        assert hub.index.share_keys(expiring["id"]) == []
+        async with owner.get(base(hub) + "/api/shares") as resp:
+            states = {s["id"]: s["state"] for s in await resp.json()}
+        assert states[share["id"]] == "revoked" and states[expiring["id"]] == "expired"
+    reasons = [d.get("reason") for k, _, d in audit_kinds(hub) if k == "share refused"]
+    assert {"wrong secret", "no such share", "malformed secret", "share used up"} <= set(reasons)
+    assert {"share revoked", "share expired"} <= set(reasons)
+
+
+async def test_audit_log_verifies_and_detects_an_edited_record(hub: Hub) -> None:
+    client = await logged_in(hub)
+    async with client:
+        async with client.get(base(hub) + "/api/audit/verify") as resp:
+            verdict = await resp.json()
+        assert verdict["ok"] and verdict["records"] > 5
+        async with client.get(base(hub) + "/api/audit?limit=3") as resp:
+            newest = await resp.json()
+        assert [r["seq"] for r in newest] == sorted((r["seq"] for r in newest), reverse=True)
+        with sqlite3.connect(hub.paths.index) as db:
+            original = db.execute("SELECT actor FROM audit WHERE seq = 3").fetchone()[0]
+            db.execute("UPDATE audit SET actor = 'nobody' WHERE seq = 3")
+        try:
+            async with client.get(base(hub) + "/api/audit/verify") as resp:
+                verdict = await resp.json()
+            assert not verdict["ok"] and verdict["first_broken"] == 3
+        finally:
+            with sqlite3.connect(hub.paths.index) as db:
+                db.execute("UPDATE audit SET actor = ? WHERE seq = 3", (original,))
