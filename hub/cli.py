@@ -1,4 +1,4 @@
-"""The `camhub` command: init, run, demo, check-config, decrypt, passwd."""
+"""The `camhub` command: init, run, demo, check-config, decrypt, passwd, audit."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
-from hub import vault
-from hub.config import Config, ConfigError, default_config, load_config
+from hub import tls, vault
+from hub.audit import AuditKind, AuditLog
+from hub.config import DEMO_PORT, Config, ConfigError, default_config, load_config
 from hub.daemon import DataPaths, Hub, HubNotInitialised, load_keyfile, run_until_signalled
 from hub.fsutil import write_private
+from hub.store import Index
 
 log = logging.getLogger("hub")
 
@@ -79,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept a segment cut short by a crash (the hub's index marks these as recovered)",
     )
+
+    p = command("audit", cmd_audit, "show or verify the access log")
+    _where(p)
+    p.add_argument("action", choices=["verify", "show"], help="verify the hash chain, or list")
+    p.add_argument("--limit", type=int, default=50, help="records to show (newest first)")
 
     p = command("passwd", cmd_passwd, "change the owner's password")
     _where(p)
@@ -147,7 +155,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise CommandError(f"{paths.root} already has owner keys; nothing was changed")
     password = _new_password(args.password_file)
     recovery = init_data_dir(paths, password)
+    fingerprint, _ = tls.ensure_certificate(paths.tls_cert, paths.tls_key)
     print(f"camhub: initialised {paths.root}")
+    print("TLS certificate SHA-256 fingerprint (check it the first time your browser asks):")
+    print(f"    {fingerprint}")
     print("Recovery code (shown only this once; write it down and keep it offline):")
     print(f"    {recovery}")
     print("It opens your footage if you forget the password. Nobody else can recover it.")
@@ -184,7 +195,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"camhub demo: a porch camera (synthetic) recording into {root}")
         if password is not None:
             print(f"camhub demo: owner password for this demo: {password}")
-        print("camhub demo: someone walks by every ~20 s; press Ctrl-C to stop")
+        print(
+            f"camhub demo: open http://127.0.0.1:{DEMO_PORT}/ and log in with that password; "
+            "someone walks by every ~20 s; press Ctrl-C to stop"
+        )
         run_until_signalled(Hub(config), seconds=args.seconds)
         _print_demo_summary(root)
     finally:
@@ -194,8 +208,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _print_demo_summary(root: Path) -> None:
-    from hub.store import Index
-
     index = Index(DataPaths(root).index)
     try:
         events = index.events(limit=1000)
@@ -273,9 +285,34 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     private_key = vault.unlock(keyfile, _ask("Current owner password: ", args.password_file))
     new = _new_password(args.new_password_file)
     write_private(paths.keys, vault.rewrap(keyfile, private_key, new).to_json().encode())
+    with Index(paths.index) as index:
+        AuditLog(index).record(AuditKind.PASSWORD_CHANGED, "owner at the console")
     print("camhub: password changed (footage keys unchanged; the recovery code still works)")
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    paths = _data_paths(args)
+    if not paths.index.exists():
+        raise CommandError(f"no index in {paths.root}: nothing has been logged yet")
+    with Index(paths.index) as index:
+        log_ = AuditLog(index)
+        if args.action == "show":
+            for row in log_.recent(0, max(1, args.limit)):
+                when = datetime.fromtimestamp(row.time).isoformat(sep=" ", timespec="seconds")
+                print(f"{row.seq:>7}  {when}  {row.kind:<26} {row.actor}  {row.detail}")
+            return 0
+        verdict = log_.verify()
+    if verdict.ok:
+        print(f"camhub: access log intact: {verdict.records} record(s), every link holds")
+        return 0
+    print(
+        f"camhub: access log BROKEN at record {verdict.first_broken}: {verdict.reason} "
+        f"({verdict.records} record(s) before it hold together)",
+        file=sys.stderr,
+    )
+    return 2

@@ -1,0 +1,129 @@
+"""The access log's hash chain, the `camhub audit` command, and the login throttle."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hub.audit import AuditKind, AuditLog
+from hub.cli import main
+from hub.store import Index
+from hub.web.auth import FREE_FAILURES, GLOBAL_FAILURES, LoginThrottle, Sessions, client_key
+
+
+@pytest.fixture
+def logged(tmp_path: Path) -> tuple[Path, AuditLog]:
+    index = Index(tmp_path / "index.sqlite3")
+    audit = AuditLog(index)
+    for n in range(10):
+        audit.record(AuditKind.CLIP, f"owner from 10.0.0.{n}", {"n": n})
+    yield tmp_path, audit
+    index.close()
+
+
+def edit(root: Path, sql: str, *params: object) -> None:
+    with sqlite3.connect(root / "index.sqlite3") as db:
+        db.execute(sql, params)
+
+
+def test_an_intact_log_verifies(logged: tuple[Path, AuditLog]) -> None:
+    _, audit = logged
+    verdict = audit.verify()
+    assert verdict.ok and verdict.records == 10
+    assert [r.seq for r in audit.recent(0, 3)] == [10, 9, 8]
+    assert [r.seq for r in audit.recent(8, 3)] == [7, 6, 5]
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "broken"),
+    [
+        ("UPDATE audit SET actor = 'someone else' WHERE seq = 4", (), 4),
+        ("UPDATE audit SET detail = '{\"n\":99}' WHERE seq = 7", (), 7),
+        ("UPDATE audit SET time = time + 1 WHERE seq = 1", (), 1),
+        ("DELETE FROM audit WHERE seq = 5", (), 6),
+        ("DELETE FROM audit WHERE seq = 1", (), 2),
+        # swap two records' contents (a reordering): the first swapped one breaks
+        (
+            "UPDATE audit SET detail = CASE seq WHEN 2 THEN '{\"n\":2}' ELSE '{\"n\":1}' END "
+            "WHERE seq IN (2, 3)",
+            (),
+            2,
+        ),
+    ],
+)
+def test_edits_deletions_and_reordering_are_found(
+    logged: tuple[Path, AuditLog], sql: str, params: tuple, broken: int
+) -> None:
+    root, audit = logged
+    edit(root, sql, *params)
+    verdict = audit.verify()
+    assert not verdict.ok and verdict.first_broken == broken and verdict.reason
+
+
+def test_a_rehashed_record_still_breaks_the_next_link(logged: tuple[Path, AuditLog]) -> None:
+    """Recomputing an edited record's own hash does not help: the next record's hash
+    covers it."""
+    from hub.audit import chain_hash
+
+    root, audit = logged
+    rows = {r.seq: r for r in audit.recent(0, 100)}
+    forged = chain_hash(rows[3].hash, 4, rows[4].time, rows[4].kind, "nobody", rows[4].detail)
+    edit(root, "UPDATE audit SET actor = 'nobody', hash = ? WHERE seq = 4", forged)
+    assert audit.verify().first_broken == 5
+
+
+def test_audit_command_reports_the_break(
+    logged: tuple[Path, AuditLog], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, _ = logged
+    assert main(["audit", "verify", "--data-dir", str(root)]) == 0
+    assert "10 record(s)" in capsys.readouterr().out
+    edit(root, "UPDATE audit SET kind = 'nothing' WHERE seq = 6")
+    assert main(["audit", "verify", "--data-dir", str(root)]) == 2
+    assert "BROKEN at record 6" in capsys.readouterr().err
+
+
+def test_throttle_slows_a_guessing_client_but_not_the_owner() -> None:
+    throttle = LoginThrottle()
+    now = 1000.0
+    for _ in range(FREE_FAILURES):
+        assert throttle.wait_time("10.0.0.66", now) == 0
+        throttle.failed("10.0.0.66", now)
+    assert throttle.wait_time("10.0.0.66", now) == pytest.approx(1.0)
+    throttle.failed("10.0.0.66", now + 1)
+    assert throttle.wait_time("10.0.0.66", now + 1) == pytest.approx(2.0)
+    assert throttle.wait_time("10.0.0.2", now + 1) == 0  # the owner, elsewhere
+    throttle.succeeded("10.0.0.66")
+    assert throttle.wait_time("10.0.0.66", now + 1) == 0
+
+
+def test_throttle_slows_guessing_from_many_addresses() -> None:
+    throttle = LoginThrottle()
+    now = 1000.0
+    for n in range(GLOBAL_FAILURES):
+        throttle.failed(f"10.0.1.{n}", now)
+    # every client now shares one slot every few seconds: the first takes it...
+    assert throttle.wait_time("10.0.2.1", now) == 0
+    # ...the next waits a few seconds, never hours
+    assert 0 < throttle.wait_time("10.0.2.2", now) <= 3.0
+    assert throttle.wait_time("10.0.2.2", now + 61) == 0  # the window has passed
+
+
+def test_ipv6_clients_count_per_64() -> None:
+    assert client_key("2001:db8::1") == client_key("2001:db8::ffff:1234") == "2001:db8::/64"
+    assert client_key("::ffff:10.0.0.5") == "10.0.0.5"
+    assert client_key("10.0.0.5") == "10.0.0.5"
+
+
+def test_sessions_expire_when_idle_and_keep_only_hashes() -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    sessions = Sessions(idle_seconds=60)
+    token = sessions.create(X25519PrivateKey.generate(), "10.0.0.1", now=0)
+    assert token not in repr(sessions.__dict__)
+    assert sessions.get(token, now=50) is not None
+    assert sessions.get(token, now=100) is not None  # touched at 50
+    assert sessions.expire(now=161) and sessions.get(token, now=161) is None
+    assert sessions.get("forged", now=0) is None

@@ -1,0 +1,450 @@
+"""The owner's web page and a share link, end to end, in a real headless Chromium.
+
+A real hub runs in this process (two cameras: the synthetic porch, and the real person
+clip played back in real time and recorded continuously); Chromium, driven by
+Playwright, uses the page the way the owner and a friend would: log in (after wrong
+passwords and the throttle), watch live, play an event's clip, share it, open the link
+in a clean browser, revoke it, see the link refused, and read the access log. The
+screenshots of each view are saved to docs/screenshots/ for the README and for review.
+
+Needs Debian's `chromium` at /usr/bin/chromium and the `playwright` Python package
+(its own browser download is not used); the test says so and fails when either is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import pytest
+
+from hub.cli import init_data_dir
+from hub.config import parse_config
+from hub.daemon import DataPaths, Hub
+from hub.store import SegmentState
+from hub.vault import KdfParams
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+    from playwright.sync_api import expect as pw_expect
+except ImportError:  # pragma: no cover - reported by the fixture below
+    sync_playwright = None  # type: ignore[assignment]
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+PASSWORD = "correct horse battery staple"
+FAST_KDF = KdfParams(memory_kib=8, iterations=1, lanes=1)
+SEGMENT_SECONDS = 2
+SEGMENTS_WANTED = 3  # complete segments of the file camera before the event is made
+SEGMENT_WAIT = 25.0  # seconds
+STEP_TIMEOUT_MS = 15_000  # any single wait in the browser
+PLAY_TIMEOUT_MS = 15_000  # a clip to load and advance
+
+CONFIG = """
+[hub]
+data_dir = "{data_dir}"
+log_level = "warning"
+
+[storage]
+segment_seconds = {segment_seconds}
+min_free_gb = 0
+
+[web]
+listen = "127.0.0.1:0"
+tls = false
+
+[[camera]]
+id = "porch"
+name = "Front porch"
+url = "synthetic:porch"
+
+[[camera]]
+id = "hall"
+name = "Hallway"
+url = "file://{clip}"
+realtime = true
+record = "continuous"
+"""
+
+
+# -- the hub ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunningHub:
+    hub: Hub
+    base: str  # http://127.0.0.1:PORT
+    event_id: int
+
+
+@pytest.fixture(scope="module")
+def running_hub(
+    tmp_path_factory: pytest.TempPathFactory, person_clip: Path
+) -> Iterator[RunningHub]:
+    root = tmp_path_factory.mktemp("browser-hub")
+    data_dir = root / "data"
+    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
+    text = CONFIG.format(data_dir=data_dir, segment_seconds=SEGMENT_SECONDS, clip=person_clip)
+    hub = Hub(parse_config(text, base_dir=root))
+    hub.start()
+    try:
+        assert hub.web is not None, "the hub's web server did not start"
+        event_id = make_event(hub, person_clip)
+        yield RunningHub(hub, f"http://127.0.0.1:{hub.web.port}", event_id)
+    finally:
+        hub.stop()
+
+
+def make_event(hub: Hub, clip: Path) -> int:
+    """An event over footage the file camera has really recorded, with a real snapshot.
+
+    Motion events come on their own too, but on the clip's schedule; this one is over
+    complete segments within seconds of start-up, through the hub's own index.
+    """
+    deadline = time.monotonic() + SEGMENT_WAIT
+    while True:
+        done = [
+            row
+            for row in hub.index.segments("hall")
+            if row.state is SegmentState.COMPLETE and row.end_time is not None
+        ]
+        if len(done) >= SEGMENTS_WANTED:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"the file camera recorded {len(done)} complete segment(s) in "
+                f"{SEGMENT_WAIT:.0f} s, wanted {SEGMENTS_WANTED}"
+            )
+        time.sleep(0.2)
+    oldest, newest = done[-1], done[0]  # newest first
+    assert newest.end_time is not None
+    start, end = oldest.start_time + 0.5, newest.end_time - 0.5
+    event_id = hub.index.add_event("hall", start)
+    snapshot = hub.archive.save_snapshot("hall", event_id, start, still_from(clip, 12.0))
+    hub.index.end_event(
+        event_id,
+        end_time=end,
+        peak_score=0.05,
+        peak_time=(start + end) / 2,
+        bbox=(0.4, 0.2, 0.2, 0.6),
+        snapshot_id=snapshot,
+    )
+    return event_id
+
+
+def still_from(clip: Path, seconds: float) -> bytes:
+    """A JPEG of the clip's first frame at or after `seconds`."""
+    with av.open(str(clip)) as container:
+        for frame in container.decode(video=0):
+            if frame.time is not None and frame.time >= seconds:
+                ok, jpeg = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"))
+                assert ok
+                return jpeg.tobytes()
+    raise AssertionError(f"{clip} is shorter than {seconds} s")
+
+
+# -- the browser ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if sync_playwright is None:
+        pytest.fail("the playwright package is missing: pip install -e '.[test]'")
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/system-deps.sh)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class PageProblems:
+    """Uncaught script errors and CSP violations on any page of a context."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def watch(self, page: Page) -> Page:
+        page.on("pageerror", lambda exc: self.found.append(f"uncaught: {exc}"))
+        page.on("console", self._console)
+        return page
+
+    def _console(self, message: Any) -> None:
+        text = message.text
+        if "Content Security Policy" in text or "Refused to" in text:
+            self.found.append(f"CSP: {text}")
+
+
+def new_context(browser: Browser, viewport: dict[str, int], **options: Any) -> BrowserContext:
+    context = browser.new_context(viewport=viewport, **options)
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    return context
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), animations="disabled", caret="initial")
+
+
+def wait_until(page: Page, script: str, arg: object = None, timeout: int = STEP_TIMEOUT_MS) -> Any:
+    handle = page.wait_for_function(script, arg=arg, timeout=timeout)
+    return handle.json_value()
+
+
+# Draw an <img> on a canvas and sum a sample of its pixels: a cheap fingerprint of the
+# picture currently shown, to see that a live view keeps changing.
+FINGERPRINT = """img => {
+  const c = document.createElement('canvas');
+  c.width = 64; c.height = 36;
+  const g = c.getContext('2d');
+  g.drawImage(img, 0, 0, 64, 36);
+  const d = g.getImageData(0, 0, 64, 36).data;
+  let sum = 0;
+  for (let i = 0; i < d.length; i += 1) sum = (sum * 31 + d[i]) % 1000000007;
+  return sum;
+}"""
+
+
+def expect_live_pictures(page: Page) -> None:
+    """Every camera card shows a decoded picture, and the picture keeps changing."""
+    cards = page.locator(".camera-card")
+    pw_expect(cards).to_have_count(2)
+    wait_until(
+        page,
+        "() => [...document.querySelectorAll('.live-img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+    )
+    for camera_id in ("porch", "hall"):
+        img = page.locator(f'.camera-card[data-camera="{camera_id}"] .live-img')
+        first = img.evaluate(FINGERPRINT)
+        deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
+        while img.evaluate(FINGERPRINT) == first:
+            assert time.monotonic() < deadline, f"{camera_id}: the live picture never changed"
+            page.wait_for_timeout(100)
+
+
+def expect_playing(page: Page, selector: str) -> None:
+    """A <video> has data, a duration, and its time advances."""
+    video = page.locator(selector)
+    wait_until(
+        page,
+        "v => v.readyState >= 2 && v.duration > 0 && isFinite(v.duration)",
+        video.element_handle(),
+        PLAY_TIMEOUT_MS,
+    )
+    video.evaluate("v => { if (v.paused) return v.play(); }")
+    start = video.evaluate("v => v.currentTime")
+    wait_until(
+        page,
+        "([v, t]) => v.currentTime > t + 0.5 && !v.error",
+        [video.element_handle(), start],
+        PLAY_TIMEOUT_MS,
+    )
+
+
+def audit_kinds(page: Page) -> list[str]:
+    return page.locator("#log-body tr").evaluate_all("rows => rows.map(r => r.dataset.kind)")
+
+
+# -- the test ---------------------------------------------------------------------------
+
+
+def test_owner_page_and_share_link(running_hub: RunningHub, browser: Browser) -> None:
+    base, event_id = running_hub.base, running_hub.event_id
+    problems = PageProblems()
+    owner = new_context(browser, DESKTOP)
+    owner.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    page = problems.watch(owner.new_page())
+    page.on("dialog", lambda dialog: dialog.accept())  # the Revoke confirmation
+
+    # Login: wrong passwords are refused, then the throttle speaks, then the right one.
+    page.goto(base + "/")
+    pw_expect(page.locator("#login-view")).to_be_visible()
+    shot(page, "login.png")
+    login = page.locator("#login-password")
+    error = page.locator("#login-error")
+    for _ in range(3):
+        login.fill("not the password")
+        page.click("#login-submit")
+        pw_expect(error).to_have_text("Wrong password.")
+        pw_expect(page.locator("#login-submit")).to_be_enabled()
+    login.fill("not the password either")
+    page.click("#login-submit")
+    pw_expect(error).to_contain_text("too many failed logins")
+    pw_expect(page.locator("#login-submit")).to_be_disabled()
+    pw_expect(page.locator("#login-submit")).to_be_enabled(timeout=5_000)
+    login.fill(PASSWORD)
+    page.click("#login-submit")
+    pw_expect(page.locator("#app-view")).to_be_visible()
+    pw_expect(page.locator("#login-view")).to_be_hidden()
+
+    # Live: both cameras stream pictures that keep changing.
+    pw_expect(page.locator('.tab[data-tab="live"]')).to_have_class(re.compile(r"\bactive\b"))
+    expect_live_pictures(page)
+    for card in page.locator(".camera-card .status").all():
+        pw_expect(card).to_have_text("Connected")
+    pw_expect(page.locator(".camera-card .camera-name")).to_have_text(["Front porch", "Hallway"])
+    shot(page, "live.png")
+
+    # The same, on a phone, with the owner's session.
+    phone = new_context(
+        browser,
+        PHONE,
+        storage_state=owner.storage_state(),
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
+    phone_page = problems.watch(phone.new_page())
+    phone_page.goto(base + "/#live")
+    expect_live_pictures(phone_page)
+    shot(phone_page, "live-phone.png")
+    phone.close()
+
+    # Events: our event is listed with its thumbnail; the camera filter works.
+    page.click('.tab[data-tab="events"]')
+    item = page.locator(f'.event[data-event="{event_id}"]')
+    pw_expect(item).to_be_visible()
+    wait_until(page, "i => i.complete && i.naturalWidth > 0", item.locator("img").element_handle())
+    pw_expect(item.locator(".event-camera")).to_have_text("Hallway")
+    pw_expect(item.locator(".event-meta")).to_have_text(re.compile(r"^\d+ s$"))
+    pw_expect(page.locator("#cameras .camera-card")).to_have_count(0)  # live streams closed
+    shot(page, "events.png")
+    page.select_option("#events-camera", "porch")
+    pw_expect(item).to_have_count(0)
+    page.select_option("#events-camera", "hall")
+    pw_expect(item).to_be_visible()
+    cameras_listed = page.locator(".event .event-camera").all_text_contents()
+    assert cameras_listed and set(cameras_listed) == {"Hallway"}, cameras_listed
+
+    # The player: the clip loads and plays.
+    item.click()
+    pw_expect(page.locator("#player")).to_be_visible()
+    pw_expect(page.locator("#player-title")).to_have_text("Hallway")
+    expect_playing(page, "#player-video")
+    shot(page, "player.png")
+
+    # Share it: 7 days, at most 5 views, a label; the link is shown once and copied.
+    page.click("#player-share")
+    dialog = page.locator("#share-dialog")
+    pw_expect(dialog).to_be_visible()
+    dialog.get_by_text("7 days").click()
+    page.fill("#share-views", "5")
+    page.fill("#share-label", "For the insurer")
+    page.click("#share-create")
+    pw_expect(page.locator("#share-result")).to_be_visible()
+    link = page.locator("#share-link").input_value()
+    match = re.fullmatch(re.escape(base) + r"/share/([0-9a-f]{16})/#([A-Za-z0-9_\-]{20,})", link)
+    assert match, f"unexpected share link {link!r}"
+    share_id = match.group(1)
+    page.click("#share-copy")
+    pw_expect(page.locator("#share-copied")).not_to_be_empty()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == link
+    shot(page, "share-dialog.png")
+    page.keyboard.press("Escape")  # the share dialog
+    page.keyboard.press("Escape")  # the player
+    pw_expect(page.locator("#player")).to_be_hidden()
+
+    # A friend opens the link in a clean browser: the secret leaves the address bar at
+    # once, and the clip plays.
+    friend = new_context(browser, DESKTOP)
+    friend_page = problems.watch(friend.new_page())
+    friend_page.goto(link)
+    pw_expect(friend_page.locator("#share-clip")).to_be_visible()
+    assert friend_page.evaluate("location.hash") == ""
+    assert friend_page.url == f"{base}/share/{share_id}/"
+    pw_expect(friend_page.locator("#share-title")).to_have_text("For the insurer")
+    pw_expect(friend_page.locator("#share-views")).to_have_text("View 1 of 5")
+    expect_playing(friend_page, "#share-video")
+    shot(friend_page, "share-page.png")
+    friend.close()
+
+    # Shares: the link is live, viewed once; revoke it.
+    page.click('.tab[data-tab="shares"]')
+    row = page.locator(f'#shares-body tr[data-share="{share_id}"]')
+    pw_expect(row).to_have_attribute("data-state", "live")
+    pw_expect(row.locator('td[data-label="Views"]')).to_have_text("1 of 5")
+    pw_expect(row.locator('td[data-label="Last used"]')).not_to_have_text("never")
+    pw_expect(row.locator('td[data-label="Label"]')).to_have_text("For the insurer")
+    shot(page, "shares.png")
+    row.get_by_role("button", name="Revoke").click()
+    pw_expect(row).to_have_attribute("data-state", "revoked")
+    pw_expect(row.get_by_role("button", name="Revoke")).to_have_count(0)
+
+    # The revoked link now opens nothing, in another clean browser.
+    stranger = new_context(browser, DESKTOP)
+    stranger_page = problems.watch(stranger.new_page())
+    stranger_page.goto(link)
+    pw_expect(stranger_page.locator("#share-refused")).to_be_visible()
+    pw_expect(stranger_page.locator("#share-clip")).to_be_hidden()
+    assert stranger_page.evaluate("location.hash") == ""
+    stranger.close()
+
+    # The access log holds every step, and its chain verifies.
+    page.click('.tab[data-tab="log"]')
+    pw_expect(page.locator("#verify")).to_have_class(re.compile(r"\bok\b"))
+    pw_expect(page.locator("#verify")).to_contain_text("Access log verified")
+    wanted = {
+        "login failed",
+        "login throttled",
+        "login ok",
+        "vault unlocked",
+        "live view started",
+        "live view stopped",
+        "snapshot served",
+        "clip served",
+        "share created",
+        "share used",
+        "share revoked",
+        "share refused",
+    }
+    deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
+    while missing := wanted - set(audit_kinds(page)):  # live view stops are logged on close
+        assert time.monotonic() < deadline, f"not in the access log: {sorted(missing)}"
+        page.wait_for_timeout(500)
+        page.click("#log-refresh")
+    shared_clip = page.locator('#log-body tr[data-kind="clip served"]', has_text=share_id[:16])
+    pw_expect(shared_clip.first).to_be_visible()
+    shot(page, "access-log.png")
+
+    # A session that ends (here: its cookie gone) sends any view back to the login form.
+    owner.clear_cookies()
+    page.click("#log-refresh")
+    pw_expect(page.locator("#login-view")).to_be_visible()
+    pw_expect(error).to_contain_text("session has ended")
+    pw_expect(page.locator("#log-body tr")).to_have_count(0)  # nothing left on the page
+
+    # Log in again, and out with the button.
+    login.fill(PASSWORD)
+    page.click("#login-submit")
+    pw_expect(page.locator("#app-view")).to_be_visible()
+    page.click("#logout")
+    pw_expect(page.locator("#login-view")).to_be_visible()
+    assert page.request.get(base + "/api/session").status == 401
+    owner.close()
+
+    assert not problems.found, problems.found
