@@ -291,10 +291,6 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def cmd_audit(args: argparse.Namespace) -> int:
     paths = _data_paths(args)
     if not paths.index.exists():
@@ -316,3 +312,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,12 +20,15 @@ Invariants:
    caller where the rest begins.
 4. At most `max_bytes` of plaintext is ever read; past that, `ClipTooLarge`.
 
-Placement: each part starts at its wall-clock `start_time` relative to the first one,
-so a short hole (a dropped segment, a camera that hiccupped) stays in the timeline as
-the last frame held for that long and positions keep matching the wall clock. A hole
-longer than `max_gap` is closed up: between two motion events it would be minutes of
-one frozen frame, which only makes the seek bar useless. Chromium plays both kinds of
-seam cleanly, because every part starts on a keyframe and the timeline is continuous.
+Placement: the first picture is shown at 0 and each later part at its wall-clock
+`start_time` relative to the first part's, so clip time t is wall time first + t. A
+short hole (a lost segment, a camera that hiccupped) stays in the timeline as the last
+frame held that long, and positions keep matching the wall clock. A hole longer than
+`max_gap` is closed up: between two motion events it would be minutes of one frozen
+frame, which only makes the seek bar useless. Either way the file has the layout of
+`ffmpeg -c copy -movflags +faststart` output, which Chromium plays and seeks: one avc1
+sample description, the usual edit list when there are B-frames, and seams that are a
+keyframe following on (a kept hole is one long sample, a closed one a plain cut).
 """
 
 from __future__ import annotations
@@ -95,10 +98,13 @@ class _Params:
     height: int
     extradata: bytes
 
+    def __str__(self) -> str:
+        return f"{self.codec} {self.width}x{self.height}, {len(self.extradata)} B of setup"
+
 
 @dataclass(slots=True)
 class _Demuxed:
-    """One part's packets, in the part's own timeline (`time_base` units, origin at 0)."""
+    """One part's packets, with timestamps as the segment stores them (`time_base` units)."""
 
     params: _Params
     time_base: Fraction
@@ -180,7 +186,9 @@ def build_clip(
     clip being built; it is not read past a part whose codec parameters differ from
     the first part's. Raises `ClipTooLarge` as soon as more than `max_bytes` of
     plaintext has been read, `ClipError` (with `.part`) for a part that does not
-    demux, and `ValueError` for bad arguments.
+    demux, and `ValueError` for bad arguments. Whatever `chunks` raises (the vault's
+    `CorruptFile`, say) passes through as it is: tampering is not a clip problem.
+    CPU-bound and synchronous: an event loop should run it in a worker thread.
     """
     if max_bytes <= 0:
         raise ValueError(f"max_bytes: must be positive, got {max_bytes}")

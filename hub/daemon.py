@@ -163,30 +163,28 @@ class Hub:
         """Serve the owner's page. If that fails (the port is taken), recording goes on:
         footage matters more than the page, and the log says what to fix."""
         web_settings = self.config.web
-        ssl_context = None
-        if web_settings.tls:
-            fingerprint, made = tls.ensure_certificate(self.paths.tls_cert, self.paths.tls_key)
-            if made:
-                log.warning("made a TLS certificate, SHA-256 fingerprint %s", fingerprint)
-            ssl_context = tls.server_context(self.paths.tls_cert, self.paths.tls_key)
-        context = WebContext(
-            index=self.index,
-            archive=self.archive,
-            audit=self.audit,
-            keys_path=self.paths.keys,
-            cameras={camera.id: _camera_view(camera) for camera in self.cameras},
-            sessions=self.sessions,
-            throttle=LoginThrottle(),
-            clips=ClipCache(),
-            secure_cookies=web_settings.tls,
-        )
-        server = WebServer(make_app(context), web_settings.host, web_settings.port, ssl_context)
         try:
-            server.start()
-        except OSError as exc:
-            log.error(
-                "the web page is not served: cannot listen on %s: %s", web_settings.listen, exc
+            ssl_context = None
+            if web_settings.tls:
+                fingerprint, made = tls.ensure_certificate(self.paths.tls_cert, self.paths.tls_key)
+                if made:
+                    log.warning("made a TLS certificate, SHA-256 fingerprint %s", fingerprint)
+                ssl_context = tls.server_context(self.paths.tls_cert, self.paths.tls_key)
+            context = WebContext(
+                index=self.index,
+                archive=self.archive,
+                audit=self.audit,
+                keys_path=self.paths.keys,
+                cameras={camera.id: _camera_view(camera) for camera in self.cameras},
+                sessions=self.sessions,
+                throttle=LoginThrottle(),
+                clips=ClipCache(),
+                secure_cookies=web_settings.tls,
             )
+            server = WebServer(make_app(context), web_settings.host, web_settings.port, ssl_context)
+            server.start()
+        except OSError as exc:  # also ssl.SSLError: a port in use, an unreadable certificate
+            log.error("the web page is not served (listen = %s): %s", web_settings.listen, exc)
             return
         self.web = server
         log.info("owner page at %s", server.url)

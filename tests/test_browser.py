@@ -58,6 +58,7 @@ SEGMENTS_WANTED = 3  # complete segments of the file camera before the event is 
 SEGMENT_WAIT = 25.0  # seconds
 STEP_TIMEOUT_MS = 15_000  # any single wait in the browser
 PLAY_TIMEOUT_MS = 15_000  # a clip to load and advance
+EVENTS_PAGE = 30  # as in app.js
 
 CONFIG = """
 [hub]
@@ -149,6 +150,24 @@ def make_event(hub: Hub, clip: Path) -> int:
         snapshot_id=snapshot,
     )
     return event_id
+
+
+def add_old_events(hub: Hub, count: int) -> list[int]:
+    """Motion events of two days ago on the porch camera, with no footage left (as if
+    retention had deleted it): enough to page through, and a clip the hub must refuse."""
+    start = time.time() - 2 * 86400
+    ids = []
+    for n in range(count):
+        event_id = hub.index.add_event("porch", start + n * 60)
+        hub.index.end_event(
+            event_id,
+            end_time=start + n * 60 + 8,
+            peak_score=0.02,
+            peak_time=start + n * 60 + 4,
+            bbox=None,
+        )
+        ids.append(event_id)
+    return ids
 
 
 def still_from(clip: Path, seconds: float) -> bytes:
@@ -263,6 +282,17 @@ def expect_playing(page: Page, selector: str) -> None:
         [video.element_handle(), start],
         PLAY_TIMEOUT_MS,
     )
+    video.evaluate("v => v.pause()")  # still, with its controls, for the screenshot
+
+
+def real_porch_events(page: Page, added: list[int]) -> int:
+    """How many porch events the synthetic scene made on its own (a visit may start any
+    time), from the hub itself."""
+    found = page.evaluate(
+        "async () => (await (await fetch('/api/events?camera=porch&limit=500')).json())"
+        ".events.map(e => e.id)"
+    )
+    return len(set(found) - set(added))
 
 
 def audit_kinds(page: Page) -> list[str]:
@@ -351,7 +381,7 @@ def test_owner_page_and_share_link(running_hub: RunningHub, browser: Browser) ->
     page.click("#player-share")
     dialog = page.locator("#share-dialog")
     pw_expect(dialog).to_be_visible()
-    dialog.get_by_text("7 days").click()
+    dialog.get_by_label("7 days").check()
     page.fill("#share-views", "5")
     page.fill("#share-label", "For the insurer")
     page.click("#share-create")
@@ -430,6 +460,22 @@ def test_owner_page_and_share_link(running_hub: RunningHub, browser: Browser) ->
     shared_clip = page.locator('#log-body tr[data-kind="clip served"]', has_text=share_id[:16])
     pw_expect(shared_clip.first).to_be_visible()
     shot(page, "access-log.png")
+
+    # Older events come a page at a time; a clip whose footage is gone shows the hub's
+    # reason in the player.
+    old_events = add_old_events(running_hub.hub, EVENTS_PAGE + 5)
+    page.click('.tab[data-tab="events"]')
+    page.select_option("#events-camera", "porch")
+    porch_events = page.locator(".timeline .event")
+    pw_expect(porch_events).to_have_count(EVENTS_PAGE)
+    pw_expect(page.locator("#events-more")).to_be_visible()
+    page.click("#events-more")
+    pw_expect(porch_events).to_have_count(len(old_events) + real_porch_events(page, old_events))
+    pw_expect(page.locator("#events-more")).to_be_hidden()
+    page.locator(f'.event[data-event="{old_events[0]}"]').click()
+    pw_expect(page.locator("#player-error")).to_contain_text("no recorded footage")
+    page.keyboard.press("Escape")
+    pw_expect(page.locator("#player")).to_be_hidden()
 
     # A session that ends (here: its cookie gone) sends any view back to the login form.
     owner.clear_cookies()

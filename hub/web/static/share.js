@@ -37,10 +37,8 @@
   function showClip(info) {
     $("share-loading").hidden = true;
     $("share-title").textContent = info.label || "Shared clip";
-    $("share-camera").textContent = `${info.camera} · ${fmtTime(info.start)}, ${fmtDuration(
-      info.end - info.start,
-    )}`;
-    $("share-when").textContent = `Recorded ${fmtTime(info.start)}`;
+    $("share-camera").textContent = `${info.camera} · recorded ${fmtTime(info.start)}`;
+    $("share-when").textContent = `Clip of ${fmtDuration(info.end - info.start)}`;
     $("share-expires").textContent = `Link works until ${fmtTime(info.expires)}`;
     $("share-views").textContent = info.max_views
       ? `View ${info.views} of ${info.max_views}`
