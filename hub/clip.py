@@ -45,7 +45,7 @@ from av.video.stream import VideoStream
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_GAP = 5.0  # seconds; about one lost segment stays visible as a pause
 
 # Not fragmented: moov (with every sample's offset) written last, then moved to the front.

@@ -479,10 +479,10 @@ def test_owner_page_and_share_link(running_hub: RunningHub, browser: Browser) ->
 
     # A session that ends (here: its cookie gone) sends any view back to the login form.
     owner.clear_cookies()
-    page.click("#log-refresh")
+    page.click("#events-refresh")
     pw_expect(page.locator("#login-view")).to_be_visible()
     pw_expect(error).to_contain_text("session has ended")
-    pw_expect(page.locator("#log-body tr")).to_have_count(0)  # nothing left on the page
+    pw_expect(page.locator(".timeline .event")).to_have_count(0)  # nothing left on the page
 
     # Log in again, and out with the button.
     login.fill(PASSWORD)

@@ -35,7 +35,7 @@ from hub.web.app import (
     set_security_headers,
 )
 from hub.web.auth import client_key
-from hub.web.clips import build_clip, is_first_request, ranged
+from hub.web.clips import clip_of, is_first_request, ranged
 from hub.web.live import mjpeg_response
 
 MAX_PAGE = 500
@@ -357,16 +357,18 @@ async def serve_clip(
     """Assemble (or reuse) a clip off the event loop; footage errors become 4xx."""
     try:
         body, _ = await asyncio.to_thread(
-            ctx.clips.get_or_build, key, lambda: build_clip(segments, open_segment)
+            ctx.clips.get_or_build, key, lambda: clip_of(segments, open_segment)
         )
     except ClipTooLarge as exc:
         raise json_error(web.HTTPRequestEntityTooLarge, str(exc)) from None
     except FootageUnavailable as exc:
         raise json_error(web.HTTPNotFound, str(exc)) from None
-    except (ClipError, vault.CorruptFile) as exc:
+    except vault.CorruptFile as exc:
         raise json_error(
             web.HTTPUnprocessableEntity, f"the stored footage failed verification: {exc}"
         ) from None
+    except ClipError as exc:
+        raise json_error(web.HTTPUnprocessableEntity, f"the clip cannot be made: {exc}") from None
     return body
 
 

@@ -112,7 +112,7 @@ def is_first_request(request: web.Request) -> bool:
     return wanted.start in (None, 0)
 
 
-def build_clip(
+def clip_of(
     segments: list[SegmentRow], open_segment: Callable[[SegmentRow], Iterator[bytes]]
 ) -> bytes:
     """One MP4 of the segments, each opened (decrypted and verified) as it is read."""
