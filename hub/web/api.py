@@ -77,21 +77,23 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(password, str) or not password or len(password) > 1024:
         raise json_error(web.HTTPBadRequest, "password: a non-empty string is required")
     client = client_key(request.remote)
-    wait = ctx.throttle.wait_time(client, time.time())
-    if wait > 0:
-        audit(ctx, AuditKind.LOGIN_THROTTLED, f"client {client}", retry_after=math.ceil(wait))
-        raise json_error(
-            web.HTTPTooManyRequests,
-            f"too many failed logins; try again in {math.ceil(wait)} s",
-            **{"Retry-After": str(math.ceil(wait))},
-        )
-    async with ctx.login_slot:  # one Argon2 run at a time: 64 MiB each
+    # One Argon2 run at a time (64 MiB each); the throttle is asked inside the slot, so
+    # a burst of parallel guesses is counted one by one, not all let through at once.
+    async with ctx.login_slot:
+        wait = ctx.throttle.wait_time(client, time.time())
+        if wait > 0:
+            audit(ctx, AuditKind.LOGIN_THROTTLED, f"client {client}", retry_after=math.ceil(wait))
+            raise json_error(
+                web.HTTPTooManyRequests,
+                f"too many failed logins; try again in {math.ceil(wait)} s",
+                **{"Retry-After": str(math.ceil(wait))},
+            )
         try:
             private_key = await asyncio.to_thread(_unlock, ctx, password)
         except vault.WrongPassword:
             private_key = None
+            ctx.throttle.failed(client, time.time())
     if private_key is None:
-        ctx.throttle.failed(client, time.time())
         audit(ctx, AuditKind.LOGIN_FAILED, f"client {client}")
         raise json_error(web.HTTPUnauthorized, "wrong password")
     ctx.throttle.succeeded(client)
@@ -226,7 +228,7 @@ def _whole(request: web.Request, name: str, default: int, low: int, high: int) -
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise json_error(web.HTTPBadRequest, f"{name}: must be a whole number {low}..{high}")
     return int(raw)
 
@@ -258,7 +260,7 @@ async def events(request: web.Request) -> web.Response:
 
 def _event(request: web.Request) -> EventRow:
     raw = request.match_info["event"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise json_error(web.HTTPNotFound, "no such event")
     row = context(request).index.get_event(int(raw))
     if row is None:
@@ -413,6 +415,12 @@ async def new_share(request: web.Request) -> web.Response:
         )
     except ShareError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
+    except FootageUnavailable as exc:
+        raise json_error(web.HTTPNotFound, str(exc)) from None
+    except vault.CorruptFile as exc:
+        raise json_error(
+            web.HTTPUnprocessableEntity, f"footage failed verification: {exc}"
+        ) from None
     audit(
         ctx,
         AuditKind.SHARE_CREATED,

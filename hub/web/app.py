@@ -136,7 +136,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            raise json_error(type(exc), exc.reason, **_kept_headers(exc)) from None
+            exc.text = json.dumps({"error": exc.reason})
+            exc.content_type = "application/json"
         raise
     except (ConnectionResetError, TimeoutError):
         raise
@@ -145,10 +146,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise json_error(
             web.HTTPInternalServerError, "internal error (see the hub's log)"
         ) from None
-
-
-def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
-    return {k: v for k, v in exc.headers.items() if k in ("Retry-After", "Allow")}
 
 
 @web.middleware

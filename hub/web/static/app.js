@@ -17,8 +17,8 @@
     cameras: [], // from /api/cameras
     cameraNames: new Map(),
     cameraPoll: null,
-    events: { offset: 0, lastDay: null, loading: false },
-    log: { oldest: null, loading: false },
+    events: { offset: 0, lastDay: null, loading: false, generation: 0, shown: new Set() },
+    log: { oldest: null, loading: false, generation: 0 },
     playing: null, // the event shown in the player
   };
 
@@ -446,40 +446,50 @@
     await loadEvents(true);
   }
 
+  // A newer request (another filter, a refresh) wins over one still under way.
   async function loadEvents(reset) {
-    if (state.events.loading) return;
-    state.events.loading = true;
-    const list = $("events");
+    const ev = state.events;
+    if (!reset && ev.loading) return;
+    const generation = ++ev.generation;
+    ev.loading = true;
     const more = $("events-more");
     more.disabled = true;
-    if (reset) {
-      state.events.offset = 0;
-      state.events.lastDay = null;
-    }
     try {
       const params = new URLSearchParams({
         limit: String(EVENTS_PAGE),
-        offset: String(state.events.offset),
+        offset: String(reset ? 0 : ev.offset),
       });
       const camera = $("events-camera").value;
       if (camera) params.set("camera", camera);
       const page = await api("GET", `/api/events?${params}`);
-      if (state.tab !== "events") return;
-      if (reset) list.replaceChildren();
+      if (state.tab !== "events" || generation !== ev.generation) return;
+      const list = $("events");
+      if (reset) {
+        list.replaceChildren();
+        ev.offset = 0;
+        ev.lastDay = null;
+        ev.shown.clear();
+      }
       for (const event of page.events) {
+        // Pages are by offset, newest first: an event that began since the last page
+        // pushes the rest down by one, so skip what is already listed.
+        if (ev.shown.has(event.id)) continue;
+        ev.shown.add(event.id);
         const day = fmtDay(event.start);
-        if (day !== state.events.lastDay) {
+        if (day !== ev.lastDay) {
           list.append(el("li", { class: "day", text: day }));
-          state.events.lastDay = day;
+          ev.lastDay = day;
         }
         list.append(eventItem(event));
       }
-      state.events.offset += page.events.length;
-      show($("events-empty"), state.events.offset === 0);
+      ev.offset += page.events.length;
+      show($("events-empty"), ev.shown.size === 0);
       show(more, page.more);
     } finally {
-      more.disabled = false;
-      state.events.loading = false;
+      if (generation === ev.generation) {
+        more.disabled = false;
+        ev.loading = false;
+      }
     }
   }
 
@@ -492,7 +502,10 @@
           loading: "lazy",
           decoding: "async",
         })
-      : el("span", { class: "thumb thumb-none", text: "No picture" });
+      : el("span", {
+          class: "thumb thumb-none",
+          text: event.end === null ? "Recording…" : "No picture",
+        });
     if (event.snapshot_url) {
       thumb.addEventListener("error", () => {
         thumb.replaceWith(el("span", { class: "thumb thumb-none", text: "No picture" }));
@@ -751,7 +764,6 @@
   const TIME_KEYS = new Set(["start", "end", "expires"]);
 
   async function loadLog() {
-    state.log.oldest = null;
     const [verdict] = await Promise.all([api("GET", "/api/audit/verify"), loadLogPage(true)]);
     if (state.tab === "log") showVerdict(verdict);
   }
@@ -775,23 +787,30 @@
   }
 
   async function loadLogPage(reset) {
-    if (state.log.loading) return;
-    state.log.loading = true;
+    const lg = state.log;
+    if (!reset && lg.loading) return;
+    const generation = ++lg.generation;
+    lg.loading = true;
     const more = $("log-more");
     more.disabled = true;
     try {
       const params = new URLSearchParams({ limit: String(LOG_PAGE) });
-      if (!reset && state.log.oldest) params.set("before", String(state.log.oldest));
+      if (!reset && lg.oldest) params.set("before", String(lg.oldest));
       const records = await api("GET", `/api/audit?${params}`);
-      if (state.tab !== "log") return;
+      if (state.tab !== "log" || generation !== lg.generation) return;
       const body = $("log-body");
-      if (reset) body.replaceChildren();
+      if (reset) {
+        body.replaceChildren();
+        lg.oldest = null;
+      }
       for (const record of records) body.append(logRow(record));
-      if (records.length) state.log.oldest = records[records.length - 1].seq;
-      show(more, records.length === LOG_PAGE && state.log.oldest > 1);
+      if (records.length) lg.oldest = records[records.length - 1].seq;
+      show(more, records.length === LOG_PAGE && lg.oldest > 1);
     } finally {
-      more.disabled = false;
-      state.log.loading = false;
+      if (generation === lg.generation) {
+        more.disabled = false;
+        lg.loading = false;
+      }
     }
   }
 

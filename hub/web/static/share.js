@@ -11,13 +11,6 @@
   const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
   const fmtTime = (seconds) => dateTime.format(seconds * 1000);
 
-  function fmtDuration(seconds) {
-    const s = Math.max(0, Math.round(seconds));
-    if (s < 60) return `${s} s`;
-    const m = Math.floor(s / 60);
-    return s % 60 ? `${m} min ${s % 60} s` : `${m} min`;
-  }
-
   function refuse(title, text) {
     $("share-loading").hidden = true;
     $("share-clip").hidden = true;
@@ -27,18 +20,21 @@
   }
 
   function takeSecret() {
-    const secret = decodeURIComponent(location.hash.replace(/^#/, ""));
+    const raw = location.hash.replace(/^#/, "");
     if (location.hash) {
       history.replaceState(null, "", location.pathname + location.search);
     }
-    return secret;
+    try {
+      return decodeURIComponent(raw);
+    } catch {
+      return raw; // not %-encoded after all: let the hub judge it
+    }
   }
 
   function showClip(info) {
     $("share-loading").hidden = true;
     $("share-title").textContent = info.label || "Shared clip";
     $("share-camera").textContent = `${info.camera} · recorded ${fmtTime(info.start)}`;
-    $("share-when").textContent = `Clip of ${fmtDuration(info.end - info.start)}`;
     $("share-expires").textContent = `Link works until ${fmtTime(info.expires)}`;
     $("share-views").textContent = info.max_views
       ? `View ${info.views} of ${info.max_views}`
