@@ -10,6 +10,9 @@
   const LOG_PAGE = 100;
   const CAMERA_POLL_MS = 5000;
   const LIVE_RETRY_MS = 3000;
+  // Status polls reset the session's idle clock on the hub, so an unattended page stops
+  // polling after this long without input and lets the session (and the key) time out.
+  const UNATTENDED_MS = 10 * 60 * 1000;
 
   const state = {
     loggedIn: false,
@@ -20,6 +23,7 @@
     events: { offset: 0, lastDay: null, loading: false, generation: 0, shown: new Set() },
     log: { oldest: null, loading: false, generation: 0 },
     playing: null, // the event shown in the player
+    lastInput: Date.now(),
   };
 
   // -- small helpers -------------------------------------------------------------------
@@ -412,7 +416,7 @@
   }
 
   async function pollCameras() {
-    if (state.tab !== "live") return;
+    if (state.tab !== "live" || Date.now() - state.lastInput > UNATTENDED_MS) return;
     let cameras;
     try {
       cameras = await loadCameras();
@@ -880,6 +884,9 @@
     $("player-share").addEventListener("click", openShareDialog);
     $("share-form").addEventListener("submit", onCreateShare);
     $("share-copy").addEventListener("click", onCopyLink);
+    for (const kind of ["pointerdown", "keydown", "wheel", "touchstart"]) {
+      document.addEventListener(kind, () => (state.lastInput = Date.now()), { passive: true });
+    }
     // A hidden page stops its live streams; coming back starts them again.
     document.addEventListener("visibilitychange", () => {
       if (!state.loggedIn) return;
