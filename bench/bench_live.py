@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import resource
 import statistics
 import sys
 import threading
@@ -59,7 +60,8 @@ SETTLE = 0.5  # seconds after the viewer count changes before measuring
 @dataclass(frozen=True, slots=True)
 class Window:
     viewers: int
-    cpu: float  # process CPU seconds
+    cpu: float  # process CPU seconds, user + system
+    system: float  # of which in the kernel (socket writes, mostly)
     wall: float  # seconds
     encoded: int
     missed: int
@@ -118,13 +120,16 @@ async def wait_for_viewers(feed: LiveFeed, count: int, timeout: float = 15.0) ->
 
 async def measure(feed: LiveFeed, viewers: int, seconds: float) -> Window:
     before = feed.stats()
-    wall0, cpu0, unix0 = time.monotonic(), time.process_time(), time.time()
+    wall0, unix0 = time.monotonic(), time.time()
+    cpu0, sys0 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
     await asyncio.sleep(seconds)
-    cpu1, wall1, unix1 = time.process_time(), time.monotonic(), time.time()
+    cpu1, sys1 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
+    wall1, unix1 = time.monotonic(), time.time()
     after = feed.stats()
     return Window(
         viewers,
         cpu1 - cpu0,
+        sys1 - sys0,
         wall1 - wall0,
         after.encoded - before.encoded,
         after.missed - before.missed,
@@ -187,18 +192,20 @@ async def hub_side(args: argparse.Namespace) -> None:
 
 def report(windows: list[Window], samples: list[tuple[float, float]]) -> None:
     cpu: dict[int, float] = defaultdict(float)
+    system: dict[int, float] = defaultdict(float)
     wall: dict[int, float] = defaultdict(float)
     encoded: dict[int, int] = defaultdict(int)
     missed: dict[int, int] = defaultdict(int)
     latency: dict[int, list[float]] = defaultdict(list)
     for w in windows:
         cpu[w.viewers] += w.cpu
+        system[w.viewers] += w.system
         wall[w.viewers] += w.wall
         encoded[w.viewers] += w.encoded
         missed[w.viewers] += w.missed
         latency[w.viewers] += [lat for at, lat in samples if w.span[0] <= at <= w.span[1]]
     print(
-        f"{'viewers':>7} {'window s':>8} {'cpu s':>7} {'cpu %':>6} {'ms/frame':>8} "
+        f"{'viewers':>7} {'window s':>8} {'cpu s':>7} {'sys s':>6} {'cpu %':>6} {'ms/frame':>8} "
         f"{'encodes/s':>9} {'missed':>6} {'lat med ms':>10} {'lat p95 ms':>10} {'parts':>6}"
     )
     for n in sorted(cpu):
@@ -207,7 +214,8 @@ def report(windows: list[Window], samples: list[tuple[float, float]]) -> None:
         p95 = f"{percentile(lat, 0.95) * 1000:.1f}" if lat else "-"
         per_frame = f"{cpu[n] / encoded[n] * 1000:.2f}" if encoded[n] else "-"
         print(
-            f"{n:>7} {wall[n]:>8.1f} {cpu[n]:>7.3f} {cpu[n] / wall[n] * 100:>6.1f} "
+            f"{n:>7} {wall[n]:>8.1f} {cpu[n]:>7.3f} {system[n]:>6.3f} "
+            f"{cpu[n] / wall[n] * 100:>6.1f} "
             f"{per_frame:>8} {encoded[n] / wall[n]:>9.1f} {missed[n]:>6} {med:>10} {p95:>10} "
             f"{len(lat):>6}"
         )

@@ -57,7 +57,7 @@ MEMORY_TARGET = 200.0  # MB: peak RSS of two 720p cameras in one process
 FAST_KDF = KdfParams(memory_kib=256, iterations=1, lanes=1)
 NO_RETENTION = RetentionPolicy(max_age_days=0, max_footage_bytes=0, min_free_bytes=0)
 POLL = 0.05  # seconds between looks at whether a camera reached the clip's end
-RUN_TIMEOUT = 300.0  # seconds: a pass over the clip takes about one
+RUN_TIMEOUT = 300.0  # seconds; a pass over the clip takes about one on a PC
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ class Mode:
     memory_passes: int
 
 
-SHORT = Mode(passes=1, repeats=5, memory_passes=3)
+SHORT = Mode(passes=1, repeats=7, memory_passes=3)
 FULL = Mode(passes=1, repeats=15, memory_passes=6)
 
 
@@ -254,7 +254,8 @@ def memory_child(clip: Path, passes: int) -> None:
 
 def measure_memory(clip: Path, passes: int) -> dict[str, float]:
     """Runs memory_child in a fresh interpreter, so nothing measured here inflates its peak."""
-    command = [sys.executable, __file__, "--data", str(clip.parent), "--memory-child"]
+    script = str(Path(__file__).resolve())
+    command = [sys.executable, script, "--data", str(clip.parent), "--memory-child"]
     command += ["--passes", str(passes)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:

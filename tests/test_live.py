@@ -73,12 +73,14 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
 
 
 @contextlib.asynccontextmanager
-async def serve(feed: LiveFeed) -> AsyncIterator[tuple[str, list[float]]]:
+async def serve(
+    feed: LiveFeed, stall_timeout: float = 30.0
+) -> AsyncIterator[tuple[str, list[float]]]:
     """The feed at /live on 127.0.0.1; yields its URL and the on_end durations."""
     ended: list[float] = []
 
     async def live(request: web.Request) -> web.StreamResponse:
-        return await mjpeg_response(request, feed, on_end=ended.append)
+        return await mjpeg_response(request, feed, on_end=ended.append, stall_timeout=stall_timeout)
 
     app = web.Application()
     app.router.add_get("/live", live)
@@ -264,18 +266,23 @@ async def test_many_viewers_share_one_encode_per_frame(clip_frames: list[Frame])
     assert (stats.queued, stats.encoded) == (6, 6)
 
 
+async def connect_and_never_read(url: str) -> socket.socket:
+    """A client that asks for the stream and never reads a byte of it."""
+    stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.setblocking(False)
+    loop = asyncio.get_running_loop()
+    host, port = url.split("/")[2].split(":")
+    await loop.sock_connect(stalled, (host, int(port)))
+    await loop.sock_sendall(stalled, f"GET /live HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    return stalled
+
+
 async def test_stalled_viewer_holds_up_neither_the_camera_nor_other_viewers() -> None:
     feed = LiveFeed("porch", UNCAPPED)
     pictures = [Picture(1000.0 + i, width=640, height=480, seed=i) for i in range(40)]
     async with serve(feed) as (url, ended), aiohttp.ClientSession() as client:
-        # A client that asks for the stream and never reads a byte of it.
-        stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.setblocking(False)
-        loop = asyncio.get_running_loop()
-        host, port = url.split("/")[2].split(":")
-        await loop.sock_connect(stalled, (host, int(port)))
-        await loop.sock_sendall(stalled, f"GET /live HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        stalled = await connect_and_never_read(url)
         await eventually(lambda: feed.viewers == 1)
         async with client.get(url) as response:
             await eventually(lambda: feed.viewers == 2)
@@ -303,6 +310,21 @@ async def test_stalled_viewer_holds_up_neither_the_camera_nor_other_viewers() ->
             stalled.close()  # unread data: the kernel resets the connection
             await eventually(lambda: feed.viewers == 1 and len(ended) == 1)
         await eventually(lambda: feed.viewers == 0 and len(ended) == 2)
+
+
+async def test_a_client_that_stops_reading_is_dropped_after_stall_timeout() -> None:
+    feed = LiveFeed("porch", UNCAPPED)
+    async with serve(feed, stall_timeout=1.0) as (url, ended):
+        stalled = await connect_and_never_read(url)
+        try:
+            await eventually(lambda: feed.viewers == 1)
+            for i in range(40):  # far more than the socket buffers hold
+                feed.offer(Picture(float(i), width=640, height=480, seed=i).frame)
+                await asyncio.sleep(0.01)
+            assert feed.stats().missed > 0  # its write is stuck
+            await eventually(lambda: feed.viewers == 0 and len(ended) == 1, timeout=5.0)
+        finally:
+            stalled.close()
 
 
 async def test_disconnect_is_noticed_while_the_camera_sends_nothing(

@@ -46,10 +46,11 @@ from hub.motion import DetectGate
 log = logging.getLogger(__name__)
 
 BOUNDARY = "camhub-live-frame"
-# How often a viewer waiting for a picture checks that its client is still there: a
-# camera that stops sending must not keep a departed viewer counted (and logged) forever.
+# How often a stream checks that its client is still there and still reading: a camera
+# that stops sending must not keep a departed viewer counted (and logged) for ever.
 DISCONNECT_POLL = 1.0
-# A client that takes no bytes for this long is dropped, so it cannot pin a response.
+# A client whose pending write has not gone out for this long is dropped, so a client
+# that stops reading cannot pin a response (and its socket) for ever.
 STALL_TIMEOUT = 30.0
 
 
@@ -126,6 +127,7 @@ class LiveFeed:
         self._encodes = 0
         self._last_error: str | None = None
         self._missed = 0  # updated on the loop thread(s)
+        self._framed: tuple[Still, bytes] | None = None  # the MJPEG part of the newest still
 
     # -- the capture thread --------------------------------------------------------------
 
@@ -173,6 +175,13 @@ class LiveFeed:
     async def snapshot_async(self) -> Still | None:
         """`snapshot()` without holding up the event loop while it encodes."""
         return await asyncio.get_running_loop().run_in_executor(None, self.snapshot)
+
+    def _mjpeg_part(self, still: Still) -> bytes:
+        """The still framed as a multipart part, built once for all its viewers."""
+        framed = self._framed
+        if framed is None or framed[0] is not still:
+            framed = self._framed = (still, _mjpeg_part(still))
+        return framed[1]
 
     # -- viewers -------------------------------------------------------------------------
 
@@ -357,11 +366,14 @@ class Viewer:
         for ever); None if the wait ran out or the feed closed (see `closed`)."""
         if self._slot is None and not self.closed:
             self._ready.clear()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
-            except TimeoutError:
-                return None
+            if timeout is None:
+                await self._ready.wait()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._ready.wait()
+                except TimeoutError:
+                    return None
         still, self._slot = self._slot, None
         if still is not None:
             self.received += 1
@@ -399,7 +411,7 @@ async def mjpeg_response(
     stall_timeout: float = STALL_TIMEOUT,
 ) -> web.StreamResponse:
     """Stream `feed` as multipart/x-mixed-replace (MJPEG, which every browser shows in
-    an <img>) until the client leaves, stops reading for `stall_timeout` seconds, or
+    an <img>) until the client leaves, takes nothing for `stall_timeout` seconds, or
     the feed closes.
 
     Each part carries `X-Timestamp`, the Unix time the picture shows. `set_headers` is
@@ -410,7 +422,6 @@ async def mjpeg_response(
     response = web.StreamResponse(
         headers={
             "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
-            "Cache-Control": "no-store",
             "Pragma": "no-cache",
         }
     )
@@ -421,22 +432,14 @@ async def mjpeg_response(
     try:
         await response.prepare(request)
         async with feed.subscribe() as viewer:
-            while not viewer.closed and not _client_gone(request):
-                still = await viewer.next(timeout=DISCONNECT_POLL)
-                if still is None:
-                    continue
-                try:
-                    async with asyncio.timeout(stall_timeout):
-                        await response.write(_part(still))
-                except TimeoutError:
-                    log.info(
-                        "%s: a live viewer took nothing for %.0f s; dropped",
-                        feed.camera_id,
-                        stall_timeout,
-                    )
-                    if request.transport is not None:
-                        request.transport.abort()
-                    break
+            watchdog = _Watchdog(request, viewer, stall_timeout)
+            try:
+                async for still in viewer:
+                    watchdog.writing_since = time.monotonic()
+                    await response.write(feed._mjpeg_part(still))
+                    watchdog.writing_since = None
+            finally:
+                watchdog.stop()
         if not _client_gone(request):
             await response.write(f"--{BOUNDARY}--\r\n".encode())
     except ConnectionError:
@@ -447,12 +450,50 @@ async def mjpeg_response(
     return response
 
 
+class _Watchdog:
+    """Lets a stream go when its client has left or stopped reading.
+
+    A departed client is otherwise noticed only by the next write, which a camera that
+    stopped sending never makes; a client that stops reading leaves a write waiting
+    for ever. One check a second per stream replaces a timer per picture per viewer.
+    """
+
+    def __init__(self, request: web.Request, viewer: Viewer, stall_timeout: float) -> None:
+        self.writing_since: float | None = None  # set by the stream around each write
+        self._request = request
+        self._viewer = viewer
+        self._stall_timeout = stall_timeout
+        self._task = asyncio.create_task(self._run())
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(DISCONNECT_POLL)
+            if _client_gone(self._request):
+                self._viewer._end()
+                return
+            since = self.writing_since
+            if since is not None and time.monotonic() - since > self._stall_timeout:
+                log.info(
+                    "%s: a live viewer took nothing for %.0f s; dropped",
+                    self._viewer.feed.camera_id,
+                    self._stall_timeout,
+                )
+                transport = self._request.transport
+                if transport is not None:
+                    transport.abort()  # the waiting write fails with ConnectionResetError
+                self._viewer._end()
+                return
+
+
 def _client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
 
 
-def _part(still: Still) -> bytes:
+def _mjpeg_part(still: Still) -> bytes:
     head = (
         f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(still.jpeg)}\r\n"
         f"X-Timestamp: {still.time:.6f}\r\n\r\n"
