@@ -181,15 +181,19 @@ class Camera:
                 self._recorder.push(item)
             return
         self._last_frame_time = item.time
+        if self._gate.due(item.time):
+            self._detect(item)
+        # Last use of the frame on this thread: from here the live feed may convert it on
+        # its own thread, and PyAV's colour conversion crashes if two threads share it.
         self.live.offer(item)
-        if not self._gate.due(item.time):
-            return
-        result = self._detector.process(item.luma, item.time)
+
+    def _detect(self, frame: Frame) -> None:
+        result = self._detector.process(frame.luma, frame.time)
         with self._lock:
             for change in self._tracker.update(result):
                 self._on_event(change)
             if self._tracker.active is not None:
-                self._follow_event(self._tracker.active, result, item)
+                self._follow_event(self._tracker.active, result, frame)
 
     def _follow_event(self, event: MotionEvent, result: MotionResult, frame: Frame) -> None:
         s = self.settings
