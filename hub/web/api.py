@@ -12,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
@@ -278,19 +279,27 @@ async def event_snapshot(request: web.Request) -> web.Response:
     row = _event(request)
     if row.snapshot_id is None:
         raise json_error(web.HTTPNotFound, "this event has no snapshot")
-    try:
+    with footage_errors():
         jpeg = await asyncio.to_thread(
             ctx.archive.read_snapshot, row.snapshot_id, session.private_key
         )
+    audit(ctx, AuditKind.SNAPSHOT, actor(request), camera=row.camera_id, event=row.id)
+    response = web.Response(body=jpeg, content_type="image/jpeg")
+    return response
+
+
+@contextmanager
+def footage_errors() -> Iterator[None]:
+    """Footage gone from the disk is a 404; footage that fails its checks (altered or
+    truncated on disk) a 422 that says so. Never a 500."""
+    try:
+        yield
     except FootageUnavailable as exc:
         raise json_error(web.HTTPNotFound, str(exc)) from None
     except vault.CorruptFile as exc:
         raise json_error(
-            web.HTTPUnprocessableEntity, f"snapshot failed verification: {exc}"
+            web.HTTPUnprocessableEntity, f"the stored footage failed verification: {exc}"
         ) from None
-    audit(ctx, AuditKind.SNAPSHOT, actor(request), camera=row.camera_id, event=row.id)
-    response = web.Response(body=jpeg, content_type="image/jpeg")
-    return response
 
 
 # -- clips ---------------------------------------------------------------------------
@@ -358,17 +367,12 @@ async def serve_clip(
 ) -> bytes:
     """Assemble (or reuse) a clip off the event loop; footage errors become 4xx."""
     try:
-        body, _ = await asyncio.to_thread(
-            ctx.clips.get_or_build, key, lambda: clip_of(segments, open_segment)
-        )
+        with footage_errors():
+            body, _ = await asyncio.to_thread(
+                ctx.clips.get_or_build, key, lambda: clip_of(segments, open_segment)
+            )
     except ClipTooLarge as exc:
         raise json_error(web.HTTPRequestEntityTooLarge, str(exc)) from None
-    except FootageUnavailable as exc:
-        raise json_error(web.HTTPNotFound, str(exc)) from None
-    except vault.CorruptFile as exc:
-        raise json_error(
-            web.HTTPUnprocessableEntity, f"the stored footage failed verification: {exc}"
-        ) from None
     except ClipError as exc:
         raise json_error(web.HTTPUnprocessableEntity, f"the clip cannot be made: {exc}") from None
     return body
@@ -410,17 +414,12 @@ async def new_share(request: web.Request) -> web.Response:
     body = await read_json(request)
     share_request = _share_request(ctx, body)
     try:
-        row, secret = await asyncio.to_thread(
-            create_share, ctx.archive, session.private_key, share_request
-        )
+        with footage_errors():
+            row, secret = await asyncio.to_thread(
+                create_share, ctx.archive, session.private_key, share_request
+            )
     except ShareError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
-    except FootageUnavailable as exc:
-        raise json_error(web.HTTPNotFound, str(exc)) from None
-    except vault.CorruptFile as exc:
-        raise json_error(
-            web.HTTPUnprocessableEntity, f"footage failed verification: {exc}"
-        ) from None
     audit(
         ctx,
         AuditKind.SHARE_CREATED,
