@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import statistics
 import sys
@@ -46,7 +47,9 @@ from hub.capture.av_source import luma_of
 from hub.media import Frame
 from hub.web.live import BOUNDARY, LiveFeed, LiveSettings, mjpeg_response
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(
+    os.environ.get("CAMHUB_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 CLIPS = {  # name: (file, camera fps)
     "person": ("one-by-one-person-detection.mp4", 10.0),
     "crowd": ("crowd-720p-h264.avi", 25.0),
