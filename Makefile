@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo run test lint bench system-deps test-system-deps clean
+.PHONY: demo run test lint bench screenshots system-deps test-system-deps clean
 
 demo: $(VENV)/.installed
 	$(BIN)/camhub demo
@@ -25,6 +25,9 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/bench_pipeline.py
+
+screenshots: $(VENV)/.installed-test test-system-deps
+	CAMHUB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
 
 system-deps:
 	scripts/system-deps.sh runtime

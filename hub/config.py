@@ -67,6 +67,9 @@ class WebSettings:
     tls: bool = True
     allow_plain_http: bool = False  # plain HTTP off loopback; checked at load
     session_idle_minutes: int = 30
+    # Where else the page is served from (a reverse proxy's https://name), as browsers
+    # send it in Origin: state changes from these are not cross-site.
+    origins: tuple[str, ...] = ()
 
     @property
     def host(self) -> str:
@@ -328,6 +331,7 @@ def _read_web(t: _Table) -> WebSettings | None:
     tls = t.read("tls", _boolean)
     plain_anywhere = t.read("allow_plain_http", _boolean)
     t.read("session_idle_minutes", _integer(1, 1440))
+    t.read("origins", _origins)
     # An absent listen is the loopback default; a bad one is already reported.
     if tls is False and not plain_anywhere and listen is not None:
         host = _split_listen(listen)[0]
@@ -509,6 +513,38 @@ def _listen(value: object) -> str:
     text = _string(value)
     _split_listen(text)
     return text
+
+
+def _origins(value: object) -> tuple[str, ...]:
+    return tuple(
+        _each(_array(value, 'an array of origins, e.g. ["https://cams.home.arpa"]'), _origin)
+    )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(value: object) -> str:
+    """An origin as a browser sends it: lower-case scheme and host, the port only if it
+    is not the scheme's default, no path."""
+    text = _string(value)
+    scheme, sep, rest = text.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _DEFAULT_PORTS:
+        raise _invalid(f'must start with "https://" or "http://", got {_show(text)}')
+    rest = rest.removesuffix("/")
+    if not rest or any(c in rest for c in "/?#@"):
+        raise _invalid(f"must be scheme://host[:port], with no path, got {_show(text)}")
+    if ":" not in rest.rsplit("]", 1)[-1]:
+        rest = f"{rest}:{_DEFAULT_PORTS[scheme]}"
+    try:
+        host, port = _split_listen(rest)
+    except _Invalid:
+        host, port = "", 0
+    if not host or port == 0:
+        raise _invalid(f"needs a valid host name or address and port 1..65535, got {_show(text)}")
+    host = f"[{ipaddress.ip_address(host)}]" if ":" in host else host.lower()
+    return f"{scheme}://{host}" + ("" if port == _DEFAULT_PORTS[scheme] else f":{port}")
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

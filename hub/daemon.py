@@ -180,6 +180,7 @@ class Hub:
                 throttle=LoginThrottle(),
                 clips=ClipCache(),
                 secure_cookies=web_settings.tls,
+                origins=frozenset(web_settings.origins),
             )
             server = WebServer(make_app(context), web_settings.host, web_settings.port, ssl_context)
             server.start()

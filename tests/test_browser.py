@@ -4,8 +4,9 @@ A real hub runs in this process (two cameras: the synthetic porch, and the real 
 clip played back in real time and recorded continuously); Chromium, driven by
 Playwright, uses the page the way the owner and a friend would: log in (after wrong
 passwords and the throttle), watch live, play an event's clip, share it, open the link
-in a clean browser, revoke it, see the link refused, and read the access log. The
-screenshots of each view are saved to docs/screenshots/ for the README and for review.
+in a clean browser, revoke it, see the link refused, and read the access log. A
+screenshot of each view is taken; `make screenshots` (CAMHUB_SCREENSHOTS=docs/screenshots)
+keeps them for the README, other runs throw them away.
 
 Needs Debian's `chromium` at /usr/bin/chromium and the `playwright` Python package
 (its own browser download is not used); the test says so and fails when either is missing.
@@ -13,7 +14,9 @@ Needs Debian's `chromium` at /usr/bin/chromium and the `playwright` Python packa
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,7 +51,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# The committed pictures change only when asked for; other runs write to scratch.
+SCREENSHOTS = Path(
+    os.environ.get("CAMHUB_SCREENSHOTS") or Path(tempfile.gettempdir()) / "camhub-screenshots"
+)
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 PASSWORD = "correct horse battery staple"

@@ -176,6 +176,15 @@ def test_plain_http_off_loopback_needs_explicit_permission() -> None:
     assert parse_config(text, base_dir=BASE).web.allow_plain_http is True
 
 
+def test_origins_are_normalised_as_browsers_send_them() -> None:
+    text = '[web]\norigins = ["HTTPS://Cams.Home.arpa/", "http://10.0.0.2:80", "https://[FD00::1]:8443"]\n'
+    assert parse_config(text, base_dir=BASE).web.origins == (
+        "https://cams.home.arpa",
+        "http://10.0.0.2",
+        "https://[fd00::1]:8443",
+    )
+
+
 def test_storage_sizes_in_bytes() -> None:
     storage = parse_config(
         "[storage]\nmax_footage_gb = 250\nmin_free_gb = 1.5\n", base_dir=BASE
@@ -432,6 +441,33 @@ BAD = [
         "web.tls: plain HTTP is only served on loopback, not on fd00::2; "
         "set allow_plain_http = true to serve it there anyway",
     ),
+    *[
+        (f"[web]\norigins = {origins}", f"web.origins{problem}")
+        for origins, problem in [
+            (
+                '"https://a"',
+                ': must be an array of origins, e.g. ["https://cams.home.arpa"], got "https://a"',
+            ),
+            ('["ftp://a"]', '[0]: must start with "https://" or "http://", got "ftp://a"'),
+            ('["https://a", "cams"]', '[1]: must start with "https://" or "http://", got "cams"'),
+            (
+                '["https://a/page"]',
+                '[0]: must be scheme://host[:port], with no path, got "https://a/page"',
+            ),
+            (
+                '["https://owner@a"]',
+                '[0]: must be scheme://host[:port], with no path, got "https://owner@a"',
+            ),
+            (
+                '["https://a:99999"]',
+                '[0]: needs a valid host name or address and port 1..65535, got "https://a:99999"',
+            ),
+            (
+                '["http://a_b"]',
+                '[0]: needs a valid host name or address and port 1..65535, got "http://a_b"',
+            ),
+        ]
+    ],
     # paths
     ('[hub]\ndata_dir = ""', "hub.data_dir: must not be empty"),
     (

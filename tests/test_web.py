@@ -41,6 +41,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator
         [web]
         listen = "127.0.0.1:0"
         tls = false
+        origins = ["https://Cams.Home.arpa/"]
         [[camera]]
         id = "hall"
         url = "file://{person_clip}"
@@ -246,6 +247,26 @@ async def test_cross_site_state_changes_are_refused(hub: Hub) -> None:
                 assert resp.status == 403
         async with client.get(base(hub) + "/api/session") as resp:
             assert resp.status == 200  # still logged in: the forged logout did nothing
+        # unknown HTTP methods are a JSON 405, not a 500
+        async with client.put(base(hub) + "/api/shares", headers=origin(hub)) as resp:
+            assert resp.status == 405
+            assert "error" in await resp.json()
+
+
+async def test_origins_from_the_config_may_change_state(hub: Hub) -> None:
+    """Behind a TLS reverse proxy the browser's Origin is the proxy's https name, not
+    the hub's own http://host; `web.origins` lists it (normalised, in any case)."""
+    async with aiohttp.ClientSession() as client:
+        for sent, status in (
+            ("https://cams.home.arpa", 401),  # past the origin check: the password is wrong
+            ("http://cams.home.arpa", 403),  # another scheme is another origin
+            ("https://cams.home.arpa:8443", 403),
+            ("https://evil.example", 403),
+        ):
+            async with client.post(
+                base(hub) + "/api/login", json={"password": "wrong"}, headers={"Origin": sent}
+            ) as resp:
+                assert resp.status == status, sent
 
 
 def frames_in(mp4: bytes) -> int:
@@ -301,6 +322,45 @@ async def test_live_snapshot_and_stream_are_logged(hub: Hub) -> None:
             break
         time.sleep(0.1)
     assert {"snapshot served", "live view started", "live view stopped"} <= set(kinds)
+
+
+async def test_live_stream_ends_with_its_session(hub: Hub) -> None:
+    """Logging out (here from another tab of the same browser) or idle expiry must
+    stop a live view that is already streaming, not only refuse new ones."""
+    client = await logged_in(hub)
+    async with client, client.get(base(hub) + "/api/cameras/porch/live.mjpeg") as resp:
+        assert resp.status == 200
+        first = await resp.content.read(4096)
+        assert first.startswith(b"--")
+        async with client.post(base(hub) + "/api/logout", headers=origin(hub)) as out:
+            assert out.status == 204
+        ended_by = time.monotonic() + 10
+        ended = False
+        while time.monotonic() < ended_by:
+            chunk = await resp.content.read(65536)
+            if not chunk:
+                ended = True
+                break
+        assert ended, "the live stream went on after logout"
+    # idle expiry, with the stream open: the stream does not count as use
+    client = await logged_in(hub)
+    async with client:
+        idle = hub.sessions.idle_seconds
+        async with client.get(base(hub) + "/api/cameras/porch/live.mjpeg") as resp:
+            assert resp.status == 200
+            hub.sessions.idle_seconds = 1.5
+            try:
+                ended_by = time.monotonic() + 10
+                ended = False
+                while time.monotonic() < ended_by:
+                    if not await resp.content.read(65536):
+                        ended = True
+                        break
+                assert ended, "the live stream kept an idle session open"
+                async with client.get(base(hub) + "/api/session") as session:
+                    assert session.status == 401
+            finally:
+                hub.sessions.idle_seconds = idle
 
 
 async def create_share(client: aiohttp.ClientSession, hub: Hub, **fields: object) -> dict:

@@ -180,10 +180,18 @@ async def live(request: web.Request) -> web.StreamResponse:
     who = actor(request)
     audit(ctx, AuditKind.LIVE_START, who, camera=cam.id)
 
+    token = request.cookies.get(SESSION_COOKIE)
+
     def ended(seconds: float) -> None:
         audit(ctx, AuditKind.LIVE_STOP, who, camera=cam.id, seconds=round(seconds, 1))
 
-    return await mjpeg_response(request, cam.live, on_end=ended, set_headers=set_security_headers)
+    return await mjpeg_response(
+        request,
+        cam.live,
+        on_end=ended,
+        set_headers=set_security_headers,
+        still_allowed=lambda: ctx.sessions.alive(token, time.time()),
+    )
 
 
 async def live_snapshot(request: web.Request) -> web.Response:

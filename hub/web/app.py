@@ -74,6 +74,7 @@ class WebContext:
     throttle: LoginThrottle
     clips: ClipCache
     secure_cookies: bool
+    origins: frozenset[str] = frozenset()  # besides the hub's own, e.g. a reverse proxy's
     login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
 
@@ -205,8 +206,7 @@ def _check_origin(request: web.Request) -> None:
         if request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none"):
             return
         raise json_error(web.HTTPForbidden, "cross-site request refused")
-    expected = f"{request.scheme}://{request.host}"
-    if origin != expected:
+    if origin != f"{request.scheme}://{request.host}" and origin not in context(request).origins:
         raise json_error(web.HTTPForbidden, "cross-site request refused")
 
 

@@ -76,6 +76,15 @@ class Sessions:
             session.last_seen = now
             return session
 
+    def alive(self, token: str | None, now: float) -> bool:
+        """Whether the token's session is still open, without counting this as use: a
+        live stream asks every second, and must not keep an unattended session open."""
+        if not token:
+            return False
+        with self._lock:
+            session = self._sessions.get(hash_token(token))
+            return session is not None and now - session.last_seen <= self.idle_seconds
+
     def end(self, token: str | None) -> Session | None:
         if not token:
             return None

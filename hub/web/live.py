@@ -408,11 +408,13 @@ async def mjpeg_response(
     *,
     on_end: Callable[[float], None] | None = None,
     set_headers: Callable[[web.Request, web.StreamResponse], None] | None = None,
+    still_allowed: Callable[[], bool] | None = None,
     stall_timeout: float = STALL_TIMEOUT,
 ) -> web.StreamResponse:
     """Stream `feed` as multipart/x-mixed-replace (MJPEG, which every browser shows in
     an <img>) until the client leaves, takes nothing for `stall_timeout` seconds, or
-    the feed closes.
+    the feed closes, or `still_allowed()` (asked once a second) turns false: a stream
+    opened in a session must not outlive it.
 
     Each part carries `X-Timestamp`, the Unix time the picture shows. `set_headers` is
     called on the response before it starts (headers cannot change after), e.g. with
@@ -432,7 +434,7 @@ async def mjpeg_response(
     try:
         await response.prepare(request)
         async with feed.subscribe() as viewer:
-            watchdog = _Watchdog(request, viewer, stall_timeout)
+            watchdog = _Watchdog(request, viewer, stall_timeout, still_allowed)
             try:
                 async for still in viewer:
                     watchdog.writing_since = time.monotonic()
@@ -458,11 +460,18 @@ class _Watchdog:
     for ever. One check a second per stream replaces a timer per picture per viewer.
     """
 
-    def __init__(self, request: web.Request, viewer: Viewer, stall_timeout: float) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        viewer: Viewer,
+        stall_timeout: float,
+        still_allowed: Callable[[], bool] | None,
+    ) -> None:
         self.writing_since: float | None = None  # set by the stream around each write
         self._request = request
         self._viewer = viewer
         self._stall_timeout = stall_timeout
+        self._still_allowed = still_allowed
         self._task = asyncio.create_task(self._run())
 
     def stop(self) -> None:
@@ -471,7 +480,9 @@ class _Watchdog:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(DISCONNECT_POLL)
-            if _client_gone(self._request):
+            if _client_gone(self._request) or (
+                self._still_allowed is not None and not self._still_allowed()
+            ):
                 self._viewer._end()
                 return
             since = self.writing_since
