@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -44,6 +45,10 @@ _LUMA_FIRST = frozenset(
 )
 # A live camera's clock may wander this far (seconds) from ours before we re-anchor.
 _MAX_DRIFT = 3.0
+# Decoder threads per stream. FFmpeg's automatic choice is one per core plus one (3 on a
+# 2-core box), and each frame thread holds its own pictures in flight (~6 MB at 720p):
+# memory that two 720p cameras cannot spare, for no speed once the cores are busy anyway.
+DECODER_THREADS = min(2, os.cpu_count() or 1)
 
 
 def luma_of(frame: VideoFrame) -> np.ndarray:
@@ -183,6 +188,7 @@ class AVSource(Source):
             raise SourceError(f"{self.name}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = DECODER_THREADS
         # A live stream whose demuxer makes its timestamps up (MJPEG over HTTP counts
         # frames at a nominal 25 fps) is timed by arrival instead.
         self._arrival = self._live and bool(container.format.flags & Flags.no_timestamps.value)
