@@ -22,7 +22,7 @@ from hub.shares import shares_to_end
 from hub.store import Index
 from hub.web.app import CameraView, WebContext, make_app
 from hub.web.auth import LoginThrottle, Sessions
-from hub.web.clips import ClipCache
+from hub.web.clips import ClipCache, is_owner_clip
 from hub.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ class Hub:
             if cam.enabled
         ]
         self.sessions = Sessions(config.web.session_idle_minutes * 60.0)
+        self.clips = ClipCache()
         self.web: WebServer | None = None
         self._stopping = threading.Event()
         self._housekeeping = threading.Thread(
@@ -178,7 +179,7 @@ class Hub:
                 cameras={camera.id: _camera_view(camera) for camera in self.cameras},
                 sessions=self.sessions,
                 throttle=LoginThrottle(),
-                clips=ClipCache(),
+                clips=self.clips,
                 secure_cookies=web_settings.tls,
                 origins=frozenset(web_settings.origins),
             )
@@ -209,7 +210,8 @@ class Hub:
                 self._enforce_retention()
 
     def _end_due(self, now: float) -> None:
-        """End expired and used-up shares (deleting their keys) and idle sessions."""
+        """End expired and used-up shares (deleting their keys) and idle sessions; drop
+        decrypted clips nobody asks for any more, and the owner's once no session is left."""
         for share, reason in shares_to_end(self.index, now):
             if self.index.end_share(share.id, now, reason):
                 self.audit.record(
@@ -219,6 +221,9 @@ class Hub:
             self.audit.record(
                 AuditKind.SESSION_EXPIRED, f"owner from {session.client}", {"locked": True}
             )
+        if not len(self.sessions):
+            self.clips.drop(is_owner_clip)
+        self.clips.evict_stale()
 
     def _enforce_retention(self) -> None:
         try:

@@ -11,7 +11,7 @@ import io
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -19,9 +19,11 @@ import av
 import pytest
 
 from hub.cli import init_data_dir
+from hub.clip import ClipTooLarge
 from hub.config import parse_config
 from hub.daemon import DataPaths, Hub
 from hub.vault import KdfParams
+from hub.web.clips import ClipCache, is_owner_clip
 
 PASSWORD = "correct horse battery"
 FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
@@ -478,3 +480,81 @@ async def test_audit_log_verifies_and_detects_an_edited_record(hub: Hub) -> None
         finally:
             with sqlite3.connect(hub.paths.index) as db:
                 db.execute("UPDATE audit SET actor = ? WHERE seq = 3", (original,))
+
+
+def test_clip_cache_counts_the_clip_being_built_and_forgets_stale_ones() -> None:
+    cache = ClipCache(max_bytes=100, ttl=0.2)
+    built: list[str] = []
+
+    def clip(name: str, size: int) -> Callable[[int], bytes]:
+        def build(max_bytes: int) -> bytes:
+            assert max_bytes == 100
+            built.append(name)
+            return name.encode() * size
+
+        return build
+
+    assert cache.build(("owner", "a"), 40, clip("a", 40)) == b"a" * 40
+    assert cache.build(("share", "b"), 40, clip("b", 40)) == b"b" * 40
+    assert cache.get(("owner", "a")) == b"a" * 40  # a is now the most recently used
+    # c needs 40: room is made before building (b, the least recently used, goes)
+    cache.build(("owner", "c"), 40, clip("c", 40))
+    assert cache.get(("share", "b")) is None and cache.size == 80
+    # asked again while cached: not built again
+    cache.build(("owner", "c"), 40, clip("c", 40))
+    assert built == ["a", "b", "c"] and cache.assembled == 3
+    # footage larger than the whole budget is refused before anything is decrypted
+    with pytest.raises(ClipTooLarge):
+        cache.build(("owner", "d"), 101, clip("d", 101))
+    assert built == ["a", "b", "c"]
+    cache.drop(is_owner_clip)
+    assert len(cache) == 0 and cache.size == 0
+    cache.build(("share", "e"), 10, clip("e", 10))
+    time.sleep(0.3)
+    cache.evict_stale()
+    assert len(cache) == 0 and cache.size == 0
+
+
+async def test_footage_routes_refuse_head(hub: Hub) -> None:
+    """HEAD would decrypt a clip (or start a stream) and log a look, for no picture."""
+    since = last_seq(hub)
+    client = await logged_in(hub)
+    async with client:
+        for path in (
+            f"/api/events/{hub.test_event}/clip.mp4",  # type: ignore[attr-defined]
+            "/api/cameras/porch/live.mjpeg",
+            "/api/cameras/porch/snapshot.jpg",
+            "/share/0123456789abcdef/clip.mp4",
+        ):
+            async with client.head(base(hub) + path) as resp:
+                assert resp.status == 405, path
+    kinds = {k for k, _, _ in audit_kinds(hub, since)}
+    assert not kinds & {"clip served", "live view started", "snapshot served"}
+
+
+def owner_clips(hub: Hub) -> int:
+    return sum(1 for key in hub.clips._clips if is_owner_clip(key))
+
+
+async def test_the_last_session_ending_drops_the_owners_clips(hub: Hub) -> None:
+    """Decrypted clips stay in memory only while some owner session is open: logout and
+    idle expiry (found by housekeeping, with no request coming) both drop them."""
+    hub.sessions.clear()  # sessions left open by earlier tests
+    url = f"{base(hub)}/api/events/{hub.test_event}/clip.mp4"  # type: ignore[attr-defined]
+    client = await logged_in(hub)
+    async with client:
+        async with client.get(url) as resp:
+            assert resp.status == 200
+        assert owner_clips(hub) == 1
+        async with client.post(base(hub) + "/api/logout", headers=origin(hub)) as resp:
+            assert resp.status == 204
+    assert owner_clips(hub) == 0
+    client = await logged_in(hub)
+    async with client:
+        async with client.get(url) as resp:
+            assert resp.status == 200
+        assert owner_clips(hub) == 1
+        since = last_seq(hub)
+        hub._end_due(time.time() + hub.sessions.idle_seconds + 1)
+    assert owner_clips(hub) == 0 and len(hub.sessions) == 0
+    assert [k for k, _, _ in audit_kinds(hub, since)].count("session expired") == 1

@@ -36,7 +36,7 @@ from hub.web.app import (
     set_security_headers,
 )
 from hub.web.auth import client_key
-from hub.web.clips import clip_of, is_first_request, ranged
+from hub.web.clips import OWNER, clip_of, is_first_request, is_owner_clip, ranged
 from hub.web.live import mjpeg_response
 
 MAX_PAGE = 500
@@ -49,13 +49,14 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/logout", logout)
     r.add_get("/api/session", session_info)
     r.add_get("/api/cameras", cameras)
-    r.add_get("/api/cameras/{camera}/live.mjpeg", live)
-    r.add_get("/api/cameras/{camera}/snapshot.jpg", live_snapshot)
-    r.add_get("/api/cameras/{camera}/clip.mp4", range_clip)
+    # Footage routes answer GET only: a HEAD would decrypt (and log a look) for nothing.
+    r.add_get("/api/cameras/{camera}/live.mjpeg", live, allow_head=False)
+    r.add_get("/api/cameras/{camera}/snapshot.jpg", live_snapshot, allow_head=False)
+    r.add_get("/api/cameras/{camera}/clip.mp4", range_clip, allow_head=False)
     r.add_get("/api/events", events)
     r.add_get("/api/events/{event}", event)
-    r.add_get("/api/events/{event}/snapshot.jpg", event_snapshot)
-    r.add_get("/api/events/{event}/clip.mp4", event_clip)
+    r.add_get("/api/events/{event}/snapshot.jpg", event_snapshot, allow_head=False)
+    r.add_get("/api/events/{event}/clip.mp4", event_clip, allow_head=False)
     r.add_get("/api/shares", shares)
     r.add_post("/api/shares", new_share)
     r.add_delete("/api/shares/{share}", revoke_share)
@@ -126,7 +127,7 @@ async def logout(request: web.Request) -> web.Response:
     owner(request)
     ctx.sessions.end(request.cookies.get(SESSION_COOKIE))
     if not len(ctx.sessions):
-        ctx.clips.clear()
+        ctx.clips.drop(is_owner_clip)
     audit(ctx, AuditKind.LOGOUT, actor(request))
     response = web.Response(status=204)
     response.del_cookie(SESSION_COOKIE, path="/")
@@ -351,7 +352,7 @@ async def _owner_clip(
     def open_segment(row: SegmentRow) -> Iterator[bytes]:
         return ctx.archive.read_segment(row.id, session.private_key)
 
-    key = ("owner", tuple(row.id for row in segments))
+    key = (OWNER, tuple(row.id for row in segments))
     body = await serve_clip(ctx, key, segments, open_segment)
     if is_first_request(request):
         audit(
@@ -373,12 +374,21 @@ async def serve_clip(
     segments: list[SegmentRow],
     open_segment: Any,
 ) -> bytes:
-    """Assemble (or reuse) a clip off the event loop; footage errors become 4xx."""
+    """Assemble (or reuse) a clip off the event loop, one build at a time (each may take
+    up to the whole clip budget); footage errors become 4xx."""
+    found = ctx.clips.get(key)
+    if found is not None:
+        return found
+    expected = sum(row.size or 0 for row in segments)
     try:
         with footage_errors():
-            body, _ = await asyncio.to_thread(
-                ctx.clips.get_or_build, key, lambda: clip_of(segments, open_segment)
-            )
+            async with ctx.clip_slot:
+                body = await asyncio.to_thread(
+                    ctx.clips.build,
+                    key,
+                    expected,
+                    lambda max_bytes: clip_of(segments, open_segment, max_bytes),
+                )
     except ClipTooLarge as exc:
         raise json_error(web.HTTPRequestEntityTooLarge, str(exc)) from None
     except ClipError as exc:

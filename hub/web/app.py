@@ -76,6 +76,7 @@ class WebContext:
     secure_cookies: bool
     origins: frozenset[str] = frozenset()  # besides the hub's own, e.g. a reverse proxy's
     login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    clip_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
 
 CONTEXT = web.AppKey("context", WebContext)

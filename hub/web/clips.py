@@ -3,7 +3,8 @@
 A <video> element asks for a clip in several Range requests (the start, the index at
 the front, then wherever the viewer seeks). Assembling the MP4 once and keeping it in
 memory for a short while answers all of those without decrypting again. Nothing
-decrypted ever touches the disk; the cache is bounded in bytes and in time.
+decrypted ever touches the disk; the cache is bounded in bytes (the clip being built
+counted in) and in time, and owner clips go when the last owner session does.
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ from collections.abc import Callable, Hashable, Iterator
 
 from aiohttp import web
 
-from hub.clip import ClipPart, assemble_clip
+from hub.clip import ClipPart, ClipTooLarge, assemble_clip
 from hub.store import SegmentRow
 
 CLIP_TTL = 120.0  # seconds a clip stays assembled after its last request
-CACHE_BYTES = 192 * 1024 * 1024
+# All assembled clips together, the one being built included, stay within this; so the
+# largest clip served is this size too. Builds run one at a time (the caller's slot).
+CLIP_MEMORY = 192 * 1024 * 1024
+
+OWNER = "owner"  # first item of the key of every clip made for the owner's session
 
 
 class ClipCache:
     """Assembled clips by key (which footage, for whom), least recently used first out."""
 
-    def __init__(self, max_bytes: int = CACHE_BYTES, ttl: float = CLIP_TTL) -> None:
+    def __init__(self, max_bytes: int = CLIP_MEMORY, ttl: float = CLIP_TTL) -> None:
         self.max_bytes = max_bytes
         self.ttl = ttl
         self._clips: OrderedDict[Hashable, tuple[bytes, float]] = OrderedDict()
@@ -33,43 +38,80 @@ class ClipCache:
         self._lock = threading.Lock()
         self.assembled = 0  # how many clips were built (tests and the bench read it)
 
-    def get_or_build(self, key: Hashable, build: Callable[[], bytes]) -> tuple[bytes, bool]:
-        """The clip, and whether it was built just now (run off the event loop)."""
+    def get(self, key: Hashable) -> bytes | None:
+        """The clip if it is assembled, its clock reset."""
         now = time.monotonic()
         with self._lock:
-            self._evict(now)
+            self._evict_stale(now)
             found = self._clips.get(key)
-            if found is not None:
-                self._clips[key] = (found[0], now)
-                self._clips.move_to_end(key)
-                return found[0], False
-        body = build()
+            if found is None:
+                return None
+            self._clips[key] = (found[0], now)
+            self._clips.move_to_end(key)
+            return found[0]
+
+    def build(self, key: Hashable, expected: int, build: Callable[[int], bytes]) -> bytes:
+        """The clip, assembled by `build(max_bytes)` unless another request did it while
+        this one waited. Makes room for `expected` bytes first (the footage's size on
+        disk), so the cache and the new clip together stay within `max_bytes`.
+        Synchronous: run it off the event loop, one build at a time."""
+        found = self.get(key)
+        if found is not None:
+            return found
+        if expected > self.max_bytes:
+            raise ClipTooLarge(
+                f"clip too large: {expected / 2**20:.0f} MiB of footage, more than "
+                f"{self.max_bytes / 2**20:.0f} MiB; ask for a shorter range"
+            )
+        with self._lock:
+            while self._clips and self._bytes + expected > self.max_bytes:
+                self._pop(next(iter(self._clips)))
+        body = build(self.max_bytes)
         with self._lock:
             self.assembled += 1
-            if len(body) <= self.max_bytes:
-                old = self._clips.pop(key, None)
-                self._bytes -= len(old[0]) if old else 0
-                self._clips[key] = (body, now)
-                self._bytes += len(body)
-                while self._bytes > self.max_bytes:
-                    _, (dropped, _) = self._clips.popitem(last=False)
-                    self._bytes -= len(dropped)
-        return body, True
+            self._pop(key)
+            while self._clips and self._bytes + len(body) > self.max_bytes:
+                self._pop(next(iter(self._clips)))
+            self._clips[key] = (body, time.monotonic())
+            self._bytes += len(body)
+        return body
 
     def drop(self, match: Callable[[Hashable], bool]) -> None:
         """Forget clips whose key matches (a revoked share, a logged-out owner)."""
         with self._lock:
             for key in [k for k in self._clips if match(k)]:
-                self._bytes -= len(self._clips.pop(key)[0])
+                self._pop(key)
+
+    def evict_stale(self) -> None:
+        """Forget clips nobody asked for within the TTL (housekeeping calls this, so an
+        abandoned clip does not wait for the next request to be dropped)."""
+        with self._lock:
+            self._evict_stale(time.monotonic())
 
     def clear(self) -> None:
         with self._lock:
             self._clips.clear()
             self._bytes = 0
 
-    def _evict(self, now: float) -> None:
+    @property
+    def size(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._clips)
+
+    def _evict_stale(self, now: float) -> None:
         for key in [k for k, (_, used) in self._clips.items() if now - used > self.ttl]:
-            self._bytes -= len(self._clips.pop(key)[0])
+            self._pop(key)
+
+    def _pop(self, key: Hashable) -> None:
+        found = self._clips.pop(key, None)
+        if found is not None:
+            self._bytes -= len(found[0])
+
+
+def is_owner_clip(key: Hashable) -> bool:
+    return isinstance(key, tuple) and bool(key) and key[0] == OWNER
 
 
 def ranged(request: web.Request, body: bytes, content_type: str) -> web.Response:
@@ -90,7 +132,8 @@ def ranged(request: web.Request, body: bytes, content_type: str) -> web.Response
     if start >= size or start >= stop:
         return _unsatisfiable(size)
     headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-    return web.Response(status=206, body=body[start:stop], headers=headers)
+    # a view, not a copy: a seek in a large clip must not duplicate it in memory
+    return web.Response(status=206, body=memoryview(body)[start:stop], headers=headers)
 
 
 def _unsatisfiable(size: int) -> web.Response:
@@ -113,7 +156,11 @@ def is_first_request(request: web.Request) -> bool:
 
 
 def clip_of(
-    segments: list[SegmentRow], open_segment: Callable[[SegmentRow], Iterator[bytes]]
+    segments: list[SegmentRow],
+    open_segment: Callable[[SegmentRow], Iterator[bytes]],
+    max_bytes: int,
 ) -> bytes:
     """One MP4 of the segments, each opened (decrypted and verified) as it is read."""
-    return assemble_clip(ClipPart(row.start_time, open_segment(row)) for row in segments)
+    return assemble_clip(
+        (ClipPart(row.start_time, open_segment(row)) for row in segments), max_bytes=max_bytes
+    )

@@ -29,7 +29,7 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/share/{share}/", share_page)
     r.add_post("/share/{share}/open", open_link)
-    r.add_get("/share/{share}/clip.mp4", shared_clip)
+    r.add_get("/share/{share}/clip.mp4", shared_clip, allow_head=False)
 
 
 def _who(request: web.Request, share_id: str) -> str:
