@@ -16,9 +16,10 @@ import enum
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hub.store import AuditRow, Index
 
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 GENESIS = ""  # the "previous hash" of the first record
 VERIFY_PAGE = 1000
+REPEAT_WINDOW = 60.0  # seconds over which repeated refusals from one client are summed
+REPEAT_KEYS = 256  # runs tracked at once; past that, the rest are summed together
+OTHER_CLIENTS = "other clients"
 
 
 class AuditKind(enum.StrEnum):
@@ -82,6 +86,11 @@ class AuditLog:
         text = json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"))
         return self._index.append_audit(time.time(), kind.value, actor, text, chain_hash)
 
+    def record_repeats(self, runs: list[Repeats]) -> None:
+        """The summaries of refusals that a RepeatFilter held back."""
+        for run in runs:
+            self.record(run.kind, run.actor, {"repeats": run.repeats, "seconds": run.seconds})
+
     def recent(self, before: int = 0, limit: int = 100) -> list[AuditRow]:
         """Newest first, from just before seq `before` (0: the newest)."""
         return self._index.audit_records(before, limit, newest_first=True)
@@ -106,3 +115,63 @@ class AuditLog:
                 prev, expected_seq, count = row.hash, expected_seq + 1, count + 1
             after = rows[-1].seq
         return Verdict(count, None, None)
+
+
+@dataclass(slots=True)
+class _Run:
+    actor: str
+    since: float
+    repeats: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Repeats:
+    """A run of the same refusal from one client: the refusals after the first."""
+
+    kind: AuditKind
+    actor: str
+    repeats: int
+    seconds: float
+
+
+@dataclass
+class RepeatFilter:
+    """Keeps anyone on the network from filling the access log (and the disk, whose
+    free-space floor would then delete footage) with refusals that cost them nothing:
+    a refused share link, a login turned away by the throttle. The first refusal per
+    kind, client and reason in a window is recorded as it happens; the rest are counted
+    and recorded as one summary when the window ends. Thread-safe."""
+
+    window: float = REPEAT_WINDOW
+    max_clients: int = REPEAT_KEYS
+    _runs: dict[tuple[AuditKind, str, str], _Run] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def admit(self, kind: AuditKind, client: str, actor: str, now: float, reason: str = "") -> bool:
+        """Whether to record this refusal now (else it is counted for the summary)."""
+        with self._lock:
+            key = (kind, client, reason)
+            if key not in self._runs and len(self._runs) >= self.max_clients:
+                key = (kind, OTHER_CLIENTS, "")
+            run = self._runs.get(key)
+            if run is None:
+                self._runs[key] = _Run(actor if key[1] == client else OTHER_CLIENTS, now)
+                return True
+            run.repeats += 1
+            return False
+
+    def due(self, now: float, *, everything: bool = False) -> list[Repeats]:
+        """End the runs whose window is over (all of them at shutdown); the ones with
+        repeats are returned to be written as summaries."""
+        with self._lock:
+            ended = [
+                key
+                for key, run in self._runs.items()
+                if everything or now - run.since >= self.window
+            ]
+            runs = [(key, self._runs.pop(key)) for key in ended]
+        return [
+            Repeats(kind, run.actor, run.repeats, round(now - run.since, 1))
+            for (kind, _, _), run in runs
+            if run.repeats
+        ]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hub import tls, vault
 from hub.archive import Archive, RetentionPolicy
-from hub.audit import AuditKind, AuditLog
+from hub.audit import AuditKind, AuditLog, RepeatFilter
 from hub.camera import Camera, EventSink
 from hub.config import Config
 from hub.motion import MotionEvent
@@ -129,6 +129,7 @@ class Hub:
         ]
         self.sessions = Sessions(config.web.session_idle_minutes * 60.0)
         self.clips = ClipCache()
+        self.repeats = RepeatFilter()
         self.web: WebServer | None = None
         self._stopping = threading.Event()
         self._housekeeping = threading.Thread(
@@ -157,6 +158,7 @@ class Hub:
             camera.stop()
         if self._housekeeping.is_alive():
             self._housekeeping.join(timeout=5)
+        self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
         self.index.close()
         log.info("stopped cleanly")
 
@@ -180,6 +182,7 @@ class Hub:
                 sessions=self.sessions,
                 throttle=LoginThrottle(),
                 clips=self.clips,
+                repeats=self.repeats,
                 secure_cookies=web_settings.tls,
                 origins=frozenset(web_settings.origins),
             )
@@ -221,6 +224,7 @@ class Hub:
             self.audit.record(
                 AuditKind.SESSION_EXPIRED, f"owner from {session.client}", {"locked": True}
             )
+        self.audit.record_repeats(self.repeats.due(now))
         if not len(self.sessions):
             self.clips.drop(is_owner_clip)
         self.clips.evict_stale()

@@ -137,9 +137,15 @@ def check_link(index: Index, share_id: str, token: str, now: float) -> tuple[Sha
     return share, secret
 
 
-def use_share(index: Index, share_id: str, token: str, now: float) -> ShareRow:
-    """Count one view of a share's page; refused once its views are used up."""
-    check_link(index, share_id, token, now)
+def use_share(
+    index: Index, share_id: str, token: str, now: float, *, new_view: bool = True
+) -> ShareRow:
+    """Count one view of a share's page; refused once its views are used up. A browser
+    that already opened the link (`new_view` False: it holds the link's cookie) reloads
+    the page without using up another view."""
+    share, _ = check_link(index, share_id, token, now)
+    if not new_view:
+        return share
     share = index.count_share_view(share_id, now)
     if share is None:
         raise ShareRefused("share used up")

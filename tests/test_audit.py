@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.audit import AuditKind, AuditLog
+from hub.audit import OTHER_CLIENTS, AuditKind, AuditLog, RepeatFilter, Repeats
 from hub.cli import main
 from hub.store import Index
 from hub.web.auth import FREE_FAILURES, GLOBAL_FAILURES, LoginThrottle, Sessions, client_key
@@ -127,3 +127,34 @@ def test_sessions_expire_when_idle_and_keep_only_hashes() -> None:
     assert sessions.get(token, now=100) is not None  # touched at 50
     assert sessions.expire(now=161) and sessions.get(token, now=161) is None
     assert sessions.get("forged", now=0) is None
+
+
+def test_repeated_refusals_are_summed_per_client_kind_and_reason() -> None:
+    gate = RepeatFilter(window=60.0, max_clients=4)
+    refused = AuditKind.SHARE_REFUSED
+    assert gate.admit(refused, "10.0.0.5", "share a from 10.0.0.5", 0.0, "wrong secret")
+    for t in range(1, 30):
+        assert not gate.admit(refused, "10.0.0.5", "share a from 10.0.0.5", t, "wrong secret")
+    # another reason, another kind, another client: each recorded the first time
+    assert gate.admit(refused, "10.0.0.5", "share b from 10.0.0.5", 5.0, "share revoked")
+    assert gate.admit(AuditKind.LOGIN_THROTTLED, "10.0.0.5", "client 10.0.0.5", 5.0)
+    assert gate.admit(refused, "10.0.0.6", "share a from 10.0.0.6", 6.0, "wrong secret")
+    # past max_clients runs, everyone else shares one
+    assert gate.admit(refused, "10.0.0.7", "share a from 10.0.0.7", 7.0, "wrong secret")
+    assert not gate.admit(refused, "10.0.0.8", "share a from 10.0.0.8", 7.0, "no such share")
+    assert gate.due(59.0) == []  # no window is over yet
+    assert gate.due(61.0) == [Repeats(refused, "share a from 10.0.0.5", 29, 61.0)]
+    assert gate.due(68.0) == [Repeats(refused, OTHER_CLIENTS, 1, 61.0)]
+    # the window over, the next refusal is recorded again
+    assert gate.admit(refused, "10.0.0.5", "share a from 10.0.0.5", 69.0, "wrong secret")
+    assert not gate.admit(refused, "10.0.0.5", "share a from 10.0.0.5", 70.0, "wrong secret")
+    assert gate.due(71.0, everything=True) == [Repeats(refused, "share a from 10.0.0.5", 1, 2.0)]
+
+
+def test_summaries_are_chained_records(logged: tuple[Path, AuditLog]) -> None:
+    _, audit = logged
+    audit.record_repeats([Repeats(AuditKind.LOGIN_THROTTLED, "client 10.0.0.9", 41, 60.5)])
+    newest = audit.recent(0, 1)[0]
+    assert (newest.kind, newest.actor) == ("login throttled", "client 10.0.0.9")
+    assert newest.detail == '{"repeats":41,"seconds":60.5}'
+    assert audit.verify().ok

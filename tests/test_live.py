@@ -80,7 +80,10 @@ async def serve(
     ended: list[float] = []
 
     async def live(request: web.Request) -> web.StreamResponse:
-        return await mjpeg_response(request, feed, on_end=ended.append, stall_timeout=stall_timeout)
+        async def on_end(seconds: float) -> None:
+            ended.append(seconds)
+
+        return await mjpeg_response(request, feed, on_end=on_end, stall_timeout=stall_timeout)
 
     app = web.Application()
     app.router.add_get("/live", live)

@@ -558,3 +558,48 @@ async def test_the_last_session_ending_drops_the_owners_clips(hub: Hub) -> None:
         hub._end_due(time.time() + hub.sessions.idle_seconds + 1)
     assert owner_clips(hub) == 0 and len(hub.sessions) == 0
     assert [k for k, _, _ in audit_kinds(hub, since)].count("session expired") == 1
+
+
+async def test_a_flood_of_bad_links_is_summed_in_the_access_log(hub: Hub) -> None:
+    """Refusals cost an attacker nothing; each one must not cost an fsynced record."""
+    hub.audit.record_repeats(hub.repeats.due(time.time(), everything=True))  # earlier tests'
+    since = last_seq(hub)
+    forged = "0123456789abcdef"
+    async with aiohttp.ClientSession() as visitor:
+        for _ in range(40):
+            async with visitor.post(
+                f"{base(hub)}/share/{forged}/open",
+                json={"secret": "A" * 43},
+                headers=origin(hub),
+            ) as resp:
+                assert resp.status == 403
+    refused = [d for k, _, d in audit_kinds(hub, since) if k == "share refused"]
+    assert refused == [{"reason": "no such share"}]
+    hub.audit.record_repeats(hub.repeats.due(time.time(), everything=True))
+    refused = [d for k, _, d in audit_kinds(hub, since) if k == "share refused"]
+    assert len(refused) == 2 and refused[1]["repeats"] == 39
+    assert hub.audit.verify().ok
+
+
+async def test_reloading_a_share_page_uses_no_second_view(hub: Hub) -> None:
+    owner = await logged_in(hub)
+    async with owner:
+        share = await create_share(owner, hub, max_views=1, label="one look")
+    hub.audit.record_repeats(hub.repeats.due(time.time(), everything=True))
+    since = last_seq(hub)
+    path, _, secret = share["link"].partition("#")
+    status, visitor = await open_link(hub, share["link"])
+    async with visitor:
+        assert status == 200
+        for _ in range(2):  # the same browser reloads: it holds the link's cookie
+            async with visitor.post(
+                base(hub) + path + "open", json={"secret": secret}, headers=origin(hub)
+            ) as resp:
+                assert resp.status == 200 and (await resp.json())["views"] == 1
+        async with visitor.get(base(hub) + path + "clip.mp4") as resp:
+            assert resp.status == 200
+    status, stranger = await open_link(hub, share["link"])  # another browser: used up
+    await stranger.close()
+    assert status == 403
+    kinds = [k for k, _, _ in audit_kinds(hub, since)]
+    assert kinds.count("share used") == 1 and "share refused" in kinds

@@ -27,6 +27,7 @@ from hub.web.app import (
     SESSION_COOKIE,
     WebContext,
     audit,
+    audit_refusal,
     context,
     json_error,
     json_response,
@@ -84,7 +85,13 @@ async def login(request: web.Request) -> web.Response:
     async with ctx.login_slot:
         wait = ctx.throttle.wait_time(client, time.time())
         if wait > 0:
-            audit(ctx, AuditKind.LOGIN_THROTTLED, f"client {client}", retry_after=math.ceil(wait))
+            await audit_refusal(
+                ctx,
+                AuditKind.LOGIN_THROTTLED,
+                client,
+                f"client {client}",
+                retry_after=math.ceil(wait),
+            )
             raise json_error(
                 web.HTTPTooManyRequests,
                 f"too many failed logins; try again in {math.ceil(wait)} s",
@@ -96,12 +103,12 @@ async def login(request: web.Request) -> web.Response:
             private_key = None
             ctx.throttle.failed(client, time.time())
     if private_key is None:
-        audit(ctx, AuditKind.LOGIN_FAILED, f"client {client}")
+        await audit(ctx, AuditKind.LOGIN_FAILED, f"client {client}")
         raise json_error(web.HTTPUnauthorized, "wrong password")
     ctx.throttle.succeeded(client)
     token = ctx.sessions.create(private_key, client, time.time())
-    audit(ctx, AuditKind.LOGIN_OK, actor(request))
-    audit(ctx, AuditKind.VAULT_UNLOCKED, actor(request), for_minutes=_idle_minutes(ctx))
+    await audit(ctx, AuditKind.LOGIN_OK, actor(request))
+    await audit(ctx, AuditKind.VAULT_UNLOCKED, actor(request), for_minutes=_idle_minutes(ctx))
     response = json_response({"ok": True, "idle_minutes": _idle_minutes(ctx)})
     response.set_cookie(
         SESSION_COOKIE,
@@ -128,7 +135,7 @@ async def logout(request: web.Request) -> web.Response:
     ctx.sessions.end(request.cookies.get(SESSION_COOKIE))
     if not len(ctx.sessions):
         ctx.clips.drop(is_owner_clip)
-    audit(ctx, AuditKind.LOGOUT, actor(request))
+    await audit(ctx, AuditKind.LOGOUT, actor(request))
     response = web.Response(status=204)
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -179,12 +186,12 @@ async def live(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     cam = _camera(request)
     who = actor(request)
-    audit(ctx, AuditKind.LIVE_START, who, camera=cam.id)
+    await audit(ctx, AuditKind.LIVE_START, who, camera=cam.id)
 
     token = request.cookies.get(SESSION_COOKIE)
 
-    def ended(seconds: float) -> None:
-        audit(ctx, AuditKind.LIVE_STOP, who, camera=cam.id, seconds=round(seconds, 1))
+    async def ended(seconds: float) -> None:
+        await audit(ctx, AuditKind.LIVE_STOP, who, camera=cam.id, seconds=round(seconds, 1))
 
     return await mjpeg_response(
         request,
@@ -201,7 +208,7 @@ async def live_snapshot(request: web.Request) -> web.Response:
     still = await cam.live.snapshot_async()
     if still is None:
         raise json_error(web.HTTPServiceUnavailable, "the camera has not sent a picture yet")
-    audit(ctx, AuditKind.SNAPSHOT, actor(request), camera=cam.id, live=True)
+    await audit(ctx, AuditKind.SNAPSHOT, actor(request), camera=cam.id, live=True)
     return web.Response(body=still.jpeg, content_type="image/jpeg")
 
 
@@ -292,7 +299,7 @@ async def event_snapshot(request: web.Request) -> web.Response:
         jpeg = await asyncio.to_thread(
             ctx.archive.read_snapshot, row.snapshot_id, session.private_key
         )
-    audit(ctx, AuditKind.SNAPSHOT, actor(request), camera=row.camera_id, event=row.id)
+    await audit(ctx, AuditKind.SNAPSHOT, actor(request), camera=row.camera_id, event=row.id)
     response = web.Response(body=jpeg, content_type="image/jpeg")
     return response
 
@@ -355,7 +362,7 @@ async def _owner_clip(
     key = (OWNER, tuple(row.id for row in segments))
     body = await serve_clip(ctx, key, segments, open_segment)
     if is_first_request(request):
-        audit(
+        await audit(
             ctx,
             AuditKind.CLIP,
             actor(request),
@@ -438,7 +445,7 @@ async def new_share(request: web.Request) -> web.Response:
             )
     except ShareError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
-    audit(
+    await audit(
         ctx,
         AuditKind.SHARE_CREATED,
         actor(request),
@@ -509,7 +516,7 @@ async def revoke_share(request: web.Request) -> web.Response:
     if not ended:
         raise json_error(web.HTTPNotFound, "no live share with that id")
     ctx.clips.drop(lambda key: key == ("share", share_id))
-    audit(ctx, AuditKind.SHARE_REVOKED, actor(request), share=share_id)
+    await audit(ctx, AuditKind.SHARE_REVOKED, actor(request), share=share_id)
     return web.Response(status=204)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.archive import Archive
-from hub.audit import AuditKind, AuditLog
+from hub.audit import AuditKind, AuditLog, RepeatFilter
 from hub.store import Index
 from hub.web.auth import LoginThrottle, Session, Sessions
 from hub.web.clips import ClipCache
@@ -74,6 +74,7 @@ class WebContext:
     throttle: LoginThrottle
     clips: ClipCache
     secure_cookies: bool
+    repeats: RepeatFilter = field(default_factory=RepeatFilter)
     origins: frozenset[str] = frozenset()  # besides the hub's own, e.g. a reverse proxy's
     login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     clip_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
@@ -280,5 +281,18 @@ async def _lock_all(app: web.Application) -> None:
     app[CONTEXT].sessions.clear()
 
 
-def audit(ctx: WebContext, kind: AuditKind, actor: str, **detail: object) -> None:
-    ctx.audit.record(kind, actor, detail)
+async def audit(ctx: WebContext, kind: AuditKind, actor: str, **detail: object) -> None:
+    """Append to the access log before answering (a look at footage is on record before
+    the footage leaves), off the event loop: the write waits for an fsync."""
+    await asyncio.to_thread(ctx.audit.record, kind, actor, detail)
+
+
+async def audit_refusal(
+    ctx: WebContext, kind: AuditKind, client: str, actor: str, reason: str = "", **detail: object
+) -> None:
+    """An unauthenticated refusal: recorded unless the same client had one of this kind
+    and reason within the minute; then it is counted into a summary (RepeatFilter)."""
+    if ctx.repeats.admit(kind, client, actor, time.time(), reason):
+        if reason:
+            detail["reason"] = reason
+        await audit(ctx, kind, actor, **detail)

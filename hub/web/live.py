@@ -33,7 +33,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -406,7 +406,7 @@ async def mjpeg_response(
     request: web.Request,
     feed: LiveFeed,
     *,
-    on_end: Callable[[float], None] | None = None,
+    on_end: Callable[[float], Awaitable[None]] | None = None,
     set_headers: Callable[[web.Request, web.StreamResponse], None] | None = None,
     still_allowed: Callable[[], bool] | None = None,
     stall_timeout: float = STALL_TIMEOUT,
@@ -448,7 +448,7 @@ async def mjpeg_response(
         pass  # the client left mid-write: the usual way a live view ends
     finally:
         if on_end is not None:
-            on_end(time.monotonic() - started)
+            await on_end(time.monotonic() - started)
     return response
 
 

@@ -3,13 +3,17 @@
 The link is `/share/<id>/#<secret>`. The page's script reads the secret from the
 fragment (which browsers never send) and posts it once to `open`, which counts a
 view and sets a cookie scoped to this share's path alone; the <video> element then
-fetches `clip.mp4` with that cookie. So the secret never stands in a request line,
+fetches `clip.mp4` with that cookie. A reload in the same browser (which still holds
+the cookie) shows the page again without using up a view; the clip itself is logged
+as served each time playback starts. So the secret never stands in a request line,
 an access log, a Referer or the browser's history of requests, and a share's cookie
 is not even sent to any other path of the hub.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import time
 from collections.abc import Iterator
 
@@ -19,7 +23,17 @@ from hub.audit import AuditKind
 from hub.shares import ShareRefused, open_share, use_share
 from hub.store import SegmentRow
 from hub.web.api import serve_clip
-from hub.web.app import STATIC, audit, context, json_error, json_response, public, read_json
+from hub.web.app import (
+    STATIC,
+    audit,
+    audit_refusal,
+    context,
+    json_error,
+    json_response,
+    public,
+    read_json,
+)
+from hub.web.auth import client_key
 from hub.web.clips import is_first_request, ranged
 
 SHARE_COOKIE = "camhub_share"
@@ -36,12 +50,18 @@ def _who(request: web.Request, share_id: str) -> str:
     return f"share {share_id[:16]} from {request.remote or 'unknown'}"
 
 
-def _refused(
+async def _refused(
     request: web.Request, share_id: str, exc: ShareRefused, *, logged: bool = True
 ) -> web.HTTPException:
     """403 with no hint of which check failed; the access log gets the reason."""
     if logged:
-        audit(context(request), AuditKind.SHARE_REFUSED, _who(request, share_id), reason=exc.reason)
+        await audit_refusal(
+            context(request),
+            AuditKind.SHARE_REFUSED,
+            client_key(request.remote),
+            _who(request, share_id),
+            reason=exc.reason,
+        )
     return json_error(web.HTTPForbidden, "this link is not valid (expired, revoked or wrong)")
 
 
@@ -59,11 +79,17 @@ async def open_link(request: web.Request) -> web.Response:
     if not isinstance(token, str):
         raise json_error(web.HTTPBadRequest, "secret: a string is required")
     now = time.time()
+    opened_here = hmac.compare_digest(
+        request.cookies.get(SHARE_COOKIE, "").encode(), token.encode()
+    )
     try:
-        share = use_share(ctx.index, share_id, token, now)
+        share = await asyncio.to_thread(
+            use_share, ctx.index, share_id, token, now, new_view=not opened_here
+        )
     except ShareRefused as exc:
-        raise _refused(request, share_id, exc) from None
-    audit(ctx, AuditKind.SHARE_USED, _who(request, share_id), views=share.views)
+        raise await _refused(request, share_id, exc) from None
+    if not opened_here:
+        await audit(ctx, AuditKind.SHARE_USED, _who(request, share_id), views=share.views)
     cam = ctx.cameras.get(share.camera_id)
     response = json_response(
         {
@@ -95,9 +121,9 @@ async def shared_clip(request: web.Request) -> web.Response:
     share_id = request.match_info["share"]
     token = request.cookies.get(SHARE_COOKIE, "")
     try:
-        opened = open_share(ctx.index, share_id, token, time.time())
+        opened = await asyncio.to_thread(open_share, ctx.index, share_id, token, time.time())
     except ShareRefused as exc:
-        raise _refused(request, share_id, exc, logged=is_first_request(request)) from None
+        raise await _refused(request, share_id, exc, logged=is_first_request(request)) from None
     keys = {row.id: key for row, key in opened.segments}
 
     def open_segment(row: SegmentRow) -> Iterator[bytes]:
@@ -106,5 +132,5 @@ async def shared_clip(request: web.Request) -> web.Response:
     segments = [row for row, _ in opened.segments]
     body = await serve_clip(ctx, ("share", share_id), segments, open_segment)
     if is_first_request(request):
-        audit(ctx, AuditKind.CLIP, _who(request, share_id), camera=opened.share.camera_id)
+        await audit(ctx, AuditKind.CLIP, _who(request, share_id), camera=opened.share.camera_id)
     return ranged(request, body, "video/mp4")
