@@ -115,8 +115,9 @@ class RecoveryReport:
 
     def lines(self) -> list[str]:
         out = [
-            f"{row.camera_id}: segment {_short(row.id)} recovered up to {_chunks(row.size)} "
-            f"chunks ({_chunks(row.size) * CHUNK_SIZE // 1024} KiB) after an unclean stop"
+            f"{row.camera_id}: segment {_short(row.id)} recovered after an unclean stop: "
+            f"{_count(_chunks(row.size), 'whole chunk')} "
+            f"({_chunks(row.size) * CHUNK_SIZE // 1024} KiB) kept"
             for row in self.recovered
         ]
         out += [
@@ -253,7 +254,7 @@ class Archive:
             raise LowDiskSpace(
                 errno.ENOSPC,
                 f"not recording: {_mib(report.free_bytes)} free under {self.data_dir}, "
-                f"below the {_mib(floor)} floor (storage.min_free_bytes)",
+                f"below the {_mib(floor)} floor (storage.min_free_gb)",
             )
 
     def _make_dirs(self, directory: Path) -> None:
@@ -649,6 +650,10 @@ def _fsync_dir(directory: Path) -> None:
 
 def _chunks(size: int | None) -> int:
     return max(0, (size or 0) - HEADER_SIZE) // SEALED_CHUNK_SIZE
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _short(file_id: str) -> str:

@@ -220,9 +220,11 @@ class Hub:
                 self.audit.record(
                     AuditKind.SHARE_EXPIRED, "system", {"share": share.id, "reason": reason.value}
                 )
-        for session in self.sessions.expire(now):
+        for session, reason in self.sessions.expire(now):
             self.audit.record(
-                AuditKind.SESSION_EXPIRED, f"owner from {session.client}", {"locked": True}
+                AuditKind.SESSION_EXPIRED,
+                f"owner from {session.client}",
+                {"locked": True, "reason": reason},
             )
         self.audit.record_repeats(self.repeats.due(now))
         if not len(self.sessions):

@@ -12,10 +12,14 @@ Choices, and why:
   after the file and its directory are synced). With NORMAL a power cut may roll back
   the last commits, turning a synced segment into an orphan the next start deletes.
   The cost is one WAL fsync per commit, a handful per segment of a few seconds.
-- One connection behind one lock, shared by every thread. Each statement is a short
-  indexed lookup, so serialising them costs nothing we can measure at a few cameras,
-  while a connection per thread would tie connection lifetimes to threads that
-  aiohttp's executor and the camera loops create and end on their own.
+- Two connections, each behind its own lock and shared by every thread: one writes,
+  one only reads (`query_only`). Under WAL a read never waits for a write's fsync,
+  so the web page's lookups do not queue behind a camera's segment commit on a slow
+  SD card. Each statement is a short indexed lookup, so serialising the reads (or
+  the writes) among themselves costs nothing we can measure at a few cameras, while a
+  connection per thread would tie connection lifetimes to threads that aiohttp's
+  executor and the camera loops create and end on their own. Every write commits
+  before it returns, so a read that follows it sees it.
 - Schema changes are numbered migrations; `PRAGMA user_version` says how many ran.
 """
 
@@ -282,15 +286,21 @@ class Index:
             # linger in free pages of the file.
             self._conn.execute("PRAGMA secure_delete = ON")
             migrate(self._conn)
+            self._reader = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            self._reader.execute("PRAGMA query_only = ON")
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise SchemaError(f"{path}: not a usable camhub index ({exc})") from None
         except BaseException:
             self._conn.close()
             raise
+        self._read_lock = threading.Lock()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
+            self._reader.close()
             self._conn.close()
 
     def __enter__(self) -> Self:
@@ -674,12 +684,12 @@ class Index:
         return "\n".join(row[0] for row in self._query("PRAGMA integrity_check"))
 
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        with self._read_lock:
+            return self._reader.execute(sql, params).fetchall()
 
     def _one(self, sql: str, params: tuple[object, ...] = ()) -> int:
-        with self._lock:
-            return int(self._conn.execute(sql, params).fetchone()[0])
+        with self._read_lock:
+            return int(self._reader.execute(sql, params).fetchone()[0])
 
     def _write(self, sql: str, params: tuple[object, ...]) -> int:
         with self._lock:

@@ -33,18 +33,29 @@ def ensure_certificate(cert_path: Path, key_path: Path) -> tuple[str, bool]:
     return fingerprint(cert_pem), True
 
 
-def make_certificate(now: datetime.datetime | None = None) -> tuple[bytes, bytes]:
-    """A P-256 certificate for this host's name, `localhost` and the loopback addresses."""
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+# Documentation addresses (RFC 5737, 3849): a UDP "connect" to them sends nothing, but
+# makes the kernel pick the interface, and so the address, the LAN reaches us at.
+_PROBES = (("192.0.2.1", socket.AF_INET), ("2001:db8::1", socket.AF_INET6))
+
+
+def make_certificate(
+    now: datetime.datetime | None = None, addresses: list[IPAddress] | None = None
+) -> tuple[bytes, bytes]:
+    """A P-256 certificate for this host's name, `localhost`, the loopback addresses
+    and the box's LAN addresses (by default, those found now), so a browser that was
+    told to trust it also accepts it at https://192.168.x.y."""
     now = now or datetime.datetime.now(datetime.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     host = socket.gethostname() or "camhub"
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"camhub on {host}"[:64])])
+    found = lan_addresses() if addresses is None else addresses
     names: list[x509.GeneralName] = [
         x509.DNSName(host),
         x509.DNSName(f"{host}.local"),
         x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
+        *(x509.IPAddress(a) for a in dict.fromkeys([*LOOPBACK, *found])),
     ]
     cert = (
         x509.CertificateBuilder()
@@ -64,6 +75,21 @@ def make_certificate(now: datetime.datetime | None = None) -> tuple[bytes, bytes
         serialization.NoEncryption(),
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def lan_addresses() -> list[IPAddress]:
+    """The addresses this box is reached at from the LAN (nothing is sent to find them)."""
+    found: list[IPAddress] = []
+    for probe, family in _PROBES:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as udp:
+                udp.connect((probe, 9))
+                address = ipaddress.ip_address(udp.getsockname()[0].split("%")[0])
+        except (OSError, ValueError):
+            continue  # no route of that family: nothing to add
+        if not (address.is_loopback or address.is_unspecified or address.is_link_local):
+            found.append(address)
+    return found
 
 
 def fingerprint(cert_pem: bytes) -> str:

@@ -282,7 +282,8 @@ def test_crash_mid_write_is_recovered_to_whole_chunks(
         report = archive.recover()
         assert [r.id for r in report.recovered] == [row.id]
         assert report.lines() == [
-            f"porch: segment {row.id[:8]}… recovered up to 5 chunks (320 KiB) after an unclean stop"
+            f"porch: segment {row.id[:8]}… recovered after an unclean stop: "
+            "5 whole chunks (320 KiB) kept"
         ]
         recovered = after.get_segment(row.id)
         assert recovered is not None

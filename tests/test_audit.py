@@ -10,7 +10,14 @@ import pytest
 from hub.audit import OTHER_CLIENTS, AuditKind, AuditLog, RepeatFilter, Repeats
 from hub.cli import main
 from hub.store import Index
-from hub.web.auth import FREE_FAILURES, GLOBAL_FAILURES, LoginThrottle, Sessions, client_key
+from hub.web.auth import (
+    FREE_FAILURES,
+    GLOBAL_FAILURES,
+    MAX_SESSIONS,
+    LoginThrottle,
+    Sessions,
+    client_key,
+)
 
 
 @pytest.fixture
@@ -127,6 +134,23 @@ def test_sessions_expire_when_idle_and_keep_only_hashes() -> None:
     assert sessions.get(token, now=100) is not None  # touched at 50
     assert sessions.expire(now=161) and sessions.get(token, now=161) is None
     assert sessions.get("forged", now=0) is None
+
+
+def test_every_session_that_ends_unasked_is_reported_once() -> None:
+    """A session found idle by a request, or pushed out by the 17th login, locks the
+    vault just as housekeeping's sweep does: each must reach the access log too."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    sessions = Sessions(idle_seconds=60)
+    found_idle = sessions.create(X25519PrivateKey.generate(), "10.0.0.1", now=0)
+    swept = sessions.create(X25519PrivateKey.generate(), "10.0.0.2", now=0)
+    assert sessions.get(found_idle, now=61) is None
+    for n in range(MAX_SESSIONS):
+        sessions.create(X25519PrivateKey.generate(), f"10.0.1.{n}", now=62 + n)
+    ended = [(s.client, why) for s, why in sessions.expire(now=100)]
+    assert ended == [("10.0.0.1", "idle"), ("10.0.0.2", "too many sessions")]
+    assert sessions.expire(now=100) == [] and len(sessions) == MAX_SESSIONS
+    assert sessions.get(swept, now=100) is None
 
 
 def test_repeated_refusals_are_summed_per_client_kind_and_reason() -> None:

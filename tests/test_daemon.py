@@ -498,7 +498,7 @@ def test_restart_after_kill_9_recovers_the_open_segment(
     again = hubs(site.config)
     again.wait_for("recording 1 camera(s)", timeout=20)
     log = again.log
-    recovery = f"door: segment {victim.stem[:8]}… recovered up to"
+    recovery = f"door: segment {victim.stem[:8]}… recovered after an unclean stop"
     assert recovery in log, log
     assert log.index(recovery) < log.index("recording 1 camera(s)"), log
     again.wait_for(CONNECTED, timeout=20)

@@ -91,6 +91,26 @@ def test_a_file_that_is_not_a_database_is_refused(db_path: Path) -> None:
 # -- segments --------------------------------------------------------------------------
 
 
+def test_reads_do_not_wait_for_a_write_in_progress(index: Index) -> None:
+    """A camera's commit can take a slow SD card's fsync; the web page's lookups go
+    through the read connection and must not queue behind it."""
+    add_finished(index, "a" * 32, 100.0)
+    done = threading.Event()
+
+    def look() -> None:
+        assert [s.id for s in index.segments("porch")] == ["a" * 32]
+        done.set()
+
+    with index._lock:  # what a writer holds for the length of its commit
+        reader = threading.Thread(target=look)
+        reader.start()
+        finished = done.wait(timeout=10)
+    reader.join()
+    assert finished, "a read waited for the writer"
+    add_finished(index, "b" * 32, 200.0)  # and a read after a write sees it at once
+    assert [s.id for s in index.segments("porch")] == ["b" * 32, "a" * 32]
+
+
 def test_segment_lifecycle_open_complete_delete(index: Index) -> None:
     opened = index.add_segment_open("ab" * 16, "porch", T0, "footage/porch/x.seg")
     assert opened.state is SegmentState.OPEN

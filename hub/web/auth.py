@@ -50,6 +50,7 @@ class Sessions:
     def __init__(self, idle_seconds: float) -> None:
         self.idle_seconds = idle_seconds
         self._sessions: dict[bytes, Session] = {}
+        self._ended: list[tuple[Session, str]] = []  # dropped by get/create, not yet logged
         self._lock = threading.Lock()
 
     def create(self, private_key: X25519PrivateKey, client: str, now: float) -> str:
@@ -57,7 +58,7 @@ class Sessions:
         with self._lock:
             while len(self._sessions) >= MAX_SESSIONS:
                 oldest = min(self._sessions, key=lambda k: self._sessions[k].last_seen)
-                del self._sessions[oldest]
+                self._ended.append((self._sessions.pop(oldest), "too many sessions"))
             self._sessions[hash_token(token)] = Session(private_key, client, now, now)
         return token
 
@@ -71,7 +72,7 @@ class Sessions:
             if session is None:
                 return None
             if now - session.last_seen > self.idle_seconds:
-                del self._sessions[key]
+                self._ended.append((self._sessions.pop(key), "idle"))
                 return None
             session.last_seen = now
             return session
@@ -91,15 +92,19 @@ class Sessions:
         with self._lock:
             return self._sessions.pop(hash_token(token), None)
 
-    def expire(self, now: float) -> list[Session]:
-        """Drop idle sessions (and their keys); return them for the access log."""
+    def expire(self, now: float) -> list[tuple[Session, str]]:
+        """Drop idle sessions (and their keys); return them, with those a request found
+        idle or a new login pushed out since the last call, and why, for the access log."""
         with self._lock:
             idle = [k for k, s in self._sessions.items() if now - s.last_seen > self.idle_seconds]
-            return [self._sessions.pop(k) for k in idle]
+            ended = self._ended + [(self._sessions.pop(k), "idle") for k in idle]
+            self._ended = []
+            return ended
 
     def clear(self) -> None:
         with self._lock:
             self._sessions.clear()
+            self._ended.clear()
 
     def __len__(self) -> int:
         return len(self._sessions)
