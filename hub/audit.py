@@ -1,10 +1,9 @@
 """The access log: one record per look at footage or security event, hash-chained.
 
 Each record's hash covers the previous record's hash and all of its own fields, so
-editing, deleting or reordering a record anywhere before the newest breaks the chain
-at that record, and `verify` names it. The chain proves the log was not *altered*;
-someone with the disk can still cut records off its end, which `verify` reports only
-as a count lower than the owner remembers (docs/DESIGN.md says why that is accepted).
+editing, deleting or reordering a record breaks the chain at that record, and `verify`
+names it, unless every later hash is recomputed, which anyone who can write the
+database can do. The owner's seal closes that: see `AuditLog` and docs/DESIGN.md §7.
 
 Records never carry secrets: no password, no session token, no share secret. Share
 links are named by their public id only.
@@ -14,18 +13,25 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 import json
 import logging
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from hub.store import AuditRow, Index
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from hub.store import AuditRow, AuditSeal, Index
 
 log = logging.getLogger(__name__)
 
 GENESIS = ""  # the "previous hash" of the first record
+SEAL_INFO = b"camhub access-log seal v1"
 VERIFY_PAGE = 1000
 REPEAT_WINDOW = 60.0  # seconds over which repeated refusals from one client are summed
 REPEAT_KEYS = 256  # runs tracked at once; past that, the rest are summed together
@@ -63,22 +69,56 @@ def chain_hash(prev: str, seq: int, when: float, kind: str, actor: str, detail: 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What `verify` found: how many records hold together, and the first that does not."""
+    """What `verify` found: how many records hold together, the first that does not,
+    and how far the owner's seal reaches."""
 
     records: int
-    first_broken: int | None  # seq of the first record whose link or hash fails
+    first_broken: int | None  # seq of the first record whose link, hash or seal fails
     reason: str | None
+    sealed_through: int | None = None  # the newest record the owner's key vouched for
+    sealed_at: float | None = None
+    seal_checked: bool = False  # whether the seal's MAC was checked (needs the key)
 
     @property
     def ok(self) -> bool:
         return self.first_broken is None
 
 
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    count: int  # records that hold together, from the start of the walk
+    last: AuditRow | None  # the last of them
+    broken: tuple[int, str] | None  # (seq, why) of the first that does not
+    watched: str | None = None  # the hash of the record the walk was asked to watch
+
+
+def seal_key(private_key: X25519PrivateKey) -> bytes:
+    """The key of the seal's MAC: derived from the owner's private key, so only an
+    unlocked session can make a seal, and nothing on the disk can."""
+    return HKDF(hashes.SHA256(), 32, salt=None, info=SEAL_INFO).derive(
+        private_key.private_bytes_raw()
+    )
+
+
+def _seal_mac(key: bytes, seq: int, digest: str, when: float) -> str:
+    body = json.dumps([seq, digest, repr(when)], separators=(",", ":")).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
 class AuditLog:
-    """Appends records to the index's audit table; safe to use from any thread."""
+    """Appends records to the index's audit table; safe to use from any thread.
+
+    The chain alone can be recomputed by anyone who can write the database. So while
+    the owner is logged in, the hub *seals* the newest record: a MAC under a key only
+    the owner's unlocked private key yields (`seal_key`). Records up to the seal can
+    then be neither edited (even with every later hash recomputed) nor cut off without
+    `verify` saying so; a seal cannot be forged, only deleted or rolled back to an
+    older one, which the owner sees as a seal older than their last visit.
+    """
 
     def __init__(self, index: Index) -> None:
         self._index = index
+        self._seal_lock = threading.Lock()
 
     def record(
         self, kind: AuditKind, actor: str, detail: Mapping[str, object] | None = None
@@ -95,26 +135,98 @@ class AuditLog:
         """Newest first, from just before seq `before` (0: the newest)."""
         return self._index.audit_records(before, limit, newest_first=True)
 
-    def verify(self) -> Verdict:
-        """Walk the whole chain, a page at a time, and name the first broken record."""
-        prev, expected_seq, count = GENESIS, 1, 0
-        after = 0
+    def seal(self, private_key: X25519PrivateKey) -> bool:
+        """Seal the newest record, if everything since the last seal holds together;
+        else leave the old seal where it is, so `verify` keeps showing the break.
+        Walks only the records after the last seal."""
+        key = seal_key(private_key)
+        with self._seal_lock:
+            seal = self._index.audit_seal()
+            if seal is None:
+                walk = self._walk(0, GENESIS)
+            else:
+                if not hmac.compare_digest(
+                    _seal_mac(key, seal.seq, seal.hash, seal.time), seal.mac
+                ):
+                    return False
+                sealed = self._index.audit_records(seal.seq - 1, 1)
+                if not sealed or sealed[0].seq != seal.seq or sealed[0].hash != seal.hash:
+                    return False
+                walk = self._walk(seal.seq, seal.hash)
+            if walk.broken is not None:
+                return False
+            head = walk.last
+            if head is None or (seal is not None and head.seq <= seal.seq):
+                return True  # nothing new to seal
+            now = time.time()
+            self._index.set_audit_seal(
+                AuditSeal(head.seq, head.hash, now, _seal_mac(key, head.seq, head.hash, now))
+            )
+            return True
+
+    def verify(self, private_key: X25519PrivateKey | None = None) -> Verdict:
+        """Walk the whole chain, a page at a time, and name the first broken record;
+        then hold the chain against the seal (its MAC too, given the owner's key)."""
+        seal = self._index.audit_seal()
+        walk = self._walk(0, GENESIS, watch=seal.seq if seal else None)
+        if seal is None:
+            broken = walk.broken
+            return Verdict(walk.count, *(broken or (None, None)))
+        sealed: dict[str, Any] = {
+            "sealed_through": seal.seq,
+            "sealed_at": seal.time,
+            "seal_checked": private_key is not None,
+        }
+        if private_key is not None and not hmac.compare_digest(
+            _seal_mac(seal_key(private_key), seal.seq, seal.hash, seal.time), seal.mac
+        ):
+            return Verdict(
+                walk.count,
+                seal.seq,
+                "the seal was not made with the owner's key: it was forged or replaced",
+                **sealed,
+            )
+        if walk.broken is not None and walk.broken[0] <= seal.seq:
+            return Verdict(
+                walk.count, walk.broken[0], walk.broken[1] + " (a sealed record)", **sealed
+            )
+        if walk.count < seal.seq:
+            return Verdict(
+                walk.count,
+                walk.count + 1,
+                f"records {walk.count + 1} to {seal.seq} were cut off: the log was sealed "
+                f"through record {seal.seq}",
+                **sealed,
+            )
+        if walk.watched != seal.hash:
+            return Verdict(
+                walk.count,
+                seal.seq,
+                f"records up to {seal.seq} were rewritten after they were sealed "
+                "(every hash recomputed)",
+                **sealed,
+            )
+        broken = walk.broken
+        return Verdict(walk.count, *(broken or (None, None)), **sealed)
+
+    def _walk(self, after: int, prev: str, watch: int | None = None) -> _Walk:
+        """Check the records after seq `after`, whose predecessor's hash is `prev`,
+        noting the hash of record `watch` on the way (for the seal check)."""
+        expected_seq, count, last, watched = after + 1, 0, None, None
         while rows := self._index.audit_records(after, VERIFY_PAGE):
             for row in rows:
                 if row.seq != expected_seq:
-                    return Verdict(
-                        count, row.seq, f"record {expected_seq} is missing before {row.seq}"
-                    )
+                    why = f"record {expected_seq} is missing before {row.seq}"
+                    return _Walk(count, last, (row.seq, why), watched)
                 digest = chain_hash(prev, row.seq, row.time, row.kind, row.actor, row.detail)
                 if digest != row.hash:
-                    return Verdict(
-                        count,
-                        row.seq,
-                        f"record {row.seq} was altered, or a record before it was",
-                    )
-                prev, expected_seq, count = row.hash, expected_seq + 1, count + 1
+                    why = f"record {row.seq} was altered, or a record before it was"
+                    return _Walk(count, last, (row.seq, why), watched)
+                if row.seq == watch:
+                    watched = row.hash
+                prev, expected_seq, count, last = row.hash, expected_seq + 1, count + 1, row
             after = rows[-1].seq
-        return Verdict(count, None, None)
+        return _Walk(count, last, None, watched)
 
 
 @dataclass(slots=True)

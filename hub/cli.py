@@ -303,6 +303,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 print(f"{row.seq:>7}  {when}  {row.kind:<26} {row.actor}  {row.detail}")
             return 0
         verdict = log_.verify()
+    if verdict.sealed_through is not None and verdict.sealed_at is not None:
+        when = datetime.fromtimestamp(verdict.sealed_at).isoformat(sep=" ", timespec="seconds")
+        print(
+            f"camhub: sealed through record {verdict.sealed_through} at {when} "
+            "(the seal's own MAC needs the owner's key: the web page checks it)"
+        )
     if verdict.ok:
         print(f"camhub: access log intact: {verdict.records} record(s), every link holds")
         return 0

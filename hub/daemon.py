@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from hub import tls, vault
 from hub.archive import Archive, RetentionPolicy
 from hub.audit import AuditKind, AuditLog, RepeatFilter
@@ -151,14 +153,16 @@ class Hub:
     def stop(self) -> None:
         """Stop serving, flush every open segment and event, then close the index."""
         self._stopping.set()
+        owner_key = self.sessions.any_key()  # stopping the web server drops the sessions
         if self.web is not None:
             self.web.stop()
-        self.sessions.clear()
         for camera in self.cameras:
             camera.stop()
         if self._housekeeping.is_alive():
             self._housekeeping.join(timeout=5)
         self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
+        self._seal_audit(owner_key)
+        self.sessions.clear()
         self.index.close()
         log.info("stopped cleanly")
 
@@ -211,6 +215,7 @@ class Hub:
             self._end_due(time.time())
             if rounds % RETENTION_EVERY == 0:
                 self._enforce_retention()
+                self._seal_audit()
 
     def _end_due(self, now: float) -> None:
         """End expired and used-up shares (deleting their keys) and idle sessions; drop
@@ -230,6 +235,12 @@ class Hub:
         if not len(self.sessions):
             self.clips.drop(is_owner_clip)
         self.clips.evict_stale()
+
+    def _seal_audit(self, key: X25519PrivateKey | None = None) -> None:
+        """While the owner is logged in, seal what was logged since (hub/audit.py)."""
+        key = key or self.sessions.any_key()
+        if key is not None and not self.audit.seal(key):
+            log.error("the access log does not verify; it was not sealed (see camhub audit verify)")
 
     def _enforce_retention(self) -> None:
         try:

@@ -86,6 +86,14 @@ class AuditRow:
     hash: str  # hex SHA-256 chaining this record to the one before
 
 
+@dataclass(frozen=True, slots=True)
+class AuditSeal:
+    seq: int  # the newest record vouched for
+    hash: str  # that record's chain hash
+    time: float  # when it was sealed
+    mac: str  # hex HMAC-SHA256 over the above, under a key derived from the owner's
+
+
 class ShareEnd(enum.StrEnum):
     REVOKED = "revoked"
     EXPIRED = "expired"
@@ -216,6 +224,20 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX share_keys_by_segment ON share_keys (segment_id)",
         "PRAGMA user_version = 2",
+    ),
+    (
+        # The access log's seal: the newest record the owner's key vouched for, with
+        # a MAC only that key can make (hub/audit.py). One row, replaced as it moves on.
+        """
+        CREATE TABLE audit_seal (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            seq INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            time REAL NOT NULL,
+            mac TEXT NOT NULL
+        )
+        """,
+        "PRAGMA user_version = 3",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -587,6 +609,18 @@ class Index:
             sql = f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?"
             bound = after
         return [AuditRow(*row) for row in self._query(sql, (bound, _limit(limit)))]  # type: ignore[arg-type]
+
+    def audit_seal(self) -> AuditSeal | None:
+        rows = self._query("SELECT seq, hash, time, mac FROM audit_seal WHERE one = 1")
+        return AuditSeal(*rows[0]) if rows else None  # type: ignore[arg-type]
+
+    def set_audit_seal(self, seal: AuditSeal) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO audit_seal (one, seq, hash, time, mac) "
+                "VALUES (1, ?, ?, ?, ?)",
+                (seal.seq, seal.hash, seal.time, seal.mac),
+            )
 
     def last_audit(self, kind: str) -> AuditRow | None:
         rows = self._query(

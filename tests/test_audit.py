@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hub.audit import OTHER_CLIENTS, AuditKind, AuditLog, RepeatFilter, Repeats
 from hub.cli import main
@@ -79,6 +80,77 @@ def test_a_rehashed_record_still_breaks_the_next_link(logged: tuple[Path, AuditL
     forged = chain_hash(rows[3].hash, 4, rows[4].time, rows[4].kind, "nobody", rows[4].detail)
     edit(root, "UPDATE audit SET actor = 'nobody', hash = ? WHERE seq = 4", forged)
     assert audit.verify().first_broken == 5
+
+
+def rewrite_from(root: Path, audit: AuditLog, seq: int, actor: str) -> None:
+    """What someone who can write the database does: edit a record, then recompute
+    every hash after it so the chain holds again."""
+    from hub.audit import chain_hash
+
+    rows = sorted(audit.recent(0, 1000), key=lambda r: r.seq)
+    prev = rows[seq - 2].hash if seq > 1 else ""
+    with sqlite3.connect(root / "index.sqlite3") as db:
+        for row in rows[seq - 1 :]:
+            who = actor if row.seq == seq else row.actor
+            digest = chain_hash(prev, row.seq, row.time, row.kind, who, row.detail)
+            db.execute("UPDATE audit SET actor = ?, hash = ? WHERE seq = ?", (who, digest, row.seq))
+            prev = digest
+
+
+def test_the_owners_seal_catches_a_recomputed_chain(logged: tuple[Path, AuditLog]) -> None:
+    root, audit = logged
+    owner = X25519PrivateKey.generate()
+    rewrite_from(root, audit, 4, "nobody")
+    assert audit.verify().ok  # the chain alone cannot tell: anyone can recompute it
+    assert audit.seal(owner)
+    verdict = audit.verify(owner)
+    assert verdict.ok and verdict.sealed_through == 10 and verdict.seal_checked
+    rewrite_from(root, audit, 6, "someone else")
+    verdict = audit.verify(owner)
+    assert not verdict.ok and verdict.first_broken == 10
+    assert "rewritten after they were sealed" in (verdict.reason or "")
+    assert not audit.seal(owner)  # a broken log is not sealed over
+    assert audit.verify().sealed_through == 10
+
+
+def test_the_seal_catches_records_cut_off_its_end(logged: tuple[Path, AuditLog]) -> None:
+    root, audit = logged
+    owner = X25519PrivateKey.generate()
+    assert audit.seal(owner)
+    audit.record(AuditKind.LOGOUT, "owner from 10.0.0.1")  # after the seal: not yet sealed
+    verdict = audit.verify(owner)
+    assert verdict.ok and (verdict.records, verdict.sealed_through) == (11, 10)
+    edit(root, "DELETE FROM audit WHERE seq >= 8")
+    verdict = audit.verify(owner)
+    assert not verdict.ok and verdict.first_broken == 8
+    assert "records 8 to 10 were cut off" in (verdict.reason or "")
+
+
+def test_a_seal_made_without_the_owners_key_is_refused(logged: tuple[Path, AuditLog]) -> None:
+    root, audit = logged
+    owner, intruder = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    assert audit.seal(owner)
+    rewrite_from(root, audit, 2, "nobody")
+    edit(root, "DELETE FROM audit_seal")
+    assert audit.seal(intruder)  # the intruder seals the rewritten log with their own key
+    assert audit.verify().ok  # without the owner's key the MAC cannot be checked
+    verdict = audit.verify(owner)
+    assert not verdict.ok and "forged or replaced" in (verdict.reason or "")
+
+
+def test_sealing_moves_on_only_over_new_intact_records(logged: tuple[Path, AuditLog]) -> None:
+    root, audit = logged
+    owner = X25519PrivateKey.generate()
+    assert audit.seal(owner) and audit.seal(owner)  # nothing new: the seal stays
+    first = audit.verify(owner)
+    audit.record(AuditKind.LOGIN_OK, "owner from 10.0.0.1")
+    assert audit.seal(owner)
+    assert audit.verify(owner).sealed_through == 11 == first.sealed_through + 1
+    audit.record(AuditKind.LOGOUT, "owner from 10.0.0.1")
+    edit(root, "UPDATE audit SET actor = 'nobody' WHERE seq = 12")
+    assert not audit.seal(owner)
+    verdict = audit.verify(owner)
+    assert verdict.first_broken == 12 and verdict.sealed_through == 11
 
 
 def test_audit_command_reports_the_break(

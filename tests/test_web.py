@@ -603,3 +603,13 @@ async def test_reloading_a_share_page_uses_no_second_view(hub: Hub) -> None:
     assert status == 403
     kinds = [k for k, _, _ in audit_kinds(hub, since)]
     assert kinds.count("share used") == 1 and "share refused" in kinds
+
+
+async def test_login_seals_the_access_log_and_verify_checks_the_seal(hub: Hub) -> None:
+    client = await logged_in(hub)
+    async with client, client.get(base(hub) + "/api/audit/verify") as resp:
+        verdict = await resp.json()
+    assert verdict["ok"] is True and verdict["first_broken"] is None
+    newest_at_login = next(r.seq for r in hub.audit.recent(0, 200) if r.kind == "vault unlocked")
+    assert verdict["sealed_through"] >= newest_at_login
+    assert verdict["records"] >= verdict["sealed_through"]

@@ -109,6 +109,7 @@ async def login(request: web.Request) -> web.Response:
     token = ctx.sessions.create(private_key, client, time.time())
     await audit(ctx, AuditKind.LOGIN_OK, actor(request))
     await audit(ctx, AuditKind.VAULT_UNLOCKED, actor(request), for_minutes=_idle_minutes(ctx))
+    await asyncio.to_thread(ctx.audit.seal, private_key)
     response = json_response({"ok": True, "idle_minutes": _idle_minutes(ctx)})
     response.set_cookie(
         SESSION_COOKIE,
@@ -131,11 +132,12 @@ def _idle_minutes(ctx: WebContext) -> int:
 
 async def logout(request: web.Request) -> web.Response:
     ctx = context(request)
-    owner(request)
+    session = owner(request)
     ctx.sessions.end(request.cookies.get(SESSION_COOKIE))
     if not len(ctx.sessions):
         ctx.clips.drop(is_owner_clip)
     await audit(ctx, AuditKind.LOGOUT, actor(request))
+    await asyncio.to_thread(ctx.audit.seal, session.private_key)
     response = web.Response(status=204)
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -544,12 +546,14 @@ async def audit_records(request: web.Request) -> web.Response:
 
 
 async def audit_verify(request: web.Request) -> web.Response:
-    verdict = await asyncio.to_thread(context(request).audit.verify)
+    verdict = await asyncio.to_thread(context(request).audit.verify, owner(request).private_key)
     return json_response(
         {
             "ok": verdict.ok,
             "records": verdict.records,
             "first_broken": verdict.first_broken,
             "reason": verdict.reason,
+            "sealed_through": verdict.sealed_through,
+            "sealed_at": verdict.sealed_at,
         }
     )

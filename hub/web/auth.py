@@ -101,6 +101,11 @@ class Sessions:
             self._ended = []
             return ended
 
+    def any_key(self) -> X25519PrivateKey | None:
+        """The owner's private key if any session holds it (each holds the same key)."""
+        with self._lock:
+            return next((s.private_key for s in self._sessions.values()), None)
+
     def clear(self) -> None:
         with self._lock:
             self._sessions.clear()

@@ -778,7 +778,8 @@
       box.className = "verify ok";
       box.replaceChildren(
         el("strong", { text: "Access log verified." }),
-        ` All ${verdict.records} records are intact: the hash chain is unbroken.`,
+        ` All ${verdict.records} records are intact: the hash chain is unbroken. `,
+        sealText(verdict),
       );
     } else {
       box.className = "verify bad";
@@ -788,6 +789,18 @@
           `${verdict.records} records before it hold together.`,
       );
     }
+  }
+
+  // The seal is made with the owner's key at each login and logout and every minute
+  // while logged in: a seal older than the owner's last visit means it was rolled back.
+  function sealText(verdict) {
+    if (verdict.sealed_through == null) return "Not sealed yet.";
+    const newer = verdict.records - verdict.sealed_through;
+    return (
+      `Sealed with your key through record ${verdict.sealed_through} at ` +
+      `${fmtTime(verdict.sealed_at)}` +
+      (newer > 0 ? `; ${newer} newer record${newer === 1 ? "" : "s"} not yet sealed.` : ".")
+    );
   }
 
   async function loadLogPage(reset) {
