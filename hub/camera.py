@@ -183,8 +183,9 @@ class Camera:
         self._last_frame_time = item.time
         if self._gate.due(item.time):
             self._detect(item)
-        # Last use of the frame on this thread: from here the live feed may convert it on
-        # its own thread, and PyAV's colour conversion crashes if two threads share it.
+        # From here the live feed may convert the frame on its own thread, while this one
+        # may still be using it (an EncodingSource encodes it next): Frame.bgr() is
+        # thread-safe for every source.
         self.live.offer(item)
 
     def _detect(self, frame: Frame) -> None:

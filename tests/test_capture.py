@@ -180,6 +180,35 @@ def test_file_source_yields_stream_copy_packets_and_luma(
     assert times[-1] - times[0] == pytest.approx(49 / fps, abs=3 / fps)
 
 
+def test_bgr_of_the_same_pictures_from_many_threads_at_once(person_clip: Path) -> None:
+    # PyAV's own to_ndarray shares one swscale context per picture between threads:
+    # this crashed the process (SIGSEGV) every time before bgr() was made thread-safe.
+    source = AVSource(str(person_clip))
+    source.open()
+    try:
+        _, frames = take(source, 20)
+    finally:
+        source.close()
+    ref_frames = reference(person_clip, 20)[1]
+    expected = [ref.to_ndarray(format="bgr24") for ref in ref_frames]
+    start = threading.Barrier(4)
+    wrong: list[int] = []
+
+    def convert() -> None:
+        start.wait()
+        for _ in range(5):
+            wrong.extend(
+                i for i, f in enumerate(frames) if not np.array_equal(f.bgr(), expected[i])
+            )
+
+    threads = [threading.Thread(target=convert) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+
+
 def test_realtime_file_is_paced_at_its_frame_rate(person_clip: Path) -> None:
     source = AVSource(str(person_clip), realtime=True, keep_packets=False)
     assert source.open() is None

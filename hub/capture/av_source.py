@@ -13,6 +13,7 @@ import numpy as np
 from av.container import InputContainer
 from av.format import Flags
 from av.video.frame import VideoFrame
+from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
 from hub.capture.base import Guarded, Source, SourceError, redact
@@ -58,6 +59,20 @@ def luma_of(frame: VideoFrame) -> np.ndarray:
     plane = frame.planes[0]
     rows = np.frombuffer(plane, np.uint8, count=plane.line_size * frame.height)
     return rows.reshape(frame.height, plane.line_size)[:, : frame.width]
+
+
+def bgr_of(picture: VideoFrame) -> np.ndarray:
+    """`Frame.bgr` for a decoded picture, safe to call from any thread.
+
+    PyAV's `to_ndarray` converts with a swscale context kept on the picture: two threads
+    converting the same picture at once (live view, a snapshot, an encoder) crashed the
+    process. Each call gets a context of its own, freed on return; PyAV made one per
+    picture anyway, so this costs no more, where one kept per thread holds a few MB at
+    720p. No lock per picture either: it cost two cameras 3-5 MB of peak RSS (heap
+    fragmentation), and when two threads race on the colour tags PyAV rewrites during a
+    conversion, the tags left behind are equivalent ones: the colours come out the same.
+    """
+    return VideoReformatter().reformat(picture, format="bgr24").to_ndarray()
 
 
 def _describe_error(err: BaseException, timeout: float, *, timed_out: bool = False) -> str:
@@ -276,7 +291,7 @@ class AVSource(Source):
             yield Frame(
                 time=self._picture_time(picture),
                 luma=luma_of(picture),
-                bgr=lambda picture=picture: picture.to_ndarray(format="bgr24"),
+                bgr=lambda picture=picture: bgr_of(picture),
             )
 
     def _packet_time(self, pts: int) -> float:
