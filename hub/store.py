@@ -508,9 +508,15 @@ class Index:
         end: float | None = None,
         limit: int = 100,
         offset: int = 0,
+        before: EventRow | None = None,
     ) -> list[EventRow]:
-        """Events that started in [start, end), newest first."""
+        """Events that started in [start, end), newest first; with `before`, only those
+        listed after it (a cursor: a page does not shift when a new event begins)."""
         where, params = _filters(camera_id, start, end)
+        if before is not None:
+            where = f"{where} AND" if where else "WHERE"
+            where += " (start_time, id) < (?, ?)"
+            params = (*params, before.start_time, before.id)
         return self._events(
             f"SELECT {_EVENT_COLUMNS} FROM events {where} "
             "ORDER BY start_time DESC, id DESC LIMIT ? OFFSET ?",

@@ -250,6 +250,16 @@ def test_event_listing_filters_and_pages(index: Index) -> None:
     assert [e.id for e in index.events(limit=2, offset=2)] == [ids[2], ids[1]]
 
 
+def test_event_pages_by_cursor_do_not_shift_when_an_event_begins(index: Index) -> None:
+    ids = [index.add_event("porch", T0 + i // 2) for i in range(6)]  # pairs share a start
+    first = index.events(limit=3)
+    assert [e.id for e in first] == [ids[5], ids[4], ids[3]]
+    index.add_event("porch", T0 + 10)  # begins while the owner reads the first page
+    second = index.events(limit=3, before=first[-1])
+    assert [e.id for e in second] == [ids[2], ids[1], ids[0]]
+    assert index.events(camera_id="yard", before=first[-1]) == []
+
+
 def test_events_left_open_are_closed_at_their_last_known_moment(index: Index) -> None:
     peaked = index.add_event("porch", T0)
     index.update_event(peaked, peak_score=0.3, peak_time=T0 + 3, bbox=None)

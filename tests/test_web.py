@@ -613,3 +613,27 @@ async def test_login_seals_the_access_log_and_verify_checks_the_seal(hub: Hub) -
     newest_at_login = next(r.seq for r in hub.audit.recent(0, 200) if r.kind == "vault unlocked")
     assert verdict["sealed_through"] >= newest_at_login
     assert verdict["records"] >= verdict["sealed_through"]
+
+
+async def test_event_pages_follow_a_cursor(hub: Hub) -> None:
+    client = await logged_in(hub)
+    async with client:
+        async with client.get(base(hub) + "/api/events?camera=hall&limit=500") as resp:
+            everything = [e["id"] for e in (await resp.json())["events"]]
+        assert len(everything) >= 1
+        paged: list[int] = []
+        url = base(hub) + "/api/events?camera=hall&limit=1"
+        while True:
+            async with client.get(url) as resp:
+                page = await resp.json()
+            paged += [e["id"] for e in page["events"]]
+            if len(paged) == 1:  # an event begins while the owner pages: nothing shifts
+                newest = max(hub.index.events("hall", limit=1)[0].start_time, time.time())
+                hub.index.add_event("hall", newest + 1)
+            if not page["more"]:
+                break
+            url = f"{base(hub)}/api/events?camera=hall&limit=1&before={paged[-1]}"
+        assert paged == everything
+        for bad in ("999999999", "abc", "0"):
+            async with client.get(f"{base(hub)}/api/events?before={bad}") as resp:
+                assert resp.status == 400, bad

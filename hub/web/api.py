@@ -259,6 +259,11 @@ async def events(request: web.Request) -> web.Response:
         raise json_error(web.HTTPBadRequest, f"camera: no camera {camera!r}")
     limit = _whole(request, "limit", 50, 1, MAX_PAGE)
     offset = _whole(request, "offset", 0, 0, 10**9)
+    before = None
+    if request.query.get("before"):
+        before = ctx.index.get_event(_whole(request, "before", 0, 1, 2**62))
+        if before is None:
+            raise json_error(web.HTTPBadRequest, "before: no such event (it may have been deleted)")
     rows = await asyncio.to_thread(
         ctx.index.events,
         camera,
@@ -266,6 +271,7 @@ async def events(request: web.Request) -> web.Response:
         _number(request, "end"),
         limit + 1,
         offset,
+        before,
     )
     return json_response(
         {

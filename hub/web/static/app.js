@@ -20,7 +20,7 @@
     cameras: [], // from /api/cameras
     cameraNames: new Map(),
     cameraPoll: null,
-    events: { offset: 0, lastDay: null, loading: false, generation: 0, shown: new Set() },
+    events: { lastId: null, lastDay: null, loading: false, generation: 0, shown: new Set() },
     log: { oldest: null, loading: false, generation: 0 },
     playing: null, // the event shown in the player
     lastInput: Date.now(),
@@ -459,10 +459,8 @@
     const more = $("events-more");
     more.disabled = true;
     try {
-      const params = new URLSearchParams({
-        limit: String(EVENTS_PAGE),
-        offset: String(reset ? 0 : ev.offset),
-      });
+      const params = new URLSearchParams({ limit: String(EVENTS_PAGE) });
+      if (!reset && ev.lastId !== null) params.set("before", String(ev.lastId));
       const camera = $("events-camera").value;
       if (camera) params.set("camera", camera);
       const page = await api("GET", `/api/events?${params}`);
@@ -470,13 +468,13 @@
       const list = $("events");
       if (reset) {
         list.replaceChildren();
-        ev.offset = 0;
+        ev.lastId = null;
         ev.lastDay = null;
         ev.shown.clear();
       }
       for (const event of page.events) {
-        // Pages are by offset, newest first: an event that began since the last page
-        // pushes the rest down by one, so skip what is already listed.
+        // Pages follow a cursor (the last event listed), so none should repeat; an
+        // event already shown (a double click on "more") is skipped all the same.
         if (ev.shown.has(event.id)) continue;
         ev.shown.add(event.id);
         const day = fmtDay(event.start);
@@ -486,7 +484,7 @@
         }
         list.append(eventItem(event));
       }
-      ev.offset += page.events.length;
+      if (page.events.length) ev.lastId = page.events[page.events.length - 1].id;
       show($("events-empty"), ev.shown.size === 0);
       show(more, page.more);
     } finally {
