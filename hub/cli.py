@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     _where(p)
     p.add_argument("action", choices=["verify", "show"], help="verify the hash chain, or list")
     p.add_argument("--limit", type=int, default=50, help="records to show (newest first)")
+    p.add_argument(
+        "--unlock",
+        action="store_true",
+        help="ask for the password, to check the seal's MAC too (verify)",
+    )
+    p.add_argument("--password-file", type=Path, help="with --unlock: read the password here")
 
     p = command("passwd", cmd_passwd, "change the owner's password")
     _where(p)
@@ -286,7 +292,9 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     new = _new_password(args.new_password_file)
     write_private(paths.keys, vault.rewrap(keyfile, private_key, new).to_json().encode())
     with Index(paths.index) as index:
-        AuditLog(index).record(AuditKind.PASSWORD_CHANGED, "owner at the console")
+        log_ = AuditLog(index)
+        log_.record(AuditKind.PASSWORD_CHANGED, "owner at the console")
+        log_.seal(private_key)
     print("camhub: password changed (footage keys unchanged; the recovery code still works)")
     return 0
 
@@ -295,6 +303,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     paths = _data_paths(args)
     if not paths.index.exists():
         raise CommandError(f"no index in {paths.root}: nothing has been logged yet")
+    private_key = None
+    if args.unlock and args.action == "verify":
+        keyfile = load_keyfile(paths)
+        private_key = vault.unlock(keyfile, _ask("Owner password: ", args.password_file))
     with Index(paths.index) as index:
         log_ = AuditLog(index)
         if args.action == "show":
@@ -302,13 +314,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 when = datetime.fromtimestamp(row.time).isoformat(sep=" ", timespec="seconds")
                 print(f"{row.seq:>7}  {when}  {row.kind:<26} {row.actor}  {row.detail}")
             return 0
-        verdict = log_.verify()
+        verdict = log_.verify(private_key)
     if verdict.sealed_through is not None and verdict.sealed_at is not None:
         when = datetime.fromtimestamp(verdict.sealed_at).isoformat(sep=" ", timespec="seconds")
-        print(
-            f"camhub: sealed through record {verdict.sealed_through} at {when} "
-            "(the seal's own MAC needs the owner's key: the web page checks it)"
+        checked = (
+            "its MAC checked with your key"
+            if verdict.seal_checked
+            else "its MAC unchecked: --unlock checks it"
         )
+        print(f"camhub: sealed through record {verdict.sealed_through} at {when} ({checked})")
+    elif verdict.ok:
+        print("camhub: not sealed yet (the hub seals the log while you are logged in)")
     if verdict.ok:
         print(f"camhub: access log intact: {verdict.records} record(s), every link holds")
         return 0

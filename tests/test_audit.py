@@ -164,6 +164,42 @@ def test_audit_command_reports_the_break(
     assert "BROKEN at record 6" in capsys.readouterr().err
 
 
+def test_audit_command_checks_the_seal_with_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hub.cli import init_data_dir
+    from hub.daemon import DataPaths
+    from hub.vault import KdfParams, KeyFile, unlock
+
+    paths = DataPaths(tmp_path)
+    init_data_dir(
+        paths, "correct horse battery", kdf=KdfParams(memory_kib=256, iterations=1, lanes=1)
+    )
+    (tmp_path / "pw").write_text("correct horse battery\n")
+    owner = unlock(KeyFile.from_json(paths.keys.read_text()), "correct horse battery")
+    with Index(paths.index) as index:
+        audit = AuditLog(index)
+        for n in range(5):
+            audit.record(AuditKind.CLIP, "owner from 10.0.0.1", {"n": n})
+        assert audit.seal(owner)
+    verify = ["audit", "verify", "--data-dir", str(tmp_path)]
+    unlocked = [*verify, "--unlock", "--password-file", str(tmp_path / "pw")]
+    assert main(unlocked) == 0
+    assert "its MAC checked with your key" in capsys.readouterr().out
+    # an intruder rewrites the log and seals it with a key of their own
+    with Index(paths.index) as index:
+        audit = AuditLog(index)
+        rewrite_from(tmp_path, audit, 2, "nobody")
+        edit(tmp_path, "DELETE FROM audit_seal")
+        assert audit.seal(X25519PrivateKey.generate())
+    assert main(verify) == 0  # without the key the forged seal cannot be told apart
+    assert "MAC unchecked" in capsys.readouterr().out
+    assert main(unlocked) == 2
+    assert "forged or replaced" in capsys.readouterr().err
+    (tmp_path / "pw").write_text("wrong password here\n")
+    assert main(unlocked) != 0
+
+
 def test_throttle_slows_a_guessing_client_but_not_the_owner() -> None:
     throttle = LoginThrottle()
     now = 1000.0
