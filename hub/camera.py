@@ -139,14 +139,21 @@ class Camera:
     def _main_source(self) -> Source:
         record = self._mode is not RecordMode.OFF
         source = self._open(self.settings.url, decode=True, keep_packets=record)
-        return _encoded_if_raw(source, self.settings.v4l2.fps) if record else source
+        return self._recordable(source) if record else source
 
     def _detect_source(self) -> Source:
         return self._open(self.settings.detect_url, decode=True, keep_packets=False)
 
     def _record_source(self) -> Source:
-        source = self._open(self.settings.url, decode=False, keep_packets=True)
-        return _encoded_if_raw(source, self.settings.v4l2.fps)
+        return self._recordable(self._open(self.settings.url, decode=False, keep_packets=True))
+
+    def _recordable(self, source: Source) -> Source:
+        """Any source, ready to record: only once open does it tell whether its stream
+        can be stream-copied (MJPEG over HTTP cannot), and an EncodingSource encodes it
+        then, or passes it through untouched."""
+        # fps sets only the encoder's keyframe interval and bit budget (times come from
+        # the pictures): V4L2's configured rate, a fair guess where a camera states none.
+        return EncodingSource(source, fps=self.settings.v4l2.fps)
 
     def start(self) -> None:
         for loop in self._loops:
@@ -221,11 +228,6 @@ class Camera:
         )
         self._event_id = None
         self._peak = _Peak()
-
-
-def _encoded_if_raw(source: Source, fps: float) -> Source:
-    """Sources without an encoded stream are encoded once, here, for recording."""
-    return EncodingSource(source, fps=fps) if source.raw else source
 
 
 def _encode_jpeg(bgr: np.ndarray) -> bytes | None:

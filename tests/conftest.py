@@ -1,8 +1,13 @@
-"""Shared fixtures: where the real camera clips live."""
+"""Shared fixtures: where the real camera clips live, and an MJPEG camera serving one."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +36,32 @@ def person_clip() -> Path:
 @pytest.fixture(scope="session")
 def crowd_clip() -> Path:
     return _require(CROWD_CLIP)
+
+
+@pytest.fixture
+def mjpeg_camera(person_clip: Path) -> Iterator[str]:
+    """ffmpeg serving the person clip (20 s of it) as MJPEG over HTTP (multipart), as
+    cheap IP cameras do. It serves one client, once: a reconnect finds nobody."""
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is needed for the MJPEG camera (Debian package: ffmpeg)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    url = f"http://127.0.0.1:{port}/video.mjpg"
+    server = subprocess.Popen(
+        ["ffmpeg", "-loglevel", "error", "-re", "-i", str(person_clip), "-t", "20", "-an",
+         "-c:v", "mjpeg", "-q:v", "8", "-f", "mpjpeg", "-listen", "1", url],
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        # Wait for it to listen without connecting, which would use up its one client.
+        listening = f"0100007F:{port:04X} 00000000:0000 0A"
+        deadline = time.monotonic() + 10
+        while listening not in Path("/proc/net/tcp").read_text():
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.fail("ffmpeg did not start serving MJPEG within 10 s")
+            time.sleep(0.02)
+        yield url
+    finally:
+        server.kill()
+        server.wait()

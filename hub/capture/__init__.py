@@ -40,8 +40,8 @@ def open_source(
     loop: bool = False,
     v4l2_size: tuple[int, int, int] = (1280, 720, 15),
 ) -> Source:
-    """The source for a camera URL, not yet opened. Raw sources are not wrapped for
-    encoding: open them and ask `needs_encoding()`, then wrap in EncodingSource.
+    """The source for a camera URL, not yet opened, and not wrapped for encoding: to
+    record it, wrap it in an EncodingSource (see Source).
 
     `realtime` and `loop` apply to files (demo cameras made of clips); the synthetic
     scene is a camera and always runs at its own frame rate. `v4l2_size` is

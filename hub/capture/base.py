@@ -39,15 +39,14 @@ class Source(ABC):
     """One camera connection: open it, read until it ends or fails, close it.
 
     Sources are single-use: after `close()` (or a failure) make a new one to reconnect.
+    Whether a source's stream can be recorded as it is shows only once it is open (an
+    AVSource on MJPEG cannot be): so whatever is recorded is wrapped in an EncodingSource,
+    which encodes raw pictures and passes an encoded stream through untouched.
     """
 
     name: str
     #: True when reaching the end of the stream is normal (a file), not a dropped camera.
     finite: bool = False
-    #: True when known before opening that only pictures come (V4L2, synthetic), so
-    #: recording needs an EncodingSource. An AVSource learns it at open() (MJPEG): its
-    #: open() returns None then; EncodingSource passes encoded streams through untouched.
-    raw: bool = False
 
     @abstractmethod
     def open(self) -> StreamInfo | None:

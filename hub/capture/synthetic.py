@@ -45,8 +45,6 @@ class SyntheticPorch(Source):
     still stamped 1/fps apart, so a test sees the same frames every run.
     """
 
-    raw = True
-
     def __init__(
         self,
         width: int = 640,

@@ -16,8 +16,6 @@ from hub.media import Frame, StreamInfo
 class V4L2Source(Source):
     """One V4L2 device at a requested size and rate (the driver may pick the nearest)."""
 
-    raw = True
-
     def __init__(self, device: str, width: int, height: int, fps: int) -> None:
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"v4l2 size and fps must be > 0, got {width}x{height}@{fps}")
