@@ -29,7 +29,7 @@ from hub.capture import (
 )
 from hub.capture.base import Source, redact
 from hub.capture.supervisor import backoff_delay
-from hub.capture.timing import BestEffort, PacketTimestamps, WallClock
+from hub.capture.timing import BestEffort, DisplayOrder, PacketTimestamps, WallClock
 from hub.media import Frame, Packet, StreamInfo
 
 rtsp_camera = camera_fixture("person_clip")
@@ -98,6 +98,33 @@ def test_best_effort_switches_to_dts_when_pts_is_in_decode_order() -> None:
     assert picked == [2, 6, 8, 8, 10]
 
 
+def test_display_order_gives_packets_the_pts_of_their_pictures() -> None:
+    # Decode order I P B B, shown I B B P; one picture of delay, as the AVI's decoder has.
+    order: DisplayOrder[str] = DisplayOrder(limit=4)
+    released: list[tuple[str, int]] = []
+    for dts, name in enumerate("IPBB"):
+        order.hold(dts * 2, name)
+    order.shown(0, 2)  # I, tagged with its own dts, shown in the slot of the next packet
+    released += order.ready()
+    order.shown(4, 4)  # the first B
+    released += order.ready()  # P waits for its picture: B cannot leave before it
+    assert released == [("I", 2)]
+    order.shown(6, 6)
+    order.shown(2, None)  # P, flushed out last: one slot after the one before
+    released += order.ready()
+    assert released == [("I", 2), ("P", 8), ("B", 4), ("B", 6)]
+
+
+def test_display_order_lets_a_packet_go_whose_picture_never_comes() -> None:
+    order: DisplayOrder[int] = DisplayOrder(limit=2)
+    for dts in range(4):
+        order.hold(dts, dts)
+    order.shown(1, 2)  # packet 0 was damaged: no picture
+    assert list(order.ready()) == [(0, 0), (1, 2)]  # 0 keeps pts = dts, once 2 wait behind it
+    order.shown(3, 3)
+    assert list(order.drain()) == [(2, 2), (3, 3)]
+
+
 def test_wall_clock_follows_stream_and_reanchors_live_drift() -> None:
     clock = WallClock(Fraction(1, 1000), anchor=100.0, max_drift=3.0)
     assert clock.at(5000, now=100.0) == 100.0
@@ -135,20 +162,24 @@ def reference(clip: Path, count: int) -> tuple[list[av.Packet], list[av.VideoFra
 
 
 @pytest.mark.parametrize(
-    ("clip_fixture", "size", "fps"),
-    [("person_clip", (768, 432), 10.0), ("crowd_clip", (1280, 720), 25.0)],
+    ("clip_fixture", "size", "fps", "has_pts"),
+    [("person_clip", (768, 432), 10.0, True), ("crowd_clip", (1280, 720), 25.0, False)],
 )
 def test_file_source_yields_stream_copy_packets_and_luma(
-    request: pytest.FixtureRequest, clip_fixture: str, size: tuple[int, int], fps: float
+    request: pytest.FixtureRequest,
+    clip_fixture: str,
+    size: tuple[int, int],
+    fps: float,
+    has_pts: bool,
 ) -> None:
     clip = request.getfixturevalue(clip_fixture)
     source = AVSource(str(clip))
     info = source.open()
     try:
-        packets, frames = take(source, 50)
+        packets, frames = take(source, 60)  # an AVI's packets come a few pictures late
     finally:
         source.close()
-    packets = packets[:50]
+    packets, frames = packets[:50], frames[:50]
 
     assert info is not None and not needs_encoding(info)
     assert (info.codec, info.width, info.height, info.fps) == ("h264", *size, fps)
@@ -156,10 +187,15 @@ def test_file_source_yields_stream_copy_packets_and_luma(
     ref_packets, ref_frames = reference(clip, 50)
     with av.open(str(clip)) as container:
         assert info.time_base == container.streams.video[0].time_base
-    # Packets are the file's own, untouched: same bytes, timestamps and keyframe flags.
-    assert [(p.data, p.pts, p.dts, p.keyframe) for p in packets] == [
-        (bytes(p), p.pts, p.dts, p.is_keyframe) for p in ref_packets
+    # Packets are the file's own, untouched: same bytes, timestamps and keyframe flags ...
+    assert [(p.data, p.dts, p.keyframe) for p in packets] == [
+        (bytes(p), p.dts, p.is_keyframe) for p in ref_packets
     ]
+    # ... but an AVI stores no pts (PyAV makes them up): they are its pictures' display
+    # times, learnt from the decoder (test_record checks the order they give).
+    if has_pts:
+        assert [p.pts for p in packets] == [p.pts for p in ref_packets]
+    assert all(p.pts is not None and p.dts is not None and p.pts >= p.dts for p in packets)
     assert packets[0].keyframe
     assert rising(p.dts for p in packets)
 

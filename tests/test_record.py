@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import io
 import itertools
 import json
@@ -18,6 +19,7 @@ from pathlib import Path
 import av
 import pytest
 
+from hub.capture import AVSource
 from hub.media import Packet, StreamInfo
 from hub.record import Recorder, RecordMode, RecordSettings
 
@@ -457,6 +459,36 @@ def test_annex_b_stream_without_extradata_records(person_clip: Path) -> None:
     assert [s.frames for s in sink.segments] == [40, 40, 40]
     for segment in sink.segments:
         assert _decoded_frames(segment.data) == segment.frames
+
+
+def _pictures_as_shown(mp4: bytes) -> list[bytes]:
+    """A digest of each picture in presentation (pts) order, as a player shows them."""
+    with av.open(io.BytesIO(mp4)) as container:
+        pictures = sorted(container.decode(video=0), key=lambda f: f.pts)
+        return [hashlib.sha256(f.to_ndarray(format="gray").tobytes()).digest() for f in pictures]
+
+
+def test_avi_with_b_frames_records_pictures_in_display_order(crowd_clip: Path) -> None:
+    # An AVI stores dts only. With pts made up in decode order, as PyAV has FFmpeg do, a
+    # P-frame was shown before the B-frames decoded after it, in every GOP.
+    source = AVSource(str(crowd_clip), decode=False)
+    info = source.open()
+    try:
+        packets = [p for p in source.read() if isinstance(p, Packet)]
+    finally:
+        source.close()
+    assert info is not None and len(packets) == 341
+    assert all(p.pts is not None and p.dts is not None and p.pts >= p.dts for p in packets)
+    settings = RecordSettings(mode=RecordMode.CONTINUOUS, segment_seconds=4.0)
+    _, sink = _record(packets, info, settings)
+
+    with av.open(str(crowd_clip)) as container:  # the decoder's own display order
+        expected = [
+            hashlib.sha256(f.to_ndarray(format="gray").tobytes()).digest()
+            for f in container.decode(video=0)
+        ]
+    assert len(sink.segments) >= 3
+    assert [d for s in sink.segments for d in _pictures_as_shown(s.data)] == expected
 
 
 def test_settings_are_validated() -> None:

@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 import av
 import numpy as np
+from av.container import Flags as ContainerFlags
 from av.container import InputContainer
 from av.format import Flags
 from av.video.frame import VideoFrame
@@ -17,7 +18,7 @@ from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
 from hub.capture.base import Guarded, Source, SourceError, redact
-from hub.capture.timing import BestEffort, Monotonic, PacketTimestamps, WallClock
+from hub.capture.timing import BestEffort, DisplayOrder, Monotonic, PacketTimestamps, WallClock
 from hub.media import Frame, Packet, StreamInfo
 
 #: Codecs the recorder stream-copies into MP4; anything else (MJPEG, ...) is re-encoded once.
@@ -105,11 +106,14 @@ class AVSource(Source):
     """Reads one stream with PyAV, yielding packets for stream copy and decoded frames.
 
     A stream the recorder cannot copy (MJPEG) makes `open()` return None, and `read()`
-    yields frames only, whatever `decode` says. Times are wall clock anchored when
-    `open()` starts, then follow the stream's pts. Both the connect and every read wait
-    at most `timeout` seconds, so a stalled camera raises SourceError instead of hanging
-    the capture thread; `close()` from another thread takes effect at the next packet,
-    or after `timeout` at worst.
+    yields frames only, whatever `decode` says. A stream stored without pts whose codec
+    reorders pictures (H.264 with B-frames in AVI) is decoded whatever `decode` says, to
+    learn each packet's pts from the decoder (see DisplayOrder); its packets then come a
+    few pictures late. Times are wall clock anchored when `open()` starts, then follow
+    the stream's pts. Both the connect and every read wait at most `timeout` seconds,
+    so a stalled camera raises SourceError instead of hanging the capture thread;
+    `close()` from another thread takes effect at the next packet, or after `timeout`
+    at worst.
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class AVSource(Source):
         self._container: Guarded[InputContainer] = Guarded(InputContainer.close)
         self._copy = False
         self._started = False  # see _begins()
+        self._reorder = False  # pts learnt from the decoder, see _begins()
         self._arrival = False  # time frames by arrival, see _open_container()
 
     # -- connection ---------------------------------------------------------------
@@ -172,6 +177,8 @@ class AVSource(Source):
             time_base, self._anchor, max_drift=_MAX_DRIFT if self._live else None
         )
         self._frame_ts = BestEffort()
+        self._b_frames = bool(codec.has_b_frames)
+        self._display: DisplayOrder[av.Packet] = DisplayOrder()
         self._frame_times = Monotonic(self._anchor, interval)
         if not self._copy:
             return None
@@ -198,6 +205,9 @@ class AVSource(Source):
             raise SourceError(f"{self.name}: {reason}") from None
         if not self._container.hold(container):
             raise SourceError(f"{self.name}: closed while connecting")
+        # PyAV asks FFmpeg to make up missing pts, which it does in decode order (an AVI's
+        # B-frames then play out of order); see DisplayOrder for how they are learnt.
+        container.flags &= ~ContainerFlags.gen_pts.value
         if not container.streams.video:
             self.close()
             raise SourceError(f"{self.name}: no video stream")
@@ -240,6 +250,8 @@ class AVSource(Source):
                     return
                 raise SourceError(f"{self.name}: {_describe_error(err, self._timeout)}") from None
             if packet is None:
+                # The decoder was flushed (demux ends with an empty packet): no more pts.
+                yield from self._reordered(self._display.drain())
                 return
             if packet.size and self._begins(packet):
                 fixed = self._timestamps.fix(packet.pts, packet.dts)
@@ -247,10 +259,14 @@ class AVSource(Source):
                 packet.pts, packet.dts = fixed
                 if self._realtime and not self._pace(packet.dts):
                     return
-                if self._copy:
+                if self._reorder:
+                    self._display.hold(packet.dts, packet)  # packet.pts is its tag
+                elif self._copy:
                     yield self._packet(packet)
-            if self._decode:
+            if self._decode or self._reorder:
                 yield from self._frames(stream, packet)
+            if self._reorder:
+                yield from self._reordered(self._display.ready())
 
     def _begins(self, packet: av.Packet) -> bool:
         """Whether this packet is part of the stream handed out, which starts at the first
@@ -260,6 +276,8 @@ class AVSource(Source):
         if not self._started:
             has_time = packet.pts is not None or packet.dts is not None
             self._started = packet.is_keyframe and has_time
+            # AVI stores dts only: with B-frames, pts = dts would put pictures out of order.
+            self._reorder = self._started and self._copy and packet.pts is None and self._b_frames
         return self._started
 
     def _pace(self, dts: int) -> bool:
@@ -288,11 +306,19 @@ class AVSource(Source):
                 f"{self.name}: decoding failed: {_describe_error(err, self._timeout)}"
             ) from None
         for picture in decoded:
-            yield Frame(
-                time=self._picture_time(picture),
-                luma=luma_of(picture),
-                bgr=lambda picture=picture: bgr_of(picture),
-            )
+            if self._reorder:
+                self._display.shown(picture.pts, picture.dts)
+            if self._decode:
+                yield Frame(
+                    time=self._picture_time(picture),
+                    luma=luma_of(picture),
+                    bgr=lambda picture=picture: bgr_of(picture),
+                )
+
+    def _reordered(self, ready: Iterator[tuple[av.Packet, int]]) -> Iterator[Packet]:
+        for packet, pts in ready:
+            packet.pts = pts
+            yield self._packet(packet)
 
     def _packet_time(self, pts: int) -> float:
         now = time.time()
@@ -301,5 +327,6 @@ class AVSource(Source):
     def _picture_time(self, picture: VideoFrame) -> float:
         if self._arrival:
             return self._frame_times.next(time.time())
-        ts = self._frame_ts(picture.pts, picture.dts)
+        # A reordered stream's pictures carry tags as pts, and their display slot as dts.
+        ts = picture.dts if self._reorder else self._frame_ts(picture.pts, picture.dts)
         return self._frame_times.next(None if ts is None else self._clock.at(ts, time.time()))

@@ -5,7 +5,13 @@ Pure logic, no I/O: the sources feed it numbers and ask for numbers back.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class PacketTimestamps:
@@ -51,6 +57,70 @@ class PacketTimestamps:
                 self._step = delta
         self._last_dts = dts
         return pts, dts
+
+
+@dataclass(slots=True)
+class _Held(Generic[T]):
+    dts: int
+    item: T
+    pts: int | None = None
+
+
+class DisplayOrder(Generic[T]):
+    """Gives the packets of a stream stored without pts (AVI) their display times.
+
+    With B-frames a picture is shown later than it is decoded, so pts = dts (all an AVI
+    gives) puts pictures in the wrong order once muxed to MP4. The decoder knows the
+    order: pictures come out in display order, each carrying its own packet's pts (fed
+    in as a tag: the packet's dts) and, as its dts, the time of its display slot (the
+    dts of a packet one reorder depth later, as FFmpeg's best-effort timestamp has it).
+    The last picture, flushed out at the end, has no later packet: its slot is one
+    frame after the one before. Packets leave in decode order once their picture has
+    come out; one whose picture never does (damaged, dropped) keeps pts = dts when
+    `limit` packets wait behind it.
+    """
+
+    def __init__(self, limit: int = 32) -> None:
+        self._limit = max(1, limit)
+        self._waiting: deque[_Held[T]] = deque()
+        self._by_dts: dict[int, _Held[T]] = {}
+        self._last_slot: int | None = None
+        self._step = 1  # ticks between display slots, learnt as they come
+
+    def hold(self, dts: int, item: T) -> None:
+        """A packet about to be decoded; `dts` must be unique (PacketTimestamps makes it so)."""
+        held = _Held(dts, item)
+        self._waiting.append(held)
+        self._by_dts[dts] = held
+
+    def shown(self, tag: int | None, slot: int | None) -> None:
+        """A picture came out of the decoder with pts `tag` and dts `slot`."""
+        last = self._last_slot
+        if last is not None:
+            if slot is None or slot <= last:
+                slot = last + self._step
+            else:
+                self._step = slot - last
+        self._last_slot = slot
+        held = self._by_dts.pop(tag, None) if tag is not None else None
+        if held is not None:
+            held.pts = held.dts if slot is None else max(slot, held.dts)
+
+    def ready(self) -> Iterator[tuple[T, int]]:
+        """(packet, pts) of the packets that may leave now, in decode order."""
+        waiting = self._waiting
+        while waiting and (waiting[0].pts is not None or len(waiting) > self._limit):
+            yield self._pop()
+
+    def drain(self) -> Iterator[tuple[T, int]]:
+        """Every packet still held: the stream ended, the decoder has given all it will."""
+        while self._waiting:
+            yield self._pop()
+
+    def _pop(self) -> tuple[T, int]:
+        held = self._waiting.popleft()
+        self._by_dts.pop(held.dts, None)
+        return held.item, held.dts if held.pts is None else held.pts
 
 
 class BestEffort:
