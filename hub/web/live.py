@@ -21,9 +21,9 @@ at 720p) and costs nothing per frame, where copying or converting every frame ju
 case someone asks for a snapshot would cost a conversion per frame for a feature used a
 few times a day.
 
-The one rule for the caller: `offer()` is the capture thread's last use of a frame.
-PyAV's colour conversion context belongs to the frame and is not safe to run from two
-threads at once, and from `offer()` on the encoder may convert it.
+From `offer()` on, the encoder may convert the frame on its own thread while the
+capture thread still uses it (an EncodingSource encodes it next): every source's
+`Frame.bgr()` is thread-safe (each conversion has its own swscale context).
 """
 
 from __future__ import annotations
