@@ -1,6 +1,8 @@
 """One camera's pipeline: capture → motion → events and recording.
 
-Runs on the capture threads (one per stream); everything per frame here is hot.
+Runs on the capture threads (one per stream); everything per frame here is hot. The
+disk work (muxed segments sealed and written, fsyncs, index rows, event snapshots)
+is handed, in order, to the camera's DiskWriter thread.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
@@ -31,6 +34,7 @@ from hub.motion import (
 )
 from hub.record import Recorder, RecordMode, RecordSettings, SegmentSink
 from hub.web.live import LiveFeed
+from hub.writer import DiskWriter
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +101,14 @@ class Camera:
         self._gate = DetectGate(motion.detect_fps)
         # Live view shows the decoded stream: the detect substream when there is one.
         self.live = LiveFeed(settings.id)
-        self._event_id: int | None = None
+        self._event_id: int | None = None  # used on the writer thread only
         self._peak = _Peak()
         self._last_frame_time = 0.0
-        # The recorder is fed by the record stream's thread and steered by the detect
-        # stream's thread when a camera has both.
+        # The recorder and the event sink run on the writer thread, which takes the
+        # record stream's packets and the detect stream's decisions in arrival order.
+        self._writer = DiskWriter(settings.id)
+        self._skipping = False  # packets dropped (the disk fell behind) until a keyframe
+        # The tracker and the peak are shared by the detect thread and stop().
         self._lock = threading.Lock()
         self._loops = self._make_loops()
 
@@ -156,6 +163,7 @@ class Camera:
         return EncodingSource(source, fps=self.settings.v4l2.fps)
 
     def start(self) -> None:
+        self._writer.start()
         for loop in self._loops:
             loop.start()
 
@@ -167,7 +175,8 @@ class Camera:
         with self._lock:
             for change in self._tracker.flush(self._last_frame_time):
                 self._on_event(change)
-            self._recorder.close()
+        self._writer.put(self._recorder.close)
+        self._writer.close()
 
     @property
     def status(self) -> list[CaptureStatus]:
@@ -179,13 +188,11 @@ class Camera:
         """The detect substream is never recorded."""
 
     def _on_stream(self, info: StreamInfo | None) -> None:
-        with self._lock:
-            self._recorder.start_stream(info)
+        self._writer.put(partial(self._recorder.start_stream, info))
 
     def _on_item(self, item: Packet | Frame) -> None:
         if isinstance(item, Packet):
-            with self._lock:
-                self._recorder.push(item)
+            self._record(item)
             return
         self._last_frame_time = item.time
         if self._gate.due(item.time):
@@ -194,6 +201,20 @@ class Camera:
         # may still be using it (an EncodingSource encodes it next): Frame.bgr() is
         # thread-safe for every source.
         self.live.offer(item)
+
+    def _record(self, packet: Packet) -> None:
+        if self._skipping and not packet.keyframe:
+            return  # a GOP without its keyframe is of no use
+        taken = self._writer.put(partial(self._recorder.push, packet), len(packet.data))
+        if not taken and not self._skipping:
+            log.warning(
+                "%s: the disk is %d MiB behind; dropping video until it catches up",
+                self.id,
+                self._writer.pending_bytes >> 20,
+            )
+        elif taken and self._skipping:
+            log.info("%s: the disk caught up; recording again", self.id)
+        self._skipping = not taken
 
     def _detect(self, frame: Frame) -> None:
         result = self._detector.process(frame.luma, frame.time)
@@ -206,19 +227,30 @@ class Camera:
     def _follow_event(self, event: MotionEvent, result: MotionResult, frame: Frame) -> None:
         s = self.settings
         if result.moving:
-            self._recorder.want(event.start - s.pre_roll, result.time + s.post_roll)
+            self._writer.put(
+                partial(self._recorder.want, event.start - s.pre_roll, result.time + s.post_roll)
+            )
             if result.score > self._peak.score:
                 self._peak = _Peak(result.score, frame.bgr())
 
     def _on_event(self, change: EventStarted | EventEnded) -> None:
         if isinstance(change, EventStarted):
             self._peak = _Peak()
-            self._event_id = self._events.event_started(self.id, change.event)
-            log.info("%s: motion started", self.id)
+            self._writer.put(partial(self._event_started, change.event))
             return
+        self._writer.put(partial(self._event_ended, change, self._peak.bgr))
+        self._peak = _Peak()
+
+    # -- on the writer thread --------------------------------------------------------------
+
+    def _event_started(self, event: MotionEvent) -> None:
+        self._event_id = self._events.event_started(self.id, event)
+        log.info("%s: motion started", self.id)
+
+    def _event_ended(self, change: EventEnded, peak: np.ndarray | None) -> None:
         if self._event_id is None:
             return
-        jpeg = _encode_jpeg(self._peak.bgr) if self._peak.bgr is not None else None
+        jpeg = _encode_jpeg(peak) if peak is not None else None
         self._events.event_ended(self.id, self._event_id, change.event, jpeg)
         log.info(
             "%s: motion ended after %.1f s (peak %.1f%% of the frame)",
@@ -227,7 +259,6 @@ class Camera:
             change.event.peak_score * 100,
         )
         self._event_id = None
-        self._peak = _Peak()
 
 
 def _encode_jpeg(bgr: np.ndarray) -> bytes | None:
