@@ -218,19 +218,27 @@ def camera_run(
 # -- memory, in a fresh process ----------------------------------------------------------
 
 
+def _status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (kB there), in MB; None where there is none."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """Peak resident set of this process so far, in MB.
 
     VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and
     exec, so a child started by this (large) benchmark would report the parent's peak.
     """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / 1e6
-    except OSError:
-        pass
+    found = _status_mb("VmHWM")
+    if found is not None:
+        return found
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
     return peak * (1 if sys.platform == "darwin" else 1024) / 1e6
 
@@ -240,11 +248,7 @@ def anon_mb() -> float:
     The rest of RSS is library code mapped from files, shared and reclaimable, and its
     size follows the page cache's state more than camhub (a freshly installed venv maps
     ~30 MB more of the same libraries than one that has been in use)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    return 0.0
+    return _status_mb("RssAnon") or 0.0
 
 
 class AnonPeak:

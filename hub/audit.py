@@ -105,6 +105,10 @@ def _seal_mac(key: bytes, seq: int, digest: str, when: float) -> str:
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
+def _seal_holds(key: bytes, seal: AuditSeal) -> bool:
+    return hmac.compare_digest(_seal_mac(key, seal.seq, seal.hash, seal.time), seal.mac)
+
+
 class AuditLog:
     """Appends records to the index's audit table; safe to use from any thread.
 
@@ -145,9 +149,7 @@ class AuditLog:
             if seal is None:
                 walk = self._walk(0, GENESIS)
             else:
-                if not hmac.compare_digest(
-                    _seal_mac(key, seal.seq, seal.hash, seal.time), seal.mac
-                ):
+                if not _seal_holds(key, seal):
                     return False
                 sealed = self._index.audit_records(seal.seq - 1, 1)
                 if not sealed or sealed[0].seq != seal.seq or sealed[0].hash != seal.hash:
@@ -177,9 +179,7 @@ class AuditLog:
             "sealed_at": seal.time,
             "seal_checked": private_key is not None,
         }
-        if private_key is not None and not hmac.compare_digest(
-            _seal_mac(seal_key(private_key), seal.seq, seal.hash, seal.time), seal.mac
-        ):
+        if private_key is not None and not _seal_holds(seal_key(private_key), seal):
             return Verdict(
                 walk.count,
                 seal.seq,

@@ -512,11 +512,8 @@ class Index:
     ) -> list[EventRow]:
         """Events that started in [start, end), newest first; with `before`, only those
         listed after it (a cursor: a page does not shift when a new event begins)."""
-        where, params = _filters(camera_id, start, end)
-        if before is not None:
-            where = f"{where} AND" if where else "WHERE"
-            where += " (start_time, id) < (?, ?)"
-            params = (*params, before.start_time, before.id)
+        after = (before.start_time, before.id) if before is not None else None
+        where, params = _filters(camera_id, start, end, after)
         return self._events(
             f"SELECT {_EVENT_COLUMNS} FROM events {where} "
             "ORDER BY start_time DESC, id DESC LIMIT ? OFFSET ?",
@@ -751,9 +748,13 @@ class Index:
 
 
 def _filters(
-    camera_id: str | None, start: float | None, end: float | None
+    camera_id: str | None,
+    start: float | None,
+    end: float | None,
+    after: tuple[float, int] | None = None,
 ) -> tuple[str, tuple[object, ...]]:
-    """A WHERE clause of fixed text; the values travel as parameters."""
+    """A WHERE clause of fixed text; the values travel as parameters. `after` is a
+    (start_time, id) cursor: only rows that come after it, newest first."""
     clauses: list[str] = []
     params: list[object] = []
     if camera_id is not None:
@@ -765,6 +766,9 @@ def _filters(
     if end is not None:
         clauses.append("start_time < ?")
         params.append(end)
+    if after is not None:
+        clauses.append("(start_time, id) < (?, ?)")
+        params.extend(after)
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 

@@ -108,6 +108,11 @@ def audit_kinds(hub: Hub, since: int = 0) -> list[tuple[str, str, dict]]:
     return [(r.kind, r.actor, json.loads(r.detail)) for r in rows]
 
 
+def flush_refusals(hub: Hub) -> None:
+    """Write the summaries of held-back refusals now, as housekeeping would later."""
+    hub.audit.record_repeats(hub.repeats.due(time.time(), everything=True))
+
+
 def last_seq(hub: Hub) -> int:
     rows = hub.audit.recent(0, 1)
     return rows[0].seq if rows else 0
@@ -326,6 +331,15 @@ async def test_live_snapshot_and_stream_are_logged(hub: Hub) -> None:
     assert {"snapshot served", "live view started", "live view stopped"} <= set(kinds)
 
 
+async def stream_ends(resp: aiohttp.ClientResponse, within: float = 10.0) -> bool:
+    """Whether the server ends the stream within `within` seconds (reading it meanwhile)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not await resp.content.read(65536):
+            return True
+    return False
+
+
 async def test_live_stream_ends_with_its_session(hub: Hub) -> None:
     """Logging out (here from another tab of the same browser) or idle expiry must
     stop a live view that is already streaming, not only refuse new ones."""
@@ -336,14 +350,7 @@ async def test_live_stream_ends_with_its_session(hub: Hub) -> None:
         assert first.startswith(b"--")
         async with client.post(base(hub) + "/api/logout", headers=origin(hub)) as out:
             assert out.status == 204
-        ended_by = time.monotonic() + 10
-        ended = False
-        while time.monotonic() < ended_by:
-            chunk = await resp.content.read(65536)
-            if not chunk:
-                ended = True
-                break
-        assert ended, "the live stream went on after logout"
+        assert await stream_ends(resp), "the live stream went on after logout"
     # idle expiry, with the stream open: the stream does not count as use
     client = await logged_in(hub)
     async with client:
@@ -352,13 +359,7 @@ async def test_live_stream_ends_with_its_session(hub: Hub) -> None:
             assert resp.status == 200
             hub.sessions.idle_seconds = 1.5
             try:
-                ended_by = time.monotonic() + 10
-                ended = False
-                while time.monotonic() < ended_by:
-                    if not await resp.content.read(65536):
-                        ended = True
-                        break
-                assert ended, "the live stream kept an idle session open"
+                assert await stream_ends(resp), "the live stream kept an idle session open"
                 async with client.get(base(hub) + "/api/session") as session:
                     assert session.status == 401
             finally:
@@ -562,7 +563,7 @@ async def test_the_last_session_ending_drops_the_owners_clips(hub: Hub) -> None:
 
 async def test_a_flood_of_bad_links_is_summed_in_the_access_log(hub: Hub) -> None:
     """Refusals cost an attacker nothing; each one must not cost an fsynced record."""
-    hub.audit.record_repeats(hub.repeats.due(time.time(), everything=True))  # earlier tests'
+    flush_refusals(hub)  # earlier tests'
     since = last_seq(hub)
     forged = "0123456789abcdef"
     async with aiohttp.ClientSession() as visitor:
@@ -575,7 +576,7 @@ async def test_a_flood_of_bad_links_is_summed_in_the_access_log(hub: Hub) -> Non
                 assert resp.status == 403
     refused = [d for k, _, d in audit_kinds(hub, since) if k == "share refused"]
     assert refused == [{"reason": "no such share"}]
-    hub.audit.record_repeats(hub.repeats.due(time.time(), everything=True))
+    flush_refusals(hub)
     refused = [d for k, _, d in audit_kinds(hub, since) if k == "share refused"]
     assert len(refused) == 2 and refused[1]["repeats"] == 39
     assert hub.audit.verify().ok
@@ -585,7 +586,7 @@ async def test_reloading_a_share_page_uses_no_second_view(hub: Hub) -> None:
     owner = await logged_in(hub)
     async with owner:
         share = await create_share(owner, hub, max_views=1, label="one look")
-    hub.audit.record_repeats(hub.repeats.due(time.time(), everything=True))
+    flush_refusals(hub)
     since = last_seq(hub)
     path, _, secret = share["link"].partition("#")
     status, visitor = await open_link(hub, share["link"])

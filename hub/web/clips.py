@@ -64,14 +64,12 @@ class ClipCache:
                 f"{self.max_bytes / 2**20:.0f} MiB; ask for a shorter range"
             )
         with self._lock:
-            while self._clips and self._bytes + expected > self.max_bytes:
-                self._pop(next(iter(self._clips)))
+            self._make_room(expected)
         body = build(self.max_bytes)
         with self._lock:
             self.assembled += 1
             self._pop(key)
-            while self._clips and self._bytes + len(body) > self.max_bytes:
-                self._pop(next(iter(self._clips)))
+            self._make_room(len(body))
             self._clips[key] = (body, time.monotonic())
             self._bytes += len(body)
         return body
@@ -103,6 +101,11 @@ class ClipCache:
     def _evict_stale(self, now: float) -> None:
         for key in [k for k, (_, used) in self._clips.items() if now - used > self.ttl]:
             self._pop(key)
+
+    def _make_room(self, size: int) -> None:
+        """Drop the least recently used clips until `size` more bytes fit."""
+        while self._clips and self._bytes + size > self.max_bytes:
+            self._pop(next(iter(self._clips)))
 
     def _pop(self, key: Hashable) -> None:
         found = self._clips.pop(key, None)
