@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -37,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+log = logging.getLogger(__name__)
 
 BBox = tuple[float, float, float, float]  # x, y, width, height
 
@@ -701,13 +704,26 @@ class Index:
         return _share_row(row)
 
     def end_share(self, share_id: str, now: float, reason: ShareEnd) -> bool:
-        """End a live share and delete its wrapped keys: the link opens nothing after."""
-        with self._lock, _transaction(self._conn):
-            ended = self._conn.execute(
-                "UPDATE shares SET ended = ?, end_reason = ? WHERE id = ? AND ended IS NULL",
-                (now, reason.value, share_id),
-            ).rowcount
-            self._conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,))
+        """End a live share and delete its wrapped keys: the link opens nothing after.
+
+        `secure_delete` zeroes the keys in the database's pages, but the WAL still holds
+        the frames that wrote them; a TRUNCATE checkpoint moves the zeroed pages into the
+        file and empties the WAL, so the keys are gone from disk now, not at the next
+        clean stop.
+        """
+        with self._lock:
+            with _transaction(self._conn):
+                ended = self._conn.execute(
+                    "UPDATE shares SET ended = ?, end_reason = ? WHERE id = ? AND ended IS NULL",
+                    (now, reason.value, share_id),
+                ).rowcount
+                self._conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,))
+            with self._read_lock:  # our reader holds no snapshot that pins old frames
+                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:  # another process (the CLI) kept reading past the busy timeout
+            log.warning(
+                "share %s ended, but its keys stay in the WAL until the next checkpoint", share_id
+            )
         return ended > 0
 
     def live_shares(self) -> list[ShareRow]:
