@@ -32,6 +32,7 @@ Invariants, in the order the code keeps them:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import heapq
 import logging
@@ -48,6 +49,17 @@ from typing import BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from hub.clock import (
+    AgeWalk,
+    ClockStep,
+    Reading,
+    behind,
+    describe,
+    jump,
+    newest_kept,
+    shift_for,
+    system_reading,
+)
 from hub.store import EventRow, Index, SegmentRow, SegmentState, SnapshotRow
 from hub.vault import (
     CHUNK_SIZE,
@@ -96,9 +108,10 @@ class RetentionPolicy:
     max_age_days: int  # 0: keep footage whatever its age
     max_footage_bytes: int  # 0: no budget for sealed footage
     min_free_bytes: int  # delete oldest footage while the disk has less free than this
+    keep_newest_seconds: int = 1800  # the newest footage, by recording order, never ages
 
     def __post_init__(self) -> None:
-        for name in ("max_age_days", "max_footage_bytes", "min_free_bytes"):
+        for name in ("max_age_days", "max_footage_bytes", "min_free_bytes", "keep_newest_seconds"):
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ValueError(f"retention {name}: must be a whole number >= 0, got {value!r}")
@@ -184,12 +197,17 @@ class Archive:
         policy: RetentionPolicy,
         *,
         free_space: Callable[[Path], int] = disk_free,
+        clock: Callable[[], Reading] = system_reading,
     ) -> None:
         self.data_dir = data_dir
         self.index = index
         self.policy = policy
         self._public_key = public_key
         self._free_space = free_space
+        self._clock = clock
+        self._clock_lock = threading.Lock()
+        self._last_reading: Reading | None = None
+        self._clock_doubt = False  # age deletes paused: `now` is behind the newest footage
         # Guards the set of open segments and directory creation/removal, so pruning
         # an empty day directory never races a camera creating a file in it.
         self._lock = threading.Lock()
@@ -204,6 +222,7 @@ class Archive:
         file_id = os.urandom(FILE_ID_SIZE).hex()
         rel = _footage_path(camera_id, start_time, file_id + SEGMENT_SUFFIX)
         path = self.data_dir / rel
+        self._watch_clock(self._clock())
         with self._lock:
             self._make_dirs(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -234,6 +253,7 @@ class Archive:
                 os.fsync(out.fileno())
             os.replace(temp, path)
             _fsync_dir(path.parent)
+            self._watch_clock(self._clock())
             self.index.add_snapshot(snapshot_id, camera_id, event_id, taken, rel, len(sealed))
         except BaseException:
             for leftover in (temp, path):
@@ -383,16 +403,8 @@ class Archive:
         _fsync_dir(path.parent)
         end_time = max(row.start_time, stat.st_mtime)
         self.index.mark_recovered(row.id, end_time, keep)
-        return SegmentRow(
-            row.id,
-            row.camera_id,
-            row.start_time,
-            end_time,
-            row.path,
-            keep,
-            None,
-            SegmentState.RECOVERED,
-            row.created,
+        return dataclasses.replace(
+            row, end_time=end_time, size=keep, frames=None, state=SegmentState.RECOVERED
         )
 
     def _remove_orphans(self) -> list[str]:
@@ -420,17 +432,19 @@ class Archive:
 
     def enforce_retention(self, now: float) -> RetentionReport:
         """Delete footage past the age limit, then oldest first while over budget or
-        short of free disk space. Segments being written are never touched; events
-        (small, and no footage) go only with age.
+        short of free disk space, all in recording order (hub/clock.py says what is
+        old). Segments being written are never touched; events (small, and no footage)
+        go only with age.
         """
         policy = self.policy
-        cutoff = now - policy.max_age_days * DAY if policy.max_age_days else None
         with self._retention_lock:
+            self._watch_clock(self._clock())
+            ages = self._age_walk(now) if policy.max_age_days else None
             total = self.index.total_size()
             counts = {"age": 0, "budget": 0, "free": 0, "segments": 0, "snapshots": 0}
             freed = 0
             for row in self._oldest_first():
-                if cutoff is not None and _when(row) < cutoff:
+                if ages is not None and ages.old(row.seq, _when(row)):
                     reason = "age"
                 elif policy.max_footage_bytes and total > policy.max_footage_bytes:
                     reason = "budget"
@@ -446,7 +460,7 @@ class Archive:
                 freed += size
                 counts[reason] += 1
                 counts["segments" if isinstance(row, SegmentRow) else "snapshots"] += 1
-            events = self.index.delete_events_ended_before(cutoff) if cutoff is not None else 0
+            events = self.index.delete_events_ended_before(ages.event_cutoff) if ages else 0
             free = self._free_space(self.data_dir) if policy.min_free_bytes else None
         return RetentionReport(
             segments=counts["segments"],
@@ -461,14 +475,56 @@ class Archive:
         )
 
     def _oldest_first(self) -> Iterator[SegmentRow | SnapshotRow]:
-        """Finished segments and snapshots merged by time, fetched a page at a time.
-
-        Pages continue from the last row seen (time, id), so deleting rows while
-        walking skips nothing.
+        """Finished segments and snapshots merged in recording order (their sequence
+        numbers, not their stamps), fetched a page at a time. Pages continue from the
+        last number seen, so deleting rows while walking skips nothing.
         """
         segments = _paged(self.index.oldest_segments)
         snapshots = _paged(self.index.oldest_snapshots)
-        return heapq.merge(segments, snapshots, key=lambda row: (_when(row), row.id))
+        return heapq.merge(segments, snapshots, key=lambda row: row.seq)
+
+    def _age_walk(self, now: float) -> AgeWalk | None:
+        """What is past the age limit; None while the clock is behind the newest footage,
+        so a clock set back (or footage stamped by a fast one) deletes nothing by age."""
+        steps = [ClockStep(seq, shift) for seq, shift in self.index.clock_steps()]
+        newest = self.index.newest_footage()
+        lag = behind(now, newest[1] + shift_for(newest[0], steps)) if newest else 0.0
+        if lag and not self._clock_doubt:
+            log.warning(
+                "retention: the clock (%s UTC) is %s behind the newest footage; nothing is "
+                "deleted for its age until the clock is right",
+                _utc(now),
+                describe(lag),
+            )
+        elif self._clock_doubt and not lag:
+            log.warning("retention: the clock is past the newest footage again; ageing resumes")
+        self._clock_doubt = bool(lag)
+        if lag:
+            return None
+        keep_from = newest_kept(self._newest_spans(), self.policy.keep_newest_seconds)
+        return AgeWalk(now - self.policy.max_age_days * DAY, steps, keep_from)
+
+    def _newest_spans(self) -> Iterator[tuple[int, float]]:
+        before = None
+        while spans := self.index.newest_spans(RETENTION_PAGE, before):
+            yield from spans
+            before = spans[-1][0]
+
+    def _watch_clock(self, reading: Reading) -> None:
+        """Remember a wall-clock jump as a step, before any footage is stamped after it."""
+        with self._clock_lock:
+            shift = jump(self._last_reading, reading)
+            self._last_reading = reading
+            if not shift:
+                return
+            self.index.add_clock_step(self.index.last_seq(), shift, reading.wall)
+        log.warning(
+            "the wall clock jumped %s %s (now %s UTC); footage recorded before the jump is "
+            "aged by the corrected clock",
+            describe(shift),
+            "forward" if shift > 0 else "back",
+            _utc(reading.wall),
+        )
 
     def _delete(self, row: SegmentRow | SnapshotRow) -> None:
         """Invariant 7: the file first, the row after."""
@@ -581,12 +637,12 @@ class SegmentOutput:
 
 
 def _paged(
-    fetch: Callable[[int, tuple[float, str] | None], list[SegmentRow] | list[SnapshotRow]],
+    fetch: Callable[[int, int], list[SegmentRow] | list[SnapshotRow]],
 ) -> Iterator[SegmentRow | SnapshotRow]:
-    after: tuple[float, str] | None = None
+    after = 0
     while rows := fetch(RETENTION_PAGE, after):
         yield from rows
-        after = (_when(rows[-1]), rows[-1].id)
+        after = rows[-1].seq
 
 
 def _when(row: SegmentRow | SnapshotRow) -> float:
@@ -662,3 +718,7 @@ def _short(file_id: str) -> str:
 
 def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
+
+
+def _utc(when: float) -> str:
+    return datetime.fromtimestamp(when, tz=UTC).strftime("%Y-%m-%d %H:%M")

@@ -65,6 +65,7 @@ class SegmentRow:
     frames: int | None  # None while open and for recovered segments
     state: SegmentState
     created: float
+    seq: int = 0  # order of recording, whatever the clock said; 0 until indexed
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,7 @@ class SnapshotRow:
     time: float
     path: str
     size: int
+    seq: int = 0  # shares one sequence with segments
 
 
 # Migration N (0-based) takes the schema from version N to N + 1 and sets that version
@@ -242,16 +244,57 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "PRAGMA user_version = 3",
     ),
+    (
+        # The order footage was recorded in, one sequence for segments and snapshots,
+        # assigned at insert: retention goes by it, not by the wall clock (hub/clock.py).
+        # Existing rows are numbered in time order.
+        "ALTER TABLE segments ADD COLUMN seq INTEGER",
+        "ALTER TABLE snapshots ADD COLUMN seq INTEGER",
+        """
+        CREATE TEMP TABLE footage_order AS
+        SELECT kind, id, row_number() OVER (ORDER BY t, kind, id) AS seq FROM (
+            SELECT 0 AS kind, id, start_time AS t FROM segments
+            UNION ALL SELECT 1, id, time FROM snapshots
+        )
+        """,
+        "UPDATE segments SET seq = o.seq FROM temp.footage_order AS o "
+        "WHERE o.kind = 0 AND o.id = segments.id",
+        "UPDATE snapshots SET seq = o.seq FROM temp.footage_order AS o "
+        "WHERE o.kind = 1 AND o.id = snapshots.id",
+        "CREATE UNIQUE INDEX segments_by_seq ON segments (seq)",
+        "CREATE UNIQUE INDEX snapshots_by_seq ON snapshots (seq)",
+        # The last number given out; never goes back, even when the newest row is deleted.
+        """
+        CREATE TABLE footage_seq (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            last INTEGER NOT NULL
+        )
+        """,
+        "INSERT INTO footage_seq SELECT 1, coalesce(max(seq), 0) FROM temp.footage_order",
+        "DROP TABLE temp.footage_order",
+        # Wall-clock jumps seen while recording: footage up to `seq` is aged `shift`
+        # seconds later than its stamp (hub/clock.py).
+        """
+        CREATE TABLE clock_steps (
+            seq INTEGER PRIMARY KEY,
+            shift REAL NOT NULL,
+            seen REAL NOT NULL
+        )
+        """,
+        "PRAGMA user_version = 4",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 BUSY_TIMEOUT = 10.0  # seconds another process (the CLI) may hold the write lock
 
-_SEGMENT_COLUMNS = "id, camera_id, start_time, end_time, path, size, frames, state, created"
+_SEGMENT_COLUMNS = "id, camera_id, start_time, end_time, path, size, frames, state, created, seq"
 _EVENT_COLUMNS = (
     "id, camera_id, start_time, end_time, peak_score, peak_time, "
     "bbox_x, bbox_y, bbox_w, bbox_h, snapshot_id"
 )
-_SNAPSHOT_COLUMNS = "id, camera_id, event_id, time, path, size"
+_SNAPSHOT_COLUMNS = "id, camera_id, event_id, time, path, size, seq"
+# The next footage sequence number, taken inside the inserting transaction.
+_NEXT_SEQ = "UPDATE footage_seq SET last = last + 1 WHERE one = 1 RETURNING last"
 _AUDIT_COLUMNS = "seq, time, kind, actor, detail, hash"
 _SHARE_COLUMNS = (
     "id, secret_hash, label, camera_id, start_time, end_time, event_id, created, expires, "
@@ -344,31 +387,34 @@ class Index:
     def add_segment_open(
         self, segment_id: str, camera_id: str, start_time: float, path: str
     ) -> SegmentRow:
-        row = SegmentRow(
-            id=segment_id,
-            camera_id=camera_id,
-            start_time=start_time,
-            end_time=None,
-            path=path,
-            size=None,
-            frames=None,
-            state=SegmentState.OPEN,
-            created=time.time(),
-        )
-        self._write(
-            f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                row.id,
-                row.camera_id,
-                row.start_time,
-                row.end_time,
-                row.path,
-                row.size,
-                row.frames,
-                row.state,
-                row.created,
-            ),
-        )
+        with self._lock, _transaction(self._conn):
+            row = SegmentRow(
+                id=segment_id,
+                camera_id=camera_id,
+                start_time=start_time,
+                end_time=None,
+                path=path,
+                size=None,
+                frames=None,
+                state=SegmentState.OPEN,
+                created=time.time(),
+                seq=self._conn.execute(_NEXT_SEQ).fetchall()[0][0],
+            )
+            self._conn.execute(
+                f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id,
+                    row.camera_id,
+                    row.start_time,
+                    row.end_time,
+                    row.path,
+                    row.size,
+                    row.frames,
+                    row.state,
+                    row.created,
+                    row.seq,
+                ),
+            )
         return row
 
     def complete_segment(self, segment_id: str, end_time: float, size: int, frames: int) -> None:
@@ -435,17 +481,53 @@ class Index:
             f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE state = 'open' ORDER BY start_time"
         )
 
-    def oldest_segments(
-        self, limit: int, after: tuple[float, str] | None = None
-    ) -> list[SegmentRow]:
-        """Segments not being written, oldest first, from just past `after` (time, id)."""
-        start_time, segment_id = after if after is not None else (float("-inf"), "")
+    def oldest_segments(self, limit: int, after: int = 0) -> list[SegmentRow]:
+        """Segments not being written, in recording order, numbered after `after`."""
         return self._segments(
             f"SELECT {_SEGMENT_COLUMNS} FROM segments "
-            "WHERE state != 'open' AND (start_time, id) > (?, ?) "
-            "ORDER BY start_time, id LIMIT ?",
-            (start_time, segment_id, _limit(limit)),
+            "WHERE state != 'open' AND seq > ? ORDER BY seq LIMIT ?",
+            (after, _limit(limit)),
         )
+
+    def newest_spans(self, limit: int, before: int | None = None) -> list[tuple[int, float]]:
+        """(seq, seconds recorded) of segments, newest first, numbered before `before`;
+        a segment still being written counts 0 seconds."""
+        rows = self._query(
+            "SELECT seq, coalesce(end_time - start_time, 0) FROM segments "
+            "WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+            (before if before is not None else 2**62, _limit(limit)),
+        )
+        return [(int(seq), float(seconds)) for seq, seconds in rows]  # type: ignore[arg-type]
+
+    def newest_footage(self) -> tuple[int, float] | None:
+        """(seq, stamp) of the footage recorded last, being written or not."""
+        rows = self._query(
+            "SELECT seq, t FROM (SELECT seq, start_time AS t FROM segments "
+            "UNION ALL SELECT seq, time FROM snapshots) ORDER BY seq DESC LIMIT 1"
+        )
+        return (int(rows[0][0]), float(rows[0][1])) if rows else None  # type: ignore[arg-type]
+
+    def last_seq(self) -> int:
+        """The footage sequence number given out last (0: none yet)."""
+        return self._one("SELECT last FROM footage_seq WHERE one = 1")
+
+    def add_clock_step(self, seq: int, shift: float, seen: float) -> None:
+        """Remember a wall-clock jump; steps that no footage needs any more are dropped."""
+        with self._lock, _transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO clock_steps (seq, shift, seen) VALUES (?, ?, ?) "
+                "ON CONFLICT (seq) DO UPDATE SET shift = shift + excluded.shift",
+                (seq, shift, seen),
+            )
+            self._conn.execute(
+                "DELETE FROM clock_steps WHERE seq < (SELECT min(seq) FROM "
+                "(SELECT min(seq) AS seq FROM segments UNION ALL SELECT min(seq) FROM snapshots))"
+            )
+
+    def clock_steps(self) -> list[tuple[int, float]]:
+        """(seq, shift) of the wall-clock jumps seen while recording, oldest first."""
+        rows = self._query("SELECT seq, shift FROM clock_steps ORDER BY seq")
+        return [(int(seq), float(shift)) for seq, shift in rows]  # type: ignore[arg-type]
 
     def total_size(self) -> int:
         """Bytes of sealed footage on disk: segments not being written, and snapshots."""
@@ -552,11 +634,13 @@ class Index:
         path: str,
         size: int,
     ) -> SnapshotRow:
-        row = SnapshotRow(snapshot_id, camera_id, event_id, taken, path, size)
-        self._write(
-            f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            (row.id, row.camera_id, row.event_id, row.time, row.path, row.size),
-        )
+        with self._lock, _transaction(self._conn):
+            seq = self._conn.execute(_NEXT_SEQ).fetchall()[0][0]
+            row = SnapshotRow(snapshot_id, camera_id, event_id, taken, path, size, seq)
+            self._conn.execute(
+                f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row.id, row.camera_id, row.event_id, row.time, row.path, row.size, row.seq),
+            )
         return row
 
     def get_snapshot(self, snapshot_id: str) -> SnapshotRow | None:
@@ -565,17 +649,13 @@ class Index:
         )
         return SnapshotRow(*rows[0]) if rows else None
 
-    def oldest_snapshots(
-        self, limit: int, after: tuple[float, str] | None = None
-    ) -> list[SnapshotRow]:
-        """Snapshots oldest first, from just past `after` (time, id)."""
-        snap_time, snapshot_id = after if after is not None else (float("-inf"), "")
+    def oldest_snapshots(self, limit: int, after: int = 0) -> list[SnapshotRow]:
+        """Snapshots in recording order, numbered after `after`."""
         rows = self._query(
-            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE (time, id) > (?, ?) "
-            "ORDER BY time, id LIMIT ?",
-            (snap_time, snapshot_id, _limit(limit)),
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, _limit(limit)),
         )
-        return [SnapshotRow(*row) for row in rows]
+        return [SnapshotRow(*row) for row in rows]  # type: ignore[arg-type]
 
     def delete_snapshot(self, snapshot_id: str) -> bool:
         return self._write("DELETE FROM snapshots WHERE id = ?", (snapshot_id,)) > 0
