@@ -9,7 +9,9 @@ Invariants, in the order the code keeps them:
 
 1. open_segment() creates `<id>.seg` with O_EXCL, mode 0600.
 2. It inserts the index row, state 'open', before the first byte is written, so a
-   crash from here on leaves a row that recover() finds.
+   crash from here on leaves a row that recover() finds. If the index cannot take the
+   row (damaged, full), the segment is recorded all the same, without a row: nothing
+   at runtime deletes a sealed file for lacking one; `camhub repair` indexes it.
 3. Bytes are sealed as the recorder writes them; each whole sealed chunk is handed to
    the kernel as soon as it is sealed. At most one chunk (64 KiB of plaintext) lives
    only in memory, and dies with the process.
@@ -18,7 +20,9 @@ Invariants, in the order the code keeps them:
    a 'complete' row always names a whole, durable file.
 6. abort() and recover() cut a file back to its header plus whole chunks, fsync it
    and its directory, then mark the row 'recovered'. With no whole chunk, the file is
-   deleted, then the row.
+   deleted, then the row. When a full disk or a failing index refuses that update (or
+   finish()'s), the segment is unsettled: settle() retries it at each open and each
+   retention pass, and retention counts its file meanwhile.
 7. Deleting (retention) overwrites the file's header (its wrapped data key) and
    fsyncs it, unlinks the file, fsyncs the directory, then deletes the row: a crash
    in between leaves a row whose file is gone or unreadable (the next pass deletes
@@ -39,6 +43,7 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -101,6 +106,17 @@ class LowDiskSpace(OSError):
 
 class FootageUnavailable(LookupError):
     """No such segment or snapshot, its file is gone, or it is still being recorded."""
+
+
+class NotIndexed(OSError):
+    """The sealed file is safe on disk, but the index could not record it."""
+
+
+def _index_fault(exc: BaseException) -> bool:
+    """An index that cannot take a write (damaged, full, failing), as opposed to a bug."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,28 +228,43 @@ class Archive:
         # an empty day directory never races a camera creating a file in it.
         self._lock = threading.Lock()
         self._open: set[str] = set()
+        # Segments whose ending a full disk or a failing index interrupted: the work
+        # left (closing the row) is retried by settle() until it goes through.
+        self._unsettled: dict[str, tuple[SegmentRow, Callable[[], object]]] = {}
         self._retention_lock = threading.Lock()
 
     # -- recording --------------------------------------------------------------------
 
     def open_segment(self, camera_id: str, start_time: float) -> SegmentOutput:
+        """A new segment file, indexed as 'open'. If the index cannot take the row, the
+        footage is recorded all the same, without one (`camhub repair` adds it later):
+        losing the index's view of it is better than losing it."""
         _check_camera_id(camera_id)
+        if self._unsettled:
+            self.settle()
         self._ensure_free_space()
         file_id = os.urandom(FILE_ID_SIZE).hex()
         rel = _footage_path(camera_id, start_time, file_id + SEGMENT_SUFFIX)
         path = self.data_dir / rel
         self._watch_clock(self._clock())
+        indexed = True
         with self._lock:
             self._make_dirs(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 row = self.index.add_segment_open(file_id, camera_id, start_time, rel)
-            except BaseException:
-                os.close(fd)
-                path.unlink()
-                raise
+            except BaseException as exc:
+                if not _index_fault(exc):
+                    os.close(fd)
+                    path.unlink()
+                    raise
+                indexed = False  # the index's health now says what failed
+                row = SegmentRow(
+                    file_id, camera_id, start_time, None, rel, None, None, SegmentState.OPEN,
+                    time.time(),
+                )  # fmt: skip
             self._open.add(file_id)
-        return SegmentOutput(self, row, os.fdopen(fd, "wb"))
+        return SegmentOutput(self, row, os.fdopen(fd, "wb"), indexed=indexed)
 
     def save_snapshot(self, camera_id: str, event_id: int | None, taken: float, jpeg: bytes) -> str:
         """Seal and store one event snapshot; returns its id."""
@@ -253,12 +284,19 @@ class Archive:
                 os.fsync(out.fileno())
             os.replace(temp, path)
             _fsync_dir(path.parent)
-            self._watch_clock(self._clock())
-            self.index.add_snapshot(snapshot_id, camera_id, event_id, taken, rel, len(sealed))
         except BaseException:
             for leftover in (temp, path):
                 with contextlib.suppress(OSError):
                     leftover.unlink()
+            raise
+        self._watch_clock(self._clock())
+        try:
+            self.index.add_snapshot(snapshot_id, camera_id, event_id, taken, rel, len(sealed))
+        except BaseException as exc:
+            if _index_fault(exc):  # the sealed file stays for `camhub repair`
+                raise NotIndexed(errno.EIO, f"kept {rel}, but the index failed: {exc}") from exc
+            with contextlib.suppress(OSError):
+                path.unlink()
             raise
         return snapshot_id
 
@@ -383,16 +421,28 @@ class Archive:
 
     def _salvage(self, row: SegmentRow) -> SegmentRow | None:
         """Cut an unfinished segment back to whole chunks (invariant 6)."""
-        path = self.data_dir / row.path
+        cut = self._cut_back(row.path)
+        if cut is None:
+            self.index.delete_segment(row.id)
+            return None
+        keep, mtime = cut
+        end_time = max(row.start_time, mtime)
+        self.index.mark_recovered(row.id, end_time, keep)
+        return dataclasses.replace(
+            row, end_time=end_time, size=keep, frames=None, state=SegmentState.RECOVERED
+        )
+
+    def _cut_back(self, rel: str) -> tuple[int, float] | None:
+        """Cut a file back to its header plus whole chunks, durably: (size kept, mtime
+        before the cut). None, and no file, when not one whole chunk reached the disk."""
+        path = self.data_dir / rel
         try:
             stat = path.stat()
         except FileNotFoundError:
-            self.index.delete_segment(row.id)
             return None
         keep = sealed_prefix_length(stat.st_size)
         if keep <= HEADER_SIZE:
-            self._delete_file(row.path)
-            self.index.delete_segment(row.id)
+            self._delete_file(rel)
             return None
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
@@ -401,11 +451,7 @@ class Archive:
         finally:
             os.close(fd)
         _fsync_dir(path.parent)
-        end_time = max(row.start_time, stat.st_mtime)
-        self.index.mark_recovered(row.id, end_time, keep)
-        return dataclasses.replace(
-            row, end_time=end_time, size=keep, frames=None, state=SegmentState.RECOVERED
-        )
+        return keep, stat.st_mtime
 
     def _remove_orphans(self) -> list[str]:
         root = self.data_dir / FOOTAGE_DIR
@@ -439,8 +485,9 @@ class Archive:
         policy = self.policy
         with self._retention_lock:
             self._watch_clock(self._clock())
+            self.settle()
             ages = self._age_walk(now) if policy.max_age_days else None
-            total = self.index.total_size()
+            total = self.index.total_size() + self._unsettled_bytes()
             counts = {"age": 0, "budget": 0, "free": 0, "segments": 0, "snapshots": 0}
             freed = 0
             for row in self._oldest_first():
@@ -461,6 +508,8 @@ class Archive:
                 counts[reason] += 1
                 counts["segments" if isinstance(row, SegmentRow) else "snapshots"] += 1
             events = self.index.delete_events_ended_before(ages.event_cutoff) if ages else 0
+            if freed:
+                self.settle()  # what a full disk left open may close now
             free = self._free_space(self.data_dir) if policy.min_free_bytes else None
         return RetentionReport(
             segments=counts["segments"],
@@ -549,6 +598,39 @@ class Archive:
         with self._lock:
             self._open.discard(segment_id)
 
+    # -- unfinished endings -----------------------------------------------------------
+
+    def settle(self) -> int:
+        """Retry closing the rows of segments a full disk or a failing index left
+        'open'; returns how many are still unsettled (the next start recovers them)."""
+        with self._lock:
+            pending = list(self._unsettled.items())
+        for segment_id, (_row, retry) in pending:
+            try:
+                retry()
+            except LookupError:  # already closed (the last try went through after all)
+                pass
+            except (OSError, sqlite3.DatabaseError):
+                continue
+            with self._lock:
+                self._unsettled.pop(segment_id, None)
+        with self._lock:
+            return len(self._unsettled)
+
+    def _settle_later(self, row: SegmentRow, retry: Callable[[], object]) -> None:
+        with self._lock:
+            self._unsettled[row.id] = (row, retry)
+
+    def _unsettled_bytes(self) -> int:
+        """Disk used by unsettled segments, whose rows do not give a size yet."""
+        with self._lock:
+            paths = [self.data_dir / row.path for row, _retry in self._unsettled.values()]
+        total = 0
+        for path in paths:
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size
+        return total
+
 
 class SegmentOutput:
     """One segment being recorded; the recorder's SegmentOutput. Not thread-safe.
@@ -557,8 +639,11 @@ class SegmentOutput:
     of the process loses at most the chunk still in memory (invariant 3).
     """
 
-    def __init__(self, archive: Archive, row: SegmentRow, out: BinaryIO) -> None:
+    def __init__(
+        self, archive: Archive, row: SegmentRow, out: BinaryIO, *, indexed: bool = True
+    ) -> None:
         self.row = row
+        self.indexed = indexed  # False: the index refused the row; the file is kept anyway
         self._archive = archive
         self._out = out
         self._done = False
@@ -594,10 +679,20 @@ class SegmentOutput:
             self.abort()
             raise
         self._done = True
+        archive = self._archive
         try:
-            self._archive.index.complete_segment(self.row.id, end_time, size, frames)
+            if self.indexed:
+                archive.index.complete_segment(self.row.id, end_time, size, frames)
+        except BaseException as exc:
+            if not _index_fault(exc):
+                raise
+            # The file is whole and durable; only its row waits for the index.
+            archive._settle_later(
+                self.row,
+                lambda: archive.index.complete_segment(self.row.id, end_time, size, frames),
+            )
         finally:
-            self._archive._segment_done(self.row.id)
+            archive._segment_done(self.row.id)
 
     def abort(self) -> None:
         """Keep the verified whole chunks and end the segment (invariant 6); never raises.
@@ -609,11 +704,17 @@ class SegmentOutput:
             return
         self._done = True
         row = self.row
+        archive = self._archive
         try:
             with contextlib.suppress(OSError):
                 self._out.close()  # flushing a partial chunk may fail; it is cut anyway
-            salvaged = self._archive._salvage(row)
-            if salvaged is None:
+            if self.indexed:
+                salvaged = archive._salvage(row)
+                kept = salvaged.size if salvaged is not None else None
+            else:
+                cut = archive._cut_back(row.path)
+                kept = cut[0] if cut is not None else None
+            if kept is None:
                 log.warning(
                     "%s: segment %s aborted before its first whole chunk; dropped",
                     row.camera_id,
@@ -624,16 +725,22 @@ class SegmentOutput:
                     "%s: segment %s aborted; kept %d whole chunks",
                     row.camera_id,
                     _short(row.id),
-                    _chunks(salvaged.size),
+                    _chunks(kept),
                 )
-        except Exception:
-            log.exception(
-                "%s: could not cut back aborted segment %s; recover() will at the next start",
+        except Exception as exc:
+            # A full disk can refuse even the index update: retried as space comes back.
+            if self.indexed:
+                archive._settle_later(row, lambda: archive._salvage(row))
+            log.warning(
+                "%s: aborted segment %s stays open until the disk or index takes the update "
+                "(%s: %s)",
                 row.camera_id,
                 _short(row.id),
+                type(exc).__name__,
+                exc,
             )
         finally:
-            self._archive._segment_done(row.id)
+            archive._segment_done(row.id)
 
 
 def _paged(

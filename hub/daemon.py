@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,44 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 15.0  # ending shares, expiring sessions
 RETENTION_EVERY = 4  # housekeeping rounds between retention passes (a minute)
+REPEAT_INTERVAL = 300.0  # a failure that goes on is logged again, with a count, this often
+
+
+class RepeatedFailure:
+    """Logs a failure that repeats once per interval with a count, never per occurrence:
+    a damaged index fails every round, and a log that grows by a traceback a round
+    buries the one line that says what is wrong."""
+
+    def __init__(self, what: str, interval: float = REPEAT_INTERVAL) -> None:
+        self.what = what
+        self.interval = interval
+        self._said: float | None = None  # when the current run of failures was last logged
+        self._unsaid = 0  # failures since
+
+    @property
+    def failing(self) -> bool:
+        return self._said is not None
+
+    def failed(self, message: str, now: float, count: int = 1) -> None:
+        if self._said is None:
+            log.error("%s failed: %s; retrying", self.what, message)
+            self._said, self._unsaid = now, 0
+            return
+        self._unsaid += count
+        if now - self._said >= self.interval:
+            log.error(
+                "%s still failing: %d time(s) in the last %.0f s: %s",
+                self.what,
+                self._unsaid,
+                now - self._said,
+                message,
+            )
+            self._said, self._unsaid = now, 0
+
+    def succeeded(self) -> None:
+        if self._said is not None:
+            log.warning("%s works again", self.what)
+            self._said, self._unsaid = None, 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +172,12 @@ class Hub:
         self.clips = ClipCache()
         self.repeats = RepeatFilter()
         self.web: WebServer | None = None
+        self._failures = {
+            task: RepeatedFailure(task)
+            for task in ("ending shares and sessions", "retention", "sealing the access log")
+        }
+        self._index_failure = RepeatedFailure("the index")
+        self._index_failures_seen = 0
         self._stopping = threading.Event()
         self._housekeeping = threading.Thread(
             target=self._housekeeping_loop, name="housekeeping", daemon=True
@@ -143,7 +188,7 @@ class Hub:
         for line in report.lines():
             log.warning("%s", line)
         self._log_start()
-        self._enforce_retention()
+        self._run("retention", self._enforce_retention)
         for camera in self.cameras:
             camera.start()
         self._housekeeping.start()
@@ -160,11 +205,19 @@ class Hub:
             camera.stop()
         if self._housekeeping.is_alive():
             self._housekeeping.join(timeout=5)
+        unsettled = self.archive.settle()
         self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
         self._seal_audit(owner_key)
         self.sessions.clear()
         self.index.close()
-        log.info("stopped cleanly")
+        if unsettled:
+            log.warning(
+                "stopped; %d segment(s) cut short by a full disk or a failing index are still "
+                "open: the next start recovers them",
+                unsettled,
+            )
+        else:
+            log.info("stopped cleanly")
 
     def _start_web(self) -> None:
         """Serve the owner's page. If that fails (the port is taken), recording goes on:
@@ -209,13 +262,37 @@ class Hub:
         )
 
     def _housekeeping_loop(self) -> None:
+        """Each task is retried next round whatever failed: one index error must not
+        stop retention, share expiry and session expiry for good."""
         rounds = 0
         while not self._stopping.wait(HOUSEKEEPING_INTERVAL):
             rounds += 1
-            self._end_due(time.time())
+            self._run("ending shares and sessions", lambda: self._end_due(time.time()))
             if rounds % RETENTION_EVERY == 0:
-                self._enforce_retention()
-                self._seal_audit()
+                self._run("retention", self._enforce_retention)
+                self._run("sealing the access log", self._seal_audit)
+            self._watch_index()
+
+    def _run(self, task: str, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except Exception as exc:
+            self._failures[task].failed(f"{type(exc).__name__}: {exc}", time.monotonic())
+        else:
+            self._failures[task].succeeded()
+
+    def _watch_index(self) -> None:
+        """Say in the log what the index's health says on the page and in /healthz."""
+        health = self.index.health
+        failures, self._index_failures_seen = (
+            health.failures - self._index_failures_seen,
+            health.failures,
+        )
+        problem = health.problem
+        if problem is not None:
+            self._index_failure.failed(problem, time.monotonic(), failures)
+        elif not failures:
+            self._index_failure.succeeded()
 
     def _end_due(self, now: float) -> None:
         """End expired and used-up shares (deleting their keys) and idle sessions; drop
@@ -243,11 +320,7 @@ class Hub:
             log.error("the access log does not verify; it was not sealed (see camhub audit verify)")
 
     def _enforce_retention(self) -> None:
-        try:
-            report = self.archive.enforce_retention(time.time())
-        except OSError as exc:
-            log.error("retention failed: %s", exc)
-            return
+        report = self.archive.enforce_retention(time.time())
         for line in report.lines():
             log.info("%s", line)
         if report.segments or report.snapshots or report.events:

@@ -48,6 +48,70 @@ class SchemaError(Exception):
     """The database was written by a newer camhub, or is not a camhub index."""
 
 
+# SQLite's primary result codes for a damaged file: these do not heal while running.
+_DAMAGED = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+class IndexHealth:
+    """The index's latest failure, for /healthz and the owner's page. Thread-safe.
+
+    A damaged file stays reported until restart (`camhub repair` is the way out); other
+    failures (a full disk, an I/O error, a lock held too long) clear at the next
+    statement that succeeds.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._problem: str | None = None
+        self._damaged = False
+        self.failures = 0  # since start
+
+    def failed(self, exc: sqlite3.DatabaseError) -> None:
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        with self._lock:
+            self.failures += 1
+            if self._damaged:
+                return
+            self._damaged = code in _DAMAGED
+            self._problem = str(exc)
+            if self._damaged:
+                self._problem += " (footage is still recorded; stop the hub and run camhub repair)"
+
+    def succeeded(self) -> None:
+        if self._problem is not None and not self._damaged:
+            with self._lock:
+                if not self._damaged:
+                    self._problem = None
+
+    @property
+    def problem(self) -> str | None:
+        """None while the index works; else what failed, fit to show the owner."""
+        return self._problem
+
+
+class _WatchedConnection(sqlite3.Connection):
+    """Reports each statement's failure or success to the index's health."""
+
+    health: IndexHealth
+
+    def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:  # type: ignore[override]
+        return self._watch(super().execute, sql, parameters)
+
+    def executemany(self, sql: str, parameters: object, /) -> sqlite3.Cursor:  # type: ignore[override]
+        return self._watch(super().executemany, sql, parameters)
+
+    def _watch(self, run: Callable[..., sqlite3.Cursor], *args: object) -> sqlite3.Cursor:
+        try:
+            cursor = run(*args)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise  # a caller's mistake, not the file's
+        except sqlite3.DatabaseError as exc:
+            self.health.failed(exc)
+            raise
+        self.health.succeeded()
+        return cursor
+
+
 class SegmentState(enum.StrEnum):
     OPEN = "open"  # being written, or left behind by a crash until recover() runs
     COMPLETE = "complete"  # final chunk written and synced
@@ -340,9 +404,8 @@ class Index:
         # Created here first so SQLite (and its -wal/-shm files, which copy the
         # database's mode) never exist world-readable, whatever the umask.
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        self._conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
+        self.health = IndexHealth()
+        self._conn = self._connect(path)
         self._lock = threading.Lock()
         try:
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -354,9 +417,7 @@ class Index:
             # linger in free pages of the file.
             self._conn.execute("PRAGMA secure_delete = ON")
             migrate(self._conn)
-            self._reader = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-            )
+            self._reader = self._connect(path)
             self._reader.execute("PRAGMA query_only = ON")
         except sqlite3.DatabaseError as exc:
             self._conn.close()
@@ -365,6 +426,17 @@ class Index:
             self._conn.close()
             raise
         self._read_lock = threading.Lock()
+
+    def _connect(self, path: Path) -> _WatchedConnection:
+        conn = sqlite3.connect(
+            path,
+            timeout=BUSY_TIMEOUT,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=_WatchedConnection,
+        )
+        conn.health = self.health
+        return conn
 
     def close(self) -> None:
         with self._lock, self._read_lock:
@@ -502,8 +574,9 @@ class Index:
     def newest_footage(self) -> tuple[int, float] | None:
         """(seq, stamp) of the footage recorded last, being written or not."""
         rows = self._query(
-            "SELECT seq, t FROM (SELECT seq, start_time AS t FROM segments "
-            "UNION ALL SELECT seq, time FROM snapshots) ORDER BY seq DESC LIMIT 1"
+            "SELECT * FROM (SELECT seq, start_time FROM segments ORDER BY seq DESC LIMIT 1) "
+            "UNION ALL SELECT * FROM (SELECT seq, time FROM snapshots ORDER BY seq DESC LIMIT 1) "
+            "ORDER BY 1 DESC LIMIT 1"
         )
         return (int(rows[0][0]), float(rows[0][1])) if rows else None  # type: ignore[arg-type]
 

@@ -152,6 +152,7 @@ async def session_info(request: web.Request) -> web.Response:
             "since": session.created,
             "idle_minutes": _idle_minutes(ctx),
             "cameras": len(ctx.cameras),
+            "index_problem": ctx.index.health.problem,
         }
     )
 

@@ -252,6 +252,10 @@ async def index_page(request: web.Request) -> web.Response:
 
 @public
 async def health(request: web.Request) -> web.Response:
+    """503 while the index fails, so a monitor sees it; the details are on the owner's
+    page (it is public, and the error text is none of a stranger's business)."""
+    if context(request).index.health.problem is not None:
+        return json_response({"ok": False, "reason": "the index is failing"}, status=503)
     return json_response({"ok": True})
 
 
