@@ -797,7 +797,8 @@ def _shred_header(path: Path) -> None:
             return
         raise
     try:
-        os.pwrite(fd, bytes(HEADER_SIZE), 0)
+        # Only what is there: growing a file cut short by a full disk would need space.
+        os.pwrite(fd, bytes(min(HEADER_SIZE, os.fstat(fd).st_size)), 0)
         os.fsync(fd)
     finally:
         os.close(fd)

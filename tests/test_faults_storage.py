@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hub import daemon, vault
-from hub.archive import Archive, RetentionPolicy
+from hub.archive import Archive, NotIndexed, RetentionPolicy
 from hub.cli import init_data_dir
 from hub.config import parse_config
 from hub.daemon import DataPaths, Hub, load_keyfile
@@ -30,6 +30,7 @@ from hub.store import Index, SegmentState, ShareEnd
 from hub.vault import CHUNK_SIZE, HEADER_SIZE, SEALED_CHUNK_SIZE
 
 T0 = 1_700_000_000.0
+DAY = 86400.0
 NO_LIMITS = RetentionPolicy(max_age_days=0, max_footage_bytes=0, min_free_bytes=0)
 
 
@@ -197,11 +198,10 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> N
         time.sleep(0.05)
 
 
-def damage(hub: Hub, name: str) -> None:
+def damage(index: Index, db: Path, name: str) -> None:
     """Overwrite the root page of table or index `name` in the index file with garbage,
-    as a bad SD card block would, and make the hub's connections read it from disk."""
-    db = hub.paths.index
-    with hub.index._lock, hub.index._read_lock:  # the hub's statements wait meanwhile
+    as a bad SD card block would, and make the open connections read it from disk."""
+    with index._lock, index._read_lock:  # the hub's statements wait meanwhile
         conn = sqlite3.connect(db, isolation_level=None)
         try:
             busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
@@ -220,6 +220,53 @@ def damage(hub: Hub, name: str) -> None:
             conn.execute(f"PRAGMA user_version = {int(version)}")  # others re-read pages
         finally:
             conn.close()
+
+
+def test_with_a_damaged_index_footage_is_still_sealed_and_nothing_is_deleted(
+    tmp_path: Path, index: Index, owner: X25519PrivateKey
+) -> None:
+    # Every limit would delete all footage, if retention could read the index.
+    policy = RetentionPolicy(1, 1, 0, keep_newest_seconds=0)
+    archive = Archive(tmp_path, index, owner.public_key(), policy)
+    record(archive, payload(70_000), T0)
+    for name in ("segments", "snapshots"):
+        damage(index, tmp_path / "index.sqlite3", name)
+    data = payload(3 * CHUNK_SIZE + 5, 2)
+    out = archive.open_segment("porch", T0 + 10)
+    assert not out.indexed
+    out.write(data)
+    out.finish(T0 + 14, 40)
+    with (tmp_path / out.row.path).open("rb") as src:
+        assert b"".join(vault.open_sealed(src, owner)) == data  # whole, final chunk too
+    cut = archive.open_segment("porch", T0 + 20)
+    cut.write(payload(2 * CHUNK_SIZE + 9, 3))
+    cut.abort()  # a write error: cut back to whole chunks, row or not
+    assert (tmp_path / cut.row.path).stat().st_size == sealed_prefix(2)
+    with pytest.raises(NotIndexed, match="kept footage/porch/"):
+        archive.save_snapshot("porch", None, T0 + 30, b"jpeg")
+    footage = sorted((tmp_path / "footage").rglob("*"))
+    assert sorted(p.suffix for p in footage if p.is_file()) == [".seg"] * 3 + [".snap"]
+    with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        archive.enforce_retention(T0 + 100 * DAY)
+    assert sorted((tmp_path / "footage").rglob("*")) == footage
+    problem = index.health.problem
+    assert problem is not None and "camhub repair" in problem
+    index.add_event("porch", T0)  # other tables still work; the damage stays reported
+    assert index.health.problem == problem
+
+
+def test_a_full_disk_is_reported_until_the_index_writes_again(small_disk: Path) -> None:
+    with Index(small_disk / "index.sqlite3") as index:
+        index.add_event("porch", T0)
+        assert index.health.problem is None
+        filler = fill(small_disk, leave=0)
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            for i in range(10_000):
+                index.add_event("porch", T0 + i)
+        assert index.health.problem == "database or disk is full"
+        filler.unlink()
+        index.add_event("porch", T0)
+        assert index.health.problem is None
 
 
 def get(url: str) -> tuple[int, dict[str, object]]:
@@ -266,8 +313,8 @@ def test_a_damaged_index_is_reported_and_recording_goes_on(
         health = f"http://127.0.0.1:{hub.web.port}/healthz"
         wait_until("two segments indexed", lambda: len(hub.index.segments()) >= 2)
         assert get(health) == (200, {"ok": True})
-        damage(hub, "segments")
-        damage(hub, "shares_live")  # share expiry fails each round, too
+        damage(hub.index, hub.paths.index, "segments")
+        damage(hub.index, hub.paths.index, "shares_live")  # share expiry fails each round too
         damaged = set(footage.rglob("*.seg"))
         wait_until("/healthz says the index fails", lambda: get(health)[0] == 503)
         assert get(health) == (503, {"ok": False, "reason": "the index is failing"})
@@ -295,3 +342,59 @@ def test_a_damaged_index_is_reported_and_recording_goes_on(
     for path in new[:-1]:
         with path.open("rb") as src:
             assert b"".join(vault.open_sealed(src, key))  # refuses a truncated file
+
+
+def start_hub(root: Path, data_dir: Path, clip: Path) -> Hub:
+    init_data_dir(
+        DataPaths(data_dir), PASSWORD, kdf=vault.KdfParams(memory_kib=8, iterations=1, lanes=1)
+    )
+    hub = Hub(parse_config(HUB_CONFIG.format(data_dir=data_dir, clip=clip), base_dir=root))
+    hub.start()
+    return hub
+
+
+@pytest.mark.parametrize("space_returns", [True, False])
+def test_a_hub_whose_disk_fills_while_recording_closes_what_it_cut_short(
+    tmp_path: Path,
+    small_disk: Path,
+    person_clip: Path,
+    caplog: pytest.LogCaptureFixture,
+    space_returns: bool,
+) -> None:
+    caplog.set_level(logging.INFO)
+    data = small_disk / "data"
+    hub = start_hub(tmp_path, data, person_clip)
+    try:
+        wait_until("two segments indexed", lambda: len(hub.index.segments()) >= 2)
+        filler = fill(small_disk, leave=0)
+        wait_until(
+            "a segment cut short by the full disk",
+            lambda: any("aborted segment" in r.msg for r in caplog.records),
+        )
+        aborted = next(r.args[1] for r in caplog.records if "aborted segment" in r.msg)
+        [cut] = [  # the segment that was being written when the disk filled
+            row for row in hub.index.segments(limit=1000) if row.id[:8] == aborted[:8]
+        ]
+        if space_returns:
+            filler.unlink()
+            wait_until("the cut segment closed", lambda: closed(hub.index, data, cut.id))
+    finally:
+        hub.stop()
+    with Index(data / "index.sqlite3") as index:
+        if space_returns:
+            assert index.open_segments() == []
+            assert closed(index, data, cut.id)
+            assert caplog.records[-1].getMessage() == "stopped cleanly"
+        else:  # still full at the stop: it says so, and the next start recovers it
+            row = index.get_segment(cut.id)
+            assert row is not None and row.state is SegmentState.OPEN
+            assert "stopped cleanly" not in caplog.text
+            assert "are still open: the next start recovers them" in caplog.text
+
+
+def closed(index: Index, data: Path, segment_id: str) -> bool:
+    """Recovered to its whole chunks, or gone with its file if it had none."""
+    row = index.get_segment(segment_id)
+    if row is None:
+        return not any(data.rglob(f"{segment_id}.seg"))
+    return row.state is SegmentState.RECOVERED and row.size == (data / row.path).stat().st_size
