@@ -260,9 +260,16 @@ class Archive:
                     raise
                 indexed = False  # the index's health now says what failed
                 row = SegmentRow(
-                    file_id, camera_id, start_time, None, rel, None, None, SegmentState.OPEN,
-                    time.time(),
-                )  # fmt: skip
+                    id=file_id,
+                    camera_id=camera_id,
+                    start_time=start_time,
+                    end_time=None,
+                    path=rel,
+                    size=None,
+                    frames=None,
+                    state=SegmentState.OPEN,
+                    created=time.time(),
+                )
             self._open.add(file_id)
         return SegmentOutput(self, row, os.fdopen(fd, "wb"), indexed=indexed)
 
@@ -566,7 +573,11 @@ class Archive:
             self._last_reading = reading
             if not shift:
                 return
-            self.index.add_clock_step(self.index.last_seq(), shift, reading.wall)
+            try:
+                self.index.add_clock_step(self.index.last_seq(), shift, reading.wall)
+            except sqlite3.DatabaseError as exc:  # recording matters more than the step
+                if not _index_fault(exc):
+                    raise
         log.warning(
             "the wall clock jumped %s %s (now %s UTC); footage recorded before the jump is "
             "aged by the corrected clock",
