@@ -239,6 +239,19 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "PRAGMA user_version = 3",
     ),
+    (
+        # Each counted view of a share link hands its browser a random open token; the
+        # index keeps only its SHA-256, the share and when it was issued (hub/shares.py).
+        """
+        CREATE TABLE share_opens (
+            token_hash BLOB PRIMARY KEY,
+            share_id TEXT NOT NULL REFERENCES shares (id) ON DELETE CASCADE,
+            opened REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX share_opens_by_share ON share_opens (share_id, opened)",
+        "PRAGMA user_version = 4",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 BUSY_TIMEOUT = 10.0  # seconds another process (the CLI) may hold the write lock
@@ -685,8 +698,12 @@ class Index:
         )
         return [(_segment_row(row[:-1]), bytes(row[-1])) for row in rows]  # type: ignore[arg-type]
 
-    def count_share_view(self, share_id: str, now: float) -> ShareRow | None:
-        """Count one view of a live share; None if it is ended or used up."""
+    def count_share_view(
+        self, share_id: str, now: float, open_hash: bytes, *, forget_before: float, keep: int
+    ) -> ShareRow | None:
+        """Count one view of a live share and record the open token that view handed
+        out, in one transaction; None if the share is ended or used up. The share's
+        opens issued before `forget_before`, and all but its newest `keep`, are dropped."""
         with self._lock, _transaction(self._conn):
             updated = self._conn.execute(
                 "UPDATE shares SET views = views + 1, last_used = ? WHERE id = ? "
@@ -695,10 +712,28 @@ class Index:
             ).rowcount
             if not updated:
                 return None
+            self._conn.execute(
+                "INSERT INTO share_opens (token_hash, share_id, opened) VALUES (?, ?, ?)",
+                (open_hash, share_id, now),
+            )
+            self._conn.execute(
+                "DELETE FROM share_opens WHERE share_id = ? AND (opened < ? OR token_hash "
+                "NOT IN (SELECT token_hash FROM share_opens WHERE share_id = ? "
+                "ORDER BY opened DESC LIMIT ?))",
+                (share_id, forget_before, share_id, keep),
+            )
             row = self._conn.execute(
                 f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,)
             ).fetchone()
         return _share_row(row)
+
+    def share_opened(self, share_id: str, open_hash: bytes) -> float | None:
+        """When this share handed out the open token with this hash, if it did."""
+        rows = self._query(
+            "SELECT opened FROM share_opens WHERE token_hash = ? AND share_id = ?",
+            (open_hash, share_id),
+        )
+        return float(rows[0][0]) if rows else None  # type: ignore[arg-type]
 
     def end_share(self, share_id: str, now: float, reason: ShareEnd) -> bool:
         """End a live share and delete its wrapped keys: the link opens nothing after."""
@@ -708,6 +743,7 @@ class Index:
                 (now, reason.value, share_id),
             ).rowcount
             self._conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,))
+            self._conn.execute("DELETE FROM share_opens WHERE share_id = ?", (share_id,))
         return ended > 0
 
     def live_shares(self) -> list[ShareRow]:

@@ -42,6 +42,7 @@ from hub.web.live import mjpeg_response
 
 MAX_PAGE = 500
 MAX_CLIP_SPAN = 6 * 3600.0
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER; a bigger one cannot even be looked up
 
 
 def add_routes(app: web.Application) -> None:
@@ -247,7 +248,12 @@ def _whole(request: web.Request, name: str, default: int, low: int, high: int) -
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    # The length check first: int() refuses (ValueError) past 4,300 digits.
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or len(raw) > len(str(high))
+        or not low <= int(raw) <= high
+    ):
         raise json_error(web.HTTPBadRequest, f"{name}: must be a whole number {low}..{high}")
     return int(raw)
 
@@ -486,6 +492,8 @@ def _share_request(ctx: WebContext, body: dict[str, Any]) -> ShareRequest:
     if event_id is not None:
         if not isinstance(event_id, int) or isinstance(event_id, bool):
             raise json_error(web.HTTPBadRequest, "event_id: must be a whole number")
+        if not 1 <= event_id <= MAX_ROW_ID:
+            raise json_error(web.HTTPBadRequest, f"event_id: must be 1..{MAX_ROW_ID}")
         row = ctx.index.get_event(event_id)
         if row is None:
             raise json_error(web.HTTPBadRequest, f"event_id: no event {event_id}")
@@ -511,10 +519,18 @@ def _share_request(ctx: WebContext, body: dict[str, Any]) -> ShareRequest:
 
 
 def _json_number(body: dict[str, Any], name: str) -> float:
+    """A finite number from a JSON body; a whole number too big for a float (JSON
+    allows any length) is refused like infinity."""
     value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise json_error(web.HTTPBadRequest, f"{name}: a number is required")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise json_error(web.HTTPBadRequest, f"{name}: a finite number is required")
+    return number
 
 
 async def revoke_share(request: web.Request) -> web.Response:
