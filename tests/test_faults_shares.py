@@ -31,6 +31,7 @@ from test_web import (  # the same module-scoped hub fixture and helpers
 )
 
 from hub.daemon import Hub
+from hub.store import Index, ShareEnd, ShareRow
 
 __all__ = ["hub"]  # the fixture, imported for pytest
 
@@ -337,3 +338,48 @@ async def test_open_tokens_are_stored_hashed(hub: Hub) -> None:
     assert rows == [(hashlib.sha256(token.encode()).digest(),)]
     for path in Path(hub.paths.index).parent.glob("index.sqlite3*"):
         assert token.encode() not in path.read_bytes(), path
+
+
+def test_a_shares_open_tokens_are_bounded_and_end_with_it(tmp_path: Path) -> None:
+    """One holder of a share without a view limit opens it again and again: the index
+    keeps only the newest tokens and none past the play window; ending the share
+    deletes them all."""
+    now = 1_800_000_000.0
+    share = ShareRow(
+        id="0123456789abcdef",
+        secret_hash=bytes(32),
+        label="",
+        camera_id="hall",
+        start_time=now - 60,
+        end_time=now,
+        event_id=None,
+        created=now,
+        expires=now + 86400,
+        max_views=None,
+        views=0,
+        last_used=None,
+        ended=None,
+        end_reason=None,
+    )
+    with Index(tmp_path / "index.sqlite3") as index:
+        index.add_share(share, [])
+
+        def hashed(n: int) -> bytes:
+            return hashlib.sha256(str(n).encode()).digest()
+
+        def view(n: int, at: float, forget_before: float) -> None:
+            assert index.count_share_view(
+                share.id, at, hashed(n), forget_before=forget_before, keep=3
+            )
+
+        def kept() -> list[int]:
+            return [n for n in range(10) if index.share_opened(share.id, hashed(n)) is not None]
+
+        for n in range(5):
+            view(n, now + n, forget_before=0)
+        assert kept() == [2, 3, 4]  # the newest three
+        view(5, now + 100, forget_before=now + 3.5)
+        assert kept() == [4, 5]  # and none issued before the play window
+        assert index.share_opened("fedcba9876543210", hashed(5)) is None  # another share's
+        assert index.end_share(share.id, now + 200, ShareEnd.REVOKED)
+        assert kept() == []
