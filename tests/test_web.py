@@ -401,10 +401,10 @@ async def test_share_opens_its_clip_and_nothing_else(hub: Hub) -> None:
         for path in ("/api/events", "/api/cameras/porch/live.mjpeg", "/api/shares"):
             async with visitor.get(base(hub) + path) as resp:
                 assert resp.status == 401
-        token = next(c.value for c in visitor.cookie_jar if c.key == "camhub_share")
+        cookies = {c.key: c.value for c in visitor.cookie_jar if c.key.startswith("camhub_share")}
+        assert set(cookies) == {"camhub_share", "camhub_share_open"}
         visitor.cookie_jar.update_cookies(
-            {"camhub_share": token},
-            response_url=aiohttp.client.URL(base(hub) + f"/share/{other['id']}/"),
+            cookies, response_url=aiohttp.client.URL(base(hub) + f"/share/{other['id']}/")
         )
         async with visitor.get(f"{base(hub)}/share/{other['id']}/clip.mp4") as resp:
             assert resp.status == 403
