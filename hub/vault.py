@@ -11,7 +11,6 @@ import base64
 import binascii
 import enum
 import hashlib
-import hmac
 import io
 import json
 import os
@@ -184,7 +183,7 @@ class KeyFile:
         public_bytes = _unb64(doc["public_key"], KEY_SIZE, "key file: public_key")
         if version >= 2:
             check = _unb64(doc["public_key_check"], KEY_SIZE, "key file: public_key_check")
-            if not hmac.compare_digest(check, public_key_check(public_bytes)):
+            if check != public_key_check(public_bytes):  # nothing secret: a plain compare
                 raise VaultError(
                     "key file: public_key does not match public_key_check, "
                     "so one of them was damaged or edited"

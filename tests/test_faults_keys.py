@@ -263,6 +263,7 @@ def test_a_version_1_key_file_records_opens_and_is_upgraded_by_passwd(tmp_path: 
     assert "is a version 1 key file" in hub.log and "camhub passwd` upgrades it" in hub.log
     assert "stopped cleanly" in hub.log
     assert site.keys.read_text() == (V1_KEYS / "keys.json").read_text(), "start never writes it"
+    assert site.segments(), f"nothing recorded in 60 s:\n{hub.log}"
     sealed = site.segments()[0]
 
     def decrypt(*secret: str | Path) -> bytes:
