@@ -229,7 +229,8 @@ def test_an_unreadable_key_file_is_one_line(tmp_path: Path) -> None:
 # -- a version 1 key file keeps working, and is upgraded by passwd ----------------------------
 
 
-def login(url: str, password: str) -> int:
+def login(url: str, password: str) -> tuple[int, dict[str, object]]:
+    """POST /api/login as the page does: the status and the JSON answer."""
     request = urllib.request.Request(
         url + "api/login",
         data=json.dumps({"password": password}).encode(),
@@ -237,9 +238,9 @@ def login(url: str, password: str) -> int:
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
-            return resp.status
+            return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
-        return err.code
+        return err.code, json.loads(err.read())
 
 
 def test_a_version_1_key_file_records_opens_and_is_upgraded_by_passwd(tmp_path: Path) -> None:
@@ -257,7 +258,7 @@ def test_a_version_1_key_file_records_opens_and_is_upgraded_by_passwd(tmp_path: 
         deadline = time.monotonic() + 60
         while len(site.segments()) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        status = login(url, PASSWORD)
+        status, _ = login(url, PASSWORD)
         assert hub.terminate() == 0
     assert status == 200, hub.log
     assert "is a version 1 key file" in hub.log and "camhub passwd` upgrades it" in hub.log
@@ -289,6 +290,28 @@ def test_a_version_1_key_file_records_opens_and_is_upgraded_by_passwd(tmp_path: 
     assert v2["public_key"] == v1["public_key"] and v2["recovery"] == v1["recovery"]
     assert decrypt("--password-file", new_password) == footage
     assert decrypt("--recovery-code", "--password-file", recovery) == footage
+
+
+def test_a_key_file_damaged_while_running_refuses_login_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    site = new_site(tmp_path)
+    good = site.keys.read_bytes()
+
+    with hub_processes() as hubs:
+        hub = hubs(site.config)
+        hub.wait_for("owner page at", timeout=60)
+        url = re.search(r"owner page at (\S+)", hub.log)[1]
+        flip_public_key_bit(site.keys, 12)
+        damaged = login(url, PASSWORD)
+        site.keys.write_bytes(good)
+        restored, _ = login(url, PASSWORD)
+        assert hub.terminate() == 0
+
+    assert damaged == (503, {"error": "the owner key file cannot be used; see the hub's log"})
+    assert f"login refused: {site.keys}: key file: public_key does not match" in hub.log
+    assert restored == 200
+    assert "Traceback" not in hub.log, hub.log
 
 
 # -- the stop says "stopped cleanly" only after a clean stop ----------------------------------
