@@ -17,7 +17,15 @@ from pathlib import Path
 from hub import tls, vault
 from hub.audit import AuditKind, AuditLog
 from hub.config import DEMO_PORT, Config, ConfigError, default_config, load_config
-from hub.daemon import DataPaths, Hub, HubNotInitialised, load_keyfile, run_until_signalled
+from hub.daemon import (
+    DataPaths,
+    Hub,
+    HubNotInitialised,
+    KeyFileError,
+    load_keyfile,
+    read_keyfile,
+    run_until_signalled,
+)
 from hub.fsutil import write_private
 from hub.store import Index
 
@@ -38,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except ConfigError as exc:
         print(f"camhub: invalid config\n{exc}", file=sys.stderr)
-    except (CommandError, HubNotInitialised, vault.VaultError) as exc:
+    except (CommandError, HubNotInitialised, KeyFileError, vault.VaultError) as exc:
         print(f"camhub: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("camhub: interrupted", file=sys.stderr)
@@ -184,7 +192,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _setup_logging(args.log_level or config.hub.log_level)
     logging.getLogger().setLevel((args.log_level or config.hub.log_level).upper())
-    run_until_signalled(Hub(config))
+    try:
+        hub = Hub(config)
+    except KeyFileError as exc:
+        raise CommandError(f"not recording: {exc}") from None
+    run_until_signalled(hub)
     return 0
 
 
@@ -235,7 +247,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
     keys_path = args.keys or _find_keys(args.file)
-    keyfile = vault.KeyFile.from_json(keys_path.read_text())
+    keyfile = read_keyfile(keys_path)
     if args.recovery_code:
         secret = _ask("Recovery code: ", args.password_file)
         private_key = vault.unlock_with_recovery(keyfile, secret)
@@ -296,6 +308,12 @@ def cmd_passwd(args: argparse.Namespace) -> int:
         log_.record(AuditKind.PASSWORD_CHANGED, "owner at the console")
         log_.seal(private_key)
     print("camhub: password changed (footage keys unchanged; the recovery code still works)")
+    if keyfile.version < vault.KEYFILE_VERSION:
+        # Safe only now: unlocking proved the public key is the private key's own.
+        print(
+            f"camhub: {paths.keys} upgraded from version {keyfile.version} to "
+            f"{vault.KEYFILE_VERSION}: its public key now carries a check"
+        )
     return 0
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -64,12 +65,40 @@ class HubNotInitialised(Exception):
     """The data directory has no owner keys yet: `camhub init` must run first."""
 
 
+class KeyFileError(Exception):
+    """The owner key file cannot be read or used; the message names it and what to do."""
+
+
+# The key pair never changes (a password change rewraps the same private key), so any
+# copy of the file holds the right key; only its slots open it, not the code alone.
+RESTORE_ADVICE = (
+    "Restore keys.json from a backup: any copy works, as the owner key pair never changes "
+    "(an older copy opens with the password of its day, or the recovery code, "
+    "which alone cannot rebuild the file)"
+)
+
+
 def load_keyfile(paths: DataPaths) -> vault.KeyFile:
+    if not paths.keys.exists():
+        raise HubNotInitialised(f"no owner keys in {paths.root}: run `camhub init` first")
+    return read_keyfile(paths.keys)
+
+
+def read_keyfile(path: Path) -> vault.KeyFile:
+    """The key file at `path`, checked (vault.KeyFile.from_json); never written here, so a
+    damaged file stays as found for the owner to replace."""
     try:
-        text = paths.keys.read_text()
-    except FileNotFoundError:
-        raise HubNotInitialised(f"no owner keys in {paths.root}: run `camhub init` first") from None
-    return vault.KeyFile.from_json(text)
+        with path.open("rb") as f:
+            data = f.read(vault.MAX_KEYFILE_SIZE + 1)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read the owner key file {path}: {exc.strerror}") from None
+    try:
+        return vault.KeyFile.from_json(data)
+    except vault.NewerKeyFile as exc:
+        raise KeyFileError(f"{path}: {exc}: a newer camhub wrote it; run that one") from None
+    except vault.VaultError as exc:
+        what = str(exc).removeprefix("key file: ")
+        raise KeyFileError(f"{path} is damaged: {what}. {RESTORE_ADVICE}") from None
 
 
 class IndexedEvents(EventSink):
@@ -110,6 +139,13 @@ class Hub:
         self.config = config
         self.paths = DataPaths(config.hub.data_dir)
         keyfile = load_keyfile(self.paths)
+        if keyfile.version < vault.KEYFILE_VERSION:
+            log.warning(
+                "%s is a version %d key file, without a check of its public key; "
+                "`camhub passwd` upgrades it",
+                self.paths.keys,
+                keyfile.version,
+            )
         storage = config.storage
         self.index = Index(self.paths.index)
         self.archive = Archive(
@@ -134,6 +170,7 @@ class Hub:
         self.repeats = RepeatFilter()
         self.web: WebServer | None = None
         self._stopping = threading.Event()
+        self._started = False  # start() ran to its end
         self._housekeeping = threading.Thread(
             target=self._housekeeping_loop, name="housekeeping", daemon=True
         )
@@ -149,22 +186,42 @@ class Hub:
         self._housekeeping.start()
         log.info("recording %d camera(s) into %s", len(self.cameras), self.paths.root)
         self._start_web()
+        self._started = True
 
     def stop(self) -> None:
-        """Stop serving, flush every open segment and event, then close the index."""
+        """Stop serving, flush every open segment and event, then close the index.
+
+        "stopped cleanly" is said only when every step did its job; otherwise the
+        last line says what did not (and a start that failed is never a clean stop).
+        """
         self._stopping.set()
         owner_key = self.sessions.any_key()  # stopping the web server drops the sessions
+        problems = [] if self._started else ["the start failed"]
         if self.web is not None:
             self.web.stop()
         for camera in self.cameras:
             camera.stop()
         if self._housekeeping.is_alive():
             self._housekeeping.join(timeout=5)
-        self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
-        self._seal_audit(owner_key)
+            if self._housekeeping.is_alive():
+                problems.append("housekeeping still running")
+        try:
+            self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
+            self._seal_audit(owner_key)
+            left_open = len(self.index.open_segments())
+        except sqlite3.Error as exc:
+            problems.append(f"the index failed: {exc}")
+        else:
+            if left_open:
+                # A writer that did not finish, or a segment aborted without being closed:
+                # the next start recovers it (Archive.recover).
+                problems.append(f"{left_open} segment(s) left open")
         self.sessions.clear()
         self.index.close()
-        log.info("stopped cleanly")
+        if problems:
+            log.error("stopped, not cleanly: %s", "; ".join(problems))
+        else:
+            log.info("stopped cleanly")
 
     def _start_web(self) -> None:
         """Serve the owner's page. If that fails (the port is taken), recording goes on:

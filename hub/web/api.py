@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -39,6 +40,8 @@ from hub.web.app import (
 from hub.web.auth import client_key
 from hub.web.clips import OWNER, clip_of, is_first_request, is_owner_clip, ranged
 from hub.web.live import mjpeg_response
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 500
 MAX_CLIP_SPAN = 6 * 3600.0
@@ -103,6 +106,11 @@ async def login(request: web.Request) -> web.Response:
         except vault.WrongPassword:
             private_key = None
             ctx.throttle.failed(client, time.time())
+        except (OSError, vault.VaultError) as exc:  # keys.json damaged since the start
+            log.error("login refused: %s: %s", ctx.keys_path, getattr(exc, "strerror", exc))
+            raise json_error(
+                web.HTTPServiceUnavailable, "the owner key file cannot be used; see the hub's log"
+            ) from None
     if private_key is None:
         await audit(ctx, AuditKind.LOGIN_FAILED, f"client {client}")
         raise json_error(web.HTTPUnauthorized, "wrong password")
@@ -124,7 +132,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 def _unlock(ctx: WebContext, password: str) -> Any:
-    return vault.unlock(vault.KeyFile.from_json(ctx.keys_path.read_text()), password)
+    return vault.unlock(vault.KeyFile.from_json(ctx.keys_path.read_bytes()), password)
 
 
 def _idle_minutes(ctx: WebContext) -> int:
