@@ -9,13 +9,13 @@ serving real footage over real sockets on 127.0.0.1.
 
 Footage: the real person clip re-encoded at 2 Mbit/s (x264, CBR, B-frames, 2 s GOP,
 like a modest IP camera's main stream), recorded by the hub's own `Recorder` in 4 s
-segments and sealed by its own `Archive`, looped to the length asked for. Two clips of
-that length are recorded back to back, each with an event over it, so the requests are
-the owner's event clips (`/api/events/<id>/clip.mp4`), read in full by the client.
+segments and sealed by its own `Archive`, looped to the length asked for. Three clips
+of that length are recorded back to back, each with an event over it.
 
 It prints, never asserts (the machine is shared): the hub's RSS before the clips, its
-peak over 10 sequential requests (the two clips alternating, so none is answered from
-the cache twice in a row) and over 3 concurrent requests of 3 different clips.
+peak over 10 sequential requests (a share holder's clip and the owner's alternating,
+each read in full, so each is a new build when two do not fit the budget together)
+and over 3 concurrent requests of the 3 different clips, and how each was answered.
 
     python bench/fault_clips.py [--short]
 """
@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from hub.media import Packet, StreamInfo
 from hub.record import Recorder, RecordMode, RecordSettings
 from hub.store import Index
 from hub.vault import KdfParams
+from hub.web.clips import CLIP_MEMORY
 
 PASSWORD = "correct horse battery staple"
 FAST_KDF = KdfParams(memory_kib=256, iterations=1, lanes=1)  # the bench is not about logins
@@ -195,8 +197,12 @@ def running_hub(root: Path, env: dict[str, str] | None = None) -> Iterator[Runni
         log.close()
 
 
+def _client() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
 async def owner_session(hub: RunningHub) -> aiohttp.ClientSession:
-    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    client = _client()
     async with client.post(
         f"{hub.url}/api/login", json={"password": PASSWORD}, headers={"Origin": hub.url}
     ) as resp:
@@ -206,15 +212,43 @@ async def owner_session(hub: RunningHub) -> aiohttp.ClientSession:
     return client
 
 
-async def fetch_clip(client: aiohttp.ClientSession, hub: RunningHub, event: int) -> int:
-    """The whole clip read and thrown away, as a download would; returns its size."""
-    size = 0
-    async with client.get(f"{hub.url}/api/events/{event}/clip.mp4") as resp:
+@dataclass(frozen=True)
+class Viewer:
+    """Someone who may watch one clip: the owner, or a share holder with its cookie."""
+
+    client: aiohttp.ClientSession
+    url: str
+
+
+def owner_viewer(hub: RunningHub, owner: aiohttp.ClientSession, event: int) -> Viewer:
+    return Viewer(owner, f"{hub.url}/api/events/{event}/clip.mp4")
+
+
+async def share_viewer(hub: RunningHub, owner: aiohttp.ClientSession, event: int) -> Viewer:
+    """A share of the event made by the owner, opened as the recipient's browser does."""
+    origin = {"Origin": hub.url}
+    share = {"event_id": event, "expires_in": 3600, "label": "bench"}
+    async with owner.post(f"{hub.url}/api/shares", json=share, headers=origin) as resp:
+        if resp.status != 201:
+            raise RuntimeError(f"share: {resp.status} {await resp.text()}")
+        path, _, secret = (await resp.json())["link"].partition("#")
+    visitor = _client()
+    async with visitor.post(
+        f"{hub.url}{path}open", json={"secret": secret}, headers=origin
+    ) as resp:
         if resp.status != 200:
-            raise RuntimeError(f"clip {event}: {resp.status} {await resp.text()}")
+            await visitor.close()
+            raise RuntimeError(f"open share: {resp.status} {await resp.text()}")
+    return Viewer(visitor, f"{hub.url}{path}clip.mp4")
+
+
+async def fetch_clip(viewer: Viewer) -> tuple[int, int]:
+    """The whole clip read and thrown away, as a download would: status and size."""
+    size = 0
+    async with viewer.client.get(viewer.url) as resp:
         async for piece in resp.content.iter_chunked(1 << 20):
             size += len(piece)
-    return size
+        return resp.status, size
 
 
 @dataclass(frozen=True)
@@ -223,25 +257,28 @@ class Peaks:
     sequential: int  # peak RSS over the sequential requests
     concurrent: int  # peak RSS over the concurrent requests
     after: int  # RSS once done
-    clip_size: int  # bytes of one clip as served
+    answers: list[tuple[int, int]]  # (status, size) of each request, sequential first
 
 
 async def measure(hub: RunningHub, events: list[int], sequential: int, concurrent: int) -> Peaks:
-    """Alternate the clips `sequential` times, then ask for `concurrent` at once."""
-    client = await owner_session(hub)
+    """Alternate a share holder's clip and the owner's `sequential` times (each time a
+    new build if the two do not fit the budget together), then ask for `concurrent`
+    different clips at once, the share's among them."""
+    owner = await owner_session(hub)
+    shared = await share_viewer(hub, owner, events[0])
+    viewers = [shared, *(owner_viewer(hub, owner, event) for event in events[1:])]
     try:
         baseline = hub.status("VmRSS")
         hub.reset_peak()
-        size = 0
-        for n in range(sequential):
-            size = await fetch_clip(client, hub, events[n % len(events)])
+        answers = [await fetch_clip(viewers[n % 2]) for n in range(sequential)]
         seq_peak = hub.status("VmHWM")
         hub.reset_peak()
-        wanted = [events[n % len(events)] for n in range(sequential, sequential + concurrent)]
-        await asyncio.gather(*(fetch_clip(client, hub, event) for event in wanted))
-        return Peaks(baseline, seq_peak, hub.status("VmHWM"), hub.status("VmRSS"), size)
+        together = [viewers[-1 - n] for n in range(concurrent)]  # the share's clip last
+        answers += await asyncio.gather(*(fetch_clip(viewer) for viewer in together))
+        return Peaks(baseline, seq_peak, hub.status("VmHWM"), hub.status("VmRSS"), answers)
     finally:
-        await client.close()
+        await owner.close()
+        await shared.client.close()
 
 
 # -- the bench ------------------------------------------------------------------------
@@ -260,19 +297,24 @@ def main(short: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="camhub-clips-") as tmp:
         started = time.monotonic()
         source = encode_source(PERSON_CLIP, Path(tmp) / "source.mp4")
-        footage = record_footage(Path(tmp) / "data", source, clips=4, seconds=seconds)
+        footage = record_footage(Path(tmp) / "data", source, clips=3, seconds=seconds)
         made = time.monotonic() - started
         with running_hub(footage.root) as hub:
             peaks = asyncio.run(measure(hub, footage.events, sequential=10, concurrent=3))
-    print(
-        f"clips: {seconds / 60:.0f}-minute clips at {BITRATE}bit/s, "
-        f"{peaks.clip_size / MIB:.0f} MiB each as served "
-        f"({footage.clip_bytes[0] / MIB:.0f} MiB sealed; footage made in {made:.0f} s)"
+    size = max(size for _, size in peaks.answers)
+    statuses = ", ".join(
+        f"{status} x{n}" for status, n in Counter(s for s, _ in peaks.answers).items()
     )
-    print(f"clips: hub RSS before any clip       {peaks.baseline / MIB:7.0f} MiB")
-    print(f"clips: peak RSS, 10 sequential       {peaks.sequential / MIB:7.0f} MiB")
-    print(f"clips: peak RSS, 3 concurrent        {peaks.concurrent / MIB:7.0f} MiB")
-    print(f"clips: RSS afterwards                {peaks.after / MIB:7.0f} MiB")
+    print(
+        f"clips: {seconds / 60:.0f}-minute clips at {BITRATE}bit/s, {size / MIB:.0f} MiB each "
+        f"({footage.clip_bytes[0] / MIB:.0f} MiB sealed; footage made in {made:.0f} s); "
+        f"budget {CLIP_MEMORY / MIB:.0f} MiB"
+    )
+    print(f"clips: hub RSS before any clip              {peaks.baseline / MIB:7.0f} MiB")
+    print(f"clips: peak RSS, 10 sequential (share/owner) {peaks.sequential / MIB:7.0f} MiB")
+    print(f"clips: peak RSS, 3 concurrent, 3 clips       {peaks.concurrent / MIB:7.0f} MiB")
+    print(f"clips: RSS afterwards                        {peaks.after / MIB:7.0f} MiB")
+    print(f"clips: answers {statuses}")
 
 
 if __name__ == "__main__":
