@@ -10,9 +10,10 @@ Everything happens in memory. Plaintext footage never touches the disk, so each 
 read whole into memory and the clip is muxed into an anonymous memory mapping of its
 own (`_Mapped`); FFmpeg's faststart pass, which normally reopens the output *file* to
 move the media data, is handed a second cursor over that same mapping instead
-(`_ReadBack`). The mapping, not the C heap, holds the clip so that its memory goes back
-to the system the moment the last view of it is dropped: a clip in malloc's heap left
-a hole there that the next clip did not fit, and RSS grew by a clip per request.
+(`_ReadBack`). The mapping, not the C heap, holds the clip, so that its memory goes
+back to the system the moment the last view of it is dropped, whatever the state of
+malloc's heap, and nothing else (a PyAV container waiting in a reference cycle for
+the garbage collector) keeps it alive.
 
 Invariants:
 1. Packets are copied byte for byte; nothing is decoded or re-encoded.
@@ -127,28 +128,29 @@ class _Mapped:
 
     Reserved at its largest size up front (address space only: a page costs memory once
     written), so the output never grows by realloc and copy; unmapped when the last
-    `view()` of it goes, so its memory returns to the system at once, whatever the heap.
+    view of it from `detach()` goes, so its memory returns to the system at once.
     """
 
     __slots__ = ("_map", "_position", "size")
 
     def __init__(self, capacity: int) -> None:
-        self._map = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE)
+        self._map: mmap.mmap | None = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE)
         self._position = 0
         self.size = 0  # bytes written so far: the end of the file
 
     def write(self, data: bytes) -> int:
+        memory = self._memory()
         end = self._position + len(data)
-        if end > len(self._map):
-            raise OSError(f"the clip outgrew its {_mib(len(self._map))} of memory")
-        self._map[self._position : end] = data
+        if end > len(memory):
+            raise OSError(f"the clip outgrew its {_mib(len(memory))} of memory")
+        memory[self._position : end] = data
         self._position = end
         self.size = max(self.size, end)
         return len(data)
 
     def read_at(self, position: int, size: int) -> bytes:
         end = self.size if size < 0 else min(self.size, position + size)
-        return self._map[position:end]
+        return self._memory()[position:end]
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._position = _seek(self._position, self.size, offset, whence)
@@ -170,9 +172,14 @@ class _Mapped:
         """The clip as written, read-only, handed over: the mapping goes when the last
         view of it does. This object lets go of it, since PyAV's containers sit in
         reference cycles that keep their file object alive until a garbage collection."""
-        view = memoryview(self._map)[: self.size].toreadonly()
-        self._map = mmap.mmap(-1, 1, flags=mmap.MAP_PRIVATE)  # unwritable from here on
+        view = memoryview(self._memory())[: self.size].toreadonly()
+        self._map = None
         return view
+
+    def _memory(self) -> mmap.mmap:
+        if self._map is None:
+            raise ValueError("the clip was handed over; its muxer may not touch it")
+        return self._map
 
 
 class _ReadBack:

@@ -223,8 +223,9 @@ class _Pieces(Payload):
         self, writer: AbstractStreamWriter, content_length: int | None
     ) -> None:
         view: memoryview = self._value
-        # Let go of the clip once sent: aiohttp keeps a keep-alive connection's last
-        # response until the next one is done, which would keep it alive uncounted.
+        # Only this call holds the clip while it is sent, and lets go when done: aiohttp
+        # keeps a keep-alive connection's last response until the next one has been
+        # handled, which would keep the clip alive after the cache let go of it.
         self._value = memoryview(b"")
         end = view.nbytes if content_length is None else min(content_length, view.nbytes)
         for start in range(0, end, SEND_PIECE):
