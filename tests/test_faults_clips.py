@@ -107,3 +107,19 @@ def test_a_build_waiting_for_room_goes_ahead_when_a_response_ends() -> None:
     holder.clear()  # ...which goes when a's response ends
     waiting.join(30)
     assert len(built) == 1 and len(built[0]) == 100 and cache.live == 100
+
+
+def test_a_clip_still_being_sent_is_taken_back_not_built_twice() -> None:
+    """A player's seek while its first response still streams the clip: the cache had
+    let go of it for another clip, and takes it back instead of building a second copy
+    (which would wait for the first to be freed)."""
+    cache = ClipCache(max_bytes=100, ttl=-1.0, wait=0.2)  # every clip stale at once
+    sending = cache.build("a", 60, lambda room: _clip(60))
+    cache.evict_stale()  # let go of, but still being sent
+    assert len(cache) == 0 and cache.live == 60
+    again = cache.build("a", 60, lambda room: pytest.fail("built again"))
+    assert again.obj is sending.obj and cache.live == cache.size == 60
+    cache.drop(lambda key: key == "a")  # revoked: not taken back any more
+    assert cache.get("a") is None
+    del sending, again
+    assert cache.live == 0

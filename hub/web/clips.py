@@ -13,6 +13,7 @@ unused, and owner clips when the last owner session does.
 from __future__ import annotations
 
 import gc
+import mmap
 import threading
 import time
 import weakref
@@ -48,6 +49,9 @@ class ClipCache:
 
     A clip is a read-only memoryview of an mmap (see `hub.clip`): the map is unmapped
     when the last view goes, and a finalizer on it tells the cache its bytes are free.
+    A clip the cache let go of but a response still holds is taken back, not built
+    again, if it is asked for meanwhile (a player's seek while its first response is
+    still streaming): one copy of a clip at most, and no wait for itself.
     """
 
     def __init__(
@@ -60,6 +64,8 @@ class ClipCache:
         self._bytes = 0  # of the clips in the cache
         self._live = 0  # of every clip not yet freed, in the cache or not
         self._building = 0  # room held for the build under way
+        # every clip not yet freed, by key, to take back rather than build twice
+        self._alive: dict[Hashable, tuple[weakref.ref[mmap.mmap], int]] = {}
         # Reentrant: a finalizer may run inside `_pop`, in the thread that holds it.
         self._changed = threading.Condition(threading.RLock())
         self.assembled = 0  # how many clips were built (tests and the bench read it)
@@ -70,11 +76,11 @@ class ClipCache:
         with self._changed:
             self._evict_stale(now)
             found = self._clips.get(key)
-            if found is None:
-                return None
-            self._clips[key] = (found[0], now)
-            self._clips.move_to_end(key)
-            return found[0]
+            if found is not None:
+                self._clips[key] = (found[0], now)
+                self._clips.move_to_end(key)
+                return found[0]
+            return self._take_back(key, now)
 
     def build(self, key: Hashable, expected: int, build: Callable[[int], memoryview]) -> memoryview:
         """The clip, assembled by `build(max_bytes)` unless another request did it while
@@ -101,8 +107,10 @@ class ClipCache:
         finally:
             with self._changed:
                 self._building = 0
-        weakref.finalize(body.obj, self._released, len(body))
+        memory = body.obj
+        weakref.finalize(memory, self._released, key, len(body))
         with self._changed:
+            self._alive[key] = (weakref.ref(memory), len(body))
             self._live += len(body)
             self.assembled += 1
             self._pop(key)
@@ -111,8 +119,11 @@ class ClipCache:
         return body
 
     def drop(self, match: Callable[[Hashable], bool]) -> None:
-        """Forget clips whose key matches (a revoked share, a logged-out owner)."""
+        """Forget clips whose key matches (a revoked share, a logged-out owner); one
+        still being sent is not taken back, and goes when it has been sent."""
         with self._changed:
+            for key in [k for k in self._alive if match(k)]:
+                del self._alive[key]
             for key in [k for k in self._clips if match(k)]:
                 self._pop(key)
 
@@ -123,9 +134,7 @@ class ClipCache:
             self._evict_stale(time.monotonic())
 
     def clear(self) -> None:
-        with self._changed:
-            for key in list(self._clips):
-                self._pop(key)
+        self.drop(lambda key: True)
 
     @property
     def size(self) -> int:
@@ -165,14 +174,28 @@ class ClipCache:
                 )
             self._changed.wait(left)
 
+    def _take_back(self, key: Hashable, now: float) -> memoryview | None:
+        """The clip of this key that a response still holds, back in the cache."""
+        ref, size = self._alive.get(key, (None, 0))
+        memory = ref() if ref is not None else None
+        if memory is None:
+            return None
+        body = memoryview(memory)[:size].toreadonly()
+        self._clips[key] = (body, now)
+        self._bytes += size
+        return body
+
     def _pop(self, key: Hashable) -> None:
         found = self._clips.pop(key, None)
         if found is not None:
             self._bytes -= len(found[0])
 
-    def _released(self, size: int) -> None:
+    def _released(self, key: Hashable, size: int) -> None:
         with self._changed:
             self._live -= size
+            found = self._alive.get(key)
+            if found is not None and found[0]() is None:  # not a newer clip of the key
+                del self._alive[key]
             self._changed.notify_all()
 
 
