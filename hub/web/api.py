@@ -38,7 +38,7 @@ from hub.web.app import (
     set_security_headers,
 )
 from hub.web.auth import client_key
-from hub.web.clips import OWNER, clip_of, is_first_request, is_owner_clip, ranged
+from hub.web.clips import OWNER, ClipBusy, clip_of, is_first_request, is_owner_clip, ranged
 from hub.web.live import mjpeg_response
 
 log = logging.getLogger(__name__)
@@ -402,9 +402,10 @@ async def serve_clip(
     key: object,
     segments: list[SegmentRow],
     open_segment: Any,
-) -> bytes:
+) -> memoryview:
     """Assemble (or reuse) a clip off the event loop, one build at a time (each may take
-    up to the whole clip budget); footage errors become 4xx."""
+    up to the whole clip budget); footage errors become 4xx, and clip memory still
+    held by responses under way a 503 to retry."""
     found = ctx.clips.get(key)
     if found is not None:
         return found
@@ -422,6 +423,10 @@ async def serve_clip(
         raise json_error(web.HTTPRequestEntityTooLarge, str(exc)) from None
     except ClipError as exc:
         raise json_error(web.HTTPUnprocessableEntity, f"the clip cannot be made: {exc}") from None
+    except ClipBusy as exc:
+        raise json_error(
+            web.HTTPServiceUnavailable, f"{exc}; try again shortly", **{"Retry-After": "10"}
+        ) from None
     return body
 
 
