@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -34,7 +35,7 @@ from hub.daemon import (
     run_until_signalled,
 )
 from hub.fsutil import write_private
-from hub.store import DamagedIndex, Index, SchemaError
+from hub.store import DamagedIndex, Index, SchemaError, is_damage
 
 log = logging.getLogger("hub")
 
@@ -62,6 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except DamagedIndex as exc:
         print(f"camhub: {exc}; `camhub repair` sets it aside and rebuilds it", file=sys.stderr)
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise
+        print(
+            f"camhub: the index is damaged ({exc}); `camhub repair` sets it aside and rebuilds it",
+            file=sys.stderr,
+        )
     except (CommandError, HubNotInitialised, vault.VaultError, SchemaError) as exc:
         print(f"camhub: {exc}", file=sys.stderr)
     except KeyboardInterrupt:

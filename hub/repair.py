@@ -202,8 +202,13 @@ def footage_files(data_dir: Path) -> Iterator[list[FoundFile]]:
 
 
 def has_sealed_files(data_dir: Path) -> bool:
-    """Whether any file under footage/ is named as a sealed segment or snapshot."""
-    return any(f.file_id is not None for files in footage_files(data_dir) for f in files)
+    """Whether any file under footage/ is named as a sealed file that may hold footage:
+    a `.seg` no longer than a header is a crash leftover recover() removes."""
+    return any(
+        f.file_id is not None and not (f.name.endswith(SEGMENT_SUFFIX) and f.size <= HEADER_SIZE)
+        for files in footage_files(data_dir)
+        for f in files
+    )
 
 
 def _read_head(path: Path) -> bytes:

@@ -401,3 +401,35 @@ def test_check_file_reads_names_and_headers_without_a_key(owner: X25519PrivateKe
     assert bad_day is not None and "day directory" in bad_day.why
     odd = FoundFile(f"footage/../{file_id}.snap", "..", DAY_DIR, f"{file_id}.snap", 200, T0)
     assert "not a camera id" in str(check_file(odd, sealed))
+
+
+def test_a_crash_before_the_first_row_does_not_block_the_start(tmp_path: Path) -> None:
+    """The index lists nothing, and the only file is a `.seg` created just before a crash
+    (0 bytes): that is no footage to protect, so the hub starts and recovery removes it."""
+    site = new_site(tmp_path, "rtsp://127.0.0.1:9/cam", record="continuous", segment_seconds=2)
+    with Index(site.data / "index.sqlite3"):
+        pass
+    leftover = site.data / "footage" / "door" / DAY_DIR / f"{'f' * 32}.seg"
+    leftover.parent.mkdir(parents=True)
+    leftover.touch()
+
+    with hub_processes() as hubs:
+        hub = hubs(site.config)
+        hub.wait_for("recording 1 camera(s)", timeout=20)
+        assert hub.terminate() == 0, hub.log
+
+    assert f"removed footage/door/{DAY_DIR}/{leftover.name}" in hub.log, hub.log
+    assert not leftover.exists()
+
+
+def test_other_commands_name_a_damaged_index_in_one_line(tmp_path: Path) -> None:
+    site = new_site(tmp_path, "rtsp://127.0.0.1:9/cam", record="continuous", segment_seconds=2)
+    _garbage(site.data / "index.sqlite3")
+
+    done = camhub("audit", "verify", "--config", site.config, cwd=site.root)
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"camhub: {site.data / 'index.sqlite3'}: not a usable camhub index (file is not a "
+        "database); `camhub repair` sets it aside and rebuilds it"
+    ], done.stderr
