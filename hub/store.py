@@ -45,6 +45,19 @@ class SchemaError(Exception):
     """The database was written by a newer camhub, or is not a camhub index."""
 
 
+class DamagedIndex(SchemaError):
+    """SQLite cannot read the file as a database: `camhub repair` moves it aside."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: not a usable camhub index ({reason})")
+        self.reason = reason
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file itself is bad, not that it is busy or unreachable."""
+    return getattr(exc, "sqlite_errorname", None) in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
 class SegmentState(enum.StrEnum):
     OPEN = "open"  # being written, or left behind by a crash until recover() runs
     COMPLETE = "complete"  # final chunk written and synced
@@ -327,7 +340,9 @@ class Index:
             self._reader.execute("PRAGMA query_only = ON")
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise SchemaError(f"{path}: not a usable camhub index ({exc})") from None
+            if is_damage(exc):
+                raise DamagedIndex(path, str(exc)) from None
+            raise SchemaError(f"{path}: cannot open the index ({exc})") from None
         except BaseException:
             self._conn.close()
             raise
@@ -456,6 +471,38 @@ class Index:
             "ORDER BY start_time, id LIMIT ?",
             (start_time, segment_id, _limit(limit)),
         )
+
+    def has_footage(self) -> bool:
+        """Whether any segment or snapshot is indexed: a new or emptied index has none."""
+        return bool(
+            self._one("SELECT EXISTS (SELECT 1 FROM segments) OR EXISTS (SELECT 1 FROM snapshots)")
+        )
+
+    def add_rebuilt(self, rows: Iterable[SegmentRow | SnapshotRow]) -> None:
+        """Rows rebuilt from sealed files (hub/repair.py), in the order given, all or none."""
+        with self._lock, _transaction(self._conn):
+            for row in rows:
+                if isinstance(row, SegmentRow):
+                    self._conn.execute(
+                        f"INSERT INTO segments ({_SEGMENT_COLUMNS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            row.id,
+                            row.camera_id,
+                            row.start_time,
+                            row.end_time,
+                            row.path,
+                            row.size,
+                            row.frames,
+                            row.state,
+                            row.created,
+                        ),
+                    )
+                else:
+                    self._conn.execute(
+                        f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                        (row.id, row.camera_id, row.event_id, row.time, row.path, row.size),
+                    )
 
     def total_size(self) -> int:
         """Bytes of sealed footage on disk: segments not being written, and snapshots."""
@@ -752,9 +799,11 @@ class Index:
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def check_integrity(self) -> str:
-        """SQLite's own verdict on the file: 'ok', or what is damaged."""
-        return "\n".join(row[0] for row in self._query("PRAGMA integrity_check"))
+    def check_integrity(self, *, quick: bool = False) -> str:
+        """SQLite's own verdict on the file: 'ok', or what is damaged. `quick` skips
+        checking that indexes match their tables, which makes it linear in file size."""
+        pragma = "PRAGMA quick_check" if quick else "PRAGMA integrity_check"
+        return "\n".join(row[0] for row in self._query(pragma))
 
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with self._read_lock:

@@ -576,8 +576,10 @@ def open_sealed(
     """Yield the plaintext chunk by chunk, each only after it has been authenticated.
 
     Give either the owner's `private_key` or a `data_key` unwrapped some other way
-    (share links). `allow_partial` accepts a file that ends on a whole-chunk boundary
-    without its final chunk: the hub's crash-recovered segments, nothing else.
+    (share links). `allow_partial` accepts a file cut short by a crash: its whole
+    chunks without the final one, and without a trailing fragment shorter than a chunk
+    that does not authenticate (a cut mid-chunk). Only for the hub's recovered
+    segments; what it yields is still an authentic prefix, in order.
     """
     if (private_key is None) == (data_key is None):
         raise ValueError("open_sealed needs exactly one of private_key or data_key")
@@ -612,6 +614,8 @@ def _open_chunks(
                     yield final
                 return
             if len(chunk) < SEALED_CHUNK_SIZE:
+                if allow_partial:  # a crash cut the file mid-chunk: the fragment holds nothing
+                    return
                 raise CorruptFile(
                     f"the last chunk ({counter}, {len(chunk)} bytes) failed authentication: "
                     "the file was cut mid-chunk or altered"

@@ -758,8 +758,8 @@ def test_file_cut_mid_write_is_recovered_to_its_whole_chunks(
 
     with path.open("rb") as src, pytest.raises(CorruptFile, match="cut mid-chunk"):
         b"".join(open_sealed(src, owner))
-    with path.open("rb") as src, pytest.raises(CorruptFile, match="cut mid-chunk"):
-        b"".join(open_sealed(src, owner, allow_partial=True))  # must be trimmed first
+    with path.open("rb") as src:  # a recovered file: the fragment is dropped, not trusted
+        assert b"".join(open_sealed(src, owner, allow_partial=True)) == plain[: 3 * CHUNK_SIZE]
 
     keep = sealed_prefix_length(path.stat().st_size)
     assert keep == HEADER_SIZE + 3 * SEALED
@@ -777,8 +777,13 @@ def test_allow_partial_still_checks_complete_files(
     plain, sealed = sample
     assert _open(sealed, owner, allow_partial=True) == plain
     assert sealed_prefix_length(len(sealed)) == HEADER_SIZE + 2 * SEALED  # never on closed files
+    with pytest.raises(CorruptFile, match="chunk 1 failed authentication"):
+        _open(_flip(sealed, HEADER_SIZE + SEALED + 5), owner, allow_partial=True)
+    # A short tail that does not authenticate is what a crash mid-chunk leaves: dropped,
+    # as truncating it would be; nothing unauthenticated is returned.
+    assert _open(_flip(sealed, -1), owner, allow_partial=True) == plain[: 2 * CHUNK_SIZE]
     with pytest.raises(CorruptFile, match="failed authentication"):
-        _open(_flip(sealed, -1), owner, allow_partial=True)
+        _open(_flip(sealed, -1), owner)
 
 
 def test_writer_left_by_an_error_is_not_finalized(owner: X25519PrivateKey) -> None:
