@@ -28,9 +28,12 @@ Invariants, in the order the code keeps them:
    in between leaves a row whose file is gone or unreadable (the next pass deletes
    it), never a readable file without a row, which retention would never reach.
 8. A snapshot is sealed in memory, written to `<id>.snap.tmp`, fsynced, renamed to
-   `<id>.snap`, its directory fsynced, then its row inserted. recover() deletes
-   temporary files and sealed files without a row (a crash between steps 1 and 2,
-   or between rename and insert).
+   `<id>.snap`, its directory fsynced, then its row inserted.
+9. recover() deletes only the leftovers of those crash windows that hold no footage:
+   temporary files, and `.seg` files no longer than a header (a crash between steps 1
+   and 2). Any other sealed file without a row is kept and reported, never deleted:
+   the index may be the one at fault (lost, restored from a backup), and
+   `camhub repair` (hub/repair.py) adopts such files.
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ class RecoveryReport:
 
     recovered: tuple[SegmentRow, ...]  # cut back to whole chunks, now 'recovered'
     dropped: tuple[SegmentRow, ...]  # nothing of them reached the disk: row (and file) gone
-    orphans: tuple[str, ...]  # files without a row, deleted (paths relative to data dir)
+    removed: tuple[str, ...]  # crash leftovers holding no footage, deleted (paths in data dir)
+    unknown: tuple[str, ...]  # sealed files without a row, kept for `camhub repair`
     events_closed: tuple[EventRow, ...]  # events still open, ended at their last known time
 
     def lines(self) -> list[str]:
@@ -154,7 +158,16 @@ class RecoveryReport:
             "no whole chunk of it reached the disk"
             for row in self.dropped
         ]
-        out += [f"removed {path}, left half-written by an unclean stop" for path in self.orphans]
+        out += [
+            f"removed {path}, left unfinished by an unclean stop before it held footage"
+            for path in self.removed
+        ]
+        if self.unknown:
+            out.append(
+                f"kept {_count(len(self.unknown), 'sealed file')} the index does not list "
+                f"(the first: {self.unknown[0]}): not shown and not reached by retention "
+                "until `camhub repair` adopts them"
+            )
         out += [
             f"{event.camera_id}: event {event.id} was still open after an unclean stop; "
             "ended at its last known moment"
@@ -419,10 +432,12 @@ class Archive:
                 dropped.append(row)
             else:
                 recovered.append(salvaged)
+        removed, unknown = self._sort_orphans()
         return RecoveryReport(
             recovered=tuple(recovered),
             dropped=tuple(dropped),
-            orphans=tuple(self._remove_orphans()),
+            removed=tuple(removed),
+            unknown=tuple(unknown),
             events_closed=tuple(self.index.close_open_events()),
         )
 
@@ -460,26 +475,36 @@ class Archive:
         _fsync_dir(path.parent)
         return keep, stat.st_mtime
 
-    def _remove_orphans(self) -> list[str]:
+    def _sort_orphans(self) -> tuple[list[str], list[str]]:
+        """Files without a row: (deleted, kept). Invariant 9: only what holds no footage
+        goes, so an index that lost its rows can never take the footage with it."""
         root = self.data_dir / FOOTAGE_DIR
         if not root.is_dir():
-            return []
+            return [], []
         removed: list[str] = []
+        unknown: list[str] = []
         for day_dir in sorted(p for p in root.glob("*/*") if p.is_dir()):
-            names = [e.name for e in os.scandir(day_dir) if e.is_file(follow_symlinks=False)]
+            where = day_dir.relative_to(self.data_dir).as_posix()
+            entries = {e.name: e for e in os.scandir(day_dir) if e.is_file(follow_symlinks=False)}
             sealed = {
                 name.partition(".")[0]: name
-                for name in names
+                for name in entries
                 if name.endswith((SEGMENT_SUFFIX, SNAPSHOT_SUFFIX))
             }
             known = self.index.known_ids(sealed)
-            doomed = [name for name in names if name.endswith(TEMP_SUFFIX)]
-            doomed += [name for file_id, name in sealed.items() if file_id not in known]
-            for name in sorted(doomed):
-                rel = f"{day_dir.relative_to(self.data_dir).as_posix()}/{name}"
-                self._delete_file(rel)
-                removed.append(rel)
-        return removed
+            leftovers = [name for name in entries if name.endswith(TEMP_SUFFIX)]
+            for file_id, name in sealed.items():
+                if file_id in known:
+                    continue
+                size = entries[name].stat(follow_symlinks=False).st_size
+                if name.endswith(SEGMENT_SUFFIX) and size <= HEADER_SIZE:
+                    leftovers.append(name)
+                else:
+                    unknown.append(f"{where}/{name}")
+            for name in sorted(leftovers):
+                self._delete_file(f"{where}/{name}")
+                removed.append(f"{where}/{name}")
+        return removed, sorted(unknown)
 
     # -- retention --------------------------------------------------------------------
 

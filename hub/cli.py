@@ -1,4 +1,4 @@
-"""The `camhub` command: init, run, demo, check-config, decrypt, passwd, audit."""
+"""The `camhub` command: init, run, demo, check-config, decrypt, passwd, audit, repair."""
 
 from __future__ import annotations
 
@@ -8,18 +8,36 @@ import logging
 import os
 import secrets
 import shutil
+import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from hub import tls, vault
+from hub import repair, tls, vault
 from hub.audit import AuditKind, AuditLog
-from hub.config import DEMO_PORT, Config, ConfigError, default_config, load_config
-from hub.daemon import DataPaths, Hub, HubNotInitialised, load_keyfile, run_until_signalled
+from hub.config import (
+    DEMO_PORT,
+    Config,
+    ConfigError,
+    StorageSettings,
+    default_config,
+    load_config,
+)
+from hub.daemon import (
+    DataPaths,
+    Hub,
+    HubNotInitialised,
+    IndexUnusable,
+    KeyFileError,
+    load_keyfile,
+    read_keyfile,
+    run_until_signalled,
+)
 from hub.fsutil import write_private
-from hub.store import Index
+from hub.store import DamagedIndex, Index, SchemaError, is_damage
 
 log = logging.getLogger("hub")
 
@@ -38,7 +56,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except ConfigError as exc:
         print(f"camhub: invalid config\n{exc}", file=sys.stderr)
-    except (CommandError, HubNotInitialised, vault.VaultError) as exc:
+    except IndexUnusable as exc:
+        print(
+            f"camhub: {exc}; not started, nothing deleted: run "
+            f"`camhub repair {_where_given(args, exc.data_dir)}` to rebuild the index "
+            "from the sealed files",
+            file=sys.stderr,
+        )
+    except DamagedIndex as exc:
+        print(f"camhub: {exc}; `camhub repair` sets it aside and rebuilds it", file=sys.stderr)
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise
+        print(
+            f"camhub: the index is damaged ({exc}); `camhub repair` sets it aside and rebuilds it",
+            file=sys.stderr,
+        )
+    except (
+        CommandError,
+        HubNotInitialised,
+        KeyFileError,
+        vault.VaultError,
+        SchemaError,
+    ) as exc:
         print(f"camhub: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("camhub: interrupted", file=sys.stderr)
@@ -94,6 +134,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--password-file", type=Path, help="with --unlock: read the password here")
 
+    p = command(
+        "repair",
+        cmd_repair,
+        "rebuild the index from the sealed files (with the hub stopped); deletes nothing",
+    )
+    _where(p)
+
     p = command("passwd", cmd_passwd, "change the owner's password")
     _where(p)
     p.add_argument("--password-file", type=Path, help="read the current password from this file")
@@ -105,6 +152,12 @@ def _where(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--config", type=Path)
     group.add_argument("--data-dir", type=Path)
+
+
+def _where_given(args: argparse.Namespace, data_dir: Path) -> str:
+    """The --config or --data-dir option naming the data directory, as the user gave it."""
+    config = getattr(args, "config", None)
+    return f"--config {config}" if config is not None else f"--data-dir {data_dir}"
 
 
 def _setup_logging(level: str) -> None:
@@ -184,7 +237,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _setup_logging(args.log_level or config.hub.log_level)
     logging.getLogger().setLevel((args.log_level or config.hub.log_level).upper())
-    run_until_signalled(Hub(config))
+    try:
+        hub = Hub(config)
+    except KeyFileError as exc:
+        raise CommandError(f"not recording: {exc}") from None
+    run_until_signalled(hub)
     return 0
 
 
@@ -235,7 +292,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
     keys_path = args.keys or _find_keys(args.file)
-    keyfile = vault.KeyFile.from_json(keys_path.read_text())
+    keyfile = read_keyfile(keys_path)
     if args.recovery_code:
         secret = _ask("Recovery code: ", args.password_file)
         private_key = vault.unlock_with_recovery(keyfile, secret)
@@ -285,6 +342,23 @@ def _find_keys(sealed: Path) -> Path:
     raise CommandError(f"no keys.json found above {sealed}; name it with --keys")
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    paths = _data_paths(args)
+    if not paths.root.is_dir():
+        raise CommandError(f"no data directory {paths.root}")
+    segment_seconds = (
+        load_config(args.config).storage.segment_seconds
+        if args.config is not None
+        else StorageSettings().segment_seconds
+    )
+    report = repair.repair_index(
+        paths.root, paths.index, segment_seconds=segment_seconds, now=time.time()
+    )
+    for line in report.lines():
+        print(f"camhub: {line}")
+    return 0
+
+
 def cmd_passwd(args: argparse.Namespace) -> int:
     paths = _data_paths(args)
     keyfile = load_keyfile(paths)
@@ -296,6 +370,12 @@ def cmd_passwd(args: argparse.Namespace) -> int:
         log_.record(AuditKind.PASSWORD_CHANGED, "owner at the console")
         log_.seal(private_key)
     print("camhub: password changed (footage keys unchanged; the recovery code still works)")
+    if keyfile.version < vault.KEYFILE_VERSION:
+        # Safe only now: unlocking proved the public key is the private key's own.
+        print(
+            f"camhub: {paths.keys} upgraded from version {keyfile.version} to "
+            f"{vault.KEYFILE_VERSION}: its public key now carries a check"
+        )
     return 0
 
 

@@ -6,10 +6,14 @@ HTTP (no index, no duration until the end), so a clip is re-muxed into a regular
 with the moov atom in front ("faststart"): the player learns the duration and every
 keyframe's byte offset from the first response and seeks with HTTP Range requests.
 
-Everything happens in memory. Plaintext footage never touches the disk, so parts are
-read into `io.BytesIO` and the clip is muxed into one; FFmpeg's faststart pass, which
-normally reopens the output *file* to move the media data, is handed a second cursor
-over that same buffer instead (`_ReadBack`).
+Everything happens in memory. Plaintext footage never touches the disk, so each part is
+read whole into memory and the clip is muxed into an anonymous memory mapping of its
+own (`_Mapped`); FFmpeg's faststart pass, which normally reopens the output *file* to
+move the media data, is handed a second cursor over that same mapping instead
+(`_ReadBack`). The mapping, not the C heap, holds the clip, so that its memory goes
+back to the system the moment the last view of it is dropped, whatever the state of
+malloc's heap, and nothing else (a PyAV container waiting in a reference cycle for
+the garbage collector) keeps it alive.
 
 Invariants:
 1. Packets are copied byte for byte; nothing is decoded or re-encoded.
@@ -19,6 +23,9 @@ Invariants:
    resolution). It never starts later than asked, and `Clip.stopped_before` tells the
    caller where the rest begins.
 4. At most `max_bytes` of plaintext is ever read; past that, `ClipTooLarge`.
+5. The clip's memory is one mapping, reserved at `max_bytes` plus `_MOOV_ROOM` but
+   only touched as far as it is written; after a build, malloc gives the heap's free
+   pages back (`malloc_trim`), so what the parts and packets used is not kept either.
 
 Placement: the first picture is shown at 0 and each later part at its wall-clock
 `start_time` relative to the first part's, so clip time t is wall time first + t. A
@@ -33,8 +40,10 @@ keyframe following on (a kept hole is one long sample, a closed one a plain cut)
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
+import mmap
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -51,6 +60,9 @@ DEFAULT_MAX_GAP = 5.0  # seconds; about one lost segment stays visible as a paus
 # Not fragmented: moov (with every sample's offset) written last, then moved to the front.
 _MOVFLAGS = "+faststart"
 _AVIO_FLAG_WRITE = 2  # libavformat's AVIO_FLAG_WRITE
+# The output's room beyond the plaintext read: the clip is the parts' packets plus one
+# moov, whose per-sample tables take fewer bytes than the parts' moofs they replace.
+_MOOV_ROOM = 1024 * 1024
 # Everything stream copy needs (codec, size, extradata, time base) is in the segment's moov.
 # Left to itself, opening a part decodes a frame to learn the pixel format (15 ms for 720p,
 # 20x the cost of the rest of the open): don't probe, and skip every frame if it tries.
@@ -82,7 +94,7 @@ class ClipPart:
 class Clip:
     """An assembled clip, and what it covers (for the response headers and access log)."""
 
-    data: bytes  # a regular MP4, moov before mdat
+    data: memoryview  # a regular MP4, moov before mdat; read-only, over its own mapping
     frames: int
     duration: float  # seconds of timeline, closed gaps excluded
     parts: int  # how many leading parts went in
@@ -111,41 +123,88 @@ class _Demuxed:
     packets: list[av.Packet]
 
 
+class _Mapped:
+    """The clip being muxed: a seekable, writable file over an anonymous private mapping.
+
+    Reserved at its largest size up front (address space only: a page costs memory once
+    written), so the output never grows by realloc and copy; unmapped when the last
+    view of it from `detach()` goes, so its memory returns to the system at once.
+    """
+
+    __slots__ = ("_map", "_position", "size")
+
+    def __init__(self, capacity: int) -> None:
+        self._map: mmap.mmap | None = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE)
+        self._position = 0
+        self.size = 0  # bytes written so far: the end of the file
+
+    def write(self, data: bytes) -> int:
+        memory = self._memory()
+        end = self._position + len(data)
+        if end > len(memory):
+            raise OSError(f"the clip outgrew its {_mib(len(memory))} of memory")
+        memory[self._position : end] = data
+        self._position = end
+        self.size = max(self.size, end)
+        return len(data)
+
+    def read_at(self, position: int, size: int) -> bytes:
+        end = self.size if size < 0 else min(self.size, position + size)
+        return self._memory()[position:end]
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._position = _seek(self._position, self.size, offset, whence)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Nothing: the mapping lives as long as a view of it does."""
+
+    def detach(self) -> memoryview:
+        """The clip as written, read-only, handed over: the mapping goes when the last
+        view of it does. This object lets go of it, since PyAV's containers sit in
+        reference cycles that keep their file object alive until a garbage collection."""
+        view = memoryview(self._memory())[: self.size].toreadonly()
+        self._map = None
+        return view
+
+    def _memory(self) -> mmap.mmap:
+        if self._map is None:
+            raise ValueError("the clip was handed over; its muxer may not touch it")
+        return self._map
+
+
 class _ReadBack:
-    """A second, read-only cursor over the output buffer, for FFmpeg's faststart pass.
+    """A second, read-only cursor over the output, for FFmpeg's faststart pass.
 
     With +faststart the MP4 muxer writes moov last, then shifts the media data up to
     make room for it in front, reading the output back as it writes (libavformat's
-    `ff_format_shift_data`). It reopens the output by name for that, and a BytesIO has
-    none, so `av.open(io_open=...)` hands it this view of the same buffer. The view
-    restores the buffer's position after each read: the muxer's writer relies on it.
+    `ff_format_shift_data`). It reopens the output by name for that, and the mapping
+    has none, so `av.open(io_open=...)` hands it this view of the same memory, which
+    leaves the writer's position alone.
     """
 
-    __slots__ = ("_buffer", "_position")
+    __slots__ = ("_output", "_position")
 
-    def __init__(self, buffer: io.BytesIO) -> None:
-        self._buffer = buffer
+    def __init__(self, output: _Mapped) -> None:
+        self._output = output
         self._position = 0
 
     def read(self, size: int = -1) -> bytes:
-        kept = self._buffer.tell()
-        try:
-            self._buffer.seek(self._position)
-            data = self._buffer.read(size)
-        finally:
-            self._buffer.seek(kept)
+        data = self._output.read_at(self._position, size)
         self._position += len(data)
         return data
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            self._position = offset
-        elif whence == io.SEEK_CUR:
-            self._position += offset
-        elif whence == io.SEEK_END:
-            self._position = self._buffer.getbuffer().nbytes + offset
-        else:  # as BytesIO does, e.g. for AVSEEK_SIZE: FFmpeg falls back to SEEK_END
-            raise ValueError(f"invalid whence ({whence})")
+        self._position = _seek(self._position, self._output.size, offset, whence)
         return self._position
 
     def tell(self) -> int:
@@ -164,14 +223,16 @@ class _ReadBack:
         pass
 
 
-def assemble_clip(
-    parts: Iterable[ClipPart],
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_gap: float = DEFAULT_MAX_GAP,
-) -> bytes:
-    """The parts stream-copied into one seekable MP4 (see `build_clip`)."""
-    return build_clip(parts, max_bytes=max_bytes, max_gap=max_gap).data
+def _seek(position: int, size: int, offset: int, whence: int) -> int:
+    """A file position after seek(offset, whence), as BytesIO computes it."""
+    if whence == io.SEEK_SET:
+        return offset
+    if whence == io.SEEK_CUR:
+        return position + offset
+    if whence == io.SEEK_END:
+        return size + offset
+    # as BytesIO does, e.g. for AVSEEK_SIZE: FFmpeg falls back to SEEK_END
+    raise ValueError(f"invalid whence ({whence})")
 
 
 def build_clip(
@@ -190,12 +251,19 @@ def build_clip(
     `CorruptFile`, say) passes through as it is: tampering is not a clip problem.
     CPU-bound and synchronous: an event loop should run it in a worker thread.
     """
+    try:
+        return _build(parts, max_bytes, max_gap)
+    finally:
+        release_free_memory()
+
+
+def _build(parts: Iterable[ClipPart], max_bytes: int, max_gap: float) -> Clip:
     if max_bytes <= 0:
         raise ValueError(f"max_bytes: must be positive, got {max_bytes}")
     if not 0 <= max_gap < float("inf"):
         raise ValueError(f"max_gap: must be 0 or more seconds, got {max_gap}")
 
-    output = io.BytesIO()
+    output = _Mapped(max_bytes + _MOOV_ROOM)
     writer = _Writer(output, max_gap)
     budget = _Budget(max_bytes)
     stopped_before: float | None = None
@@ -218,7 +286,7 @@ def build_clip(
     finally:
         writer.abort()  # no-op once closed
     return Clip(
-        data=output.getvalue(),  # shares the buffer, no copy
+        data=output.detach(),
         frames=writer.frames,
         duration=writer.duration,
         parts=writer.parts,
@@ -246,17 +314,25 @@ class _Budget:
 
 
 def _demux(index: int, part: ClipPart, budget: _Budget) -> _Demuxed:
-    """Read one part into memory and demux all its video packets.
+    """Read one part into memory, in one piece, and demux all its video packets.
 
     A packet FFmpeg flags as corrupt is a short read at the end of the data: a
     crash-recovered segment ends without its last chunk. Its complete packets are
     kept and the rest of it dropped (the sealing already vouches for every byte read).
     """
-    buffer = io.BytesIO()
+    chunks: list[bytes] = []
     for chunk in part.chunks:
         budget.take(index, len(chunk))
-        buffer.write(chunk)
-    buffer.seek(0)
+        chunks.append(chunk)
+    buffer = io.BytesIO(b"".join(chunks))  # sized once; BytesIO shares it, no copy
+    del chunks
+    try:
+        return _demux_buffer(index, part, buffer)
+    finally:
+        buffer.close()  # the container may outlive this call in a cycle; its data need not
+
+
+def _demux_buffer(index: int, part: ClipPart, buffer: io.BytesIO) -> _Demuxed:
     where = f"part {index} (start {part.start_time:.3f})"
     try:
         container: InputContainer = av.open(
@@ -297,7 +373,7 @@ def _demux(index: int, part: ClipPart, budget: _Budget) -> _Demuxed:
 class _Writer:
     """The output MP4: places each part on one rising timeline and muxes its packets."""
 
-    def __init__(self, output: io.BytesIO, max_gap: float) -> None:
+    def __init__(self, output: _Mapped, max_gap: float) -> None:
         self._output = output
         self._max_gap = max_gap
         self._container: OutputContainer | None = None
@@ -425,6 +501,21 @@ class _Writer:
                 container.close()
             except Exception as exc:  # already failing; the first error is the one to report
                 log.debug("closing an abandoned clip muxer: %s", exc)
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's `malloc_trim`).
+
+    A build frees many megabytes of parts and packets in several threads' arenas, and
+    glibc keeps freed memory that is not at the top of a heap. Elsewhere (musl) there
+    is nothing to call, and nothing to do.
+    """
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+_LIBC = ctypes.CDLL(None)
 
 
 def _pts(packet: av.Packet) -> int:

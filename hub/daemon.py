@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -15,14 +16,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from hub import tls, vault
+from hub import repair, tls, vault
 from hub.archive import Archive, RetentionPolicy
 from hub.audit import AuditKind, AuditLog, RepeatFilter
 from hub.camera import Camera, EventSink
 from hub.config import Config
 from hub.motion import MotionEvent
 from hub.shares import shares_to_end
-from hub.store import Index
+from hub.store import DamagedIndex, Index, is_damage
 from hub.web.app import CameraView, WebContext, make_app
 from hub.web.auth import LoginThrottle, Sessions
 from hub.web.clips import ClipCache, is_owner_clip
@@ -103,12 +104,92 @@ class HubNotInitialised(Exception):
     """The data directory has no owner keys yet: `camhub init` must run first."""
 
 
-def load_keyfile(paths: DataPaths) -> vault.KeyFile:
+class KeyFileError(Exception):
+    """The owner key file cannot be read or used; the message names it and what to do."""
+
+
+# The key pair never changes (a password change rewraps the same private key), so any
+# copy of the file holds the right key; only its slots open it, not the code alone.
+RESTORE_ADVICE = (
+    "Restore keys.json from a backup: any copy works, as the owner key pair never changes "
+    "(an older copy opens with the password of its day, or the recovery code, "
+    "which alone cannot rebuild the file)"
+)
+
+
+class IndexUnusable(Exception):
+    """The index is missing, empty or damaged while footage exists: the hub does not
+    start on it (it would not know that footage), and `camhub repair` rebuilds it."""
+
+    def __init__(self, problem: str, data_dir: Path) -> None:
+        super().__init__(problem)
+        self.data_dir = data_dir
+
+
+def open_index(paths: DataPaths) -> Index:
+    """The index, checked before anything trusts it.
+
+    A missing or empty file is a new index only when there is no footage for it to
+    have listed. SQLite's quick check reads every page once (0.7 s for 30 days of one
+    camera at 4 s segments, a 222 MB index, on the dev machine), so a damaged page stops
+    the start here instead of failing some later write.
+    """
+    path = paths.index
     try:
-        text = paths.keys.read_text()
+        size: int | None = path.stat().st_size
     except FileNotFoundError:
-        raise HubNotInitialised(f"no owner keys in {paths.root}: run `camhub init` first") from None
-    return vault.KeyFile.from_json(text)
+        size = None
+    if not size and repair.has_sealed_files(paths.root):
+        state = "missing" if size is None else "empty (0 bytes)"
+        raise IndexUnusable(
+            f"the index {path} is {state} but {paths.footage} holds sealed footage", paths.root
+        )
+    try:
+        index = Index(path)
+    except DamagedIndex as exc:
+        raise IndexUnusable(
+            f"the index {path} is not readable ({exc.reason})", paths.root
+        ) from None
+    try:
+        verdict = index.check_integrity(quick=True)
+        lists_footage = index.has_footage()
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            index.close()
+            raise
+        verdict, lists_footage = str(exc), True
+    problem = None
+    if verdict != "ok":
+        problem = f"the index {path} is damaged ({verdict.splitlines()[0]})"
+    elif not lists_footage and repair.has_sealed_files(paths.root):
+        problem = f"the index {path} lists no footage but {paths.footage} holds sealed files"
+    if problem is not None:
+        index.close()
+        raise IndexUnusable(problem, paths.root)
+    return index
+
+
+def load_keyfile(paths: DataPaths) -> vault.KeyFile:
+    if not paths.keys.exists():
+        raise HubNotInitialised(f"no owner keys in {paths.root}: run `camhub init` first")
+    return read_keyfile(paths.keys)
+
+
+def read_keyfile(path: Path) -> vault.KeyFile:
+    """The key file at `path`, checked (vault.KeyFile.from_json); never written here, so a
+    damaged file stays as found for the owner to replace."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(vault.MAX_KEYFILE_SIZE + 1)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read the owner key file {path}: {exc.strerror}") from None
+    try:
+        return vault.KeyFile.from_json(data)
+    except vault.NewerKeyFile as exc:
+        raise KeyFileError(f"{path}: {exc}: a newer camhub wrote it; run that one") from None
+    except vault.VaultError as exc:
+        what = str(exc).removeprefix("key file: ")
+        raise KeyFileError(f"{path} is damaged: {what}. {RESTORE_ADVICE}") from None
 
 
 class IndexedEvents(EventSink):
@@ -149,8 +230,15 @@ class Hub:
         self.config = config
         self.paths = DataPaths(config.hub.data_dir)
         keyfile = load_keyfile(self.paths)
+        if keyfile.version < vault.KEYFILE_VERSION:
+            log.warning(
+                "%s is a version %d key file, without a check of its public key; "
+                "`camhub passwd` upgrades it",
+                self.paths.keys,
+                keyfile.version,
+            )
         storage = config.storage
-        self.index = Index(self.paths.index)
+        self.index = open_index(self.paths)
         self.archive = Archive(
             self.paths.root,
             self.index,
@@ -179,12 +267,20 @@ class Hub:
         self._index_failure = RepeatedFailure("the index")
         self._index_failures_seen = 0
         self._stopping = threading.Event()
+        self._started = False  # start() ran to its end
         self._housekeeping = threading.Thread(
             target=self._housekeeping_loop, name="housekeeping", daemon=True
         )
 
     def start(self) -> None:
-        report = self.archive.recover()
+        try:
+            report = self.archive.recover()
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            raise IndexUnusable(
+                f"the index {self.paths.index} failed during recovery ({exc})", self.paths.root
+            ) from None
         for line in report.lines():
             log.warning("%s", line)
         self._log_start()
@@ -194,28 +290,41 @@ class Hub:
         self._housekeeping.start()
         log.info("recording %d camera(s) into %s", len(self.cameras), self.paths.root)
         self._start_web()
+        self._started = True
 
     def stop(self) -> None:
-        """Stop serving, flush every open segment and event, then close the index."""
+        """Stop serving, flush every open segment and event, then close the index.
+
+        "stopped cleanly" is said only when every step did its job; otherwise the
+        last line says what did not (and a start that failed is never a clean stop).
+        """
         self._stopping.set()
         owner_key = self.sessions.any_key()  # stopping the web server drops the sessions
+        problems = [] if self._started else ["the start failed"]
         if self.web is not None:
             self.web.stop()
         for camera in self.cameras:
             camera.stop()
         if self._housekeeping.is_alive():
             self._housekeeping.join(timeout=5)
-        unsettled = self.archive.settle()
-        self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
-        self._seal_audit(owner_key)
+            if self._housekeeping.is_alive():
+                problems.append("housekeeping still running")
+        self.archive.settle()  # what a full disk cut short, closed if there is room now
+        try:
+            self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
+            self._seal_audit(owner_key)
+            left_open = len(self.index.open_segments())
+        except sqlite3.Error as exc:
+            problems.append(f"the index failed: {exc}")
+        else:
+            if left_open:
+                # A writer that did not finish, or a segment aborted without being closed:
+                # the next start recovers it (Archive.recover).
+                problems.append(f"{left_open} segment(s) left open")
         self.sessions.clear()
         self.index.close()
-        if unsettled:
-            log.warning(
-                "stopped; %d segment(s) cut short by a full disk or a failing index are still "
-                "open: the next start recovers them",
-                unsettled,
-            )
+        if problems:
+            log.error("stopped, not cleanly: %s", "; ".join(problems))
         else:
             log.info("stopped cleanly")
 

@@ -6,6 +6,12 @@ stores: the index keeps its SHA-256, and each shared segment's data key wrapped
 under it (vault.wrap_for_secret). The fragment (#) is never sent in a request line,
 so the secret appears in no access log, proxy log or Referer. Ending a share (revoked,
 expired, used up) deletes the wrapped keys, so even the secret opens nothing after.
+
+The secret is the same for everyone it reaches, so it cannot tell one browser from
+another. Views are counted with open tokens instead: each counted view hands out a
+random token (kept as SHA-256 in the index, with the share and the time), which its
+browser holds as a cookie. Presenting it again within RELOAD_WINDOW is a reload and
+counts nothing; the clip is served only with a token younger than PLAY_WINDOW.
 """
 
 from __future__ import annotations
@@ -35,6 +41,17 @@ MAX_SPAN = 6 * 3600.0  # longest time range one share may cover
 # the last view can still seek in the clip; then its keys are deleted.
 USED_UP_GRACE = 15 * 60.0
 SHARE_ID = re.compile(r"[0-9a-f]{16}")
+OPEN_TOKEN_SIZE = 32
+OPEN_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32)
+# Opening the link again in the same browser this soon after its counted view (its
+# open token in hand) is a reload and counts no view.
+RELOAD_WINDOW = 10 * 60.0
+# An open token fetches the clip this long after its view: the longest share's clip
+# (MAX_SPAN) can be watched and sought through to the end.
+PLAY_WINDOW = MAX_SPAN
+# Open tokens kept per share: enough for every view of a share with MAX_VIEWS, and a
+# bound on the rows that one secret holder of a share without a limit can add.
+MAX_OPENS = MAX_VIEWS
 
 
 class ShareError(Exception):
@@ -137,26 +154,44 @@ def check_link(index: Index, share_id: str, token: str, now: float) -> tuple[Sha
     return share, secret
 
 
-def use_share(
-    index: Index, share_id: str, token: str, now: float, *, new_view: bool = True
-) -> ShareRow:
-    """Count one view of a share's page; refused once its views are used up. A browser
-    that already opened the link (`new_view` False: it holds the link's cookie) reloads
-    the page without using up another view."""
+@dataclass(frozen=True, slots=True)
+class Use:
+    """One opening of a share link: the share as it now stands, and the open token to
+    hand to this browser (None for a reload, which keeps the token it has)."""
+
+    share: ShareRow
+    open_token: str | None
+
+    @property
+    def reload(self) -> bool:
+        return self.open_token is None
+
+
+def use_share(index: Index, share_id: str, token: str, open_token: str, now: float) -> Use:
+    """Open a share's page: a reload if `open_token` is the one this share handed this
+    browser within RELOAD_WINDOW, else one more view (refused once used up) with a new
+    open token. The secret alone is never taken as a reload."""
     share, _ = check_link(index, share_id, token, now)
-    if not new_view:
-        return share
-    share = index.count_share_view(share_id, now)
-    if share is None:
+    opened = _opened(index, share_id, open_token)
+    if opened is not None and now - RELOAD_WINDOW < opened <= now:
+        return Use(share, None)
+    fresh = secrets.token_urlsafe(OPEN_TOKEN_SIZE)
+    counted = index.count_share_view(
+        share_id, now, _open_hash(fresh), forget_before=now - PLAY_WINDOW, keep=MAX_OPENS
+    )
+    if counted is None:
         raise ShareRefused("share used up")
-    return share
+    return Use(counted, fresh)
 
 
-def open_share(index: Index, share_id: str, token: str, now: float) -> OpenedShare:
-    """The shared segments with their data keys, for playing the clip."""
+def open_share(index: Index, share_id: str, token: str, open_token: str, now: float) -> OpenedShare:
+    """The shared segments with their data keys, for playing the clip: for a browser
+    whose view was counted (it holds an open token of this share younger than
+    PLAY_WINDOW), so the secret alone cannot fetch the clip again and again."""
     share, secret = check_link(index, share_id, token, now)
-    if share.max_views is not None and share.views == 0:
-        raise ShareRefused("share not opened yet")
+    opened = _opened(index, share_id, open_token)
+    if opened is None or not now - PLAY_WINDOW < opened <= now:
+        raise ShareRefused("not opened in this browser, or too long ago")
     segments = []
     for segment, wrapped in index.share_keys(share_id):
         try:
@@ -187,6 +222,17 @@ def shares_to_end(index: Index, now: float) -> list[tuple[ShareRow, ShareEnd]]:
 def _context(share_id: str, segment_id: str) -> bytes:
     """Binds a wrapped key to its share and segment, so keys cannot be moved between them."""
     return f"camhub share {share_id} segment {segment_id}".encode()
+
+
+def _open_hash(open_token: str) -> bytes:
+    return hashlib.sha256(open_token.encode()).digest()
+
+
+def _opened(index: Index, share_id: str, open_token: str) -> float | None:
+    """When this share handed out `open_token`, if it did (anything else: None)."""
+    if not OPEN_TOKEN.fullmatch(open_token):
+        return None
+    return index.share_opened(share_id, _open_hash(open_token))
 
 
 def _decode_secret(token: str) -> bytes:

@@ -48,8 +48,17 @@ class SchemaError(Exception):
     """The database was written by a newer camhub, or is not a camhub index."""
 
 
-# SQLite's primary result codes for a damaged file: these do not heal while running.
-_DAMAGED = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+class DamagedIndex(SchemaError):
+    """SQLite cannot read the file as a database: `camhub repair` moves it aside."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: not a usable camhub index ({reason})")
+        self.reason = reason
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file itself is bad, not that it is busy or unreachable."""
+    return getattr(exc, "sqlite_errorname", None) in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 class IndexHealth:
@@ -67,12 +76,11 @@ class IndexHealth:
         self.failures = 0  # since start
 
     def failed(self, exc: sqlite3.DatabaseError) -> None:
-        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
         with self._lock:
             self.failures += 1
             if self._damaged:
                 return
-            self._damaged = code in _DAMAGED
+            self._damaged = is_damage(exc)
             self._problem = str(exc)
             if self._damaged:
                 self._problem += " (footage is still recorded; stop the hub and run camhub repair)"
@@ -309,6 +317,19 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "PRAGMA user_version = 3",
     ),
     (
+        # Each counted view of a share link hands its browser a random open token; the
+        # index keeps only its SHA-256, the share and when it was issued (hub/shares.py).
+        """
+        CREATE TABLE share_opens (
+            token_hash BLOB PRIMARY KEY,
+            share_id TEXT NOT NULL REFERENCES shares (id) ON DELETE CASCADE,
+            opened REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX share_opens_by_share ON share_opens (share_id, opened)",
+        "PRAGMA user_version = 4",
+    ),
+    (
         # The order footage was recorded in, one sequence for segments and snapshots,
         # assigned at insert: retention goes by it, not by the wall clock (hub/clock.py).
         # Existing rows are numbered in time order.
@@ -345,7 +366,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             seen REAL NOT NULL
         )
         """,
-        "PRAGMA user_version = 4",
+        "PRAGMA user_version = 5",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -421,7 +442,9 @@ class Index:
             self._reader.execute("PRAGMA query_only = ON")
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise SchemaError(f"{path}: not a usable camhub index ({exc})") from None
+            if is_damage(exc):
+                raise DamagedIndex(path, str(exc)) from None
+            raise SchemaError(f"{path}: cannot open the index ({exc})") from None
         except BaseException:
             self._conn.close()
             raise
@@ -601,6 +624,41 @@ class Index:
         """(seq, shift) of the wall-clock jumps seen while recording, oldest first."""
         rows = self._query("SELECT seq, shift FROM clock_steps ORDER BY seq")
         return [(int(seq), float(shift)) for seq, shift in rows]  # type: ignore[arg-type]
+
+    def has_footage(self) -> bool:
+        """Whether any segment or snapshot is indexed: a new or emptied index has none."""
+        return bool(
+            self._one("SELECT EXISTS (SELECT 1 FROM segments) OR EXISTS (SELECT 1 FROM snapshots)")
+        )
+
+    def add_rebuilt(self, rows: Iterable[SegmentRow | SnapshotRow]) -> None:
+        """Rows rebuilt from sealed files (hub/repair.py), all or none, numbered in the
+        order given (after any footage already indexed)."""
+        with self._lock, _transaction(self._conn):
+            for row in rows:
+                seq = self._conn.execute(_NEXT_SEQ).fetchall()[0][0]
+                if isinstance(row, SegmentRow):
+                    self._conn.execute(
+                        f"INSERT INTO segments ({_SEGMENT_COLUMNS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            row.id,
+                            row.camera_id,
+                            row.start_time,
+                            row.end_time,
+                            row.path,
+                            row.size,
+                            row.frames,
+                            row.state,
+                            row.created,
+                            seq,
+                        ),
+                    )
+                else:
+                    self._conn.execute(
+                        f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (row.id, row.camera_id, row.event_id, row.time, row.path, row.size, seq),
+                    )
 
     def total_size(self) -> int:
         """Bytes of sealed footage on disk: segments not being written, and snapshots."""
@@ -841,8 +899,12 @@ class Index:
         )
         return [(_segment_row(row[:-1]), bytes(row[-1])) for row in rows]  # type: ignore[arg-type]
 
-    def count_share_view(self, share_id: str, now: float) -> ShareRow | None:
-        """Count one view of a live share; None if it is ended or used up."""
+    def count_share_view(
+        self, share_id: str, now: float, open_hash: bytes, *, forget_before: float, keep: int
+    ) -> ShareRow | None:
+        """Count one view of a live share and record the open token that view handed
+        out, in one transaction; None if the share is ended or used up. The share's
+        opens issued before `forget_before`, and all but its newest `keep`, are dropped."""
         with self._lock, _transaction(self._conn):
             updated = self._conn.execute(
                 "UPDATE shares SET views = views + 1, last_used = ? WHERE id = ? "
@@ -851,10 +913,28 @@ class Index:
             ).rowcount
             if not updated:
                 return None
+            self._conn.execute(
+                "INSERT INTO share_opens (token_hash, share_id, opened) VALUES (?, ?, ?)",
+                (open_hash, share_id, now),
+            )
+            self._conn.execute(
+                "DELETE FROM share_opens WHERE share_id = ? AND (opened < ? OR token_hash "
+                "NOT IN (SELECT token_hash FROM share_opens WHERE share_id = ? "
+                "ORDER BY opened DESC LIMIT ?))",
+                (share_id, forget_before, share_id, keep),
+            )
             row = self._conn.execute(
                 f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?", (share_id,)
             ).fetchone()
         return _share_row(row)
+
+    def share_opened(self, share_id: str, open_hash: bytes) -> float | None:
+        """When this share handed out the open token with this hash, if it did."""
+        rows = self._query(
+            "SELECT opened FROM share_opens WHERE token_hash = ? AND share_id = ?",
+            (open_hash, share_id),
+        )
+        return float(rows[0][0]) if rows else None  # type: ignore[arg-type]
 
     def end_share(self, share_id: str, now: float, reason: ShareEnd) -> bool:
         """End a live share and delete its wrapped keys: the link opens nothing after.
@@ -871,6 +951,7 @@ class Index:
                     (now, reason.value, share_id),
                 ).rowcount
                 self._conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,))
+                self._conn.execute("DELETE FROM share_opens WHERE share_id = ?", (share_id,))
             with self._read_lock:  # our reader holds no snapshot that pins old frames
                 busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         if busy:  # another process (the CLI) kept reading past the busy timeout
@@ -885,9 +966,11 @@ class Index:
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def check_integrity(self) -> str:
-        """SQLite's own verdict on the file: 'ok', or what is damaged."""
-        return "\n".join(row[0] for row in self._query("PRAGMA integrity_check"))
+    def check_integrity(self, *, quick: bool = False) -> str:
+        """SQLite's own verdict on the file: 'ok', or what is damaged. `quick` skips
+        checking that indexes match their tables, which makes it linear in file size."""
+        pragma = "PRAGMA quick_check" if quick else "PRAGMA integrity_check"
+        return "\n".join(row[0] for row in self._query(pragma))
 
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with self._read_lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import hashlib
 import io
 import json
 import os
@@ -56,8 +57,14 @@ RECOVERY_LENGTH = 30  # 150 bits
 RECOVERY_GROUP = 5
 
 KEYFILE_FORMAT = "camhub-keyfile"
+KEYFILE_VERSION = 2  # what is written; version 1 (no public_key_check) is still read
+PUBLIC_KEY_CHECK_LABEL = b"camhub/v2 public key check"
+MAX_KEYFILE_SIZE = 65536  # a key file is about 700 bytes; more is not one
 _SLOT_FIELDS = {"kdf", "memory_kib", "iterations", "lanes", "salt", "wrapped_key"}
-_KEYFILE_FIELDS = {"format", "version", "public_key", "password", "recovery"}
+_KEYFILE_FIELDS = {
+    1: {"format", "version", "public_key", "password", "recovery"},
+    2: {"format", "version", "public_key", "public_key_check", "password", "recovery"},
+}
 
 
 class VaultError(Exception):
@@ -66,6 +73,10 @@ class VaultError(Exception):
 
 class WrongPassword(VaultError):
     """The password or recovery code does not open the key file."""
+
+
+class NewerKeyFile(VaultError):
+    """The key file has a version this hub does not know: a newer camhub wrote it."""
 
 
 class CorruptFile(VaultError):
@@ -124,11 +135,16 @@ class WrappedKey:
 
 @dataclass(frozen=True)
 class KeyFile:
-    """The owner's public key in clear, plus two wrappings of the private key."""
+    """The owner's public key in clear, plus two wrappings of the private key.
+
+    `version` is the one read; `to_json` always writes the current one, so a rewrite
+    (`camhub passwd`) upgrades an old file.
+    """
 
     public_bytes: bytes
     password: WrappedKey
     recovery: WrappedKey
+    version: int = KEYFILE_VERSION
 
     def public_key(self) -> X25519PublicKey:
         return X25519PublicKey.from_public_bytes(self.public_bytes)
@@ -137,8 +153,9 @@ class KeyFile:
         return json.dumps(
             {
                 "format": KEYFILE_FORMAT,
-                "version": VERSION,
+                "version": KEYFILE_VERSION,
                 "public_key": _b64(self.public_bytes),
+                "public_key_check": _b64(public_key_check(self.public_bytes)),
                 "password": _slot_to_json(self.password),
                 "recovery": _slot_to_json(self.recovery),
             },
@@ -146,23 +163,65 @@ class KeyFile:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> KeyFile:
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise VaultError(f"key file: not valid JSON ({exc})") from None
-        doc = _check_fields(doc, _KEYFILE_FIELDS, "key file")
-        if doc["format"] != KEYFILE_FORMAT:
-            raise VaultError(f"key file: format must be {KEYFILE_FORMAT!r}, got {doc['format']!r}")
-        if doc["version"] != VERSION:
+    def from_json(cls, data: str | bytes) -> KeyFile:
+        """Parse and check a key file (text, or the file's bytes); VaultError says why not."""
+        doc = _parse_json(data)
+        if not isinstance(doc, dict):
+            raise VaultError("key file: must be a JSON object")
+        if doc.get("format") != KEYFILE_FORMAT:
             raise VaultError(
-                f"key file: unsupported version {doc['version']!r} (this hub reads {VERSION})"
+                f"key file: format must be {KEYFILE_FORMAT!r}, got {doc.get('format')!r}"
             )
+        version = doc.get("version")
+        if type(version) is not int or version not in _KEYFILE_FIELDS:
+            newer = type(version) is int and version > KEYFILE_VERSION
+            raise (NewerKeyFile if newer else VaultError)(
+                f"key file: unsupported version {version!r} "
+                f"(this hub reads {' and '.join(map(str, _KEYFILE_FIELDS))})"
+            )
+        doc = _check_fields(doc, _KEYFILE_FIELDS[version], "key file")
+        public_bytes = _unb64(doc["public_key"], KEY_SIZE, "key file: public_key")
+        if version >= 2:
+            check = _unb64(doc["public_key_check"], KEY_SIZE, "key file: public_key_check")
+            if check != public_key_check(public_bytes):  # nothing secret: a plain compare
+                raise VaultError(
+                    "key file: public_key does not match public_key_check, "
+                    "so one of them was damaged or edited"
+                )
         return cls(
-            public_bytes=_unb64(doc["public_key"], KEY_SIZE, "key file: public_key"),
+            public_bytes=public_bytes,
             password=_slot_from_json(doc["password"], "key file: password"),
             recovery=_slot_from_json(doc["recovery"], "key file: recovery"),
+            version=version,
         )
+
+
+def public_key_check(public_bytes: bytes) -> bytes:
+    """SHA-256 over a label and the public key. Unkeyed: it catches accidents (bit rot, a
+    bad edit), not someone who rewrites the file; a login catches that (FORMAT.md §1.1)."""
+    return hashlib.sha256(PUBLIC_KEY_CHECK_LABEL + public_bytes).digest()
+
+
+def _parse_json(data: str | bytes) -> object:
+    """The JSON value; else a VaultError saying in words what the bytes are instead, since
+    the owner has to decide from it whether the file is cut short, garbage or foreign."""
+    if len(data) > MAX_KEYFILE_SIZE:
+        raise VaultError(f"key file: over {MAX_KEYFILE_SIZE} bytes, too large to be one")
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise VaultError(f"key file: not UTF-8 text (byte {exc.start})") from None
+    if not data.strip():
+        raise VaultError("key file: empty")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise VaultError("key file: not valid JSON: nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        cut = exc.pos >= len(data.rstrip()) or exc.msg.startswith("Unterminated string")
+        why = "it ends early, cut short" if cut else f"{exc.msg} at line {exc.lineno}"
+        raise VaultError(f"key file: not valid JSON: {why}") from None
 
 
 def create_owner_keys(password: str, *, kdf: KdfParams | None = None) -> tuple[KeyFile, str]:
@@ -517,8 +576,10 @@ def open_sealed(
     """Yield the plaintext chunk by chunk, each only after it has been authenticated.
 
     Give either the owner's `private_key` or a `data_key` unwrapped some other way
-    (share links). `allow_partial` accepts a file that ends on a whole-chunk boundary
-    without its final chunk: the hub's crash-recovered segments, nothing else.
+    (share links). `allow_partial` accepts a file cut short by a crash: its whole
+    chunks without the final one, and without a trailing fragment shorter than a chunk
+    that does not authenticate (a cut mid-chunk). Only for the hub's recovered
+    segments; what it yields is still an authentic prefix, in order.
     """
     if (private_key is None) == (data_key is None):
         raise ValueError("open_sealed needs exactly one of private_key or data_key")
@@ -553,6 +614,8 @@ def _open_chunks(
                     yield final
                 return
             if len(chunk) < SEALED_CHUNK_SIZE:
+                if allow_partial:  # a crash cut the file mid-chunk: the fragment holds nothing
+                    return
                 raise CorruptFile(
                     f"the last chunk ({counter}, {len(chunk)} bytes) failed authentication: "
                     "the file was cut mid-chunk or altered"

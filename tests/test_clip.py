@@ -19,7 +19,7 @@ import av
 import av.logging
 import pytest
 
-from hub.clip import Clip, ClipError, ClipPart, ClipTooLarge, assemble_clip, build_clip
+from hub.clip import Clip, ClipError, ClipPart, ClipTooLarge, build_clip
 from hub.media import Packet, StreamInfo
 from hub.record import Recorder, RecordMode, RecordSettings
 
@@ -245,7 +245,7 @@ def test_consecutive_segments_become_one_seekable_mp4(
 
 def test_ffprobe_and_ffmpeg_agree_reading_from_a_pipe(person: tuple[Segment, ...]) -> None:
     segments = list(person[5:9])
-    data = assemble_clip(s.part() for s in segments)
+    data = build_clip(s.part() for s in segments).data
     # A pipe cannot seek: reading it at all needs moov before mdat.
     probed = subprocess.run(
         [
@@ -271,7 +271,7 @@ def test_nothing_is_written_to_disk(
     person: tuple[Segment, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # where a muxer that opened its output by name would write
-    data = assemble_clip(s.part() for s in person[:3])
+    data = build_clip(s.part() for s in person[:3]).data
     assert _boxes(data)[:2] == ["ftyp", "moov"]
     assert list(tmp_path.iterdir()) == []
 

@@ -389,7 +389,7 @@ def test_a_hub_whose_disk_fills_while_recording_closes_what_it_cut_short(
             row = index.get_segment(cut.id)
             assert row is not None and row.state is SegmentState.OPEN
             assert "stopped cleanly" not in caplog.text
-            assert "are still open: the next start recovers them" in caplog.text
+            assert "stopped, not cleanly: 1 segment(s) left open" in caplog.text
 
 
 def closed(index: Index, data: Path, segment_id: str) -> bool:

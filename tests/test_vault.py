@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -30,6 +31,7 @@ from hub.vault import (
     FileKind,
     KdfParams,
     KeyFile,
+    NewerKeyFile,
     SealWriter,
     TruncatedFile,
     VaultError,
@@ -87,6 +89,21 @@ def _spec_decrypt(data: bytes, private_key: X25519PrivateKey) -> bytes:
         aead.decrypt(i.to_bytes(11, "big") + bytes([i == len(chunks) - 1]), chunk, header)
         for i, chunk in enumerate(chunks)
     )
+
+
+def _spec_check_keyfile(text: str) -> bytes:
+    """The public key of a key file, checked as docs/FORMAT.md §1 says (no hub.vault)."""
+    doc = json.loads(text)
+    assert doc["format"] == "camhub-keyfile"
+    public = base64.b64decode(doc["public_key"], validate=True)
+    assert len(public) == 32
+    if doc["version"] == 1:
+        assert "public_key_check" not in doc
+        return public
+    assert doc["version"] == 2
+    check = base64.b64decode(doc["public_key_check"], validate=True)
+    assert check == hashlib.sha256(b"camhub/v2 public key check" + public).digest()
+    return public
 
 
 # --- owner key file -------------------------------------------------------------------
@@ -226,7 +243,14 @@ def _edit(path: tuple[str, ...], value: Any) -> Callable[[dict[str, Any]], None]
     ("edit", "message"),
     [
         (_edit(("format",), "age"), "format must be 'camhub-keyfile'"),
-        (_edit(("version",), 2), "unsupported version 2"),
+        (_edit(("version",), 3), "unsupported version 3"),
+        (_edit(("version",), True), "unsupported version True"),
+        (_edit(("version",), 2.0), "unsupported version 2.0"),
+        (_edit(("version",), "2"), "unsupported version '2'"),
+        (_edit(("version",), KeyError), "unsupported version None"),
+        (_edit(("format",), KeyError), "format must be 'camhub-keyfile', got None"),
+        (_edit(("public_key_check",), KeyError), "missing public_key_check"),
+        (_edit(("public_key_check",), "AAAA"), "public_key_check: must be 32 bytes, got 3"),
         (_edit(("recovery",), KeyError), "missing recovery"),
         (_edit(("comment",), "hi"), "unknown comment"),
         (_edit(("public_key",), "not base64!"), "public_key: not valid base64"),
@@ -251,6 +275,100 @@ def test_bad_key_file_names_what_is_wrong(
 def test_key_file_that_is_not_json_is_refused() -> None:
     with pytest.raises(VaultError, match="not valid JSON"):
         KeyFile.from_json("{nope")
+
+
+def test_key_file_carries_a_check_of_its_public_key(keys: tuple[KeyFile, str]) -> None:
+    text = keys[0].to_json()
+    assert json.loads(text)["version"] == 2
+    assert _spec_check_keyfile(text) == keys[0].public_bytes
+
+
+def _flip_field(text: str, name: str, bit: int) -> str:
+    doc = json.loads(text)
+    raw = bytearray(base64.b64decode(doc[name]))
+    raw[bit // 8] ^= 1 << (bit % 8)
+    doc[name] = base64.b64encode(raw).decode()
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize("name", ["public_key", "public_key_check"])
+def test_every_single_bit_flip_of_the_public_key_or_its_check_is_refused(
+    keys: tuple[KeyFile, str], name: str
+) -> None:
+    text = keys[0].to_json()
+    for bit in range(256):
+        with pytest.raises(VaultError, match="public_key does not match public_key_check"):
+            KeyFile.from_json(_flip_field(text, name, bit))
+
+
+def test_a_rewritten_public_key_with_a_fresh_check_is_caught_at_login(
+    keys: tuple[KeyFile, str],
+) -> None:
+    """The check is unkeyed: whoever rewrites the file can recompute it. The slots bind
+    the public key as AAD, so the owner's login refuses such a file."""
+    keyfile, code = keys
+    stranger = X25519PrivateKey.generate().public_key().public_bytes_raw()
+    forged = KeyFile.from_json(dataclasses.replace(keyfile, public_bytes=stranger).to_json())
+    with pytest.raises(WrongPassword, match="or the key file was altered"):
+        unlock(forged, PASSWORD)
+    with pytest.raises(WrongPassword, match="or the key file was altered"):
+        unlock_with_recovery(forged, code)
+
+
+def _as_version_1(text: str) -> str:
+    doc = json.loads(text)
+    del doc["public_key_check"]
+    return json.dumps({**doc, "version": 1}, indent=2)
+
+
+def test_version_1_key_file_opens_and_is_written_back_as_version_2(
+    keys: tuple[KeyFile, str],
+) -> None:
+    keyfile, code = keys
+    old_text = _as_version_1(keyfile.to_json())
+    old = KeyFile.from_json(old_text)
+    assert old.version == 1 and _spec_check_keyfile(old_text) == keyfile.public_bytes
+    assert unlock(old, PASSWORD).public_key().public_bytes_raw() == keyfile.public_bytes
+    assert unlock_with_recovery(old, code).public_key().public_bytes_raw() == keyfile.public_bytes
+    upgraded = rewrap(old, unlock(old, PASSWORD), "new password", kdf=FAST).to_json()
+    assert _spec_check_keyfile(upgraded) == keyfile.public_bytes
+    assert KeyFile.from_json(upgraded).version == 2
+
+
+def test_version_1_key_file_has_no_check_field() -> None:
+    keyfile, _ = create_owner_keys(PASSWORD, kdf=FAST)
+    doc = json.loads(keyfile.to_json())
+    with pytest.raises(VaultError, match="unknown public_key_check"):
+        KeyFile.from_json(json.dumps({**doc, "version": 1}))
+
+
+def test_newer_key_file_is_told_apart() -> None:
+    doc = json.loads(create_owner_keys(PASSWORD, kdf=FAST)[0].to_json())
+    with pytest.raises(NewerKeyFile, match="unsupported version 3"):
+        KeyFile.from_json(json.dumps({**doc, "version": 3}))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "key file: empty"),
+        (b" \n\t", "key file: empty"),
+        (b'{"format": "camhub-keyfile", "ver', "not valid JSON: it ends early, cut short"),
+        (b'{"format": "camhub-\n', "ends early"),
+        (b"\x89PNG\r\n\x1a\n", "not UTF-8 text \\(byte 0\\)"),
+        (b"[" * 50_000, "nested too deeply"),
+        (b"{} x", "not valid JSON: Extra data at line 1"),
+        (b"null", "must be a JSON object"),
+        (b" " * 65537, "over 65536 bytes"),
+    ],
+)
+def test_key_file_bytes_that_are_not_a_key_file_say_why(data: bytes, message: str) -> None:
+    with pytest.raises(VaultError, match=message):
+        KeyFile.from_json(data)
+
+
+def test_key_file_reads_from_its_utf8_bytes(keys: tuple[KeyFile, str]) -> None:
+    assert KeyFile.from_json(keys[0].to_json().encode()) == keys[0]
 
 
 # --- sealing round trips ------------------------------------------------------------------
@@ -640,8 +758,8 @@ def test_file_cut_mid_write_is_recovered_to_its_whole_chunks(
 
     with path.open("rb") as src, pytest.raises(CorruptFile, match="cut mid-chunk"):
         b"".join(open_sealed(src, owner))
-    with path.open("rb") as src, pytest.raises(CorruptFile, match="cut mid-chunk"):
-        b"".join(open_sealed(src, owner, allow_partial=True))  # must be trimmed first
+    with path.open("rb") as src:  # a recovered file: the fragment is dropped, not trusted
+        assert b"".join(open_sealed(src, owner, allow_partial=True)) == plain[: 3 * CHUNK_SIZE]
 
     keep = sealed_prefix_length(path.stat().st_size)
     assert keep == HEADER_SIZE + 3 * SEALED
@@ -659,8 +777,13 @@ def test_allow_partial_still_checks_complete_files(
     plain, sealed = sample
     assert _open(sealed, owner, allow_partial=True) == plain
     assert sealed_prefix_length(len(sealed)) == HEADER_SIZE + 2 * SEALED  # never on closed files
+    with pytest.raises(CorruptFile, match="chunk 1 failed authentication"):
+        _open(_flip(sealed, HEADER_SIZE + SEALED + 5), owner, allow_partial=True)
+    # A short tail that does not authenticate is what a crash mid-chunk leaves: dropped,
+    # as truncating it would be; nothing unauthenticated is returned.
+    assert _open(_flip(sealed, -1), owner, allow_partial=True) == plain[: 2 * CHUNK_SIZE]
     with pytest.raises(CorruptFile, match="failed authentication"):
-        _open(_flip(sealed, -1), owner, allow_partial=True)
+        _open(_flip(sealed, -1), owner)
 
 
 def test_writer_left_by_an_error_is_not_finalized(owner: X25519PrivateKey) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import mmap
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -401,10 +402,10 @@ async def test_share_opens_its_clip_and_nothing_else(hub: Hub) -> None:
         for path in ("/api/events", "/api/cameras/porch/live.mjpeg", "/api/shares"):
             async with visitor.get(base(hub) + path) as resp:
                 assert resp.status == 401
-        token = next(c.value for c in visitor.cookie_jar if c.key == "camhub_share")
+        cookies = {c.key: c.value for c in visitor.cookie_jar if c.key.startswith("camhub_share")}
+        assert set(cookies) == {"camhub_share", "camhub_share_open"}
         visitor.cookie_jar.update_cookies(
-            {"camhub_share": token},
-            response_url=aiohttp.client.URL(base(hub) + f"/share/{other['id']}/"),
+            cookies, response_url=aiohttp.client.URL(base(hub) + f"/share/{other['id']}/")
         )
         async with visitor.get(f"{base(hub)}/share/{other['id']}/clip.mp4") as resp:
             assert resp.status == 403
@@ -483,15 +484,22 @@ async def test_audit_log_verifies_and_detects_an_edited_record(hub: Hub) -> None
                 db.execute("UPDATE audit SET actor = ? WHERE seq = 3", (original,))
 
 
+def mapped(data: bytes) -> memoryview:
+    """A clip as `hub.clip` makes one: a read-only view of an mmap of its own."""
+    memory = mmap.mmap(-1, len(data), flags=mmap.MAP_PRIVATE)
+    memory[:] = data
+    return memoryview(memory).toreadonly()
+
+
 def test_clip_cache_counts_the_clip_being_built_and_forgets_stale_ones() -> None:
     cache = ClipCache(max_bytes=100, ttl=0.2)
     built: list[str] = []
 
-    def clip(name: str, size: int) -> Callable[[int], bytes]:
-        def build(max_bytes: int) -> bytes:
-            assert max_bytes == 100
+    def clip(name: str, size: int) -> Callable[[int], memoryview]:
+        def build(max_bytes: int) -> memoryview:
+            assert max_bytes == 100 - cache.live  # the room left: it may use no more
             built.append(name)
-            return name.encode() * size
+            return mapped(name.encode() * size)
 
         return build
 
@@ -500,7 +508,7 @@ def test_clip_cache_counts_the_clip_being_built_and_forgets_stale_ones() -> None
     assert cache.get(("owner", "a")) == b"a" * 40  # a is now the most recently used
     # c needs 40: room is made before building (b, the least recently used, goes)
     cache.build(("owner", "c"), 40, clip("c", 40))
-    assert cache.get(("share", "b")) is None and cache.size == 80
+    assert cache.get(("share", "b")) is None and cache.size == cache.live == 80
     # asked again while cached: not built again
     cache.build(("owner", "c"), 40, clip("c", 40))
     assert built == ["a", "b", "c"] and cache.assembled == 3
@@ -509,11 +517,11 @@ def test_clip_cache_counts_the_clip_being_built_and_forgets_stale_ones() -> None
         cache.build(("owner", "d"), 101, clip("d", 101))
     assert built == ["a", "b", "c"]
     cache.drop(is_owner_clip)
-    assert len(cache) == 0 and cache.size == 0
+    assert len(cache) == 0 and cache.size == cache.live == 0
     cache.build(("share", "e"), 10, clip("e", 10))
     time.sleep(0.3)
     cache.evict_stale()
-    assert len(cache) == 0 and cache.size == 0
+    assert len(cache) == 0 and cache.size == cache.live == 0
 
 
 async def test_footage_routes_refuse_head(hub: Hub) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -37,11 +38,14 @@ from hub.web.app import (
     set_security_headers,
 )
 from hub.web.auth import client_key
-from hub.web.clips import OWNER, clip_of, is_first_request, is_owner_clip, ranged
+from hub.web.clips import OWNER, ClipBusy, clip_of, is_first_request, is_owner_clip, ranged
 from hub.web.live import mjpeg_response
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 500
 MAX_CLIP_SPAN = 6 * 3600.0
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER; a bigger one cannot even be looked up
 
 
 def add_routes(app: web.Application) -> None:
@@ -102,6 +106,11 @@ async def login(request: web.Request) -> web.Response:
         except vault.WrongPassword:
             private_key = None
             ctx.throttle.failed(client, time.time())
+        except (OSError, vault.VaultError) as exc:  # keys.json damaged since the start
+            log.error("login refused: %s: %s", ctx.keys_path, getattr(exc, "strerror", exc))
+            raise json_error(
+                web.HTTPServiceUnavailable, "the owner key file cannot be used; see the hub's log"
+            ) from None
     if private_key is None:
         await audit(ctx, AuditKind.LOGIN_FAILED, f"client {client}")
         raise json_error(web.HTTPUnauthorized, "wrong password")
@@ -123,7 +132,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 def _unlock(ctx: WebContext, password: str) -> Any:
-    return vault.unlock(vault.KeyFile.from_json(ctx.keys_path.read_text()), password)
+    return vault.unlock(vault.KeyFile.from_json(ctx.keys_path.read_bytes()), password)
 
 
 def _idle_minutes(ctx: WebContext) -> int:
@@ -248,7 +257,12 @@ def _whole(request: web.Request, name: str, default: int, low: int, high: int) -
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    # The length check first: int() refuses (ValueError) past 4,300 digits.
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or len(raw) > len(str(high))
+        or not low <= int(raw) <= high
+    ):
         raise json_error(web.HTTPBadRequest, f"{name}: must be a whole number {low}..{high}")
     return int(raw)
 
@@ -389,9 +403,10 @@ async def serve_clip(
     key: object,
     segments: list[SegmentRow],
     open_segment: Any,
-) -> bytes:
+) -> memoryview:
     """Assemble (or reuse) a clip off the event loop, one build at a time (each may take
-    up to the whole clip budget); footage errors become 4xx."""
+    up to the whole clip budget); footage errors become 4xx, and clip memory still
+    held by responses under way a 503 to retry."""
     found = ctx.clips.get(key)
     if found is not None:
         return found
@@ -409,6 +424,10 @@ async def serve_clip(
         raise json_error(web.HTTPRequestEntityTooLarge, str(exc)) from None
     except ClipError as exc:
         raise json_error(web.HTTPUnprocessableEntity, f"the clip cannot be made: {exc}") from None
+    except ClipBusy as exc:
+        raise json_error(
+            web.HTTPServiceUnavailable, f"{exc}; try again shortly", **{"Retry-After": "10"}
+        ) from None
     return body
 
 
@@ -487,6 +506,8 @@ def _share_request(ctx: WebContext, body: dict[str, Any]) -> ShareRequest:
     if event_id is not None:
         if not isinstance(event_id, int) or isinstance(event_id, bool):
             raise json_error(web.HTTPBadRequest, "event_id: must be a whole number")
+        if not 1 <= event_id <= MAX_ROW_ID:
+            raise json_error(web.HTTPBadRequest, f"event_id: must be 1..{MAX_ROW_ID}")
         row = ctx.index.get_event(event_id)
         if row is None:
             raise json_error(web.HTTPBadRequest, f"event_id: no event {event_id}")
@@ -512,10 +533,18 @@ def _share_request(ctx: WebContext, body: dict[str, Any]) -> ShareRequest:
 
 
 def _json_number(body: dict[str, Any], name: str) -> float:
+    """A finite number from a JSON body; a whole number too big for a float (JSON
+    allows any length) is refused like infinity."""
     value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise json_error(web.HTTPBadRequest, f"{name}: a number is required")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise json_error(web.HTTPBadRequest, f"{name}: a finite number is required")
+    return number
 
 
 async def revoke_share(request: web.Request) -> web.Response:

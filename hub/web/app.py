@@ -115,18 +115,28 @@ def json_response(data: object, status: int = 200) -> web.Response:
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body; 400/413/415 with a clear message otherwise."""
+    """The request's JSON object body; 400/413/415 with a clear message otherwise.
+    JSON is UTF-8 (RFC 8259): another charset is 415, whatever it names, and a body
+    nested past the parser's depth is 400 like any other bad JSON."""
     if request.content_type != "application/json":
         raise json_error(web.HTTPUnsupportedMediaType, "send a JSON body (application/json)")
+    if not _is_utf8(request.charset):
+        raise json_error(web.HTTPUnsupportedMediaType, "send the JSON body as UTF-8")
     try:
-        body = await request.json()
+        raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise json_error(web.HTTPRequestEntityTooLarge, "request body too large") from None
-    except (ValueError, UnicodeDecodeError):
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise json_error(web.HTTPBadRequest, "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise json_error(web.HTTPBadRequest, "the body must be a JSON object")
     return body
+
+
+def _is_utf8(charset: str | None) -> bool:
+    return charset is None or charset.lower() in ("utf-8", "utf8")
 
 
 # -- middlewares -----------------------------------------------------------------------

@@ -1,26 +1,31 @@
 """What a share link opens: one page that plays one clip, and nothing else.
 
 The link is `/share/<id>/#<secret>`. The page's script reads the secret from the
-fragment (which browsers never send) and posts it once to `open`, which counts a
-view and sets a cookie scoped to this share's path alone; the <video> element then
-fetches `clip.mp4` with that cookie. A reload in the same browser (which still holds
-the cookie) shows the page again without using up a view; the clip itself is logged
-as served each time playback starts. So the secret never stands in a request line,
-an access log, a Referer or the browser's history of requests, and a share's cookie
-is not even sent to any other path of the hub.
+fragment (which browsers never send) and posts it to `open`. That counts a view for
+this browser and sets two cookies scoped to this share's path alone: the secret (the
+clip's keys are wrapped under it) and a random open token (hub/shares.py), which is
+what tells this browser from any other holder of the link. The <video> element then
+fetches `clip.mp4` with both. Opening the link again in the same browser soon after
+(it still holds the token) uses no second view; the secret alone never passes for a
+reload, and without a token the clip is refused. So the secret never stands in a
+request line, an access log, a Referer or the browser's history of requests, and a
+share's cookies are not even sent to any other path of the hub.
+
+Every use of a link (a view, a reload, a clip request) goes to the access log, summed
+per client and share over a minute (RepeatFilter): anyone holding a link could
+otherwise flood the log, and with it the disk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import Iterator
 
 from aiohttp import web
 
 from hub.audit import AuditKind
-from hub.shares import ShareRefused, open_share, use_share
+from hub.shares import PLAY_WINDOW, ShareRefused, open_share, use_share
 from hub.store import SegmentRow
 from hub.web.api import serve_clip
 from hub.web.app import (
@@ -37,6 +42,7 @@ from hub.web.auth import client_key
 from hub.web.clips import is_first_request, ranged
 
 SHARE_COOKIE = "camhub_share"
+OPEN_COOKIE = "camhub_share_open"
 
 
 def add_routes(app: web.Application) -> None:
@@ -70,6 +76,16 @@ async def share_page(request: web.Request) -> web.Response:
     return request.app[STATIC].response("share.html")
 
 
+async def _audit_use(
+    request: web.Request, kind: AuditKind, share_id: str, **detail: object
+) -> None:
+    """A use of a link: recorded, or counted into this client's summary for the share."""
+    ctx = context(request)
+    who = _who(request, share_id)
+    if ctx.repeats.admit(kind, client_key(request.remote), who, time.time(), share_id):
+        await audit(ctx, kind, who, **detail)
+
+
 @public
 async def open_link(request: web.Request) -> web.Response:
     ctx = context(request)
@@ -79,21 +95,18 @@ async def open_link(request: web.Request) -> web.Response:
     if not isinstance(token, str):
         raise json_error(web.HTTPBadRequest, "secret: a string is required")
     now = time.time()
-    opened_here = hmac.compare_digest(
-        request.cookies.get(SHARE_COOKIE, "").encode(), token.encode()
-    )
     try:
-        share = await asyncio.to_thread(
-            use_share, ctx.index, share_id, token, now, new_view=not opened_here
+        use = await asyncio.to_thread(
+            use_share, ctx.index, share_id, token, request.cookies.get(OPEN_COOKIE, ""), now
         )
     except ShareRefused as exc:
         raise await _refused(request, share_id, exc) from None
-    if not opened_here:
-        await audit(ctx, AuditKind.SHARE_USED, _who(request, share_id), views=share.views)
+    share = use.share
+    await _audit_use(request, AuditKind.SHARE_USED, share_id, views=share.views, reload=use.reload)
     cam = ctx.cameras.get(share.camera_id)
+    # No label: it is the owner's note ("only you see it"), never the recipient's.
     response = json_response(
         {
-            "label": share.label,
             "camera": cam.name if cam else share.camera_id,
             "start": share.start_time,
             "end": share.end_time,
@@ -103,15 +116,18 @@ async def open_link(request: web.Request) -> web.Response:
             "clip_url": f"/share/{share.id}/clip.mp4",
         }
     )
-    response.set_cookie(
-        SHARE_COOKIE,
-        token,
-        httponly=True,
-        samesite="Strict",
-        secure=ctx.secure_cookies,
-        path=f"/share/{share.id}/",
-        max_age=max(int(share.expires - now), 1),
-    )
+    if use.open_token is not None:
+        max_age = max(int(min(share.expires - now, PLAY_WINDOW)), 1)
+        for name, value in ((SHARE_COOKIE, token), (OPEN_COOKIE, use.open_token)):
+            response.set_cookie(
+                name,
+                value,
+                httponly=True,
+                samesite="Strict",
+                secure=ctx.secure_cookies,
+                path=f"/share/{share.id}/",
+                max_age=max_age,
+            )
     return response
 
 
@@ -120,10 +136,14 @@ async def shared_clip(request: web.Request) -> web.Response:
     ctx = context(request)
     share_id = request.match_info["share"]
     token = request.cookies.get(SHARE_COOKIE, "")
+    open_token = request.cookies.get(OPEN_COOKIE, "")
     try:
-        opened = await asyncio.to_thread(open_share, ctx.index, share_id, token, time.time())
+        opened = await asyncio.to_thread(
+            open_share, ctx.index, share_id, token, open_token, time.time()
+        )
     except ShareRefused as exc:
         raise await _refused(request, share_id, exc, logged=is_first_request(request)) from None
+    await _audit_use(request, AuditKind.CLIP, share_id, camera=opened.share.camera_id)
     keys = {row.id: key for row, key in opened.segments}
 
     def open_segment(row: SegmentRow) -> Iterator[bytes]:
@@ -131,6 +151,4 @@ async def shared_clip(request: web.Request) -> web.Response:
 
     segments = [row for row, _ in opened.segments]
     body = await serve_clip(ctx, ("share", share_id), segments, open_segment)
-    if is_first_request(request):
-        await audit(ctx, AuditKind.CLIP, _who(request, share_id), camera=opened.share.camera_id)
     return ranged(request, body, "video/mp4")

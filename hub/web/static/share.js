@@ -1,8 +1,11 @@
 // camhub share page: opens one shared clip with the secret in the link's fragment.
 //
 // The secret (after #) is never sent in a URL: it is read here, removed from the address
-// bar and the history entry at once, and posted once to `open`, which sets a cookie for
-// this share's path only; the <video> then fetches the clip with that cookie.
+// bar and the history entry at once, and posted once to `open`. That counts this
+// browser's view and sets cookies for this share's path only (the secret, and an open
+// token that lets this browser play the clip and open the link again for a while without
+// using another view); the <video> then fetches the clip with them. The share's label is
+// the owner's own note and never comes here.
 "use strict";
 
 (() => {
@@ -33,7 +36,6 @@
 
   function showClip(info) {
     $("share-loading").hidden = true;
-    $("share-title").textContent = info.label || "Shared clip";
     $("share-camera").textContent = `${info.camera} · recorded ${fmtTime(info.start)}`;
     $("share-expires").textContent = `Link works until ${fmtTime(info.expires)}`;
     $("share-views").textContent = info.max_views
