@@ -16,6 +16,7 @@ from hub.store import (
     SchemaError,
     SegmentRow,
     SegmentState,
+    SnapshotRow,
     migrate,
 )
 
@@ -361,8 +362,9 @@ def test_camera_threads_write_while_a_reader_reads(index: Index) -> None:
 def test_an_index_from_before_the_sequence_is_numbered_in_time_order(db_path: Path) -> None:
     from hub.store import _MIGRATIONS
 
+    sequence = next(i for i, m in enumerate(_MIGRATIONS) if any("footage_seq" in s for s in m))
     conn = sqlite3.connect(db_path, isolation_level=None)
-    for migration in _MIGRATIONS[:3]:  # the schema as camhub wrote it before the sequence
+    for migration in _MIGRATIONS[:sequence]:  # the schema as it was before the sequence
         for statement in migration:
             conn.execute(statement)
     stamps = {"b" * 32: T0 + 20, "a" * 32: T0, "c" * 32: T0 + 40}
@@ -393,3 +395,20 @@ def test_sequence_numbers_are_never_given_twice(index: Index) -> None:
     snap = index.add_snapshot("3" * 32, "porch", None, T0, "footage/3.snap", 5)
     assert (first.seq, second.seq, snap.seq) == (1, 2, 3)
     assert index.get_segment(second.id) == second
+
+
+def test_rebuilt_rows_are_numbered_in_the_order_given(index: Index) -> None:
+    live = index.add_segment_open("a" * 32, "porch", T0 + 100, "footage/a.seg")
+    rebuilt = [
+        SegmentRow(
+            "b" * 32, "porch", T0, T0 + 4, "footage/b.seg", 9, None, SegmentState.RECOVERED, 0
+        ),
+        SnapshotRow("c" * 32, "porch", None, T0 + 5, "footage/c.snap", 9),
+        SegmentRow(
+            "d" * 32, "porch", T0 + 8, T0 + 12, "footage/d.seg", 9, None, SegmentState.RECOVERED, 0
+        ),
+    ]
+    index.add_rebuilt(rebuilt)
+    assert [r.seq for r in index.oldest_segments(10)] == [2, 4]
+    assert [s.seq for s in index.oldest_snapshots(10)] == [3]
+    assert live.seq == 1 and index.last_seq() == 4
