@@ -20,6 +20,7 @@ from hub.archive import Archive, RetentionPolicy
 from hub.audit import AuditKind, AuditLog, RepeatFilter
 from hub.camera import Camera, EventSink
 from hub.config import Config
+from hub.fsutil import DirectoryLock
 from hub.motion import MotionEvent
 from hub.shares import shares_to_end
 from hub.store import DamagedIndex, Index, is_damage
@@ -198,7 +199,25 @@ class Hub:
                 self.paths.keys,
                 keyfile.version,
             )
-        storage = config.storage
+        self._dir_lock = DirectoryLock(self.paths.root)
+        try:
+            self._open_store(keyfile)
+        except BaseException:
+            self._dir_lock.release()
+            raise
+        self.sessions = Sessions(config.web.session_idle_minutes * 60.0)
+        self.clips = ClipCache()
+        self.repeats = RepeatFilter()
+        self.web: WebServer | None = None
+        self._stopping = threading.Event()
+        self._started = False  # start() ran to its end
+        self._housekeeping = threading.Thread(
+            target=self._housekeeping_loop, name="housekeeping", daemon=True
+        )
+
+    def _open_store(self, keyfile: vault.KeyFile) -> None:
+        """The index (checked), the archive and the cameras; under the directory's lock."""
+        storage = self.config.storage
         self.index = open_index(self.paths)
         self.archive = Archive(
             self.paths.root,
@@ -214,18 +233,9 @@ class Hub:
         events = IndexedEvents(self.index, self.archive)
         self.cameras = [
             Camera(cam, storage.segment_seconds, self.archive, events)
-            for cam in config.cameras
+            for cam in self.config.cameras
             if cam.enabled
         ]
-        self.sessions = Sessions(config.web.session_idle_minutes * 60.0)
-        self.clips = ClipCache()
-        self.repeats = RepeatFilter()
-        self.web: WebServer | None = None
-        self._stopping = threading.Event()
-        self._started = False  # start() ran to its end
-        self._housekeeping = threading.Thread(
-            target=self._housekeeping_loop, name="housekeeping", daemon=True
-        )
 
     def start(self) -> None:
         try:
@@ -277,6 +287,7 @@ class Hub:
                 problems.append(f"{left_open} segment(s) left open")
         self.sessions.clear()
         self.index.close()
+        self._dir_lock.release()
         if problems:
             log.error("stopped, not cleanly: %s", "; ".join(problems))
         else:
