@@ -36,7 +36,7 @@ from hub.daemon import (
     read_keyfile,
     run_until_signalled,
 )
-from hub.fsutil import write_private
+from hub.fsutil import DirectoryBusy, DirectoryLock, write_private
 from hub.store import DamagedIndex, Index, SchemaError, is_damage
 
 log = logging.getLogger("hub")
@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (
         CommandError,
+        DirectoryBusy,
         HubNotInitialised,
         KeyFileError,
         vault.VaultError,
@@ -351,9 +352,13 @@ def cmd_repair(args: argparse.Namespace) -> int:
         if args.config is not None
         else StorageSettings().segment_seconds
     )
-    report = repair.repair_index(
-        paths.root, paths.index, segment_seconds=segment_seconds, now=time.time()
-    )
+    lock = DirectoryLock(paths.root)
+    try:
+        report = repair.repair_index(
+            paths.root, paths.index, segment_seconds=segment_seconds, now=time.time()
+        )
+    finally:
+        lock.release()
     for line in report.lines():
         print(f"camhub: {line}")
     return 0

@@ -21,6 +21,7 @@ from hub.archive import Archive, RetentionPolicy
 from hub.audit import AuditKind, AuditLog, RepeatFilter
 from hub.camera import Camera, EventSink
 from hub.config import Config
+from hub.fsutil import DirectoryLock
 from hub.motion import MotionEvent
 from hub.shares import shares_to_end
 from hub.store import DamagedIndex, Index, is_damage
@@ -237,25 +238,12 @@ class Hub:
                 self.paths.keys,
                 keyfile.version,
             )
-        storage = config.storage
-        self.index = open_index(self.paths)
-        self.archive = Archive(
-            self.paths.root,
-            self.index,
-            keyfile.public_key(),
-            RetentionPolicy(
-                max_age_days=storage.retention_days,
-                max_footage_bytes=storage.max_footage_bytes,
-                min_free_bytes=storage.min_free_bytes,
-            ),
-        )
-        self.audit = AuditLog(self.index)
-        events = IndexedEvents(self.index, self.archive)
-        self.cameras = [
-            Camera(cam, storage.segment_seconds, self.archive, events)
-            for cam in config.cameras
-            if cam.enabled
-        ]
+        self._dir_lock = DirectoryLock(self.paths.root)
+        try:
+            self._open_store(keyfile)
+        except BaseException:
+            self._dir_lock.release()
+            raise
         self.sessions = Sessions(config.web.session_idle_minutes * 60.0)
         self.clips = ClipCache()
         self.repeats = RepeatFilter()
@@ -271,6 +259,28 @@ class Hub:
         self._housekeeping = threading.Thread(
             target=self._housekeeping_loop, name="housekeeping", daemon=True
         )
+
+    def _open_store(self, keyfile: vault.KeyFile) -> None:
+        """The index (checked), the archive and the cameras; under the directory's lock."""
+        storage = self.config.storage
+        self.index = open_index(self.paths)
+        self.archive = Archive(
+            self.paths.root,
+            self.index,
+            keyfile.public_key(),
+            RetentionPolicy(
+                max_age_days=storage.retention_days,
+                max_footage_bytes=storage.max_footage_bytes,
+                min_free_bytes=storage.min_free_bytes,
+            ),
+        )
+        self.audit = AuditLog(self.index)
+        events = IndexedEvents(self.index, self.archive)
+        self.cameras = [
+            Camera(cam, storage.segment_seconds, self.archive, events)
+            for cam in self.config.cameras
+            if cam.enabled
+        ]
 
     def start(self) -> None:
         try:
@@ -323,6 +333,7 @@ class Hub:
                 problems.append(f"{left_open} segment(s) left open")
         self.sessions.clear()
         self.index.close()
+        self._dir_lock.release()
         if problems:
             log.error("stopped, not cleanly: %s", "; ".join(problems))
         else:

@@ -36,6 +36,8 @@ from test_daemon import (
     new_site,
     probe,
 )
+from test_faults_keys import assert_one_line_refusal, run_expecting_refusal
+from test_faults_keys import new_site as keys_site
 
 from hub import vault
 from hub.archive import Archive, RetentionPolicy
@@ -433,3 +435,26 @@ def test_other_commands_name_a_damaged_index_in_one_line(tmp_path: Path) -> None
         f"camhub: {site.data / 'index.sqlite3'}: not a usable camhub index (file is not a "
         "database); `camhub repair` sets it aside and rebuilds it"
     ], done.stderr
+
+
+# -- one camhub process per data directory -----------------------------------------------
+
+
+def test_a_running_hub_keeps_repair_and_a_second_hub_out(tmp_path: Path) -> None:
+    """Repair rebuilding rows under a recording hub would race its inserts, and a second
+    hub would take the first one's files for its own crash leftovers: each is refused in
+    one line while the hub runs, and repair works once it has stopped."""
+    site = keys_site(tmp_path)
+    with hub_processes() as start:
+        hub = start(site.config)
+        hub.wait_for("recording 1 camera(s)", timeout=60)
+
+        second = run_expecting_refusal(site)
+        repaired = camhub("repair", "--config", site.config, cwd=site.root)
+
+        assert hub.running, hub.log
+        assert hub.terminate() == 0, hub.log
+    assert_one_line_refusal(second, "in use by another camhub process")
+    assert_one_line_refusal(repaired, "in use by another camhub process")
+    after = camhub("repair", "--config", site.config, cwd=site.root)
+    assert after.returncode == 0, after.stderr
