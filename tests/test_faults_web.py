@@ -232,9 +232,9 @@ def test_a_repeated_error_is_logged_once_per_interval_with_a_count(
 # -- the login flood -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def web_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("loginhub")
+@contextlib.contextmanager
+def in_process_hub(root: Path, *, tls: bool) -> Iterator[Hub]:
+    """A real hub in this process (its web server on its own thread), camera off."""
     init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
     config = parse_config(
         f"""
@@ -244,7 +244,7 @@ def web_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         min_free_gb = 0
         [web]
         listen = "127.0.0.1:0"
-        tls = false
+        tls = {str(tls).lower()}
         [[camera]]
         id = "porch"
         url = "synthetic:porch"
@@ -258,6 +258,19 @@ def web_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         yield hub
     finally:
         hub.stop()
+
+
+@pytest.fixture(scope="module")
+def web_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    with in_process_hub(tmp_path_factory.mktemp("loginhub"), tls=False) as hub:
+        yield hub
+
+
+def test_a_tls_handshake_that_never_comes_is_cut_off(tmp_path: Path) -> None:
+    with in_process_hub(tmp_path, tls=True) as hub:
+        assert hub.web is not None and hub.web.url.startswith("https://")
+        with socket.create_connection(("127.0.0.1", hub.web.port), timeout=5) as sock:
+            assert closed_by_peer(sock, 3 * HEADER_SECONDS)
 
 
 async def login(client: aiohttp.ClientSession, url: str, password: str) -> int:
