@@ -78,7 +78,7 @@ class _Handler(web.RequestHandler):
     def _head_overdue(self) -> None:
         """No complete request head in time: a slow client, or an idle one. Later
         requests are bounded by the keep-alive timer, which aiohttp rearms after each."""
-        if self._request_count == 0:
+        if self._request_count == 0:  # aiohttp's count of request heads parsed here
             self.force_close()
 
     def handle_error(
