@@ -30,6 +30,7 @@ from hub.config import parse_config
 from hub.daemon import DataPaths, Hub
 from hub.vault import KdfParams
 from hub.web.auth import DEVICE_COOKIE, GLOBAL_FAILURES, GLOBAL_SPACING, LoginThrottle
+from hub.web.connections import PER_CLIENT
 from hub.web.logs import RepeatLogFilter
 from hub.web.server import HEADER_SECONDS
 
@@ -264,6 +265,26 @@ def in_process_hub(root: Path, *, tls: bool) -> Iterator[Hub]:
 def web_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     with in_process_hub(tmp_path_factory.mktemp("loginhub"), tls=False) as hub:
         yield hub
+
+
+def test_one_address_cannot_take_every_connection(web_hub: Hub) -> None:
+    """Past PER_CLIENT connections from one address, its next ones are closed unread,
+    long before a head's time limit; another address is still served."""
+    assert web_hub.web is not None
+    port = web_hub.web.port
+    held = [connect(port, "127.0.0.5") for _ in range(PER_CLIENT)]
+    try:
+        for _ in range(3):
+            with connect(port, "127.0.0.5") as extra:
+                assert closed_by_peer(extra, HEADER_SECONDS / 2)
+        with socket.create_connection(
+            ("127.0.0.1", port), timeout=10, source_address=("127.0.0.6", 0)
+        ) as other:
+            other.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            assert other.recv(100).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_a_tls_handshake_that_never_comes_is_cut_off(tmp_path: Path) -> None:
