@@ -362,6 +362,7 @@ class Hub:
                 repeats=self.repeats,
                 secure_cookies=web_settings.tls,
                 origins=frozenset(web_settings.origins),
+                listen_host=web_settings.host,
             )
             server = WebServer(make_app(context), web_settings.host, web_settings.port, ssl_context)
             server.start()

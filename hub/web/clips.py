@@ -211,6 +211,9 @@ def ranged(request: web.Request, body: memoryview, content_type: str) -> web.Res
         wanted = request.http_range
     except ValueError:
         return _unsatisfiable(size)
+    suffix = request.headers.get("Range", "").partition("=")[2].lstrip().startswith("-")
+    if suffix and wanted.start == 0:  # "bytes=-0", the last 0 bytes, which aiohttp reads as 0-
+        return _unsatisfiable(size)
     if wanted.start is None and wanted.stop is None:
         return web.Response(body=_Pieces(body), headers=headers)
     start, stop = wanted.start, wanted.stop
