@@ -15,6 +15,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hub import tls, vault
+from hub.alerts.service import Alerts
+from hub.alerts.sink import AnnouncingEvents
+from hub.alerts.topics import CameraInfo, page_url
 from hub.archive import Archive, RetentionPolicy
 from hub.audit import AuditKind, AuditLog, RepeatFilter
 from hub.camera import Camera, EventSink
@@ -123,7 +126,8 @@ class Hub:
             ),
         )
         self.audit = AuditLog(self.index)
-        events = IndexedEvents(self.index, self.archive)
+        self.alerts = Alerts(config.mqtt)
+        events = AnnouncingEvents(IndexedEvents(self.index, self.archive), self.alerts.bus)
         self.cameras = [
             Camera(cam, storage.segment_seconds, self.archive, events)
             for cam in config.cameras
@@ -149,6 +153,7 @@ class Hub:
         self._housekeeping.start()
         log.info("recording %d camera(s) into %s", len(self.cameras), self.paths.root)
         self._start_web()
+        self._start_alerts()
 
     def stop(self) -> None:
         """Stop serving, flush every open segment and event, then close the index."""
@@ -158,6 +163,7 @@ class Hub:
             self.web.stop()
         for camera in self.cameras:
             camera.stop()
+        self.alerts.stop()  # after the cameras, so that their last events are told
         if self._housekeeping.is_alive():
             self._housekeeping.join(timeout=5)
         self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
@@ -197,6 +203,12 @@ class Hub:
             return
         self.web = server
         log.info("owner page at %s", server.url)
+
+    def _start_alerts(self) -> None:
+        served = self.web.url if self.web is not None else None
+        link = page_url(self.config.web.origins, served, tls.lan_addresses())
+        cameras = [(CameraInfo(c.id, c.settings.name), c.is_online) for c in self.cameras]
+        self.alerts.start(cameras, link)
 
     def _log_start(self) -> None:
         """An access-log record per start, and one more whenever the config changed."""
