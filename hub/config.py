@@ -532,7 +532,7 @@ _CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 def _client_id(value: object) -> str:
     text = _string(value)
-    if not _CLIENT_ID.fullmatch(text):
+    if text and not _CLIENT_ID.fullmatch(text):  # "": the default, made from the prefix
         raise _invalid(f'must be 1..64 of A-Z, a-z, 0-9, "_", ".", ":", "-", got {_show(text)}')
     return text
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import ConfigError, MqttSettings, parse_config
+from hub.config import ConfigError, MqttSettings, load_config, parse_config
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "camhub.example.toml"
 
 BASE = Path("/etc/camhub")
 SECRET = "mqtt-s3cret-pw"
@@ -48,6 +50,14 @@ def test_a_full_mqtt_table() -> None:
     assert SECRET not in repr(
         parse_config(f'[mqtt]\nusername="u"\npassword="{SECRET}"', base_dir=BASE)
     )
+
+
+def test_the_example_documents_every_key_and_leaves_mqtt_off() -> None:
+    settings = load_config(EXAMPLE).mqtt
+    assert not settings.enabled
+    assert settings.url == "mqtt://192.168.1.10:1883" and settings.client_id == ""
+    documented = {line.split("=")[0].strip("# ") for line in EXAMPLE.read_text().splitlines()}
+    assert set(MqttSettings.__dataclass_fields__) <= documented
 
 
 @pytest.mark.parametrize(
