@@ -44,6 +44,19 @@ from hub.config import MqttSettings
 
 log = logging.getLogger(__name__)
 
+
+class _CallbackErrors(logging.Filter):
+    """Of paho's own log, keep only exceptions raised in the callbacks (bugs here): its
+    socket errors and "not connected" lines come at every retry, and the publisher
+    already says each outage once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return str(record.msg).startswith("Caught exception")
+
+
+_paho_log = logging.getLogger("hub.alerts.paho")
+_paho_log.addFilter(_CallbackErrors())
+
 BACKOFF_MIN = 1.0  # seconds before the first retry; doubles per failure
 BACKOFF_MAX = 60.0
 KEEPALIVE = 30  # seconds; a dead hub's last will is sent within 1.5x this
@@ -151,7 +164,7 @@ class MqttPublisher:
             protocol=paho.MQTTv311,
         )
         client.suppress_exceptions = True  # a bug in a callback must not end the thread
-        client.enable_logger(logging.getLogger("hub.alerts.paho"))
+        client.enable_logger(_paho_log)
         if s.username:
             client.username_pw_set(s.username, s.password or None)
         if s.tls:
@@ -211,15 +224,15 @@ class MqttPublisher:
         _client: paho.Client,
         _userdata: object,
         _flags: object,
-        reason: paho.ReasonCode,
+        _reason: paho.ReasonCode,
         _properties: object,
     ) -> None:
         if not self._connected.is_set():
             return
         self._connected.clear()
         if not self._stopping.is_set():
-            log.warning("MQTT: lost the broker at %s (%s); reconnecting", self.where, reason)
-            self._set_status(MqttState.CONNECTING, str(reason))
+            log.warning("MQTT: lost the connection to the broker at %s; reconnecting", self.where)
+            self._set_status(MqttState.CONNECTING, "")
 
     def _on_message(
         self, _client: paho.Client, _userdata: object, message: paho.MQTTMessage
