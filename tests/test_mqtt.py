@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from hub.alerts.bus import AlertBus
 from hub.alerts.happenings import CameraChanged, EventChanged, MotionChanged, Phase
 from hub.alerts.mqtt import MqttPublisher, MqttState
+from hub.alerts.service import Alerts
 from hub.alerts.topics import CameraInfo
 from hub.config import MqttSettings
 
@@ -271,6 +272,24 @@ def test_refused_credentials_give_one_clear_line_and_a_status(
     assert "refused" in line and broker.url in line and "mqtt.password" in line
     assert all(r.exc_info is None for r in caplog.records)
     assert wrong not in caplog.text and PASSWORD not in caplog.text
+
+
+def test_the_hubs_alerts_show_the_mqtt_status(broker: Broker) -> None:
+    off = Alerts(MqttSettings())
+    off.start([(DOOR, lambda: True)], None)
+    off.stop()
+    assert off.mqtt_status is None
+
+    alerts = Alerts(settings(broker, password="wrong-pw-for-status"))
+    alerts.start([(DOOR, lambda: True)], None)
+    try:
+        deadline = time.monotonic() + 30
+        while (status := alerts.mqtt_status) is None or status.state is not MqttState.REFUSED:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+    finally:
+        alerts.stop()
+    assert alerts.mqtt_status is not None and alerts.mqtt_status.state is MqttState.STOPPED
 
 
 def test_tls_with_the_configured_ca(tls_broker: Broker, running: Running) -> None:

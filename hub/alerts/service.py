@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from hub import __version__
 from hub.alerts.bus import AlertBus
-from hub.alerts.mqtt import MqttPublisher
+from hub.alerts.mqtt import MqttPublisher, MqttStatus
 from hub.alerts.topics import CameraInfo
 from hub.alerts.watch import StatusWatch
 from hub.config import MqttSettings
@@ -38,3 +38,8 @@ class Alerts:
             self._watch.stop()
         if self._mqtt is not None:
             self._mqtt.stop()
+
+    @property
+    def mqtt_status(self) -> MqttStatus | None:
+        """For the page: connected, refused, unreachable...; None when MQTT is off."""
+        return self._mqtt.status if self._mqtt is not None else None
