@@ -559,6 +559,8 @@ def _mqtt_url(value: object) -> str:
     scheme = text.partition("://")[0].lower()
     if scheme not in MQTT_PORTS:
         raise _invalid(f'must start with "mqtt://" or "mqtts://" (TLS), got {_show(text)}')
+    if text.partition("://")[2][:1] in ("", "/", ":", "@"):
+        raise _invalid(f'has no host, e.g. "{scheme}://192.168.1.10"')
     _check_network_url(text, scheme)
     parts = urlsplit(text)
     if parts.username is not None or parts.password is not None:

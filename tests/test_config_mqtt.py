@@ -81,7 +81,7 @@ def test_broker_urls(url: str, host: str, port: int) -> None:
             'url = "tcp://broker"\n',
             'mqtt.url: must start with "mqtt://" or "mqtts://" (TLS), got "tcp://broker"',
         ),
-        ('url = "mqtt://"\n', "mqtt.url: has no host, e.g. mqtt://192.168.1.20/stream"),
+        ('url = "mqtt://"\n', 'mqtt.url: has no host, e.g. "mqtt://192.168.1.10"'),
         ('url = "mqtt://broker:0"\n', "mqtt.url: has a bad port (must be 1..65535)"),
         (
             'url = "mqtt://broker/topic"\n',

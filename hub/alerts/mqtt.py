@@ -110,6 +110,7 @@ class MqttPublisher:
         self._fresh = threading.Event()  # a new connection: tell the broker everything
         self._found: deque[str] = deque(maxlen=1000)  # retained discovery topics seen
         self._unsent = 0  # event records dropped while the broker was away
+        self._dropped = 0  # event records the bus dropped for this publisher, as told
         self._status = MqttStatus(MqttState.CONNECTING, "", time.time())
         self._hub = HubInfo(version, None)
         self._client: paho.Client | None = None
@@ -259,6 +260,12 @@ class MqttPublisher:
 
     def _pump(self) -> None:
         happenings = self._subscription.drain()
+        if self._subscription.dropped > self._dropped:
+            log.warning(
+                "MQTT: %d event message(s) dropped: the publisher fell behind",
+                self._subscription.dropped - self._dropped,
+            )
+            self._dropped = self._subscription.dropped
         if not self._connected.is_set():
             self._unsent += sum(not h.is_state for h in happenings)
             return
