@@ -68,7 +68,7 @@ def mqtt_site(root: Path, camera_url: str, broker: Broker, *, password: str = PA
 
 
 @pytest.mark.slow
-def test_motion_reaches_the_broker_and_kill_9_leaves_the_last_will(
+def test_motion_reaches_the_broker_which_restarts_and_kill_9_leaves_the_last_will(
     tmp_path: Path,
     person_clip: Path,
     broker: Broker,
@@ -92,8 +92,17 @@ def test_motion_reaches_the_broker_and_kill_9_leaves_the_last_will(
         started = json.loads(watcher.wait_for("camhub/events").payload)
         config = json.loads(watcher.wait_for(DISCOVERY).payload)
 
+        # The broker restarts with nothing retained: the hub tells it everything again.
+        broker.kill()
+        broker.start()
+        after = subscribers(broker)
+        assert after.wait_for("camhub/availability", timeout=30).payload == b"online"
+        after.wait_for("camhub/door/status", "online")
+        after.wait_for("camhub/door/motion")
+        after.wait_for(DISCOVERY)
+
         hub.kill9()
-        watcher.wait_for("camhub/availability", "offline", timeout=30)
+        after.wait_for("camhub/availability", "offline", timeout=30)
     finally:
         camera.kill()
 
