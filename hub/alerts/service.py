@@ -16,6 +16,9 @@ from hub.config import MqttSettings
 
 
 class Alerts:
+    """The bus from construction (the cameras' event sink needs it); its listeners
+    from `start` to `stop`."""
+
     def __init__(self, mqtt: MqttSettings) -> None:
         self.bus = AlertBus()
         self._mqtt_settings = mqtt
