@@ -299,7 +299,9 @@ def _config_digest(config: Config) -> str:
 
 
 def _camera_urls(config: Config) -> bytes:
-    return "\n".join(cam.url + " " + cam.detect_url for cam in config.cameras).encode()
+    """What the reprs hide: the cameras' URLs and the MQTT broker's password."""
+    urls = [cam.url + " " + cam.detect_url for cam in config.cameras]
+    return "\n".join([*urls, config.mqtt.password]).encode()
 
 
 def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:
