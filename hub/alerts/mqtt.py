@@ -296,8 +296,8 @@ class MqttPublisher:
             self._send(message)
         states = self._bus.states()
         # A camera that never saw motion in this run has no event open: its motion is off.
-        moving = {h.camera_id for h in states if isinstance(h, MotionChanged)}
-        states += [MotionChanged(c, False, time.time()) for c in self._cameras if c not in moving]
+        known = {h.camera_id for h in states if isinstance(h, MotionChanged)}
+        states += [MotionChanged(c, False, time.time()) for c in self._cameras if c not in known]
         for state in states:
             for message in messages_for(self._topics, state, self._cameras):
                 self._send(message)
