@@ -17,6 +17,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hub import repair, tls, vault
+from hub.alerts.service import Alerts
+from hub.alerts.sink import AnnouncingEvents
+from hub.alerts.topics import CameraInfo, page_url
 from hub.archive import Archive, RetentionPolicy
 from hub.audit import AuditKind, AuditLog, RepeatFilter
 from hub.camera import Camera, EventSink
@@ -275,7 +278,8 @@ class Hub:
             ),
         )
         self.audit = AuditLog(self.index)
-        events = IndexedEvents(self.index, self.archive)
+        self.alerts = Alerts(self.config.mqtt)
+        events = AnnouncingEvents(IndexedEvents(self.index, self.archive), self.alerts.bus)
         self.cameras = [
             Camera(cam, storage.segment_seconds, self.archive, events)
             for cam in self.config.cameras
@@ -300,6 +304,7 @@ class Hub:
         self._housekeeping.start()
         log.info("recording %d camera(s) into %s", len(self.cameras), self.paths.root)
         self._start_web()
+        self._start_alerts()
         self._started = True
 
     def stop(self) -> None:
@@ -315,6 +320,7 @@ class Hub:
             self.web.stop()
         for camera in self.cameras:
             camera.stop()
+        self.alerts.stop()  # after the cameras, so that their last events are told
         if self._housekeeping.is_alive():
             self._housekeeping.join(timeout=5)
             if self._housekeeping.is_alive():
@@ -371,6 +377,12 @@ class Hub:
             return
         self.web = server
         log.info("owner page at %s", server.url)
+
+    def _start_alerts(self) -> None:
+        served = self.web.url if self.web is not None else None
+        link = page_url(self.config.web.origins, served, tls.lan_addresses())
+        cameras = [(CameraInfo(c.id, c.settings.name), c.is_online) for c in self.cameras]
+        self.alerts.start(cameras, link)
 
     def _log_start(self) -> None:
         """An access-log record per start, and one more whenever the config changed."""
@@ -481,7 +493,9 @@ def _config_digest(config: Config) -> str:
 
 
 def _camera_urls(config: Config) -> bytes:
-    return "\n".join(cam.url + " " + cam.detect_url for cam in config.cameras).encode()
+    """What the reprs hide: the cameras' URLs and the MQTT broker's password."""
+    urls = [cam.url + " " + cam.detect_url for cam in config.cameras]
+    return "\n".join([*urls, config.mqtt.password]).encode()
 
 
 def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:
