@@ -13,6 +13,7 @@ import ipaddress
 import json
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
@@ -162,6 +163,41 @@ class MqttSettings:
         return f"MqttSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
+QuietRange = tuple[int, int]  # start and end, minutes after local midnight; may wrap
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """When the owner is alerted of a motion event (the page adds per-camera switches
+    and a snooze); push to the browsers subscribed from the page."""
+
+    cooldown_seconds: float = 60.0  # after an alert, a camera's events this soon are not
+    quiet_hours: tuple[QuietRange, ...] = ()  # local times with no alerts
+    time_zone: str = ""  # IANA name for quiet_hours; "": the system's local time
+    push: bool = True  # Web Push to the browsers subscribed from the page
+    push_contact: str = "mailto:camhub@localhost"  # VAPID "sub": whom a push service asks
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class WebhookSettings:
+    """A generic HTTP target: POSTs each alert as JSON, signed with HMAC-SHA256."""
+
+    enabled: bool = False
+    url: str = ""  # http(s)://...; may hold a token (an ntfy topic): never logged
+    secret: str = ""  # the HMAC key the receiver shares; never logged
+
+    @property
+    def where(self) -> str:
+        """scheme://host[:port] only: the path and query may be a token (an ntfy topic)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+
+    def __repr__(self) -> str:
+        """The generated repr would print the secret and the URL's path."""
+        secret = "***" if self.secret else ""
+        return f"WebhookSettings(enabled={self.enabled!r}, url={self.where!r}, secret={secret!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     hub: HubSettings = field(default_factory=HubSettings)
@@ -169,6 +205,8 @@ class Config:
     web: WebSettings = field(default_factory=WebSettings)
     cameras: tuple[CameraSettings, ...] = ()
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
     path: Path | None = None  # the file it was loaded from
 
 
@@ -340,6 +378,8 @@ def _read_config(t: _Table, base_dir: Path) -> Config | None:
     ids: dict[str, str] = {}  # camera id -> path of the camera that has it
     t.tables("camera", partial(_read_camera, base_dir=base_dir, ids=ids))
     t.table("mqtt", partial(_read_mqtt, base_dir=base_dir))
+    t.table("alerts", _read_alerts)
+    t.table("webhook", _read_webhook)
     values = t.done()
     if values is None:
         return None
@@ -349,6 +389,8 @@ def _read_config(t: _Table, base_dir: Path) -> Config | None:
         web=values["web"],
         cameras=tuple(values["camera"]),
         mqtt=values["mqtt"],
+        alerts=values["alerts"],
+        webhook=values["webhook"],
     )
 
 
@@ -422,6 +464,24 @@ def _read_mqtt(t: _Table, base_dir: Path) -> MqttSettings | None:
     if ca_file is not None and url is not None and not url.startswith("mqtts:"):
         t.problem("ca_file", 'is only used with TLS: make the url "mqtts://..."')
     return t.build(MqttSettings)
+
+
+def _read_alerts(t: _Table) -> AlertSettings | None:
+    t.read("cooldown_seconds", _number(0, 86400))
+    t.read("quiet_hours", _quiet_hours)
+    t.read("time_zone", _time_zone)
+    t.read("push", _boolean)
+    t.read("push_contact", _contact)
+    return t.build(AlertSettings)
+
+
+def _read_webhook(t: _Table) -> WebhookSettings | None:
+    enabled = t.read("enabled", _boolean)
+    t.read("url", _webhook_url, required=bool(enabled))
+    secret = t.read("secret", _secret, required=bool(enabled))
+    if secret is not None and len(secret) < 16:
+        t.problem("secret", f"must be at least 16 characters, got {len(secret)}")
+    return t.build(WebhookSettings)
 
 
 def _read_v4l2(t: _Table) -> V4L2Settings | None:
@@ -568,6 +628,69 @@ def _mqtt_url(value: object) -> str:
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise _invalid(f"must be scheme://host[:port] with no path, got {_show(text)}")
     return f"{scheme}://{parts.netloc}"
+
+
+_QUIET_RANGE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def _quiet_hours(value: object) -> tuple[QuietRange, ...]:
+    ranges = _array(value, 'an array of local time ranges, e.g. ["22:30-06:30"]')
+    if len(ranges) > 16:
+        raise _invalid(f"must be at most 16 ranges, got {len(ranges)}")
+    return tuple(_each(ranges, _quiet_range))
+
+
+def _quiet_range(value: object) -> QuietRange:
+    """ "HH:MM-HH:MM", 24-hour local time; a range that ends earlier than it starts
+    goes past midnight."""
+    text = _string(value)
+    match = _QUIET_RANGE.fullmatch(text)
+    if match is None:
+        raise _invalid(f'must be "HH:MM-HH:MM" (24-hour), e.g. "22:30-06:30", got {_show(text)}')
+    h0, m0, h1, m1 = (int(g) for g in match.groups())
+    if (h0, m0) == (h1, m1):
+        raise _invalid(f"starts and ends at the same time, got {_show(text)}")
+    return (h0 * 60 + m0, h1 * 60 + m1)
+
+
+def _time_zone(value: object) -> str:
+    text = _string(value)
+    if text == "":
+        return text
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise _invalid(
+            f'is not a known time zone, e.g. "Europe/Berlin" ("" for the system\'s), '
+            f"got {_show(text)}"
+        ) from None
+    return text
+
+
+def _contact(value: object) -> str:
+    """The VAPID "sub" claim: a mailto: or https: URL where a push service can reach
+    the hub's owner (RFC 8292 §2.1)."""
+    text = _string(value)
+    if not (text.startswith("mailto:") and "@" in text) and not text.startswith("https://"):
+        raise _invalid(f'must be "mailto:you@example.com" or an https:// URL, got {_show(text)}')
+    if len(text) > 256 or any(c.isspace() or not c.isprintable() for c in text):
+        raise _invalid("must be at most 256 characters, without spaces or control characters")
+    return text
+
+
+def _webhook_url(value: object) -> str:
+    """http(s)://host[:port]/path; never echoed, as its path may be a token."""
+    text = _string(value)
+    scheme = text.partition("://")[0].lower()
+    if scheme not in ("http", "https"):
+        raise _invalid('must start with "https://" or "http://"')
+    _check_network_url(text, scheme)
+    parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        raise _invalid("must not hold a user name or password (webhook.secret signs each POST)")
+    if parts.fragment:
+        raise _invalid("must not have a #fragment")
+    return text
 
 
 _CAMERA_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
