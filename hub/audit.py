@@ -58,6 +58,11 @@ class AuditKind(enum.StrEnum):
     CONFIG_CHANGED = "config changed"
     RETENTION = "retention deleted footage"
     HUB_STARTED = "hub started"
+    ALERT_TARGET_ADDED = "alert target added"
+    ALERT_TARGET_REMOVED = "alert target removed"
+    ALERTS_CHANGED = "alert settings changed"
+    ALERT_TEST = "test alert sent"
+    WEBHOOK_SET = "webhook target set"
 
 
 def chain_hash(prev: str, seq: int, when: float, kind: str, actor: str, detail: str) -> str:

@@ -17,13 +17,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hub import repair, tls, vault
-from hub.alerts.service import Alerts
+from hub.alerts.service import Alerts, OwnerAlerts
 from hub.alerts.sink import AnnouncingEvents
 from hub.alerts.topics import CameraInfo, page_url
 from hub.archive import Archive, RetentionPolicy
 from hub.audit import AuditKind, AuditLog, RepeatFilter
 from hub.camera import Camera, EventSink
 from hub.config import Config
+from hub.failures import RepeatedFailure
 from hub.fsutil import DirectoryLock
 from hub.motion import MotionEvent
 from hub.shares import shares_to_end
@@ -37,44 +38,6 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 15.0  # ending shares, expiring sessions
 RETENTION_EVERY = 4  # housekeeping rounds between retention passes (a minute)
-REPEAT_INTERVAL = 300.0  # a failure that goes on is logged again, with a count, this often
-
-
-class RepeatedFailure:
-    """Logs a failure that repeats once per interval with a count, never per occurrence:
-    a damaged index fails every round, and a log that grows by a traceback a round
-    buries the one line that says what is wrong."""
-
-    def __init__(self, what: str, interval: float = REPEAT_INTERVAL) -> None:
-        self.what = what
-        self.interval = interval
-        self._said: float | None = None  # when the current run of failures was last logged
-        self._unsaid = 0  # failures since
-
-    @property
-    def failing(self) -> bool:
-        return self._said is not None
-
-    def failed(self, message: str, now: float, count: int = 1) -> None:
-        if self._said is None:
-            log.error("%s failed: %s; retrying", self.what, message)
-            self._said, self._unsaid = now, 0
-            return
-        self._unsaid += count
-        if now - self._said >= self.interval:
-            log.error(
-                "%s still failing: %d time(s) in the last %.0f s: %s",
-                self.what,
-                self._unsaid,
-                now - self._said,
-                message,
-            )
-            self._said, self._unsaid = now, 0
-
-    def succeeded(self) -> None:
-        if self._said is not None:
-            log.warning("%s works again", self.what)
-            self._said, self._unsaid = None, 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +57,10 @@ class DataPaths:
     @property
     def footage(self) -> Path:
         return self.root / "footage"
+
+    @property
+    def vapid(self) -> Path:
+        return self.root / "vapid.pem"
 
     @property
     def tls_cert(self) -> Path:
@@ -278,7 +245,10 @@ class Hub:
             ),
         )
         self.audit = AuditLog(self.index)
-        self.alerts = Alerts(self.config.mqtt)
+        owner_alerts = OwnerAlerts(
+            self.config.alerts, self.config.webhook, self.index, self.audit, self.paths.vapid
+        )
+        self.alerts = Alerts(self.config.mqtt, owner_alerts)
         events = AnnouncingEvents(IndexedEvents(self.index, self.archive), self.alerts.bus)
         self.cameras = [
             Camera(cam, storage.segment_seconds, self.archive, events)
@@ -369,6 +339,7 @@ class Hub:
                 secure_cookies=web_settings.tls,
                 origins=frozenset(web_settings.origins),
                 listen_host=web_settings.host,
+                alerts=self.alerts,
             )
             server = WebServer(make_app(context), web_settings.host, web_settings.port, ssl_context)
             server.start()
@@ -493,9 +464,11 @@ def _config_digest(config: Config) -> str:
 
 
 def _camera_urls(config: Config) -> bytes:
-    """What the reprs hide: the cameras' URLs and the MQTT broker's password."""
+    """What the reprs hide: the cameras' URLs, the MQTT broker's password, the webhook's
+    URL and secret."""
     urls = [cam.url + " " + cam.detect_url for cam in config.cameras]
-    return "\n".join([*urls, config.mqtt.password]).encode()
+    hook = config.webhook
+    return "\n".join([*urls, config.mqtt.password, hook.url, hook.secret]).encode()
 
 
 def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:

@@ -195,6 +195,18 @@ class ShareRow:
 
 
 @dataclass(frozen=True, slots=True)
+class PushSubscriptionRow:
+    """A browser the owner subscribed to Web Push (RFC 8030/8291)."""
+
+    id: int
+    endpoint: str  # the push service's URL for this browser
+    p256dh: str  # the browser's P-256 public key, base64url
+    auth: str  # the 16-byte auth secret, base64url
+    created: float
+    client: str  # who subscribed it, as the access log names them
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotRow:
     id: str
     camera_id: str
@@ -367,6 +379,29 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
         "PRAGMA user_version = 5",
+    ),
+    (
+        # Alerts (hub/alerts/): the browsers the owner subscribed to Web Push (endpoint
+        # and the RFC 8291 keys to encrypt to them), the cameras whose alerts are off,
+        # and the snooze. Set from the page; no footage or secret of the owner's here.
+        """
+        CREATE TABLE push_subscriptions (
+            id INTEGER PRIMARY KEY,
+            endpoint TEXT NOT NULL UNIQUE,
+            p256dh TEXT NOT NULL,
+            auth TEXT NOT NULL,
+            created REAL NOT NULL,
+            client TEXT NOT NULL
+        )
+        """,
+        "CREATE TABLE alert_muted (camera_id TEXT PRIMARY KEY)",
+        """
+        CREATE TABLE alert_snooze (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            until REAL NOT NULL
+        )
+        """,
+        "PRAGMA user_version = 6",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -963,6 +998,63 @@ class Index:
     def live_shares(self) -> list[ShareRow]:
         rows = self._query(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE ended IS NULL")
         return [_share_row(row) for row in rows]
+
+    # -- alerts -----------------------------------------------------------------------
+
+    def add_push_subscription(
+        self, endpoint: str, p256dh: str, auth: str, created: float, client: str
+    ) -> tuple[int, bool]:
+        """Keep a browser's subscription (a known endpoint gets its new keys): its id,
+        and whether the endpoint is new."""
+        with self._lock:
+            known = self._conn.execute(
+                "SELECT 1 FROM push_subscriptions WHERE endpoint = ?", (endpoint,)
+            ).fetchone()
+            row = self._conn.execute(
+                "INSERT INTO push_subscriptions (endpoint, p256dh, auth, created, client) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (endpoint) DO UPDATE SET "
+                "p256dh = excluded.p256dh, auth = excluded.auth, created = excluded.created, "
+                "client = excluded.client RETURNING id",
+                (endpoint, p256dh, auth, created, client),
+            ).fetchone()
+            return int(row[0]), known is None
+
+    def push_subscription_count(self) -> int:
+        return self._one("SELECT count(*) FROM push_subscriptions")
+
+    def remove_push_subscription(self, endpoint: str) -> int | None:
+        """Forget a subscription: its id, or None if it was not known."""
+        with self._lock:
+            row = self._conn.execute(
+                "DELETE FROM push_subscriptions WHERE endpoint = ? RETURNING id", (endpoint,)
+            ).fetchone()
+        return int(row[0]) if row is not None else None
+
+    def push_subscriptions(self) -> list[PushSubscriptionRow]:
+        rows = self._query(
+            "SELECT id, endpoint, p256dh, auth, created, client FROM push_subscriptions ORDER BY id"
+        )
+        return [PushSubscriptionRow(*row) for row in rows]  # type: ignore[arg-type]
+
+    def set_camera_alerts(self, camera_id: str, enabled: bool) -> None:
+        if enabled:
+            self._write("DELETE FROM alert_muted WHERE camera_id = ?", (camera_id,))
+        else:
+            self._write("INSERT OR IGNORE INTO alert_muted (camera_id) VALUES (?)", (camera_id,))
+
+    def muted_cameras(self) -> frozenset[str]:
+        return frozenset(str(row[0]) for row in self._query("SELECT camera_id FROM alert_muted"))
+
+    def set_snooze(self, until: float | None) -> None:
+        """Snooze every alert until `until` (Unix time); None ends the snooze."""
+        if until is None:
+            self._write("DELETE FROM alert_snooze", ())
+        else:
+            self._write("INSERT OR REPLACE INTO alert_snooze (one, until) VALUES (1, ?)", (until,))
+
+    def snoozed_until(self) -> float | None:
+        rows = self._query("SELECT until FROM alert_snooze WHERE one = 1")
+        return float(rows[0][0]) if rows else None  # type: ignore[arg-type]
 
     # -- plumbing ---------------------------------------------------------------------
 

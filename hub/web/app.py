@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hub.alerts.service import Alerts
 from hub.archive import Archive
 from hub.audit import AuditKind, AuditLog, RepeatFilter
 from hub.store import Index
@@ -40,7 +41,8 @@ BODY_SECONDS = 10.0  # to send that body: a client trickling it is cut off
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-    "media-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "media-src 'self' blob:; connect-src 'self'; manifest-src 'self'; worker-src 'self'; "
+    "form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
 STATIC_TYPES = {
@@ -49,6 +51,7 @@ STATIC_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
     ".png": "image/png",
+    ".webmanifest": "application/manifest+json",
 }
 
 
@@ -83,6 +86,7 @@ class WebContext:
     listen_host: str = "127.0.0.1"  # web.listen's host: a name here is a known Host
     login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     clip_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    alerts: Alerts | None = None  # the owner's alerts (push, webhook); None in some tests
 
 
 CONTEXT = web.AppKey("context", WebContext)
@@ -294,6 +298,15 @@ async def static_file(request: web.Request) -> web.Response:
 
 
 @public
+async def service_worker(request: web.Request) -> web.Response:
+    """The push service worker, served from the root so that its scope covers the page
+    (a worker under /static/ could only control /static/)."""
+    response = request.app[STATIC].response("sw.js")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@public
 async def index_page(request: web.Request) -> web.Response:
     return request.app[STATIC].response("index.html")
 
@@ -311,7 +324,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def make_app(ctx: WebContext) -> web.Application:
-    from hub.web import api, share_pages  # the route modules import this one
+    from hub.web import alert_routes, api, share_pages  # the route modules import this one
 
     app = web.Application(
         middlewares=[
@@ -328,8 +341,10 @@ def make_app(ctx: WebContext) -> web.Application:
     app[STATIC] = StaticFiles()
     app.router.add_get("/", index_page)
     app.router.add_get("/static/{name}", static_file)
+    app.router.add_get("/sw.js", service_worker)
     app.router.add_get("/healthz", health)
     api.add_routes(app)
+    alert_routes.add_routes(app)
     share_pages.add_routes(app)
     app.on_response_prepare.append(drop_server_header)
     app.on_shutdown.append(_lock_all)
