@@ -7,12 +7,17 @@ nothing else, so a push service or a webhook receiver learns no more than that.
 from __future__ import annotations
 
 import errno
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
 
 TIMEOUT = (5.0, 10.0)  # seconds to connect, and to wait for each read of the answer
+
+# urllib3 logs each request's URL at debug level, and a webhook's or a subscription's
+# path is a token: even `log_level = "debug"` must not write it.
+logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True, slots=True)
