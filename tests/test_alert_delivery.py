@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +22,12 @@ import pytest
 from alert_receivers import BrowserKeys, Receiver, b64url, serve, vapid_claims, webhook_verifies
 from cryptography.hazmat.primitives import serialization
 
-from hub.alerts.bus import AlertBus
+from hub.alerts.bus import MAX_RECORDS, AlertBus
 from hub.alerts.delivery import Alert
 from hub.alerts.happenings import EventChanged, Phase
 from hub.alerts.notify import ATTEMPTS, AlertSender
-from hub.alerts.policy import AlertPolicy, Choices, local_zone
-from hub.alerts.service import Alerts, OwnerAlerts
+from hub.alerts.policy import AlertPolicy, Choices
+from hub.alerts.service import Alerts, OwnerAlerts, local_zone
 from hub.alerts.topics import CameraInfo
 from hub.alerts.webhook import Webhook
 from hub.audit import AuditLog
@@ -294,3 +295,40 @@ def test_push_off_in_the_config_makes_no_key(tmp_path: Path, index: Index) -> No
     alerts = started(tmp_path, index, settings=AlertSettings(push=False))
     alerts.stop()
     assert alerts.push_key is None and not (tmp_path / "vapid.pem").exists()
+
+
+def test_records_dropped_behind_a_slow_delivery_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While one delivery hangs, the bus keeps at most 64 event records for the alert
+    thread; the ones dropped are said in one line, and the cameras never waited."""
+    asked, gate = threading.Event(), threading.Event()
+
+    def hang(_path: str) -> int:
+        asked.set()
+        return 200 if gate.wait(60) else 500
+
+    with serve() as receiver:
+        receiver.status = hang
+        bus, send = sender(receiver.url)
+        try:
+            bus.publish(event_start(1))
+            assert asked.wait(30)  # the thread now waits for the receiver's answer
+            started = time.monotonic()
+            for n in range(2, 2 + MAX_RECORDS + 6):
+                bus.publish(event_start(n))
+            publishing = time.monotonic() - started
+            send.test()  # waiting tests go before the next batch from the bus
+            gate.set()
+            got = receiver.wait_for(1 + 1 + MAX_RECORDS)
+        finally:
+            gate.set()
+            send.stop()
+    ids = [json.loads(r.body)["event_id"] for r in got]
+    assert ids == [1, None, *range(8, 8 + MAX_RECORDS)]  # the six oldest were dropped
+    lines = [r.getMessage() for r in error_lines(caplog)]
+    assert lines == [
+        "alerts: 6 event record(s) dropped while deliveries were slow; "
+        "those events were not alerted"
+    ]
+    print(f"{MAX_RECORDS + 6} publishes behind a hung delivery took {publishing * 1000:.1f} ms")

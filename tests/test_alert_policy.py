@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from hub.alerts.policy import AlertPolicy, Choices, Verdict, in_quiet_hours
+from hub.alerts.service import local_zone
 from hub.config import AlertSettings
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -104,3 +108,24 @@ def test_several_ranges_and_none() -> None:
     assert not in_quiet_hours(utc(2026, 1, 15, 11, 30), ranges, BERLIN)  # 12:30
     assert in_quiet_hours(utc(2026, 1, 15, 13, 0), ranges, BERLIN)  # 14:00
     assert not in_quiet_hours(utc(2026, 1, 15, 13, 0), (), BERLIN)
+
+
+def test_the_system_zone_keeps_its_dst_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """time_zone = "" is the system's zone with its rules, not the offset of the day the
+    hub started: a hub started in winter keeps quiet hours right in summer."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        zone = local_zone("")
+        winter, summer = utc(2026, 1, 15, 12, 0), utc(2026, 7, 15, 12, 0)
+        for instant in (winter, summer):
+            offset = datetime.fromtimestamp(instant, zone).utcoffset()
+            assert offset is not None
+            assert offset.total_seconds() == time.localtime(instant).tm_gmtoff
+        assert (
+            datetime.fromtimestamp(winter, zone).utcoffset()
+            != datetime.fromtimestamp(summer, zone).utcoffset()
+        )
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

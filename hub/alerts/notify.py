@@ -73,6 +73,7 @@ class AlertSender:
         self._subscription = bus.subscribe(notify=self._wake.set)
         self._tests: deque[Alert] = deque(maxlen=MAX_TESTS)
         self._failures: dict[tuple[str, str], RepeatedFailure] = {}
+        self._dropped = 0  # event records the bus dropped for this thread, as told
         now = clock()
         self._status = {name: TargetStatus(name, "idle", "", now) for name in targets}
         self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
@@ -103,8 +104,21 @@ class AlertSender:
             for happening in self._subscription.drain():
                 if isinstance(happening, EventChanged) and happening.phase is Phase.START:
                     self._consider(happening)
+            self._tell_dropped()
             while self._tests and not self._stopping.is_set():
                 self._deliver(self._tests.popleft(), test=True)
+
+    def _tell_dropped(self) -> None:
+        """Event records the bus dropped while slow deliveries held this thread: their
+        starts were never considered, which the log must say (the index has them)."""
+        dropped = self._subscription.dropped
+        if dropped > self._dropped:
+            log.warning(
+                "alerts: %d event record(s) dropped while deliveries were slow; "
+                "those events were not alerted",
+                dropped - self._dropped,
+            )
+            self._dropped = dropped
 
     def _consider(self, event: EventChanged) -> None:
         try:

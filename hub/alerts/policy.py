@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from enum import StrEnum
-from zoneinfo import ZoneInfo
 
 from hub.config import AlertSettings, QuietRange
 
@@ -35,15 +34,6 @@ class Choices:
 
     muted: frozenset[str] = frozenset()  # cameras whose alerts are off
     snoozed_until: float | None = None  # Unix time; no alert at all before it
-
-
-def local_zone(name: str) -> tzinfo:
-    """The configured zone, or the system's local one ("" in the config)."""
-    if name:
-        return ZoneInfo(name)
-    zone = datetime.now().astimezone().tzinfo
-    assert zone is not None
-    return zone
 
 
 def in_quiet_hours(when: float, ranges: tuple[QuietRange, ...], zone: tzinfo) -> bool:

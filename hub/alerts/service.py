@@ -5,12 +5,16 @@ webhook can link to it), stopped after the cameras (so their last events are tol
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from py_vapid import Vapid02
 
@@ -19,7 +23,7 @@ from hub.alerts import vapid
 from hub.alerts.bus import AlertBus
 from hub.alerts.mqtt import MqttPublisher, MqttStatus
 from hub.alerts.notify import AlertSender, Target, TargetStatus
-from hub.alerts.policy import AlertPolicy, Choices, local_zone
+from hub.alerts.policy import AlertPolicy, Choices
 from hub.alerts.push import WebPush
 from hub.alerts.topics import CameraInfo
 from hub.alerts.watch import StatusWatch
@@ -131,6 +135,33 @@ class Alerts:
         self._sender.start()
         if targets:
             log.info("alerts: sending to %s", ", ".join(_target_names(owner, targets)))
+
+
+SYSTEM_ZONE = Path("/etc/localtime")
+
+
+def local_zone(name: str) -> tzinfo:
+    """The configured zone, or the system's ("" in the config) with its own DST rules:
+    $TZ if it names a zone, else /etc/localtime. The offset of the moment would be wrong
+    half the year; it is the last resort, with a warning."""
+    if name:
+        return ZoneInfo(name)
+    tz = os.environ.get("TZ", "").removeprefix(":")
+    if tz:
+        with contextlib.suppress(ValueError, ZoneInfoNotFoundError):
+            return ZoneInfo(tz)
+    try:
+        with SYSTEM_ZONE.open("rb") as f:
+            return ZoneInfo.from_file(f, key="localtime")
+    except (OSError, ValueError) as exc:
+        log.warning(
+            "alerts: the system's time zone is unknown (%s): quiet hours use today's UTC "
+            "offset; set alerts.time_zone",
+            exc,
+        )
+    zone = datetime.now().astimezone().tzinfo
+    assert zone is not None
+    return zone
 
 
 def _target_names(owner: OwnerAlerts, targets: dict[str, Target]) -> list[str]:
