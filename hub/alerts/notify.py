@@ -143,7 +143,7 @@ class AlertSender:
             try:
                 deliveries = target.deliveries(alert, test=test)
             except sqlite3.Error as exc:  # the subscriptions cannot be read
-                self._failed(Delivery(name, "the index", lambda: None), str(exc))
+                self._failed(name, "the index", str(exc))
                 continue
             for delivery in deliveries:
                 if self._stopping.is_set():
@@ -157,38 +157,35 @@ class AlertSender:
             except DeliveryFailed as exc:
                 last = attempt + 1 == ATTEMPTS or not exc.retry
                 if last or self._stopping.wait(self._waits[min(attempt, len(self._waits) - 1)]):
-                    self._failed(delivery, str(exc))
+                    self._failed(delivery.target, delivery.where, str(exc))
                     return
             except Exception as exc:  # a bug must not end the alert thread
-                log.exception("alerts: sending to %s failed", delivery.where)
-                self._failed(delivery, type(exc).__name__)
+                if not self._failure(delivery.target, delivery.where).failing:
+                    log.exception("alerts: sending to %s failed", delivery.where)
+                self._failed(delivery.target, delivery.where, type(exc).__name__)
                 return
             else:
                 self._sent(delivery)
                 return
 
-    def _failure(self, delivery: Delivery) -> RepeatedFailure:
-        key = (delivery.target, delivery.where)
+    def _failure(self, target: str, where: str) -> RepeatedFailure:
+        """One per receiver: its failures are logged once, then once per interval."""
+        key = (target, where)
         if key not in self._failures:
-            what = "Web Push" if delivery.target == "push" else "the webhook"
-            self._failures[key] = RepeatedFailure(f"{what} to {delivery.where}")
+            what = "Web Push" if target == "push" else "the webhook"
+            self._failures[key] = RepeatedFailure(f"{what} to {where}")
         return self._failures[key]
 
-    def _failed(self, delivery: Delivery, detail: str) -> None:
-        self._failure(delivery).failed(detail, time.monotonic())
-        old = self._status[delivery.target]
+    def _failed(self, target: str, where: str, detail: str) -> None:
+        self._failure(target, where).failed(detail, time.monotonic())
+        old = self._status[target]
         since = old.since if old.state == "failing" else self._clock()
-        self._status[delivery.target] = TargetStatus(
-            delivery.target,
-            "failing",
-            f"{delivery.where}: {detail}",
-            since,
-            old.sent,
-            old.failed + 1,
+        self._status[target] = TargetStatus(
+            target, "failing", f"{where}: {detail}", since, old.sent, old.failed + 1
         )
 
     def _sent(self, delivery: Delivery) -> None:
-        self._failure(delivery).succeeded()
+        self._failure(delivery.target, delivery.where).succeeded()
         old = self._status[delivery.target]
         since = old.since if old.state == "ok" else self._clock()
         self._status[delivery.target] = TargetStatus(
