@@ -181,6 +181,7 @@ def try_push(page: Page, hub: Hub) -> None:
     else:
         pw_expect(message).to_have_text(re.compile(r"^The browser's push service refused"))
         pw_expect(message).to_have_class("form-error")
+        print(f"headless Chromium did not subscribe: {message.text_content()}")
 
 
 def snooze_and_wake(page: Page, hub: Hub) -> None:

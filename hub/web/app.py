@@ -300,10 +300,9 @@ async def static_file(request: web.Request) -> web.Response:
 @public
 async def service_worker(request: web.Request) -> web.Response:
     """The push service worker, served from the root so that its scope covers the page
-    (a worker under /static/ could only control /static/)."""
-    response = request.app[STATIC].response("sw.js")
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    (a worker under /static/ could only control /static/). `no-store` like every route
+    outside /static/: the browser fetches it anew each time it checks for an update."""
+    return request.app[STATIC].response("sw.js")
 
 
 @public
