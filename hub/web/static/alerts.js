@@ -115,6 +115,14 @@
     say("This browser gets no more alerts.");
   }
 
+  // A push service may replace a subscription (the worker then makes a new one): each
+  // time the owner opens the page, this browser's subscription is told to the hub again
+  // (kept once; the access log notes only a new one).
+  async function resync() {
+    const subscription = await currentSubscription();
+    if (subscription) await call("POST", "/api/alerts/push", subscription.toJSON());
+  }
+
   // -- the panel ------------------------------------------------------------------------
 
   function el(tag, props, ...children) {
@@ -287,6 +295,12 @@
   }
 
   // Once the owner is logged in, show the events and play the one the alert was about.
+  function onAppShown() {
+    if ($("app-view").hidden) return;
+    resync().catch(() => {}); // push off on the hub, or offline: the panel will say
+    openPendingEvent();
+  }
+
   function openPendingEvent() {
     if (pendingEvent === null || $("app-view").hidden) return;
     const id = pendingEvent;
@@ -313,7 +327,7 @@
       takeEventFromHash();
       openPendingEvent();
     });
-    new MutationObserver(openPendingEvent).observe($("app-view"), { attributes: true, attributeFilter: ["hidden"] });
+    new MutationObserver(onAppShown).observe($("app-view"), { attributes: true, attributeFilter: ["hidden"] });
   }
 
   wire();

@@ -55,3 +55,22 @@ self.addEventListener("notificationclick", (event) => {
     })(),
   );
 });
+
+// The push service replaced the subscription: make the new one with the same key and
+// tell the hub (with the owner's session cookie, if it is still valid; otherwise the
+// page tells it at the next login).
+self.addEventListener("pushsubscriptionchange", (event) => {
+  const options = event.oldSubscription && event.oldSubscription.options;
+  if (!options) return;
+  event.waitUntil(
+    (async () => {
+      const subscription = event.newSubscription || (await self.registration.pushManager.subscribe(options));
+      await fetch("/api/alerts/push", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(subscription.toJSON()),
+      });
+    })(),
+  );
+});
