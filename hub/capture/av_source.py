@@ -172,7 +172,9 @@ class AVSource(Source):
         rate = stream.guessed_rate or stream.average_rate
         fps = float(rate) if rate else None
         interval = 1 / fps if fps else 0.1
-        self._timestamps = PacketTimestamps(time_base, frame_ticks=round(interval / time_base))
+        self._timestamps = PacketTimestamps(
+            time_base, frame_ticks=round(interval / time_base), reorder=codec.reorder_depth
+        )
         self._clock = WallClock(
             time_base, self._anchor, max_drift=_MAX_DRIFT if self._live else None
         )
