@@ -215,13 +215,20 @@ class _Segment:
         self._stream = stream
         self._time_base = info.time_base
         self._tick_seconds = float(info.time_base)
-        self._frame_seconds = 1 / info.fps if info.fps else 0.0
+        self._frame_ticks = round(1 / info.fps / self._tick_seconds) if info.fps else 0
         pts, dts = self._timestamps(first)
         self._offset = min(pts, dts)
         self._last_dts = -1
+        self._first_pts = pts - self._offset
+        self._shown_until = self._first_pts  # end of the latest picture, in footage ticks
         self.start_time = first.time
-        self.end_time = first.time
         self.frames = 0
+
+    @property
+    def end_time(self) -> float:
+        """The start plus the footage's own length (first picture to the end of the last),
+        as a player sees it: wall-clock arrival times stretch when a camera stalls."""
+        return self.start_time + (self._shown_until - self._first_pts) * self._tick_seconds
 
     def _timestamps(self, packet: Packet) -> tuple[int, int]:
         """(pts, dts) in source units; AVI-style packets lack pts, some lack both."""
@@ -239,17 +246,16 @@ class _Segment:
         out.stream = self._stream
         out.time_base = self._time_base
         out.dts = dts
-        out.pts = max(pts - self._offset, dts)
+        shown = max(pts - self._offset, dts)
+        out.pts = shown
         if packet.duration > 0:
             out.duration = packet.duration
-            seconds = packet.duration * self._tick_seconds
-        else:
-            seconds = self._frame_seconds
         out.is_keyframe = packet.keyframe
         self._container.mux(out)
         self.frames += 1
         self._stats.packets_written += 1
-        self.end_time = max(self.end_time, packet.time + seconds)
+        shown += packet.duration if packet.duration > 0 else self._frame_ticks
+        self._shown_until = max(self._shown_until, shown)
 
     def finish(self) -> None:
         self._container.close()
