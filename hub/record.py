@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # Fragment at every keyframe, write the header before any sample: nothing ever seeks back.
 _MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+# ...and at least every second (µs) between keyframes: the muxer holds a fragment until it
+# is cut, so with a 5 s GOP a crash lost the whole segment in flight.
+_FRAGMENT = {"frag_duration": "1000000"}
 # Without extradata the muxer must see the first keyframe's in-band SPS/PPS before the header.
 _MOVFLAGS_INBAND = _MOVFLAGS + "+delay_moov"
 
@@ -205,7 +208,9 @@ class _Segment:
         self._pipe = _WriteOnly(output, stats)
         self._stats = stats
         flags = _MOVFLAGS if info.extradata else _MOVFLAGS_INBAND
-        self._container = av.open(self._pipe, "w", format="mp4", options={"movflags": flags})
+        self._container = av.open(
+            self._pipe, "w", format="mp4", options={"movflags": flags, **_FRAGMENT}
+        )
         stream = self._container.add_stream_from_template(template)
         stream.codec_context.width = info.width
         stream.codec_context.height = info.height
