@@ -1,12 +1,13 @@
-"""Real clips re-encoded for a test's needs (B-frames, a long keyframe interval), by ffmpeg."""
+"""Real clips re-encoded for a test's needs (B-frames, a long keyframe interval), by ffmpeg.
+
+Standard library only, so benches can use it too.
+"""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 
 def reencode(
@@ -21,7 +22,7 @@ def reencode(
     """The first `seconds` of `source` as H.264 MP4 with a fixed GOP, `b_frames` B-frames
     and, if given, a constant `bitrate` (e.g. "1M"); else the encoder's choice."""
     if shutil.which("ffmpeg") is None:
-        pytest.fail("ffmpeg is needed to re-encode test clips (Debian package: ffmpeg)")
+        raise RuntimeError("ffmpeg is needed to re-encode test clips (Debian package: ffmpeg)")
     rate = ["-b:v", bitrate, "-minrate", bitrate, "-maxrate", bitrate, "-bufsize", bitrate]
     subprocess.run(
         ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-t", f"{seconds:g}", "-an",
