@@ -37,6 +37,7 @@ from hub.daemon import (
     run_until_signalled,
 )
 from hub.fsutil import DirectoryBusy, DirectoryLock, write_private
+from hub.logs import limit_repeats
 from hub.store import DamagedIndex, Index, SchemaError, is_damage
 
 log = logging.getLogger("hub")
@@ -167,6 +168,7 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    limit_repeats()
 
 
 def _data_paths(args: argparse.Namespace) -> DataPaths:

@@ -28,10 +28,10 @@ import pytest
 from hub.cli import init_data_dir
 from hub.config import parse_config
 from hub.daemon import DataPaths, Hub
+from hub.logs import RepeatLogFilter
 from hub.vault import KdfParams
 from hub.web.auth import DEVICE_COOKIE, GLOBAL_FAILURES, GLOBAL_SPACING, LoginThrottle
 from hub.web.connections import PER_CLIENT
-from hub.web.logs import RepeatLogFilter
 from hub.web.server import HEADER_SECONDS
 
 PASSWORD = "correct horse battery"

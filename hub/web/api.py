@@ -396,7 +396,9 @@ async def _owner_clip(
 
     key = (OWNER, tuple(row.id for row in segments))
     body = await serve_clip(ctx, key, segments, open_segment)
-    if is_first_request(request):
+    response = ranged(request, body, "video/mp4")
+    shown = response.status != web.HTTPRequestRangeNotSatisfiable.status_code
+    if shown and is_first_request(request):  # logged before any of it leaves
         await audit(
             ctx,
             AuditKind.CLIP,
@@ -407,7 +409,7 @@ async def _owner_clip(
             segments=len(segments),
             **detail,
         )
-    return ranged(request, body, "video/mp4")
+    return response
 
 
 async def serve_clip(

@@ -25,12 +25,12 @@ from aiohttp import web
 from hub.alerts.service import Alerts
 from hub.archive import Archive
 from hub.audit import AuditKind, AuditLog, RepeatFilter
+from hub.logs import printable
 from hub.store import Index
 from hub.web.auth import LoginThrottle, Session, Sessions
 from hub.web.clips import ClipCache
 from hub.web.hosts import HostCheck
 from hub.web.live import LiveFeed
-from hub.web.logs import printable
 
 log = logging.getLogger(__name__)
 

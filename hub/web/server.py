@@ -4,7 +4,7 @@ The edge a flood meets is here: connections past the cap (hub/web/connections.py
 closed as they are accepted; a TLS handshake and a request's headers each get
 HEADER_SECONDS, an idle keep-alive connection KEEPALIVE_SECONDS (a body's time limit is
 a middleware in app.py); errors the HTTP parser answers itself carry our JSON shape and
-no Server header; and repeated errors are logged once a minute (hub/web/logs.py).
+no Server header; and repeated errors are logged once a minute (hub/logs.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from hub.logs import limit_repeats, printable
 from hub.web.connections import CappedListener, ConnectionBudget, current_cap, listeners
-from hub.web.logs import limit_repeats, printable
 
 log = logging.getLogger(__name__)
 START_TIMEOUT = 15.0

@@ -1,9 +1,10 @@
-"""What the web side writes to the hub's log: one line per repeated error per minute,
-and request text escaped so it cannot forge lines.
+"""What reaches the hub's log: one line per repeated error per minute, and request text
+escaped so it cannot forge lines.
 
 A flood (connections past the cap, a full descriptor table in asyncio's accept loop,
-garbage requests) repeats the same error thousands of times a second; logged each time,
-with a traceback, it fills the disk the footage lives on. So a record whose logger,
+garbage requests) repeats the same error thousands of times a second, and a damaged
+index fails every piece of a camera's disk work; logged each time, with a traceback,
+it fills the disk the footage lives on. So a record whose logger,
 level and message template were already logged within the interval is counted, not
 written, and the next one written after the interval says how many were left out.
 """
@@ -15,8 +16,9 @@ import threading
 import time
 
 REPEAT_INTERVAL = 60.0
-# The loggers a client can make repeat: asyncio's accept loop, aiohttp's protocol and
-# web layers, and ours. The access log (debug, one line per request) is left alone.
+# The loggers a client or a failing disk can make repeat: asyncio's accept loop,
+# aiohttp's protocol and web layers, ours, and the cameras' disk writers. The access
+# log (debug, one line per request) is left alone.
 NOISY_LOGGERS = (
     "asyncio",
     "aiohttp.server",
@@ -25,6 +27,7 @@ NOISY_LOGGERS = (
     "hub.web.app",
     "hub.web.connections",
     "hub.web.server",
+    "hub.writer",
 )
 
 
