@@ -24,8 +24,8 @@ from hub.archive import Archive, RetentionPolicy
 from hub.audit import AuditKind, AuditLog, RepeatFilter
 from hub.camera import Camera, EventSink
 from hub.config import Config
-from hub.failures import RepeatedFailure
 from hub.fsutil import DirectoryLock
+from hub.logs import RepeatedFailure
 from hub.motion import MotionEvent
 from hub.shares import shares_to_end
 from hub.store import DamagedIndex, Index, is_damage

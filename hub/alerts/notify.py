@@ -22,7 +22,7 @@ from hub.alerts.bus import AlertBus
 from hub.alerts.delivery import Alert, Delivery, DeliveryFailed
 from hub.alerts.happenings import EventChanged, Phase
 from hub.alerts.policy import AlertPolicy, Choices, Verdict
-from hub.failures import RepeatedFailure
+from hub.logs import RepeatedFailure
 
 log = logging.getLogger(__name__)
 
