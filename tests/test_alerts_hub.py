@@ -6,6 +6,7 @@ over real HTTP against a running hub.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from alert_receivers import BrowserKeys, Receiver, b64url, serve, webhook_verifies
+from mosquitto import USER, Broker
 
 from hub.alerts.happenings import EventChanged, Phase
 from hub.cli import init_data_dir
@@ -52,11 +54,11 @@ record = "off"
 """
 
 
-def make_hub(root: Path, camera: str, hook: str, alerts: str = "") -> Hub:
+def make_hub(root: Path, camera: str, hook: str, alerts: str = "", extra: str = "") -> Hub:
     data_dir = root / "data"
     init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST)
     text = CONFIG.format(data_dir=data_dir, camera=camera, hook=hook, secret=SECRET, alerts=alerts)
-    return Hub(parse_config(text, base_dir=root))
+    return Hub(parse_config(text + extra, base_dir=root))
 
 
 def quiet_now() -> str:
@@ -198,6 +200,7 @@ async def test_subscribe_toggle_snooze_and_unsubscribe(hub: Hub) -> None:
         assert settings["webhook"].startswith("http://127.0.0.1:")
         assert "/camhub" not in json.dumps(settings) and SECRET not in json.dumps(settings)
         assert settings["cooldown_seconds"] == 60 and settings["snoozed_until"] is None
+        assert settings["mqtt"] is None  # [mqtt] is off
 
         body = subscription(endpoint)
         for status in (201, 200):  # the same browser again: kept once
@@ -273,3 +276,38 @@ async def test_subscribe_toggle_snooze_and_unsubscribe(hub: Hub) -> None:
     assert kinds[1][1] == {"camera": "door", "alerts": "off"}
     assert all(r.actor.startswith("owner from 127.0.0.1") for r in records if "alert" in r.kind)
     assert "device-token" not in json.dumps([d for _, d in kinds])
+
+
+async def test_the_panel_shows_a_broker_that_refuses_the_password(tmp_path: Path) -> None:
+    """A real Mosquitto that refuses the hub's password: the panel's data says
+    "refused" with the broker's reason, and never the password."""
+    wrong = "wrong-mqtt-pw-7731"
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    mqtt = (
+        f'[mqtt]\nenabled = true\nurl = "{broker.url}"\nusername = "{USER}"\npassword = "{wrong}"\n'
+    )
+    try:
+        with serve() as receiver:
+            running = make_hub(tmp_path, "synthetic:porch", receiver.url, extra=mqtt)
+            running.start()
+            try:
+                client = await logged_in(running)
+                try:
+                    deadline = time.monotonic() + 30
+                    while True:
+                        async with client.get(f"{base(running)}/api/alerts") as resp:
+                            text = await resp.text()
+                        shown = json.loads(text)["mqtt"]
+                        if shown["state"] == "refused":
+                            break
+                        assert time.monotonic() < deadline, shown
+                        await asyncio.sleep(0.1)
+                finally:
+                    await client.close()
+            finally:
+                running.stop()
+    finally:
+        broker.kill()
+    assert shown["broker"] == broker.url and "authori" in shown["detail"].lower()
+    assert wrong not in text

@@ -89,6 +89,11 @@ class Alerts:
         return self._mqtt.status if self._mqtt is not None else None
 
     @property
+    def mqtt_broker(self) -> str | None:
+        """The broker's scheme://host:port (never the credentials); None when MQTT is off."""
+        return self._mqtt.where if self._mqtt is not None else None
+
+    @property
     def settings(self) -> AlertSettings | None:
         return self._owner.settings if self._owner is not None else None
 

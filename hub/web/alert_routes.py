@@ -73,6 +73,7 @@ async def alert_settings(request: web.Request) -> web.Response:
                 ],
             },
             "webhook": alerts.webhook_where,
+            "mqtt": _mqtt(alerts),
             "targets": [
                 {
                     "target": s.target,
@@ -94,6 +95,19 @@ async def alert_settings(request: web.Request) -> web.Response:
             ],
         }
     )
+
+
+def _mqtt(alerts: Alerts) -> dict[str, Any] | None:
+    """The MQTT publisher's state for the page (connected, refused...), or None when off."""
+    status = alerts.mqtt_status
+    if status is None:
+        return None
+    return {
+        "broker": alerts.mqtt_broker,
+        "state": status.state.value,
+        "detail": status.detail,
+        "since": status.since,
+    }
 
 
 def _b64url(value: object, name: str, size: int) -> bytes:

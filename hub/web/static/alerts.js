@@ -206,7 +206,20 @@
         ),
       );
     }
-    $("alerts-targets-empty").hidden = data.targets.length > 0;
+    if (data.mqtt) {
+      const mqtt = data.mqtt;
+      const failing = ["refused", "unreachable", "failed"].includes(mqtt.state);
+      const state = mqtt.detail ? `${mqtt.state}: ${mqtt.detail}` : mqtt.state;
+      list.append(
+        el(
+          "li",
+          { class: `alerts-target ${failing ? "failing" : mqtt.state === "connected" ? "ok" : "idle"}`, "data-target": "mqtt" },
+          el("strong", { text: `MQTT (${mqtt.broker})` }),
+          el("span", { class: "muted", text: ` ${state}` }),
+        ),
+      );
+    }
+    $("alerts-targets-empty").hidden = list.childElementCount > 0;
   }
 
   function render() {
