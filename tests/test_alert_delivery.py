@@ -332,3 +332,27 @@ def test_records_dropped_behind_a_slow_delivery_are_logged(
         "those events were not alerted"
     ]
     print(f"{MAX_RECORDS + 6} publishes behind a hung delivery took {publishing * 1000:.1f} ms")
+
+
+def test_a_damaged_vapid_key_turns_push_off_in_one_line(
+    tmp_path: Path, index: Index, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a key: push is off with one error line; the webhook still works, and the file
+    is left for the owner to look at (not replaced: subscriptions depend on it)."""
+    pem = tmp_path / "vapid.pem"
+    pem.write_bytes(b"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    with serve() as receiver:
+        hook = WebhookSettings(enabled=True, url=receiver.url + TOKEN_PATH, secret=SECRET)
+        alerts = started(tmp_path, index, webhook=hook)
+        try:
+            alerts.bus.publish(event_start(3))
+            receiver.wait_for(1)
+        finally:
+            alerts.stop()
+    assert alerts.push_key is None
+    lines = [r.getMessage() for r in error_lines(caplog)]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"Web Push is off: cannot use the VAPID key {pem}"
+    )
+    assert all(r.exc_info is None for r in caplog.records)
+    assert pem.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\nbm90")
