@@ -114,8 +114,10 @@ class _Page:
         self.sent_hub: Doc | None = None
 
     def notify(self) -> None:
-        """From any thread (the bus's publisher): wake the stream on its loop."""
-        self.loop.call_soon_threadsafe(self.wake.set)
+        """From any thread (the bus's publisher): wake the stream on its loop. A loop
+        already closed (the hub stopping) has nobody left to tell."""
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.wake.set)
 
     def end(self) -> None:
         self.ended = True

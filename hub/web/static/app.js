@@ -1084,6 +1084,7 @@
     // A hidden page stops its live streams; coming back starts them again.
     document.addEventListener("visibilitychange", () => {
       if (!state.loggedIn) return;
+      if (!document.hidden) onInput(); // the owner came back to the page
       if (document.hidden && state.tab === "live") stopLive();
       else if (!document.hidden && state.tab === "live" && !$("cameras").childElementCount) {
         enterLive().catch(reportError);
