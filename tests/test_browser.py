@@ -26,6 +26,9 @@ from typing import Any
 import av
 import cv2
 import pytest
+from mosquitto import PASSWORD as BROKER_PASSWORD
+from mosquitto import USER as BROKER_USER
+from mosquitto import Broker
 from rtsp_camera import RtspCamera
 
 from hub.alerts.sink import AnnouncingEvents
@@ -574,6 +577,12 @@ min_free_gb = 0
 listen = "127.0.0.1:0"
 tls = false
 
+[mqtt]
+enabled = true
+url = "{broker}"
+username = "{user}"
+password = "{password}"
+
 [[camera]]
 id = "door"
 name = "Front door"
@@ -584,34 +593,52 @@ VISIT_TIMEOUT_MS = 90_000  # the clip's visitors come every 20-50 s (shared/data
 NOT_RELOADED = "() => window.__camhubNotReloaded === true"
 
 
+@dataclass(frozen=True, slots=True)
+class DoorHub:
+    hub: Hub
+    door: RtspCamera  # the person clip served by GStreamer
+    broker: Broker  # Mosquitto
+
+
 @pytest.fixture(scope="module")
-def door_hub(
-    tmp_path_factory: pytest.TempPathFactory, person_clip: Path
-) -> Iterator[tuple[Hub, RtspCamera]]:
-    """A hub with one real RTSP camera: the person clip served by GStreamer."""
+def door_hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[DoorHub]:
+    """A hub with one real RTSP camera, publishing to a real MQTT broker."""
     root = tmp_path_factory.mktemp("door-hub")
     data_dir = root / "data"
     init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
-    with RtspCamera(person_clip) as door:
-        hub = Hub(parse_config(DOOR_CONFIG.format(data_dir=data_dir, url=door.url), base_dir=root))
-        hub.start()
-        try:
-            assert hub.web is not None, "the hub's web server did not start"
-            yield hub, door
-        finally:
-            hub.stop()
+    broker = Broker(root / "broker")
+    broker.start()
+    try:
+        with RtspCamera(person_clip) as door:
+            text = DOOR_CONFIG.format(
+                data_dir=data_dir,
+                url=door.url,
+                broker=broker.url,
+                user=BROKER_USER,
+                password=BROKER_PASSWORD,
+            )
+            hub = Hub(parse_config(text, base_dir=root))
+            hub.start()
+            try:
+                assert hub.web is not None, "the hub's web server did not start"
+                yield DoorHub(hub, door, broker)
+            finally:
+                hub.stop()
+    finally:
+        broker.kill()
 
 
 def card_status(page: Page) -> Locator:
     return page.locator('.camera-card[data-camera="door"] .status')
 
 
-def test_the_page_updates_itself(door_hub: tuple[Hub, RtspCamera], browser: Browser) -> None:
+def test_the_page_updates_itself(door_hub: DoorHub, browser: Browser) -> None:
     """Without a reload or a click: the camera's frame rate, a new event (as the hub's
     event path records and tells it) appearing and then getting its length and picture,
-    the camera going offline when its server is killed and back online, and the page
+    a real motion event of the camera, the camera going offline when its server is
+    killed and back online, the MQTT status when the broker goes away, and the page
     going back to the login form when the session is ended from elsewhere."""
-    hub, door = door_hub
+    hub, door = door_hub.hub, door_hub.door
     assert hub.web is not None
     base = f"http://127.0.0.1:{hub.web.port}"
     problems = PageProblems()
@@ -664,6 +691,14 @@ def test_the_page_updates_itself(door_hub: tuple[Hub, RtspCamera], browser: Brow
         finally:
             door.start()
         pw_expect(card_status(page)).to_have_text("Connected", timeout=2 * STEP_TIMEOUT_MS)
+
+        mqtt = page.locator("#mqtt-state")
+        pw_expect(mqtt).to_have_text("connected")
+        door_hub.broker.kill()
+        pw_expect(mqtt).not_to_have_text("connected")
+        pw_expect(mqtt).to_have_class(re.compile(r"\bbad\b"))
+        door_hub.broker.start()
+        pw_expect(mqtt).to_have_text("connected", timeout=2 * STEP_TIMEOUT_MS)
         assert page.evaluate(NOT_RELOADED)
 
         # Logged out from another tab of the same browser: this one stops by itself.
