@@ -262,7 +262,8 @@ FINGERPRINT = """img => {
 
 
 def expect_live_pictures(page: Page) -> None:
-    """Every camera card shows a decoded picture, and the picture keeps changing."""
+    """Every camera card shows a decoded picture, the picture keeps changing, and the
+    camera's frame rate is shown (from the page's event stream)."""
     cards = page.locator(".camera-card")
     pw_expect(cards).to_have_count(2)
     wait_until(
@@ -277,6 +278,8 @@ def expect_live_pictures(page: Page) -> None:
         while img.evaluate(FINGERPRINT) == first:
             assert time.monotonic() < deadline, f"{camera_id}: the live picture never changed"
             page.wait_for_timeout(100)
+    for meta in page.locator(".camera-card .camera-meta").all():
+        pw_expect(meta).to_contain_text(re.compile(r"\d+(\.\d)? fps"))
 
 
 def expect_playing(page: Page, selector: str) -> None:

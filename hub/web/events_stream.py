@@ -109,7 +109,7 @@ class _Page:
         self.loop = loop
         self.wake = asyncio.Event()
         self.ended = False
-        self.writing_since: float | None = None  # monotonic start of a write under way
+        self.watchdog: StreamWatchdog | None = None  # set once the stream has started
         self.sent_cameras: dict[str, Doc] = {}
         self.sent_hub: Doc | None = None
 
@@ -123,13 +123,16 @@ class _Page:
         self.ended = True
         self.wake.set()
 
-    async def write(
-        self, response: web.StreamResponse, data: bytes, watchdog: StreamWatchdog
-    ) -> None:
+    async def write(self, response: web.StreamResponse, data: bytes) -> None:
         """Write, the watchdog knowing how long the write has waited for the client."""
-        self.writing_since = watchdog.writing_since = time.monotonic()
+        assert self.watchdog is not None
+        self.watchdog.writing_since = time.monotonic()
         await response.write(data)
-        self.writing_since = watchdog.writing_since = None
+        self.watchdog.writing_since = None
+
+    def stalled(self, now: float, after: float) -> bool:
+        since = self.watchdog.writing_since if self.watchdog is not None else None
+        return since is not None and now - since > after
 
 
 class PageStreams:
@@ -167,9 +170,7 @@ class PageStreams:
 
     def stalled(self, now: float, after: float = 1.0) -> int:
         """Streams whose write has waited for their page more than `after` seconds."""
-        return sum(
-            1 for p in self._pages if p.writing_since is not None and now - p.writing_since > after
-        )
+        return sum(1 for page in self._pages if page.stalled(now, after))
 
     async def serve(
         self,
@@ -216,17 +217,18 @@ class PageStreams:
     ) -> None:
         what = f"a page's event stream from {request.remote or 'unknown'}"
         watchdog = StreamWatchdog(request, page.end, what, self._stall_timeout, still_allowed)
+        page.watchdog = watchdog
         try:
             self.board.look(time.monotonic())  # a new page starts from the newest status
             while not page.ended:
                 message = self._pending(page, subscription)
                 if message:
-                    await page.write(response, message, watchdog)
+                    await page.write(response, message)
                 try:
                     async with asyncio.timeout(self._heartbeat):
                         await page.wake.wait()
                 except TimeoutError:
-                    await page.write(response, b": still here\n\n", watchdog)
+                    await page.write(response, b": still here\n\n")
                 page.wake.clear()
             if not still_allowed() and not client_gone(request):
                 with contextlib.suppress(TimeoutError):
