@@ -117,6 +117,7 @@ class Camera:
         self._peak = _Peak()
         self._reported = (0.0, 0.0)  # (peak score, frame time) last told for the open event
         self._last_frame_time = 0.0
+        self.frames = 0  # decoded frames since start, for the page's frame rate
         # The recorder and the event sink run on the writer thread, which takes the
         # record stream's packets and the detect stream's decisions in arrival order.
         self._writer = DiskWriter(settings.id)
@@ -195,6 +196,11 @@ class Camera:
     def status(self) -> list[CaptureStatus]:
         return [loop.status for loop in self._loops]
 
+    @property
+    def last_frame_time(self) -> float | None:
+        """The newest decoded frame's time (Unix seconds); None before the first."""
+        return self._last_frame_time or None
+
     def is_online(self) -> bool:
         """Every stream of the camera is connected."""
         return all(loop.status.connected for loop in self._loops)
@@ -212,6 +218,7 @@ class Camera:
             self._record(item)
             return
         self._last_frame_time = item.time
+        self.frames += 1
         if self._gate.due(item.time):
             self._detect(item)
         # From here the live feed may convert the frame on its own thread, while this one

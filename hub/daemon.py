@@ -340,6 +340,8 @@ class Hub:
                 origins=frozenset(web_settings.origins),
                 listen_host=web_settings.host,
                 alerts=self.alerts,
+                bus=self.alerts.bus,
+                mqtt_status=lambda: self.alerts.mqtt_status,
             )
             server = WebServer(make_app(context), web_settings.host, web_settings.port, ssl_context)
             server.start()
@@ -453,6 +455,8 @@ def _camera_view(camera: Camera) -> CameraView:
             "connected": all(st.connected for st in streams),
             "reconnects": sum(st.reconnects for st in streams),
             "error": errors[0] if errors else None,
+            "frames": camera.frames,
+            "last_frame": camera.last_frame_time,
         }
 
     return CameraView(s.id, s.name, s.record, s.pre_roll, s.post_roll, camera.live, status)

@@ -26,10 +26,16 @@ from typing import Any
 import av
 import cv2
 import pytest
+from mosquitto import PASSWORD as BROKER_PASSWORD
+from mosquitto import USER as BROKER_USER
+from mosquitto import Broker
+from rtsp_camera import RtspCamera
 
+from hub.alerts.sink import AnnouncingEvents
 from hub.cli import init_data_dir
 from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
+from hub.daemon import DataPaths, Hub, IndexedEvents
+from hub.motion import MotionEvent
 from hub.store import SegmentState
 from hub.vault import KdfParams
 
@@ -256,7 +262,8 @@ FINGERPRINT = """img => {
 
 
 def expect_live_pictures(page: Page) -> None:
-    """Every camera card shows a decoded picture, and the picture keeps changing."""
+    """Every camera card shows a decoded picture, the picture keeps changing, and the
+    camera's frame rate is shown (from the page's event stream)."""
     cards = page.locator(".camera-card")
     pw_expect(cards).to_have_count(2)
     wait_until(
@@ -271,6 +278,8 @@ def expect_live_pictures(page: Page) -> None:
         while img.evaluate(FINGERPRINT) == first:
             assert time.monotonic() < deadline, f"{camera_id}: the live picture never changed"
             page.wait_for_timeout(100)
+    for meta in page.locator(".camera-card .camera-meta").all():
+        pw_expect(meta).to_contain_text(re.compile(r"\d+(\.\d)? fps"))
 
 
 def expect_playing(page: Page, selector: str) -> None:
@@ -552,6 +561,154 @@ def test_owner_page_and_share_link(running_hub: RunningHub, browser: Browser) ->
         check_access_log(page, share_id)
         check_paging_and_missing_footage(page, running_hub.hub)
         check_session_end_and_logout(page, owner, base)
+    finally:
+        owner.close()
+    assert not problems.found, problems.found
+
+
+# -- the page updates itself -------------------------------------------------------------
+
+DOOR_CONFIG = """
+[hub]
+data_dir = "{data_dir}"
+log_level = "warning"
+
+[storage]
+min_free_gb = 0
+
+[web]
+listen = "127.0.0.1:0"
+tls = false
+
+[mqtt]
+enabled = true
+url = "{broker}"
+username = "{user}"
+password = "{password}"
+
+[[camera]]
+id = "door"
+name = "Front door"
+url = "{url}"
+"""
+VISIT_TIMEOUT_MS = 90_000  # the clip's visitors come every 20-50 s (shared/data/README.md)
+# Set once the page has loaded; a reload would lose it.
+NOT_RELOADED = "() => window.__camhubNotReloaded === true"
+
+
+@dataclass(frozen=True, slots=True)
+class DoorHub:
+    hub: Hub
+    door: RtspCamera  # the person clip served by GStreamer
+    broker: Broker  # Mosquitto
+
+
+@pytest.fixture(scope="module")
+def door_hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[DoorHub]:
+    """A hub with one real RTSP camera, publishing to a real MQTT broker."""
+    root = tmp_path_factory.mktemp("door-hub")
+    data_dir = root / "data"
+    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
+    broker = Broker(root / "broker")
+    broker.start()
+    try:
+        with RtspCamera(person_clip) as door:
+            text = DOOR_CONFIG.format(
+                data_dir=data_dir,
+                url=door.url,
+                broker=broker.url,
+                user=BROKER_USER,
+                password=BROKER_PASSWORD,
+            )
+            hub = Hub(parse_config(text, base_dir=root))
+            hub.start()
+            try:
+                assert hub.web is not None, "the hub's web server did not start"
+                yield DoorHub(hub, door, broker)
+            finally:
+                hub.stop()
+    finally:
+        broker.kill()
+
+
+def card_status(page: Page) -> Locator:
+    return page.locator('.camera-card[data-camera="door"] .status')
+
+
+def test_the_page_updates_itself(door_hub: DoorHub, browser: Browser) -> None:
+    """Without a reload or a click: the camera's frame rate, a new event (as the hub's
+    event path records and tells it) appearing and then getting its length and picture,
+    a real motion event of the camera, the camera going offline when its server is
+    killed and back online, the MQTT status when the broker goes away, and the page
+    going back to the login form when the session is ended from elsewhere."""
+    hub, door = door_hub.hub, door_hub.door
+    assert hub.web is not None
+    base = f"http://127.0.0.1:{hub.web.port}"
+    problems = PageProblems()
+    owner = new_context(browser, DESKTOP)
+    page = problems.watch(owner.new_page())
+    try:
+        page.goto(base + "/")
+        log_in(page)
+        page.evaluate("() => { window.__camhubNotReloaded = true; }")
+        pw_expect(card_status(page)).to_have_text("Connected")
+        meta = page.locator('.camera-card[data-camera="door"] .camera-meta')
+        pw_expect(meta).to_contain_text(re.compile(r"\d+(\.\d)? fps"))
+
+        page.click('.tab[data-tab="events"]')
+        pw_expect(page.locator("#tab-events")).to_be_visible()
+        page.wait_for_function("() => !document.querySelector('#events-more').disabled")
+        sink = AnnouncingEvents(IndexedEvents(hub.index, hub.archive), hub.alerts.bus)
+        start = time.time()
+        motion = MotionEvent(start, None, 0.2, start + 1, (0.2, 0.2, 0.3, 0.5), start + 1)
+        event_id = sink.event_started("door", motion)
+        item = page.locator(f'.event[data-event="{event_id}"]')
+        pw_expect(item.locator(".event-meta")).to_have_text("in progress")
+        pw_expect(item.locator(".event-camera")).to_have_text("Front door")
+        still = hub.cameras[0].live.snapshot()
+        assert still is not None
+        ended = MotionEvent(start, start + 4, 0.2, start + 1, (0.2, 0.2, 0.3, 0.5), start + 1)
+        sink.event_ended("door", event_id, ended, still.jpeg)
+        pw_expect(item.locator(".event-meta")).to_have_text("4 s")
+        page.mouse.move(5, 5)
+        page.mouse.down()  # the owner is here: pictures load
+        page.mouse.up()
+        wait_until(
+            page, "i => i.complete && i.naturalWidth > 0", item.locator("img").element_handle()
+        )
+        # The first in the list: the newest.
+        assert page.locator(".event").first.get_attribute("data-event") == str(event_id)
+        # The next visitor in the clip: a real motion event of the camera.
+        real = page.locator(f'.event:not([data-event="{event_id}"])')
+        pw_expect(real.first).to_be_visible(timeout=VISIT_TIMEOUT_MS)
+        pw_expect(real.first.locator(".event-camera")).to_have_text("Front door")
+
+        page.click('.tab[data-tab="live"]')
+        pw_expect(card_status(page)).to_have_text("Connected")
+        badge = page.locator('.camera-card[data-camera="door"] .motion-badge')
+        pw_expect(badge).to_be_visible(timeout=VISIT_TIMEOUT_MS)  # someone is in view
+        door.kill()
+        try:
+            pw_expect(card_status(page)).to_have_text(re.compile(r"^(Offline|Connecting)"))
+            pw_expect(meta).to_contain_text("last picture")
+        finally:
+            door.start()
+        pw_expect(card_status(page)).to_have_text("Connected", timeout=2 * STEP_TIMEOUT_MS)
+
+        mqtt = page.locator("#mqtt-state")
+        pw_expect(mqtt).to_have_text("connected")
+        door_hub.broker.kill()
+        pw_expect(mqtt).not_to_have_text("connected")
+        pw_expect(mqtt).to_have_class(re.compile(r"\bbad\b"))
+        door_hub.broker.start()
+        pw_expect(mqtt).to_have_text("connected", timeout=2 * STEP_TIMEOUT_MS)
+        assert page.evaluate(NOT_RELOADED)
+
+        # Logged out from another tab of the same browser: this one stops by itself.
+        assert page.request.post(base + "/api/logout", headers={"Origin": base}).status == 204
+        pw_expect(page.locator("#login-view")).to_be_visible()
+        pw_expect(page.locator("#login-error")).to_contain_text("session has ended")
+        assert page.evaluate(NOT_RELOADED)
     finally:
         owner.close()
     assert not problems.found, problems.found

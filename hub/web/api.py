@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from hub.clip import ClipError, ClipTooLarge
 from hub.shares import ShareError, ShareRequest, create_share
 from hub.store import EventRow, SegmentRow, ShareEnd, ShareRow
 from hub.web.app import (
+    CONTEXT,
     SESSION_COOKIE,
     WebContext,
     audit,
@@ -32,6 +34,7 @@ from hub.web.app import (
     context,
     json_error,
     json_response,
+    not_use,
     owner,
     public,
     read_json,
@@ -39,6 +42,7 @@ from hub.web.app import (
 )
 from hub.web.auth import DEVICE_COOKIE, DEVICE_COOKIE_SECONDS, client_key
 from hub.web.clips import OWNER, ClipBusy, clip_of, is_first_request, is_owner_clip, ranged
+from hub.web.events_stream import PAGE_STREAMS, PageStreams, StreamsFull
 from hub.web.live import mjpeg_response
 
 log = logging.getLogger(__name__)
@@ -49,10 +53,15 @@ MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER; a bigger one cannot even be 
 
 
 def add_routes(app: web.Application) -> None:
+    ctx = app[CONTEXT]
+    app[PAGE_STREAMS] = PageStreams(
+        ctx.bus, ctx.cameras, lambda: _hub_status(ctx), lambda event_id: _event_doc(ctx, event_id)
+    )
     r = app.router
     r.add_post("/api/login", login)
     r.add_post("/api/logout", logout)
     r.add_get("/api/session", session_info)
+    r.add_get("/api/stream", stream, allow_head=False)
     r.add_get("/api/cameras", cameras)
     # Footage routes answer GET only: a HEAD would decrypt (and log a look) for nothing.
     r.add_get("/api/cameras/{camera}/live.mjpeg", live, allow_head=False)
@@ -176,6 +185,47 @@ async def session_info(request: web.Request) -> web.Response:
             "index_problem": ctx.index.health.problem,
         }
     )
+
+
+# -- the page's event stream ---------------------------------------------------------
+
+
+@not_use
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events for one open page (hub/web/events_stream.py): opened by the
+    page on its own, so it does not reset the session's idle clock, and it ends with
+    the session."""
+    ctx = context(request)
+    token = request.cookies.get(SESSION_COOKIE) or ""
+    try:
+        return await request.app[PAGE_STREAMS].serve(
+            request,
+            token,
+            still_allowed=lambda: ctx.sessions.alive(token, time.time()),
+            set_headers=set_security_headers,
+        )
+    except StreamsFull as exc:
+        raise json_error(web.HTTPTooManyRequests, str(exc), **{"Retry-After": "10"}) from None
+
+
+def _hub_status(ctx: WebContext) -> dict[str, Any]:
+    mqtt = ctx.mqtt_status()
+    return {
+        "mqtt": None
+        if mqtt is None
+        else {"state": mqtt.state.value, "detail": mqtt.detail, "since": mqtt.since},
+        "index_problem": ctx.index.health.problem,
+    }
+
+
+def _event_doc(ctx: WebContext, event_id: int) -> dict[str, Any] | None:
+    """The event as listed, or None if it is gone (or the index fails: the page is told
+    that through the hub's status, and the event is in the list once it works again)."""
+    try:
+        row = ctx.index.get_event(event_id)
+    except sqlite3.Error:
+        return None
+    return None if row is None else _event_json(row)
 
 
 # -- cameras and live view -----------------------------------------------------------

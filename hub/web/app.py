@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from hub.alerts.bus import AlertBus
 from hub.alerts.service import Alerts
 from hub.archive import Archive
 from hub.audit import AuditKind, AuditLog, RepeatFilter
@@ -31,6 +32,9 @@ from hub.web.auth import LoginThrottle, Session, Sessions
 from hub.web.clips import ClipCache
 from hub.web.hosts import HostCheck
 from hub.web.live import LiveFeed
+
+if TYPE_CHECKING:
+    from hub.alerts.mqtt import MqttStatus
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,8 @@ class WebContext:
     login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     clip_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     alerts: Alerts | None = None  # the owner's alerts (push, webhook); None in some tests
+    bus: AlertBus = field(default_factory=AlertBus)  # what the page's stream tells
+    mqtt_status: Callable[[], MqttStatus | None] = lambda: None  # None: MQTT is off
 
 
 CONTEXT = web.AppKey("context", WebContext)
@@ -98,6 +104,14 @@ SESSION_COOKIE = "camhub_session"
 def public(handler: Handler) -> Handler:
     """Declare a route reachable without the owner's session."""
     handler.camhub_public = True  # type: ignore[attr-defined]
+    return handler
+
+
+def not_use(handler: Handler) -> Handler:
+    """Declare a route that needs the owner's session but does not reset its idle
+    clock: the page opens it on its own (its event stream, reconnecting after a drop),
+    so it says nothing about whether the owner is still there (§8.2)."""
+    handler.camhub_not_use = True  # type: ignore[attr-defined]
     return handler
 
 
@@ -237,7 +251,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Deny by default: only handlers marked @public run without the owner's session."""
     route_handler = request.match_info.route.handler
     ctx = context(request)
-    session = ctx.sessions.get(request.cookies.get(SESSION_COOKIE), time.time())
+    touch = not getattr(route_handler, "camhub_not_use", False)
+    session = ctx.sessions.get(request.cookies.get(SESSION_COOKIE), time.time(), touch=touch)
     if session is not None:
         request[SESSION] = session
     elif not getattr(route_handler, "camhub_public", False) and not _unmatched(request):

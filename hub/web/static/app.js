@@ -8,10 +8,18 @@
   const TABS = ["live", "events", "shares", "log"];
   const EVENTS_PAGE = 30;
   const LOG_PAGE = 100;
-  const CAMERA_POLL_MS = 5000;
   const LIVE_RETRY_MS = 3000;
-  // Status polls reset the session's idle clock on the hub, so an unattended page stops
-  // polling after this long without input and lets the session (and the key) time out.
+  // The hub's updates come over one stream (GET /api/stream, Server-Sent Events). A
+  // dropped stream is opened again after a wait doubling from the first to the second;
+  // one that lasted STREAM_STEADY_MS was working, and the next drop starts over.
+  const STREAM_RETRY_MS = [1000, 60 * 1000];
+  const STREAM_STEADY_MS = 60 * 1000;
+  // The stream does not count as use of the session on the hub (nor do the pictures the
+  // page loads on its own while unattended): input on the page does, by a request at most
+  // this often, so a page in use keeps its session and an untouched one lets it time out.
+  const TOUCH_MS = 60 * 1000;
+  // Past this without input the page is unattended: it loads no pictures on its own and
+  // does not retry a refused stream (each would be a request that counts as use).
   const UNATTENDED_MS = 10 * 60 * 1000;
 
   const state = {
@@ -19,11 +27,23 @@
     tab: null,
     cameras: [], // from /api/cameras
     cameraNames: new Map(),
-    cameraPoll: null,
-    events: { lastId: null, lastDay: null, loading: false, generation: 0, shown: new Set() },
+    cameraStatus: new Map(), // camera id: the newest status from the stream
+    moving: new Set(), // cameras that see motion now
+    stream: { source: null, retry: null, delay: STREAM_RETRY_MS[0], openedAt: 0, paused: false },
+    indexProblem: null,
+    events: {
+      lastId: null,
+      lastDay: null,
+      newestId: null,
+      loading: false,
+      generation: 0,
+      shown: new Set(),
+      pending: new Map(), // events streamed while a page of the list was loading
+    },
     log: { oldest: null, loading: false, generation: 0 },
     playing: null, // the event shown in the player
     lastInput: Date.now(),
+    lastRequest: Date.now(),
   };
 
   // -- small helpers -------------------------------------------------------------------
@@ -123,6 +143,7 @@
   }
 
   async function api(method, path, body) {
+    state.lastRequest = Date.now();
     const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
@@ -184,6 +205,7 @@
 
   function showLogin(message) {
     state.loggedIn = false;
+    closeStream();
     leaveTab();
     closeDialogs();
     clearOwnerData();
@@ -277,7 +299,9 @@
     } catch (error) {
       reportError(error);
     }
-    if (state.loggedIn) switchTab(tabFromHash());
+    if (!state.loggedIn) return;
+    openStream();
+    switchTab(tabFromHash());
   }
 
   function clearOwnerData() {
@@ -290,6 +314,10 @@
     $("verify").className = "verify";
     state.cameras = [];
     state.cameraNames.clear();
+    state.cameraStatus.clear();
+    state.moving.clear();
+    state.indexProblem = null;
+    show($("hub-status"), false);
     clearNotice();
   }
 
@@ -355,6 +383,7 @@
         { class: "camera-info" },
         el("h3", { class: "camera-name", text: cam.name }),
         status,
+        el("span", { class: "motion-badge", text: "Motion", hidden: true }),
         el("span", { class: "camera-meta muted" }),
       ),
     );
@@ -370,15 +399,33 @@
     return card;
   }
 
+  // A camera's status: the stream's newest, else what /api/cameras said.
+  function cameraStatus(cam) {
+    const live = state.cameraStatus.get(cam.id);
+    if (live) return live;
+    const { connected, error, reconnects, last_frame } = cam.status || {};
+    return { online: connected, error, reconnects, last_frame, fps: null, viewers: cam.viewers };
+  }
+
   function updateCard(card, cam) {
+    const { online, error, reconnects, fps, last_frame, viewers } = cameraStatus(cam);
     const status = card.querySelector(".status");
-    const { connected, reconnects, error } = cam.status || {};
-    status.className = `status ${connected ? "ok" : "bad"}`;
-    status.textContent = connected ? "Connected" : error ? `Offline: ${error}` : "Connecting…";
+    status.className = `status ${online ? "ok" : "bad"}`;
+    status.textContent = online ? "Connected" : error ? `Offline: ${error}` : "Connecting…";
+    card.querySelector(".motion-badge").hidden = !state.moving.has(cam.id);
     const meta = [recordText(cam.record)];
+    // Whole numbers from 10 on: measured over 2 s, 10 fps would flicker with 10.5.
+    if (online && fps) meta.push(`${fps >= 10 ? Math.round(fps) : fps} fps`);
+    if (!online && last_frame) meta.push(`last picture ${timeOnly.format(last_frame * 1000)}`);
     if (reconnects) meta.push(`${reconnects} reconnect${reconnects === 1 ? "" : "s"}`);
-    if (cam.viewers > 1) meta.push(`${cam.viewers} watching`);
+    if (viewers > 1) meta.push(`${viewers} watching`);
     card.querySelector(".camera-meta").textContent = meta.join(" · ");
+  }
+
+  function refreshCard(cameraId) {
+    const cam = state.cameras.find((c) => c.id === cameraId);
+    const card = document.querySelector(`.camera-card[data-camera="${CSS.escape(cameraId)}"]`);
+    if (cam && card) updateCard(card, cam);
   }
 
   function startStream(card, cam) {
@@ -413,34 +460,16 @@
       grid.append(card);
       startStream(card, cam);
     }
-    state.cameraPoll = setInterval(pollCameras, CAMERA_POLL_MS);
   }
 
   // The hub records even when its index fails; the owner must hear of it all the same.
   async function checkIndex() {
     const info = await api("GET", "/api/session");
     if (info.index_problem) notify(`The hub's index is failing: ${info.index_problem}`);
-  }
-
-  async function pollCameras() {
-    if (state.tab !== "live" || Date.now() - state.lastInput > UNATTENDED_MS) return;
-    let cameras;
-    try {
-      cameras = await loadCameras();
-      await checkIndex();
-    } catch (error) {
-      reportError(error);
-      return;
-    }
-    for (const cam of cameras) {
-      const card = document.querySelector(`.camera-card[data-camera="${CSS.escape(cam.id)}"]`);
-      if (card) updateCard(card, cam);
-    }
+    state.indexProblem = info.index_problem;
   }
 
   function stopLive() {
-    clearInterval(state.cameraPoll);
-    state.cameraPoll = null;
     // Dropping the <img> elements closes their streams, which ends the live views in the
     // access log, and frees the browser's connections for clips and the API.
     for (const card of document.querySelectorAll(".camera-card")) {
@@ -449,6 +478,122 @@
       img.removeAttribute("src");
     }
     $("cameras").replaceChildren();
+  }
+
+  // -- the hub's updates --------------------------------------------------------------
+
+  function attended() {
+    return !document.hidden && Date.now() - state.lastInput < UNATTENDED_MS;
+  }
+
+  function openStream() {
+    closeStream();
+    if (!state.loggedIn) return;
+    const stream = state.stream;
+    const source = new EventSource("/api/stream");
+    stream.source = source;
+    stream.openedAt = Date.now();
+    const on = (name, handle) =>
+      source.addEventListener(name, (message) => {
+        if (source === stream.source) handle(JSON.parse(message.data));
+      });
+    on("camera", onCameraStatus);
+    on("motion", onMotion);
+    on("event", (change) => onEventChange(change.event));
+    on("hub", onHubStatus);
+    on("ended", () => {
+      closeStream();
+      sessionEnded();
+    });
+    source.addEventListener("error", () => streamDropped(source));
+  }
+
+  function closeStream() {
+    const stream = state.stream;
+    clearTimeout(stream.retry);
+    stream.retry = null;
+    stream.paused = false;
+    if (stream.source) stream.source.close();
+    stream.source = null;
+  }
+
+  // Reopened by the page itself, with its own backoff, rather than by EventSource (which
+  // retries at a fixed pace). A stream the hub refused (logged out, or too many open
+  // pages) is retried only after asking whether the session holds, and only while the
+  // page is attended: that question is use of the session.
+  async function streamDropped(source) {
+    const stream = state.stream;
+    if (source !== stream.source) return;
+    const refused = source.readyState === EventSource.CLOSED;
+    source.close();
+    stream.source = null;
+    if (Date.now() - stream.openedAt > STREAM_STEADY_MS) stream.delay = STREAM_RETRY_MS[0];
+    if (refused) {
+      if (!attended()) {
+        stream.paused = true; // the next input opens it again
+        return;
+      }
+      if (!(await checkSession())) return; // logged out: the login form is shown
+    }
+    if (!state.loggedIn || stream.source || stream.retry) return;
+    const wait = stream.delay * (0.5 + Math.random() / 2);
+    stream.delay = Math.min(stream.delay * 2, STREAM_RETRY_MS[1]);
+    stream.retry = setTimeout(openStream, wait);
+  }
+
+  function onCameraStatus(status) {
+    state.cameraStatus.set(status.id, { ...state.cameraStatus.get(status.id), ...status });
+    refreshCard(status.id);
+  }
+
+  function onMotion(change) {
+    if (change.moving) state.moving.add(change.camera);
+    else state.moving.delete(change.camera);
+    refreshCard(change.camera);
+  }
+
+  function onEventChange(event) {
+    const ev = state.events;
+    if (state.tab !== "events") return; // the list is loaded afresh when the tab opens
+    if (ev.loading) ev.pending.set(event.id, event);
+    else showStreamedEvent(event);
+  }
+
+  const MQTT_STATES = {
+    connecting: ["connecting…", false],
+    connected: ["connected", true],
+    refused: ["the broker refused the login", false],
+    unreachable: ["the broker cannot be reached", false],
+    failed: ["off", false],
+    stopped: ["stopped", false],
+  };
+
+  function onHubStatus(hub) {
+    const mqtt = hub.mqtt;
+    show($("hub-status"), Boolean(mqtt));
+    if (mqtt) {
+      const [text, ok] = MQTT_STATES[mqtt.state] || [mqtt.state, false];
+      const shown = $("mqtt-state");
+      shown.className = `status ${ok ? "ok" : "bad"}`;
+      shown.textContent = mqtt.detail ? `${text}: ${mqtt.detail}` : text;
+    }
+    if (hub.index_problem && hub.index_problem !== state.indexProblem) {
+      notify(`The hub's index is failing: ${hub.index_problem}`);
+    }
+    state.indexProblem = hub.index_problem;
+  }
+
+  // Input on the page: the owner is here. Keep the session open, and do what waited.
+  function onInput() {
+    const now = Date.now();
+    state.lastInput = now;
+    if (!state.loggedIn) return;
+    if (now - state.lastRequest > TOUCH_MS) checkSession();
+    if (state.stream.paused) openStream();
+    for (const img of document.querySelectorAll("img.thumb[data-src]")) {
+      img.src = img.dataset.src;
+      delete img.dataset.src;
+    }
   }
 
   // -- events -------------------------------------------------------------------------
@@ -478,6 +623,7 @@
         list.replaceChildren();
         ev.lastId = null;
         ev.lastDay = null;
+        ev.newestId = page.events.length ? page.events[0].id : null;
         ev.shown.clear();
       }
       for (const event of page.events) {
@@ -499,15 +645,45 @@
       if (generation === ev.generation) {
         more.disabled = false;
         ev.loading = false;
+        for (const event of ev.pending.values()) showStreamedEvent(event);
+        ev.pending.clear();
       }
     }
   }
 
-  function eventItem(event) {
+  // An event from the stream: a new one goes on top of the list, a listed one is
+  // replaced (it ended: now with its length and picture). One older than the newest
+  // listed and not listed belongs to a page not loaded, or another camera's filter.
+  function showStreamedEvent(event) {
+    const ev = state.events;
+    const camera = $("events-camera").value;
+    if (camera && event.camera_id !== camera) return;
+    const list = $("events");
+    const item = eventItem(event, !attended());
+    if (ev.shown.has(event.id)) {
+      const old = list.querySelector(`.event[data-event="${event.id}"]`);
+      if (old) old.closest("li").replaceWith(item);
+      return;
+    }
+    if (ev.newestId !== null && event.id < ev.newestId) return;
+    const day = fmtDay(event.start);
+    const first = list.firstElementChild;
+    if (first && first.classList.contains("day") && first.textContent === day) first.after(item);
+    else list.prepend(el("li", { class: "day", text: day }), item);
+    if (ev.lastDay === null) ev.lastDay = day;
+    ev.shown.add(event.id);
+    ev.newestId = event.id;
+    show($("events-empty"), false);
+  }
+
+  // `deferPicture`: the page is unattended, so the snapshot (a request that counts as
+  // use of the session, and is logged) waits for the owner's next input.
+  function eventItem(event, deferPicture = false) {
     const thumb = event.snapshot_url
       ? el("img", {
           class: "thumb",
-          src: event.snapshot_url,
+          src: deferPicture ? null : event.snapshot_url,
+          dataset: deferPicture ? { src: event.snapshot_url } : null,
           alt: "",
           loading: "lazy",
           decoding: "async",
@@ -904,11 +1080,12 @@
     $("share-form").addEventListener("submit", onCreateShare);
     $("share-copy").addEventListener("click", onCopyLink);
     for (const kind of ["pointerdown", "keydown", "wheel", "touchstart"]) {
-      document.addEventListener(kind, () => (state.lastInput = Date.now()), { passive: true });
+      document.addEventListener(kind, onInput, { passive: true });
     }
     // A hidden page stops its live streams; coming back starts them again.
     document.addEventListener("visibilitychange", () => {
       if (!state.loggedIn) return;
+      if (!document.hidden) onInput(); // the owner came back to the page
       if (document.hidden && state.tab === "live") stopLive();
       else if (!document.hidden && state.tab === "live" && !$("cameras").childElementCount) {
         enterLive().catch(reportError);
