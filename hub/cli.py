@@ -288,6 +288,9 @@ def _print_demo_summary(root: Path) -> None:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"{args.config}: ok ({len(config.cameras)} camera(s), data in {config.hub.data_dir})")
+    if config.offsite is not None:
+        o = config.offsite
+        print(f"{args.config}: off-site copy of {o.what} to bucket {o.bucket} at {o.endpoint}")
     return 0
 
 

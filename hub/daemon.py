@@ -414,7 +414,10 @@ def _config_digest(config: Config) -> str:
 
 
 def _camera_urls(config: Config) -> bytes:
-    return "\n".join(cam.url + " " + cam.detect_url for cam in config.cameras).encode()
+    urls = "\n".join(cam.url + " " + cam.detect_url for cam in config.cameras)
+    if config.offsite is not None:  # its repr hides the keys; a new key is still a change
+        urls += f"\n{config.offsite.access_key} {config.offsite.secret_key}"
+    return urls.encode()
 
 
 def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:
