@@ -158,6 +158,7 @@ class RetentionReport:
     events: int  # event rows past the age limit
     free_bytes: int | None  # free space afterwards, when there is a floor to keep
     policy: RetentionPolicy
+    not_offsite: int = 0  # of the files deleted for free space, those not yet copied off-site
 
     def lines(self) -> list[str]:
         out = []
@@ -174,6 +175,11 @@ class RetentionReport:
             out.append(
                 f"retention: deleted {self.segments} segment(s) and {self.snapshots} "
                 f"snapshot(s), {_mib(self.bytes_freed)} ({', '.join(reasons)})"
+            )
+        if self.not_offsite:
+            out.append(
+                f"retention: {self.not_offsite} of them were not yet copied off-site; "
+                "deleted anyway, as the disk would otherwise fill"
             )
         if self.events:
             out.append(f"retention: forgot {self.events} event(s) older than the age limit")
@@ -197,8 +203,14 @@ class Archive:
         policy: RetentionPolicy,
         *,
         free_space: Callable[[Path], int] = disk_free,
+        on_sealed: Callable[[FileKind, str], None] | None = None,
+        keep: Callable[[SegmentRow | SnapshotRow], bool] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        # Off-site copy hooks (hub/offsite): told of every file once it is durable; asked
+        # before an age or budget delete whether a file must stay (not yet copied).
+        self._on_sealed = on_sealed
+        self._keep = keep
         self.index = index
         self.policy = policy
         self._public_key = public_key
@@ -253,7 +265,17 @@ class Archive:
                 with contextlib.suppress(OSError):
                     leftover.unlink()
             raise
+        self._sealed(FileKind.SNAPSHOT, snapshot_id)
         return snapshot_id
+
+    def _sealed(self, kind: FileKind, file_id: str) -> None:
+        """Tell the off-site copy a file is durable; its failure never stops recording."""
+        if self._on_sealed is None:
+            return
+        try:
+            self._on_sealed(kind, file_id)
+        except Exception:
+            log.exception("could not queue %s %s for the off-site copy", kind.name, file_id)
 
     def _ensure_free_space(self) -> None:
         floor = self.policy.min_free_bytes
@@ -453,6 +475,7 @@ class Archive:
         with self._retention_lock:
             total = self.index.total_size()
             counts = {"age": 0, "budget": 0, "free": 0, "segments": 0, "snapshots": 0}
+            not_offsite = 0  # hub/offsite: deleted before their off-site copy
             freed = 0
             for row in self._oldest_first():
                 if cutoff is not None and _when(row) < cutoff:
@@ -465,6 +488,11 @@ class Archive:
                     reason = "free"
                 else:
                     break
+                if self._keep is not None and self._keep(row):
+                    # Not yet off-site: kept unless the disk would otherwise fill.
+                    if reason != "free" and not self._short_of_space():
+                        continue
+                    reason, not_offsite = "free", not_offsite + 1
                 self._delete(row)
                 size = row.size or 0
                 total -= size
@@ -483,7 +511,12 @@ class Archive:
             events=events,
             free_bytes=free,
             policy=policy,
+            not_offsite=not_offsite,
         )
+
+    def _short_of_space(self) -> bool:
+        floor = self.policy.min_free_bytes
+        return bool(floor) and self._free_space(self.data_dir) < floor
 
     def _oldest_first(self) -> Iterator[SegmentRow | SnapshotRow]:
         """Finished segments and snapshots merged by time, fetched a page at a time.
@@ -567,6 +600,7 @@ class SegmentOutput:
             self._archive.index.complete_segment(self.row.id, end_time, size, frames)
         finally:
             self._archive._segment_done(self.row.id)
+        self._archive._sealed(FileKind.SEGMENT, self.row.id)
 
     def abort(self) -> None:
         """Keep the verified whole chunks and end the segment (invariant 6); never raises.
@@ -595,6 +629,7 @@ class SegmentOutput:
                     _short(row.id),
                     _chunks(salvaged.size),
                 )
+                self._archive._sealed(FileKind.SEGMENT, row.id)
         except Exception:
             log.exception(
                 "%s: could not cut back aborted segment %s; recover() will at the next start",

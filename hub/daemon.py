@@ -22,6 +22,8 @@ from hub.camera import Camera, EventSink
 from hub.config import Config
 from hub.fsutil import DirectoryLock
 from hub.motion import MotionEvent
+from hub.offsite.triage import CameraPolicy
+from hub.offsite.uploader import OffsiteCopy
 from hub.shares import shares_to_end
 from hub.store import DamagedIndex, Index, is_damage
 from hub.web.app import CameraView, WebContext, make_app
@@ -219,6 +221,7 @@ class Hub:
         """The index (checked), the archive and the cameras; under the directory's lock."""
         storage = self.config.storage
         self.index = open_index(self.paths)
+        self.offsite = self._offsite_copy(keyfile)
         self.archive = Archive(
             self.paths.root,
             self.index,
@@ -228,6 +231,8 @@ class Hub:
                 max_footage_bytes=storage.max_footage_bytes,
                 min_free_bytes=storage.min_free_bytes,
             ),
+            on_sealed=self.offsite.file_sealed if self.offsite else None,
+            keep=self.offsite.keep if self.offsite else None,
         )
         self.audit = AuditLog(self.index)
         events = IndexedEvents(self.index, self.archive)
@@ -236,6 +241,14 @@ class Hub:
             for cam in self.config.cameras
             if cam.enabled
         ]
+
+    def _offsite_copy(self, keyfile: vault.KeyFile) -> OffsiteCopy | None:
+        if self.config.offsite is None:
+            return None
+        cameras = {
+            c.id: CameraPolicy(c.record, c.pre_roll, c.post_roll) for c in self.config.cameras
+        }
+        return OffsiteCopy(self.config.offsite, self.index, self.paths.root, keyfile, cameras)
 
     def start(self) -> None:
         try:
@@ -248,6 +261,9 @@ class Hub:
             ) from None
         for line in report.lines():
             log.warning("%s", line)
+        if self.offsite is not None:
+            self.offsite.queue_recovered(list(report.recovered))
+            self.offsite.start()
         self._log_start()
         self._enforce_retention()
         for camera in self.cameras:
@@ -274,6 +290,8 @@ class Hub:
             self._housekeeping.join(timeout=5)
             if self._housekeeping.is_alive():
                 problems.append("housekeeping still running")
+        if self.offsite is not None:
+            self.offsite.stop()  # what is still pending is sent after the next start
         try:
             self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
             self._seal_audit(owner_key)

@@ -265,6 +265,35 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX share_opens_by_share ON share_opens (share_id, opened)",
         "PRAGMA user_version = 4",
     ),
+    (
+        # The off-site copy's durable queue (hub/offsite/queue.py): one row per sealed
+        # file to copy (or journal copied), pending until the bucket confirmed it.
+        """
+        CREATE TABLE offsite (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('segment', 'snapshot', 'journal')),
+            camera_id TEXT,
+            time REAL NOT NULL,
+            urgent INTEGER NOT NULL CHECK (urgent IN (0, 1)),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'confirmed')),
+            queued REAL NOT NULL,
+            size INTEGER CHECK (size >= 0),
+            sha256 TEXT,
+            confirmed REAL
+        )
+        """,
+        "CREATE INDEX offsite_pending ON offsite (urgent DESC, time, id) WHERE state = 'pending'",
+        "CREATE INDEX offsite_confirmed ON offsite (time, id) WHERE state = 'confirmed'",
+        """
+        CREATE TABLE offsite_status (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            last_success REAL,
+            last_error TEXT,
+            last_error_time REAL
+        )
+        """,
+        "PRAGMA user_version = 5",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 BUSY_TIMEOUT = 10.0  # seconds another process (the CLI) may hold the write lock
@@ -578,6 +607,14 @@ class Index:
             f"SELECT {_EVENT_COLUMNS} FROM events {where} "
             "ORDER BY start_time DESC, id DESC LIMIT ? OFFSET ?",
             (*params, *_page(limit, offset)),
+        )
+
+    def events_overlapping(self, camera_id: str, start: float, end: float) -> list[EventRow]:
+        """Events of one camera that cover any of [start, end), still open ones included."""
+        return self._events(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE camera_id = ? AND start_time < ? "
+            "AND (end_time IS NULL OR end_time > ?) ORDER BY start_time",
+            (camera_id, end, start),
         )
 
     def close_open_events(self) -> list[EventRow]:
