@@ -37,6 +37,8 @@ from hub.daemon import (
     run_until_signalled,
 )
 from hub.fsutil import DirectoryBusy, DirectoryLock, write_private
+from hub.offsite.queue import OffsiteQueue
+from hub.offsite.queue import Summary as OffsiteSummary
 from hub.store import DamagedIndex, Index, SchemaError, is_damage
 
 log = logging.getLogger("hub")
@@ -141,6 +143,10 @@ def _parser() -> argparse.ArgumentParser:
         "rebuild the index from the sealed files (with the hub stopped); deletes nothing",
     )
     _where(p)
+
+    p = command("offsite", cmd_offsite, "show how the off-site copy is doing")
+    _where(p)
+    p.add_argument("action", choices=["status"])
 
     p = command("passwd", cmd_passwd, "change the owner's password")
     _where(p)
@@ -385,6 +391,38 @@ def cmd_passwd(args: argparse.Namespace) -> int:
             f"{vault.KEYFILE_VERSION}: its public key now carries a check"
         )
     return 0
+
+
+def cmd_offsite(args: argparse.Namespace) -> int:
+    paths = _data_paths(args)
+    if not paths.index.exists():
+        raise CommandError(f"no index in {paths.root}: nothing has been recorded yet")
+    with Index(paths.index):  # brings the schema up to date (the queue's tables)
+        pass
+    queue = OffsiteQueue(paths.index)
+    try:
+        summary = queue.summary()
+    finally:
+        queue.close()
+    for line in offsite_status_lines(summary, time.time()):
+        print(f"camhub: {line}")
+    return 0
+
+
+def offsite_status_lines(s: OffsiteSummary, now: float) -> list[str]:
+    def when(t: float) -> str:
+        stamp = datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
+        return f"{stamp} ({max(0, round(now - t))} s ago)"
+
+    lines = [
+        f"pending: {s.pending} file(s), {s.urgent_pending} of them event footage"
+        + (f"; the oldest queued {when(s.oldest_pending)}" if s.oldest_pending else ""),
+        f"off-site: {s.confirmed} object(s), {s.bytes_offsite / 2**20:.1f} MiB",
+        "last success: " + (when(s.last_success) if s.last_success else "never"),
+    ]
+    if s.last_error:
+        lines.append(f"failing; last error {when(s.last_error_time or now)}: {s.last_error}")
+    return lines
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

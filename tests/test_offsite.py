@@ -5,17 +5,29 @@ sealed and opaque, and that outages, crashes and wrong keys lose nothing."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
+import shutil
+import socket
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from s3_server import S3Server, S3Unavailable
 from test_daemon import PASSWORD, HubProcess, camhub, hub_processes, leaks
 
-from hub.offsite import naming
+from hub import vault
+from hub.archive import Archive, RetentionPolicy
+from hub.config import OffsiteSettings
+from hub.offsite import journal, naming
+from hub.offsite.queue import Sent
+from hub.offsite.uploader import OffsiteCopy
+from hub.store import Index
 from hub.vault import KeyFile, parse_header
 
 WAIT = 90.0  # seconds for anything the hub does in the background (machines are noisy)
@@ -81,8 +93,13 @@ def site(
 
 def queue_rows(config: Path) -> list[tuple[str, str, str, int | None, str | None]]:
     """(id, kind, state, size, sha256) of every row of the off-site queue."""
-    db = sqlite3.connect(f"file:{config.parent / 'data' / 'index.sqlite3'}?mode=ro", uri=True)
+    path = config.parent / "data" / "index.sqlite3"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'offsite'").fetchall():
+            return []
         return db.execute(
             "SELECT id, kind, state, size, sha256 FROM offsite ORDER BY id"
         ).fetchall()
@@ -155,3 +172,181 @@ def test_events_reach_the_bucket_sealed_under_opaque_names(
     assert journals and all(parse_header(j).kind == 3 for j in journals)
     for name, data in objects.items():
         assert leaks(data) == [], name
+
+
+def offsite_failures(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "off-site copy failing" in line]
+
+
+def journal_entries(objects: dict[str, bytes], private_key) -> list[str]:
+    """Every file id the bucket's journals name, once per mention."""
+    named: list[str] = []
+    for name, data in objects.items():
+        if "/j/" in name:
+            named += [f.row.id for f in journal.parse(vault.open_bytes(data, private_key)).files]
+    return named
+
+
+def owner_key(config: Path):
+    keyfile = KeyFile.from_json((config.parent / "data" / "keys.json").read_bytes())
+    return vault.unlock(keyfile, PASSWORD)
+
+
+# -- outages, crashes, wrong keys ------------------------------------------------------------
+
+
+def test_store_outage_loses_nothing_and_copies_each_file_once(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    config = site(tmp_path / "hub", s3, bucket, record="continuous", what="all")
+
+    def pending() -> int:
+        return sum(r[2] == "pending" for r in queue_rows(config))
+
+    def confirmed() -> int:
+        return sum(r[2] == "confirmed" and r[1] == "segment" for r in queue_rows(config))
+
+    with hub_processes() as hubs:
+        hub = hubs(config)
+        wait_until(lambda: confirmed() >= 2, "two segments off-site", hub)
+        s3.kill()  # the store dies, maybe in the middle of an upload
+        try:
+            hub.wait_for("off-site copy failing", timeout=WAIT)
+            wait_until(lambda: pending() >= 3, "three segments queued while the store is down", hub)
+        finally:
+            s3.start()  # on the same directory: what it had confirmed is still there
+        hub.wait_for("off-site copy working again", timeout=WAIT)
+        wait_until(lambda: pending() == 0, "the queue drained after the outage", hub)
+        assert hub.terminate() == 0, hub.log
+
+    assert len(offsite_failures(hub.log)) == 1, hub.log  # one line, not one per retry
+    objects = s3.objects(bucket)
+    stored = footage_objects(objects, "friends/house/")
+    files = local_files(config)
+    rows = {r[0]: r for r in queue_rows(config) if r[1] != "journal"}
+    assert set(stored) == set(files) == set(rows)
+    assert all(r[2] == "confirmed" for r in rows.values())
+    for file_id, path in files.items():
+        data = path.read_bytes()
+        assert stored[file_id] == data, file_id
+        assert rows[file_id][4] == hashlib.sha256(data).hexdigest()
+    named = journal_entries(objects, owner_key(config))
+    assert sorted(named) == sorted(files)  # each file in exactly one journal
+
+
+def test_a_pending_queue_survives_kill_9_and_is_sent_after_restart(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    config = site(tmp_path / "hub", s3, bucket, endpoint=closed)
+    with hub_processes() as hubs:
+        hub = hubs(config)
+        hub.wait_for("door: motion ended", timeout=WAIT)
+        wait_until(
+            lambda: any(r[1] == "snapshot" for r in queue_rows(config)), "the snapshot queued", hub
+        )
+        hub.kill9()
+        before = {r[0] for r in queue_rows(config) if r[2] == "pending"}
+        assert before and not s3.objects(bucket)
+        assert len(offsite_failures(hub.log)) == 1, hub.log
+        config.write_text(config.read_text().replace(closed, s3.url))
+        hub = hubs(config)
+        wait_until(
+            lambda: before <= {r[0] for r in queue_rows(config) if r[2] == "confirmed"},
+            "every file pending at the crash confirmed off-site",
+            hub,
+        )
+        assert hub.terminate() == 0, hub.log
+
+    stored = footage_objects(s3.objects(bucket), "friends/house/")
+    files = local_files(config)
+    for file_id in before:
+        assert stored[file_id] == files[file_id].read_bytes(), file_id
+
+
+def test_wrong_secret_is_one_clear_error_and_recording_goes_on(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    wrong = "not-the-secret-" + s3.secret_key[:6]
+    config = site(tmp_path / "hub", s3, bucket, record="continuous", secret=wrong)
+    with hub_processes() as hubs:
+        hub = hubs(config)
+        hub.wait_for("off-site copy failing", timeout=WAIT)
+        recorded = len(local_files(config))
+        wait_until(lambda: len(local_files(config)) >= recorded + 3, "recording going on", hub)
+        status = camhub("offsite", "status", "--config", config, cwd=config.parent)
+        assert hub.terminate() == 0, hub.log
+
+    (line,) = offsite_failures(hub.log)
+    assert "access denied: check access_key and secret_key" in line, line
+    assert wrong not in hub.log and s3.secret_key not in hub.log
+    assert "stopped cleanly" in hub.log
+    assert status.returncode == 0, status.stderr
+    assert "access denied" in status.stdout and wrong not in status.stdout
+    assert not footage_objects(s3.objects(bucket), "")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- local retention keeps what is not yet off-site -------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 24 MiB filesystem (tmpfs), to fill up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", mount],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (the tests run as root): {done.stderr}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", mount], check=False)
+
+
+def test_retention_keeps_footage_not_yet_off_site_until_the_disk_would_fill(
+    small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = time.time()
+    old = now - 5 * 86400
+    owner = X25519PrivateKey.generate()
+    keyfile, _ = vault.create_owner_keys(PASSWORD, kdf=vault.KdfParams(8 * 1024, 1, 1))
+    settings = OffsiteSettings(endpoint="http://127.0.0.1:9", bucket="never-contacted",
+                               access_key="a", secret_key="b")  # fmt: skip
+    with Index(small_disk / "index.sqlite3") as index:
+        copy = OffsiteCopy(settings, index, small_disk, keyfile, {})
+        floor = 8 * 2**20
+        archive = Archive(small_disk, index, owner.public_key(), RetentionPolicy(1, 0, floor),
+                          on_sealed=copy.file_sealed, keep=copy.keep)  # fmt: skip
+        ids = []
+        for i in range(3):
+            out = archive.open_segment("door", old + 4 * i)
+            out.write(os.urandom(2**20))
+            out.finish(old + 4 * i + 4, frames=40)
+            ids.append(out.row.id)
+        snapshot = archive.save_snapshot("door", None, old + 1, b"\xff\xd8 jpeg")
+        # The queue holds every one of them; only the first made it off-site.
+        assert {i.id for i in copy.queue.next_pending(10)} == {*ids, snapshot}
+        sent = copy.queue.next_pending(10)
+        copy.queue.confirm([Sent(i, 1, "0" * 64) for i in sent if i.id == ids[0]], now)
+
+        report = archive.enforce_retention(now)
+        left = {s.id for s in index.segments()}
+        assert (report.segments, report.by_age, report.not_offsite) == (1, 1, 0)
+        assert left == set(ids[1:]) and index.get_snapshot(snapshot) is not None
+
+        # Fill the disk: the pending files go after all, and the log says so.
+        filler = small_disk / "filler"
+        free = shutil.disk_usage(small_disk).free
+        filler.write_bytes(b"\0" * (free - floor + 2**20 + 2**19))
+        with caplog.at_level(logging.WARNING):
+            report = archive.enforce_retention(now)
+        assert report.by_free_space >= 1 and report.not_offsite == report.by_free_space
+        assert any("not yet copied off-site" in line for line in report.lines())
+        copy.queue.close()

@@ -102,7 +102,7 @@ class Bucket:
             region=settings.region,
             http_client=urllib3.PoolManager(
                 timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
-                retries=urllib3.Retry(total=2, backoff_factor=0.5, connect=2, read=0),
+                retries=urllib3.Retry(total=0),  # the uploader retries, with its backoff
                 maxsize=2,
             ),
         )

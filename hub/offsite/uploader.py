@@ -270,13 +270,16 @@ class OffsiteCopy:
         self._next_expiry = now + EXPIRY_EVERY
 
     def _failed(self, message: str) -> None:
-        if message != self._error:
+        """One log line when the copy starts failing, not one per retry; the status
+        keeps the latest reason."""
+        if self._working is not False:
             pending = self.queue.summary().pending
             log.error(
                 "off-site copy failing: %s; recording goes on, %d file(s) wait in the queue",
                 message,
                 pending,
             )
+        if message != self._error:
             self.queue.record_error(message, time.time())
         self._error = message
         self._working = False
@@ -285,6 +288,7 @@ class OffsiteCopy:
     def _succeeded(self) -> None:
         if self._working is False:
             log.warning("off-site copy working again")
+        if self._working is not True:  # also after a restart that ended a failing run
             self.queue.clear_error()
         self._error = None
         self._working = True
