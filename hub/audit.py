@@ -58,6 +58,7 @@ class AuditKind(enum.StrEnum):
     CONFIG_CHANGED = "config changed"
     RETENTION = "retention deleted footage"
     HUB_STARTED = "hub started"
+    RESTORED = "footage restored"
 
 
 def chain_hash(prev: str, seq: int, when: float, kind: str, actor: str, detail: str) -> str:

@@ -617,6 +617,20 @@ class Index:
             (camera_id, end, start),
         )
 
+    def add_restored_events(self, events: Iterable[EventRow]) -> None:
+        """Events read back from the off-site journals into a new index, under their own
+        ids, all or none; their snapshots are linked by end_event once those are in."""
+        with self._lock, _transaction(self._conn):
+            self._conn.executemany(
+                f"INSERT INTO events ({_EVENT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                [
+                    (e.id, e.camera_id, e.start_time, e.end_time, e.peak_score, e.peak_time,
+                     *_bbox_columns(e.bbox))
+                    for e in events
+                ],
+            )  # fmt: skip
+
     def close_open_events(self) -> list[EventRow]:
         """End every event a crash left open, at its last known moment (peak or start)."""
         with self._lock, _transaction(self._conn):

@@ -5,6 +5,7 @@ sealed and opaque, and that outages, crashes and wrong keys lose nothing."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -13,13 +14,14 @@ import socket
 import sqlite3
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from s3_server import S3Server, S3Unavailable
-from test_daemon import PASSWORD, HubProcess, camhub, hub_processes, leaks
+from test_daemon import PASSWORD, HubProcess, camhub, hub_processes, leaks, probe
 
 from hub import vault
 from hub.archive import Archive, RetentionPolicy
@@ -350,3 +352,86 @@ def test_retention_keeps_footage_not_yet_off_site_until_the_disk_would_fill(
         assert report.by_free_space >= 1 and report.not_offsite == report.by_free_space
         assert any("not yet copied off-site" in line for line in report.lines())
         copy.queue.close()
+
+
+# -- restore on a new box ------------------------------------------------------------------
+
+
+def test_restore_into_an_empty_directory_lists_events_plays_and_decrypts(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    config = site(tmp_path / "old", s3, bucket)
+    with hub_processes() as hubs:
+        hub = hubs(config)
+        hub.wait_for("door: motion ended", timeout=WAIT)
+        wait_until(lambda: all_confirmed(config), "the event's files off-site", hub)
+        assert hub.terminate() == 0, hub.log
+    with Index(config.parent / "data" / "index.sqlite3") as index:
+        events = index.events(limit=100)
+    originals = local_files(config)
+
+    # The new box has the config, the recovery code and nothing else of the old one.
+    new = tmp_path / "new"
+    new.mkdir()
+    new_config = new / "camhub.toml"
+    new_config.write_text(re.sub(r"\[\[camera\]\].*?\n\n", "", config.read_text(), flags=re.DOTALL))
+    (new / "password").write_text(PASSWORD + "\n")
+    code = config.parent / "recovery"
+    listed = camhub("restore", "--config", new_config, "--list", "--recovery-code",
+                    "--password-file", code, cwd=new)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(
+        rf"door: \d+ segment\(s\), \d+ snapshot\(s\), {len(events)} event", listed.stdout
+    )
+    assert not (new / "data").exists()
+    without_code = camhub("restore", "--config", new_config, "--password-file", new / "password",
+                          cwd=new)  # fmt: skip
+    assert without_code.returncode == 1 and "--recovery-code" in without_code.stderr
+    done = camhub("restore", "--config", new_config, "--recovery-code", "--password-file", code,
+                  "--new-password-file", new / "password", cwd=new)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    again = camhub("restore", "--config", new_config, "--recovery-code", "--password-file", code,
+                   "--new-password-file", new / "password", cwd=new)  # fmt: skip
+    assert again.returncode == 1 and "not empty" in again.stderr
+
+    # The sealed files are back byte for byte, and the index lists the events.
+    restored = local_files(new_config)
+    assert set(restored) == set(originals)
+    assert all(restored[k].read_bytes() == originals[k].read_bytes() for k in originals)
+    with Index(new / "data" / "index.sqlite3") as index:
+        assert [(e.id, e.start_time, e.snapshot_id) for e in index.events(limit=100)] == [
+            (e.id, e.start_time, e.snapshot_id) for e in events
+        ]
+        assert index.last_audit("footage restored") is not None
+    segment = next(p for p in restored.values() if p.suffix == ".seg")
+    old_plain, new_plain = tmp_path / "old.mp4", tmp_path / "new.mp4"
+    by_old = camhub("decrypt", originals[segment.stem], "--out", old_plain, "--password-file",
+                    config.parent / "password", cwd=tmp_path)  # fmt: skip
+    by_new = camhub("decrypt", segment, "--out", new_plain, "--password-file", new / "password",
+                    cwd=tmp_path)  # fmt: skip
+    assert by_old.returncode == 0 and by_new.returncode == 0, by_new.stderr
+    assert new_plain.read_bytes() == old_plain.read_bytes()
+
+    # The restored hub serves the event's clip on the owner's page.
+    with hub_processes() as hubs:
+        hub = hubs(new_config)
+        hub.wait_for("owner page at", timeout=WAIT)
+        url = re.search(r"owner page at (\S+)", hub.log)[1]
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        login = urllib.request.Request(
+            url + "api/login",
+            data=json.dumps({"password": PASSWORD}).encode(),
+            headers={"Content-Type": "application/json", "Origin": url.rstrip("/")},
+        )
+        with opener.open(login, timeout=60) as resp:
+            assert resp.status == 200
+        with opener.open(url + "api/events", timeout=30) as resp:
+            listed_events = json.loads(resp.read())["events"]
+        assert {e["id"] for e in listed_events} == {e.id for e in events}
+        with opener.open(url + listed_events[0]["clip_url"].lstrip("/"), timeout=60) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"] == "video/mp4"
+            clip = resp.read()
+        assert hub.terminate() == 0, hub.log
+    (tmp_path / "clip.mp4").write_bytes(clip)
+    frames, _, _ = probe(tmp_path / "clip.mp4")
+    assert frames > 10

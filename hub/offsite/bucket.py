@@ -40,12 +40,17 @@ CONFIG_ERRORS = {
 SHA256_META = "sha256"
 
 
-class BucketError(Exception):
-    """An operation on the bucket failed; `config`: the owner must fix something."""
+NOT_FOUND = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
 
-    def __init__(self, message: str, *, config: bool = False) -> None:
+
+class BucketError(Exception):
+    """An operation on the bucket failed; `config`: the owner must fix something;
+    `missing`: the object is not there."""
+
+    def __init__(self, message: str, *, config: bool = False, missing: bool = False) -> None:
         super().__init__(message)
         self.config = config
+        self.missing = missing
 
 
 class Stopped(Exception):
@@ -150,11 +155,7 @@ class Bucket:
             with self._errors(f"looking for {name}"):
                 self._client.stat_object(self.name, name)
         except BucketError as exc:
-            if isinstance(exc.__cause__, S3Error) and exc.__cause__.code in (
-                "NoSuchKey",
-                "NoSuchObject",
-                "ResourceNotFound",
-            ):
+            if exc.missing:
                 return False
             raise
         return True
@@ -201,7 +202,9 @@ class Bucket:
         except S3Error as exc:
             if exc.code in CONFIG_ERRORS:
                 raise BucketError(f"{self.where}: {CONFIG_ERRORS[exc.code]}", config=True) from exc
-            raise BucketError(f"{self.where}: {doing}: {exc.code}: {exc.message}") from exc
+            raise BucketError(
+                f"{self.where}: {doing}: {exc.code}: {exc.message}", missing=exc.code in NOT_FOUND
+            ) from exc
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise BucketError(f"{self.where}: {doing}: {_reason(exc)}") from exc
 
