@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import urllib3
 from minio import Minio
 
 START_TIMEOUT = 60.0  # it answers in about 10 s on an idle machine
@@ -90,6 +91,7 @@ class S3Server:
             secret_key=secret_key or self.secret_key,
             secure=False,
             region="us-east-1",
+            http_client=urllib3.PoolManager(retries=urllib3.Retry(total=0)),
         )
 
     def start(self) -> None:

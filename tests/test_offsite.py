@@ -14,6 +14,7 @@ import socket
 import sqlite3
 import subprocess
 import time
+import tracemalloc
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from hub import vault
 from hub.archive import Archive, RetentionPolicy
 from hub.config import OffsiteSettings
 from hub.offsite import journal, naming
+from hub.offsite.bucket import PART_SIZE
 from hub.offsite.queue import Sent
 from hub.offsite.uploader import OffsiteCopy
 from hub.store import Index
@@ -435,3 +437,69 @@ def test_restore_into_an_empty_directory_lists_events_plays_and_decrypts(
     (tmp_path / "clip.mp4").write_bytes(clip)
     frames, _, _ = probe(tmp_path / "clip.mp4")
     assert frames > 10
+
+
+# -- in-process: multipart in bounded memory, expiry -------------------------------------------
+
+
+def copy_for(s3: S3Server, bucket: str, root: Path, **settings: object):
+    """A real Index, Archive and OffsiteCopy on `root`, copying to the real store."""
+    keyfile, _ = vault.create_owner_keys(PASSWORD, kdf=vault.KdfParams(8 * 1024, 1, 1))
+    offsite = OffsiteSettings(endpoint=s3.url, bucket=bucket, access_key=s3.access_key,
+                              secret_key=s3.secret_key, **settings)  # fmt: skip
+    index = Index(root / "index.sqlite3")
+    copy = OffsiteCopy(offsite, index, root, keyfile, {})
+    archive = Archive(root, index, keyfile.public_key(), RetentionPolicy(0, 0, 0),
+                      on_sealed=copy.file_sealed, keep=copy.keep)  # fmt: skip
+    return index, copy, archive, naming.hub_tag(keyfile.public_bytes)
+
+
+def record_segment(archive: Archive, start: float, data: bytes) -> str:
+    out = archive.open_segment("door", start)
+    for i in range(0, len(data), 1 << 20):
+        out.write(data[i : i + (1 << 20)])
+    out.finish(start + 4, frames=40)
+    return out.row.id
+
+
+def test_a_large_file_goes_up_in_parts_without_being_read_whole(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    index, copy, archive, tag = copy_for(s3, bucket, tmp_path)
+    try:
+        segment = record_segment(archive, time.time(), os.urandom(40 * 2**20))
+        path = tmp_path / index.get_segment(segment).path
+        tracemalloc.start()
+        try:
+            size, digest = copy._bucket.put_file(naming.file_object("", tag, segment), path)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        copy.queue.close()
+        index.close()
+    data = path.read_bytes()
+    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    assert s3.objects(bucket)[naming.file_object("", tag, segment)] == data
+    assert peak < 4 * PART_SIZE < len(data) / 1.9, peak  # a part at a time, not the file
+
+
+def test_copies_older_than_keep_days_are_deleted_from_the_bucket(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    now = time.time()
+    index, copy, archive, tag = copy_for(s3, bucket, tmp_path, keep_days=2)
+    try:
+        old = record_segment(archive, now - 3 * 86400, b"old footage" * 1000)
+        new = record_segment(archive, now - 60, b"new footage" * 1000)
+        copy.start()
+        wait_until(lambda: copy.queue.sent(new) is not None, "the new segment off-site")
+        wait_until(lambda: copy.queue.sent(old) is None, "the old copy expired")
+        copy.stop()
+    finally:
+        index.close()
+    names = set(s3.objects(bucket))
+    assert naming.file_object("", tag, new) in names
+    assert naming.file_object("", tag, old) not in names
+    assert naming.keys_object("", tag) in names
+    assert any("/j/" in name for name in names)  # the new segment's journal stays
