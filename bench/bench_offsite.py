@@ -105,6 +105,9 @@ def main() -> None:
             "WHERE state = 'confirmed' AND kind != 'journal'"
         ).fetchall()
         pending = db.execute("SELECT count(*) FROM offsite WHERE state = 'pending'").fetchone()[0]
+        journals, journal_bytes = db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM offsite WHERE kind = 'journal'"
+        ).fetchone()
         db.close()
         s3.kill()
     print(f"{seconds:.0f} s of 2 continuous cameras (2 s segments), motion every ~20 s")
@@ -119,6 +122,9 @@ def main() -> None:
     sent = sum(r[3] for r in rows)
     print(f"sent {sent / 2**20:.1f} MiB ({sent * 8 / seconds / 1e6:.2f} Mbit/s); "
           f"{pending} file(s) still pending at stop")  # fmt: skip
+    if rows:
+        print(f"journals: {journals}, {journal_bytes} bytes, "
+              f"{journal_bytes / len(rows):.0f} bytes per file")  # fmt: skip
     print(
         f"CPU: hub {cpu:.2f} s, off-site thread {copy_cpu:.2f} s = "
         f"{100 * copy_cpu / cpu if cpu else 0:.1f} % of the hub's CPU (target < 5 %)"

@@ -2,7 +2,7 @@
 
 The bucket holds sealed files under random names; which camera, which times, which
 events is written here, as UTF-8 JSON sealed to the owner's public key (a sealed file
-of kind 3, FORMAT.md §5). One journal is written per batch of files uploaded, after
+of kind 3, FORMAT.md §6.2). One journal is written per batch of files uploaded, after
 them; a file counts as off-site only once a journal naming it is there.
 
 Sealing is encryption to the owner, not a signature: anyone who has the public key

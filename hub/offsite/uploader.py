@@ -297,7 +297,7 @@ class OffsiteCopy:
 def recovery_only(keyfile: vault.KeyFile) -> vault.KeyFile:
     """The key file with its password slot replaced by a copy of the recovery slot.
 
-    It is still a valid key file (FORMAT.md §5.3): the recovery code opens it, and no
+    It is still a valid key file (FORMAT.md §6.3): the recovery code opens it, and no
     password does (the copied slot's AAD names "recovery"), so the bucket's operator
     cannot try passwords against it, only 150-bit recovery codes.
     """
