@@ -327,7 +327,7 @@ class Hub:
                 archive=self.archive,
                 audit=self.audit,
                 keys_path=self.paths.keys,
-                cameras={camera.id: _camera_view(camera) for camera in self.cameras},
+                cameras={camera.id: _camera_view(camera, self.offsite) for camera in self.cameras},
                 sessions=self.sessions,
                 throttle=LoginThrottle(),
                 clips=self.clips,
@@ -411,17 +411,20 @@ class Hub:
             )
 
 
-def _camera_view(camera: Camera) -> CameraView:
+def _camera_view(camera: Camera, offsite: OffsiteCopy | None = None) -> CameraView:
     s = camera.settings
 
     def status() -> dict[str, object]:
         streams = camera.status
         errors = [st.last_error for st in streams if st.last_error and not st.connected]
-        return {
+        shown: dict[str, object] = {
             "connected": all(st.connected for st in streams),
             "reconnects": sum(st.reconnects for st in streams),
             "error": errors[0] if errors else None,
         }
+        if offsite is not None:
+            shown["offsite"] = offsite.camera_status(camera.id, time.time())
+        return shown
 
     return CameraView(s.id, s.name, s.record, s.pre_roll, s.post_roll, camera.live, status)
 

@@ -272,13 +272,16 @@ def test_wrong_secret_is_one_clear_error_and_recording_goes_on(
     s3: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     wrong = "not-the-secret-" + s3.secret_key[:6]
-    config = site(tmp_path / "hub", s3, bucket, record="continuous", secret=wrong)
+    config = site(tmp_path / "hub", s3, bucket, record="continuous", what="all", secret=wrong)
     with hub_processes() as hubs:
         hub = hubs(config)
         hub.wait_for("off-site copy failing", timeout=WAIT)
         recorded = len(local_files(config))
         wait_until(lambda: len(local_files(config)) >= recorded + 3, "recording going on", hub)
         status = camhub("offsite", "status", "--config", config, cwd=config.parent)
+        url, opener = owner(hub)
+        with opener.open(url + "api/cameras", timeout=30) as resp:
+            (camera,) = json.loads(resp.read())
         assert hub.terminate() == 0, hub.log
 
     (line,) = offsite_failures(hub.log)
@@ -287,7 +290,26 @@ def test_wrong_secret_is_one_clear_error_and_recording_goes_on(
     assert "stopped cleanly" in hub.log
     assert status.returncode == 0, status.stderr
     assert "access denied" in status.stdout and wrong not in status.stdout
+    # The page shows it on the camera, with what waits (nothing sent since the start).
+    shown = camera["status"]["offsite"]
+    assert shown["working"] is False and "access denied" in shown["error"]
+    assert shown["pending"] >= 1 and wrong not in json.dumps(camera)
     assert not footage_objects(s3.objects(bucket), "")
+
+
+def owner(hub: HubProcess) -> tuple[str, urllib.request.OpenerDirector]:
+    """The hub's page URL and a client logged in as the owner (cookies kept)."""
+    hub.wait_for("owner page at", timeout=WAIT)
+    url = re.search(r"owner page at (\S+)", hub.log)[1]
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    login = urllib.request.Request(
+        url + "api/login",
+        data=json.dumps({"password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/json", "Origin": url.rstrip("/")},
+    )
+    with opener.open(login, timeout=60) as resp:
+        assert resp.status == 200
+    return url, opener
 
 
 def _closed_port() -> int:
@@ -418,15 +440,7 @@ def test_restore_into_an_empty_directory_lists_events_plays_and_decrypts(
     with hub_processes() as hubs:
         hub = hubs(new_config)
         hub.wait_for("owner page at", timeout=WAIT)
-        url = re.search(r"owner page at (\S+)", hub.log)[1]
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-        login = urllib.request.Request(
-            url + "api/login",
-            data=json.dumps({"password": PASSWORD}).encode(),
-            headers={"Content-Type": "application/json", "Origin": url.rstrip("/")},
-        )
-        with opener.open(login, timeout=60) as resp:
-            assert resp.status == 200
+        url, opener = owner(hub)
         with opener.open(url + "api/events", timeout=30) as resp:
             listed_events = json.loads(resp.read())["events"]
         assert {e["id"] for e in listed_events} == {e.id for e in events}

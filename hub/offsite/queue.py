@@ -169,6 +169,15 @@ class OffsiteQueue:
             ).fetchone() or (None, None, None)
         return Summary(pending, urgent, oldest, confirmed, size, *status)
 
+    def pending_by_camera(self) -> dict[str, tuple[int, float]]:
+        """camera id -> (files pending, when the oldest of them was queued)."""
+        rows = self._read(
+            "SELECT camera_id, count(*), min(queued) FROM offsite "
+            "WHERE state = 'pending' AND kind != 'journal' GROUP BY camera_id",
+            (),
+        )
+        return {str(c): (int(n), float(t)) for c, n, t in rows}  # type: ignore[arg-type]
+
     def _set_status(self, assignments: str, params: tuple[object, ...]) -> None:
         """Inside a transaction: update the one status row, creating it first."""
         self._conn.execute("INSERT OR IGNORE INTO offsite_status (one) VALUES (1)")

@@ -87,6 +87,9 @@ class OffsiteCopy:
         self._working: bool | None = None
         self._ready = False
         self._next_expiry = 0.0
+        # camera id -> (pending, oldest queued), refreshed by the thread after each
+        # round: the page reads it without waiting on the queue's lock (and its fsyncs).
+        self._pending: dict[str, tuple[int, float]] = {}
 
     # -- hooks for the archive and the daemon ------------------------------------------
 
@@ -99,6 +102,7 @@ class OffsiteCopy:
             segment = self._index.get_segment(file_id)
             items = self._triage.segment(segment) if segment is not None else []
         if items and self.queue.add(items, time.time()):
+            self._pending = self.queue.pending_by_camera()
             self._wake.set()
 
     def queue_recovered(self, rows: list[SegmentRow]) -> None:
@@ -112,6 +116,16 @@ class OffsiteCopy:
 
     def status(self) -> Status:
         return Status(self._working, self._error, self.queue.summary())
+
+    def camera_status(self, camera_id: str, now: float) -> dict[str, object]:
+        """For the page, per camera; reads only memory (the web loop calls it)."""
+        pending, oldest = self._pending.get(camera_id, (0, now))
+        return {
+            "working": self._working,
+            "pending": pending,
+            "lag_seconds": round(max(0.0, now - oldest), 1),
+            "error": self._error,
+        }
 
     def start(self) -> None:
         self._thread.start()
@@ -135,6 +149,7 @@ class OffsiteCopy:
         backoff = BACKOFF_FIRST
         while not self._stop.is_set():
             try:
+                self._pending = self.queue.pending_by_camera()
                 if not self._ready:
                     self._prepare()
                 busy = self._send_batch()

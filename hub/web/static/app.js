@@ -377,7 +377,15 @@
     const meta = [recordText(cam.record)];
     if (reconnects) meta.push(`${reconnects} reconnect${reconnects === 1 ? "" : "s"}`);
     if (cam.viewers > 1) meta.push(`${cam.viewers} watching`);
+    const offsite = (cam.status || {}).offsite;
+    if (offsite) meta.push(offsiteText(offsite));
     card.querySelector(".camera-meta").textContent = meta.join(" · ");
+  }
+
+  function offsiteText({ working, pending, lag_seconds: lag, error }) {
+    const waiting = pending ? `${pending} waiting, ${Math.round(lag)} s behind` : "";
+    if (working === false) return `Off-site copy failing (${waiting || "nothing waiting"}): ${error}`;
+    return pending ? `Off-site: ${waiting}` : "Off-site: up to date";
   }
 
   function startStream(card, cam) {
