@@ -5,6 +5,7 @@ sealed and opaque, and that outages, crashes and wrong keys lose nothing."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -27,11 +28,11 @@ from test_daemon import PASSWORD, HubProcess, camhub, hub_processes, leaks, prob
 from hub import vault
 from hub.archive import Archive, RetentionPolicy
 from hub.config import OffsiteSettings
-from hub.offsite import journal, naming
-from hub.offsite.bucket import PART_SIZE
-from hub.offsite.queue import Sent
+from hub.offsite import journal, naming, restore
+from hub.offsite.bucket import PART_SIZE, Bucket
+from hub.offsite.queue import OffsiteQueue, Sent
 from hub.offsite.uploader import OffsiteCopy
-from hub.store import Index
+from hub.store import EventRow, Index, SegmentRow, SegmentState, SnapshotRow
 from hub.vault import KeyFile, parse_header
 
 WAIT = 90.0  # seconds for anything the hub does in the background (machines are noisy)
@@ -465,6 +466,7 @@ def copy_for(s3: S3Server, bucket: str, root: Path, **settings: object):
     copy = OffsiteCopy(offsite, index, root, keyfile, {})
     archive = Archive(root, index, keyfile.public_key(), RetentionPolicy(0, 0, 0),
                       on_sealed=copy.file_sealed, keep=copy.keep)  # fmt: skip
+    copy_for.keyfile = keyfile  # type: ignore[attr-defined]  # the last one made
     return index, copy, archive, naming.hub_tag(keyfile.public_bytes)
 
 
@@ -517,3 +519,107 @@ def test_copies_older_than_keep_days_are_deleted_from_the_bucket(
     assert naming.file_object("", tag, old) not in names
     assert naming.keys_object("", tag) in names
     assert any("/j/" in name for name in names)  # the new segment's journal stays
+
+
+def test_restore_rejects_altered_files_skips_forged_journals_and_reports_missing(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    (tmp_path / "old").mkdir()
+    index, copy, archive, tag = copy_for(s3, bucket, tmp_path / "old")
+    try:
+        start = time.time() - 60
+        ids = [record_segment(archive, start + 4 * i, os.urandom(3000)) for i in range(4)]
+        copy.start()
+        wait_until(lambda: all(copy.queue.sent(i) for i in ids), "four segments off-site")
+        copy.stop()
+    finally:
+        index.close()
+    keyfile = copy_for.keyfile  # type: ignore[attr-defined]
+    client = s3.client()
+    names = [naming.file_object("", tag, i) for i in ids]
+    altered = bytearray(s3.objects(bucket)[names[0]])
+    altered[-1] ^= 1  # one bit of the last chunk
+    client.put_object(bucket, names[0], io.BytesIO(altered), len(altered))
+    swapped = s3.objects(bucket)[names[2]]  # another file of the owner's, under this name
+    client.put_object(bucket, names[3], io.BytesIO(swapped), len(swapped))
+    client.remove_object(bucket, names[1])
+    for forged in (b"not sealed at all", vault.seal_bytes(b'{"format": 1}', keyfile.public_key(),
+                                                         vault.FileKind.JOURNAL)):  # fmt: skip
+        name = naming.journal_object("", tag, os.urandom(16).hex())
+        client.put_object(bucket, name, io.BytesIO(forged), len(forged))
+
+    settings = OffsiteSettings(endpoint=s3.url, bucket=bucket, access_key=s3.access_key,
+                               secret_key=s3.secret_key)  # fmt: skip
+    remote = Bucket(settings)
+    held = restore.read_holdings(remote, "", tag, vault.unlock(keyfile, PASSWORD))
+    assert len(held.unreadable) == 2 and set(held.files) == set(ids)
+    new = tmp_path / "new"
+    new.mkdir()
+    with Index(new / "index.sqlite3") as fresh:
+        queue = OffsiteQueue(new / "index.sqlite3")
+        report = restore.rebuild(new, fresh, queue, remote, "", tag, held, time.time())
+        queue.close()
+        restored = {s.id for s in fresh.segments()}
+    assert report.missing == (ids[1],)
+    assert {r.split(":")[0] for r in report.rejected} == {ids[0], ids[3]}
+    assert restored == {ids[2]}
+    assert not list(new.rglob("*.tmp"))  # rejected downloads leave nothing behind
+
+
+# -- the journal's parser trusts nothing (FORMAT.md §6.2) ---------------------------------------
+
+
+def _journal_doc() -> dict[str, object]:
+    segment = SegmentRow("a" * 32, "door", 100.0, 104.0, "", 5000, 40, SegmentState.COMPLETE, 104.0)
+    snapshot = SnapshotRow("b" * 32, "door", 7, 102.0, "", 600)
+    event = EventRow(7, "door", 101.0, 103.0, 0.04, 102.0, (0.1, 0.2, 0.3, 0.4), "b" * 32)
+    files = (journal.JournalFile(segment, "c" * 64), journal.JournalFile(snapshot, "d" * 64))
+    return json.loads(journal.build(journal.Journal("e" * 16, 105.0, files, (event,))))
+
+
+def test_a_journal_reads_back_what_was_written() -> None:
+    parsed = journal.parse(json.dumps(_journal_doc()).encode())
+    assert [f.row.id for f in parsed.files] == ["a" * 32, "b" * 32]
+    assert parsed.files[0].row.state is SegmentState.COMPLETE and parsed.files[1].row.event_id == 7
+    assert parsed.events[0].bbox == (0.1, 0.2, 0.3, 0.4) and parsed.events[0].snapshot_id
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("format",), "camhub-keyfile", "not a version 1"),
+        (("version",), 2, "not a version 1"),
+        (("files", 0, "id"), "../../etc/passwd", "id"),
+        (("files", 0, "camera"), "../x", "camera"),
+        (("files", 0, "kind"), "keys", "file kind"),
+        (("files", 0, "state"), "open", "state"),
+        (("files", 0, "end"), 99.0, "ends before it starts"),
+        (("files", 0, "size"), -1, "size"),
+        (("files", 0, "size"), True, "size"),
+        (("files", 0, "frames"), 1.5, "frames"),
+        (("files", 0, "sha256"), "C" * 64, "sha256"),
+        (("files", 1, "time"), float("inf"), "written|time"),
+        (("files", 1, "event"), 2**63, "event"),
+        (("events", 0, "bbox"), [1, 2, 3], "bbox"),
+        (("events", 0, "snapshot"), "zz", "snapshot"),
+        (("files", 0, "extra"), 1, "exactly"),
+    ],
+)
+def test_a_journal_that_breaks_the_format_is_refused(
+    path: tuple[object, ...], value: object, message: str
+) -> None:
+    doc = _journal_doc()
+    target = doc
+    for key in path[:-1]:
+        target = target[key]  # type: ignore[index]
+    target[path[-1]] = value  # type: ignore[index]
+    with pytest.raises(journal.JournalError, match=message):
+        journal.parse(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize(
+    "data", [b"\xff\xfe", b"[]", b"{" * 100_000, b"x" * (journal.MAX_SIZE + 1)]
+)
+def test_a_journal_that_is_not_json_is_refused(data: bytes) -> None:
+    with pytest.raises(journal.JournalError):
+        journal.parse(data)
