@@ -10,7 +10,7 @@ import signal
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -346,11 +346,20 @@ class Hub:
     def _log_start(self) -> None:
         """An access-log record per start, and one more whenever the config changed."""
         digest = _config_digest(self.config)
+        sections = _section_digests(self.config)
         previous = self.index.last_audit(AuditKind.HUB_STARTED.value)
-        if previous is not None and json.loads(previous.detail).get("config") != digest:
-            self.audit.record(AuditKind.CONFIG_CHANGED, "system", {"config": digest})
+        before = json.loads(previous.detail) if previous is not None else {}
+        if previous is not None and before.get("config") != digest:
+            changed = sorted(
+                k for k in sections if before.get("sections", {}).get(k) != sections[k]
+            )
+            self.audit.record(
+                AuditKind.CONFIG_CHANGED, "system", {"config": digest, "changed": changed}
+            )
         self.audit.record(
-            AuditKind.HUB_STARTED, "system", {"config": digest, "cameras": len(self.cameras)}
+            AuditKind.HUB_STARTED,
+            "system",
+            {"config": digest, "cameras": len(self.cameras), "sections": sections},
         )
 
     def _housekeeping_loop(self) -> None:
@@ -432,6 +441,20 @@ def _camera_view(camera: Camera, offsite: OffsiteCopy | None = None) -> CameraVi
 def _config_digest(config: Config) -> str:
     """A fingerprint of the settings in force (passwords included, but only hashed)."""
     return hashlib.sha256(repr(config).encode() + _camera_urls(config)).hexdigest()[:16]
+
+
+def _section_digests(config: Config) -> dict[str, str]:
+    """A fingerprint per config table ([offsite], the cameras...), so a change says where."""
+    secrets = {"cameras": _camera_urls(replace(config, offsite=None))}
+    if config.offsite is not None:
+        secrets["offsite"] = f"{config.offsite.access_key} {config.offsite.secret_key}".encode()
+    return {
+        f.name: hashlib.sha256(
+            repr(getattr(config, f.name)).encode() + secrets.get(f.name, b"")
+        ).hexdigest()[:16]
+        for f in fields(config)
+        if f.name != "path"
+    }
 
 
 def _camera_urls(config: Config) -> bytes:

@@ -623,3 +623,26 @@ def test_a_journal_that_breaks_the_format_is_refused(
 def test_a_journal_that_is_not_json_is_refused(data: bytes) -> None:
     with pytest.raises(journal.JournalError):
         journal.parse(data)
+
+
+def test_a_change_of_the_offsite_table_is_in_the_access_log(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    config = site(tmp_path / "hub", s3, bucket)
+    with hub_processes() as hubs:
+        for edit in (None, "keep_days = 30\n", "keep_days = 30\n"):
+            if edit is not None:
+                config.write_text(config.read_text().replace("keep_days = 30\n", "") + edit)
+            hub = hubs(config)
+            hub.wait_for("owner page at", timeout=WAIT)
+            assert hub.terminate() == 0, hub.log
+        config.write_text(config.read_text().replace(s3.secret_key, "a-new-secret-key"))
+        hub = hubs(config)
+        hub.wait_for("owner page at", timeout=WAIT)
+        assert hub.terminate() == 0, hub.log
+
+    shown = camhub("audit", "show", "--config", config, cwd=config.parent)
+    changes = [line for line in shown.stdout.splitlines() if "config changed" in line]
+    assert len(changes) == 2, shown.stdout  # keep_days added; the key replaced; not the rerun
+    assert all('"changed":["offsite"]' in line for line in changes), changes
+    assert "a-new-secret-key" not in shown.stdout and s3.secret_key not in shown.stdout
