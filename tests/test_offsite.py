@@ -30,7 +30,7 @@ from hub.archive import Archive, RetentionPolicy
 from hub.config import OffsiteSettings
 from hub.offsite import journal, naming, restore
 from hub.offsite.bucket import PART_SIZE, Bucket
-from hub.offsite.queue import OffsiteQueue, Sent
+from hub.offsite.queue import Item, OffsiteQueue, Sent
 from hub.offsite.uploader import OffsiteCopy
 from hub.store import EventRow, Index, SegmentRow, SegmentState, SnapshotRow
 from hub.vault import KeyFile, parse_header
@@ -269,11 +269,25 @@ def test_a_pending_queue_survives_kill_9_and_is_sent_after_restart(
         assert stored[file_id] == files[file_id].read_bytes(), file_id
 
 
-def test_wrong_secret_is_one_clear_error_and_recording_goes_on(
-    s3: S3Server, bucket: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("secret", "access denied: check access_key and secret_key"),
+        ("bucket", "the bucket does not exist (camhub never creates it)"),
+    ],
+)
+def test_a_wrong_key_or_missing_bucket_is_one_clear_error_and_recording_goes_on(
+    s3: S3Server, bucket: str, tmp_path: Path, fault: str, message: str
 ) -> None:
     wrong = "not-the-secret-" + s3.secret_key[:6]
-    config = site(tmp_path / "hub", s3, bucket, record="continuous", what="all", secret=wrong)
+    config = site(
+        tmp_path / "hub",
+        s3,
+        bucket + "-gone" if fault == "bucket" else bucket,
+        record="continuous",
+        what="all",
+        secret=wrong if fault == "secret" else None,
+    )
     with hub_processes() as hubs:
         hub = hubs(config)
         hub.wait_for("off-site copy failing", timeout=WAIT)
@@ -286,14 +300,14 @@ def test_wrong_secret_is_one_clear_error_and_recording_goes_on(
         assert hub.terminate() == 0, hub.log
 
     (line,) = offsite_failures(hub.log)
-    assert "access denied: check access_key and secret_key" in line, line
+    assert message in line, line
     assert wrong not in hub.log and s3.secret_key not in hub.log
     assert "stopped cleanly" in hub.log
     assert status.returncode == 0, status.stderr
-    assert "access denied" in status.stdout and wrong not in status.stdout
+    assert message in status.stdout and wrong not in status.stdout
     # The page shows it on the camera, with what waits (nothing sent since the start).
     shown = camera["status"]["offsite"]
-    assert shown["working"] is False and "access denied" in shown["error"]
+    assert shown["working"] is False and message in shown["error"]
     assert shown["pending"] >= 1 and wrong not in json.dumps(camera)
     assert not footage_objects(s3.objects(bucket), "")
 
@@ -436,6 +450,10 @@ def test_restore_into_an_empty_directory_lists_events_plays_and_decrypts(
                     cwd=tmp_path)  # fmt: skip
     assert by_old.returncode == 0 and by_new.returncode == 0, by_new.stderr
     assert new_plain.read_bytes() == old_plain.read_bytes()
+    none = camhub("restore", "--config", new_config, "--list", "--since", "2999-01-01T00:00",
+                  "--recovery-code", "--password-file", code, cwd=new)  # fmt: skip
+    assert "the bucket holds no footage of this hub" in none.stdout, none.stderr
+    in_bucket = set(s3.objects(bucket))
 
     # The restored hub serves the event's clip on the owner's page.
     with hub_processes() as hubs:
@@ -449,6 +467,7 @@ def test_restore_into_an_empty_directory_lists_events_plays_and_decrypts(
             assert resp.status == 200 and resp.headers["Content-Type"] == "video/mp4"
             clip = resp.read()
         assert hub.terminate() == 0, hub.log
+    assert set(s3.objects(bucket)) == in_bucket  # the restored hub uploads nothing again
     (tmp_path / "clip.mp4").write_bytes(clip)
     frames, _, _ = probe(tmp_path / "clip.mp4")
     assert frames > 10
@@ -646,3 +665,29 @@ def test_a_change_of_the_offsite_table_is_in_the_access_log(
     assert len(changes) == 2, shown.stdout  # keep_days added; the key replaced; not the rerun
     assert all('"changed":["offsite"]' in line for line in changes), changes
     assert "a-new-secret-key" not in shown.stdout and s3.secret_key not in shown.stdout
+
+
+def test_the_queue_gives_event_footage_first_oldest_first_and_promotes(tmp_path: Path) -> None:
+    with Index(tmp_path / "index.sqlite3"):
+        pass
+    queue = OffsiteQueue(tmp_path / "index.sqlite3")
+    try:
+        add = [
+            Item("1" * 32, "segment", "door", 30.0, urgent=False),
+            Item("2" * 32, "segment", "door", 20.0, urgent=True),
+            Item("3" * 32, "segment", "yard", 10.0, urgent=False),
+            Item("4" * 32, "snapshot", "door", 25.0, urgent=True),
+        ]
+        assert queue.add(add, 100.0) == 4
+        assert [i.id[0] for i in queue.next_pending(10)] == ["2", "4", "3", "1"]
+        # The same segment found to be an event's pre-roll: promoted, not added twice.
+        assert queue.add([Item("3" * 32, "segment", "yard", 10.0, urgent=True)], 101.0) == 1
+        assert [i.id[0] for i in queue.next_pending(10)] == ["3", "2", "4", "1"]
+        queue.confirm([Sent(queue.next_pending(1)[0], 10, "0" * 64)], 102.0)
+        assert queue.add([Item("3" * 32, "segment", "yard", 10.0, urgent=True)], 103.0) == 0
+        assert not queue.is_pending("3" * 32) and queue.is_pending("1" * 32)
+        assert queue.pending_by_camera() == {"door": (3, 100.0)}
+        summary = queue.summary()
+        assert (summary.pending, summary.urgent_pending, summary.confirmed) == (3, 2, 1)
+    finally:
+        queue.close()
