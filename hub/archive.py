@@ -9,7 +9,9 @@ Invariants, in the order the code keeps them:
 
 1. open_segment() creates `<id>.seg` with O_EXCL, mode 0600.
 2. It inserts the index row, state 'open', before the first byte is written, so a
-   crash from here on leaves a row that recover() finds.
+   crash from here on leaves a row that recover() finds. If the index cannot take the
+   row (damaged, full), the segment is recorded all the same, without a row: nothing
+   at runtime deletes a sealed file for lacking one; `camhub repair` indexes it.
 3. Bytes are sealed as the recorder writes them; each whole sealed chunk is handed to
    the kernel as soon as it is sealed. At most one chunk (64 KiB of plaintext) lives
    only in memory, and dies with the process.
@@ -18,7 +20,9 @@ Invariants, in the order the code keeps them:
    a 'complete' row always names a whole, durable file.
 6. abort() and recover() cut a file back to its header plus whole chunks, fsync it
    and its directory, then mark the row 'recovered'. With no whole chunk, the file is
-   deleted, then the row.
+   deleted, then the row. When a full disk or a failing index refuses that update (or
+   finish()'s), the segment is unsettled: settle() retries it at each open and each
+   retention pass, and retention counts its file meanwhile.
 7. Deleting (retention) overwrites the file's header (its wrapped data key) and
    fsyncs it, unlinks the file, fsyncs the directory, then deletes the row: a crash
    in between leaves a row whose file is gone or unreadable (the next pass deletes
@@ -35,12 +39,14 @@ Invariants, in the order the code keeps them:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import heapq
 import logging
 import os
 import re
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +57,17 @@ from typing import BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from hub.clock import (
+    AgeWalk,
+    ClockStep,
+    Reading,
+    behind,
+    describe,
+    jump,
+    newest_kept,
+    shift_for,
+    system_reading,
+)
 from hub.store import EventRow, Index, SegmentRow, SegmentState, SnapshotRow
 from hub.vault import (
     CHUNK_SIZE,
@@ -94,14 +111,26 @@ class FootageUnavailable(LookupError):
     """No such segment or snapshot, its file is gone, or it is still being recorded."""
 
 
+class NotIndexed(OSError):
+    """The sealed file is safe on disk, but the index could not record it."""
+
+
+def _index_fault(exc: BaseException) -> bool:
+    """An index that cannot take a write (damaged, full, failing), as opposed to a bug."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
     max_age_days: int  # 0: keep footage whatever its age
     max_footage_bytes: int  # 0: no budget for sealed footage
     min_free_bytes: int  # delete oldest footage while the disk has less free than this
+    keep_newest_seconds: int = 1800  # the newest footage, by recording order, never ages
 
     def __post_init__(self) -> None:
-        for name in ("max_age_days", "max_footage_bytes", "min_free_bytes"):
+        for name in ("max_age_days", "max_footage_bytes", "min_free_bytes", "keep_newest_seconds"):
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ValueError(f"retention {name}: must be a whole number >= 0, got {value!r}")
@@ -205,6 +234,7 @@ class Archive:
         free_space: Callable[[Path], int] = disk_free,
         on_sealed: Callable[[FileKind, str], None] | None = None,
         keep: Callable[[SegmentRow | SnapshotRow], bool] | None = None,
+        clock: Callable[[], Reading] = system_reading,
     ) -> None:
         self.data_dir = data_dir
         # Off-site copy hooks (hub/offsite): told of every file once it is durable; asked
@@ -215,31 +245,58 @@ class Archive:
         self.policy = policy
         self._public_key = public_key
         self._free_space = free_space
+        self._clock = clock
+        self._clock_lock = threading.Lock()
+        self._last_reading: Reading | None = None
+        self._clock_doubt = False  # age deletes paused: `now` is behind the newest footage
         # Guards the set of open segments and directory creation/removal, so pruning
         # an empty day directory never races a camera creating a file in it.
         self._lock = threading.Lock()
         self._open: set[str] = set()
+        # Segments whose ending a full disk or a failing index interrupted: the work
+        # left (closing the row) is retried by settle() until it goes through.
+        self._unsettled: dict[str, tuple[SegmentRow, Callable[[], object]]] = {}
         self._retention_lock = threading.Lock()
 
     # -- recording --------------------------------------------------------------------
 
     def open_segment(self, camera_id: str, start_time: float) -> SegmentOutput:
+        """A new segment file, indexed as 'open'. If the index cannot take the row, the
+        footage is recorded all the same, without one (`camhub repair` adds it later):
+        losing the index's view of it is better than losing it."""
         _check_camera_id(camera_id)
+        if self._unsettled:
+            self.settle()
         self._ensure_free_space()
         file_id = os.urandom(FILE_ID_SIZE).hex()
         rel = _footage_path(camera_id, start_time, file_id + SEGMENT_SUFFIX)
         path = self.data_dir / rel
+        self._watch_clock(self._clock())
+        indexed = True
         with self._lock:
             self._make_dirs(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 row = self.index.add_segment_open(file_id, camera_id, start_time, rel)
-            except BaseException:
-                os.close(fd)
-                path.unlink()
-                raise
+            except BaseException as exc:
+                if not _index_fault(exc):
+                    os.close(fd)
+                    path.unlink()
+                    raise
+                indexed = False  # the index's health now says what failed
+                row = SegmentRow(
+                    id=file_id,
+                    camera_id=camera_id,
+                    start_time=start_time,
+                    end_time=None,
+                    path=rel,
+                    size=None,
+                    frames=None,
+                    state=SegmentState.OPEN,
+                    created=time.time(),
+                )
             self._open.add(file_id)
-        return SegmentOutput(self, row, os.fdopen(fd, "wb"))
+        return SegmentOutput(self, row, os.fdopen(fd, "wb"), indexed=indexed)
 
     def save_snapshot(self, camera_id: str, event_id: int | None, taken: float, jpeg: bytes) -> str:
         """Seal and store one event snapshot; returns its id."""
@@ -259,11 +316,19 @@ class Archive:
                 os.fsync(out.fileno())
             os.replace(temp, path)
             _fsync_dir(path.parent)
-            self.index.add_snapshot(snapshot_id, camera_id, event_id, taken, rel, len(sealed))
         except BaseException:
             for leftover in (temp, path):
                 with contextlib.suppress(OSError):
                     leftover.unlink()
+            raise
+        self._watch_clock(self._clock())
+        try:
+            self.index.add_snapshot(snapshot_id, camera_id, event_id, taken, rel, len(sealed))
+        except BaseException as exc:
+            if _index_fault(exc):  # the sealed file stays for `camhub repair`
+                raise NotIndexed(errno.EIO, f"kept {rel}, but the index failed: {exc}") from exc
+            with contextlib.suppress(OSError):
+                path.unlink()
             raise
         self._sealed(FileKind.SNAPSHOT, snapshot_id)
         return snapshot_id
@@ -400,16 +465,28 @@ class Archive:
 
     def _salvage(self, row: SegmentRow) -> SegmentRow | None:
         """Cut an unfinished segment back to whole chunks (invariant 6)."""
-        path = self.data_dir / row.path
+        cut = self._cut_back(row.path)
+        if cut is None:
+            self.index.delete_segment(row.id)
+            return None
+        keep, mtime = cut
+        end_time = max(row.start_time, mtime)
+        self.index.mark_recovered(row.id, end_time, keep)
+        return dataclasses.replace(
+            row, end_time=end_time, size=keep, frames=None, state=SegmentState.RECOVERED
+        )
+
+    def _cut_back(self, rel: str) -> tuple[int, float] | None:
+        """Cut a file back to its header plus whole chunks, durably: (size kept, mtime
+        before the cut). None, and no file, when not one whole chunk reached the disk."""
+        path = self.data_dir / rel
         try:
             stat = path.stat()
         except FileNotFoundError:
-            self.index.delete_segment(row.id)
             return None
         keep = sealed_prefix_length(stat.st_size)
         if keep <= HEADER_SIZE:
-            self._delete_file(row.path)
-            self.index.delete_segment(row.id)
+            self._delete_file(rel)
             return None
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
@@ -418,19 +495,7 @@ class Archive:
         finally:
             os.close(fd)
         _fsync_dir(path.parent)
-        end_time = max(row.start_time, stat.st_mtime)
-        self.index.mark_recovered(row.id, end_time, keep)
-        return SegmentRow(
-            row.id,
-            row.camera_id,
-            row.start_time,
-            end_time,
-            row.path,
-            keep,
-            None,
-            SegmentState.RECOVERED,
-            row.created,
-        )
+        return keep, stat.st_mtime
 
     def _sort_orphans(self) -> tuple[list[str], list[str]]:
         """Files without a row: (deleted, kept). Invariant 9: only what holds no footage
@@ -467,18 +532,21 @@ class Archive:
 
     def enforce_retention(self, now: float) -> RetentionReport:
         """Delete footage past the age limit, then oldest first while over budget or
-        short of free disk space. Segments being written are never touched; events
-        (small, and no footage) go only with age.
+        short of free disk space, all in recording order (hub/clock.py says what is
+        old). Segments being written are never touched; events (small, and no footage)
+        go only with age.
         """
         policy = self.policy
-        cutoff = now - policy.max_age_days * DAY if policy.max_age_days else None
         with self._retention_lock:
-            total = self.index.total_size()
+            self._watch_clock(self._clock())
+            self.settle()
+            ages = self._age_walk(now) if policy.max_age_days else None
+            total = self.index.total_size() + self._unsettled_bytes()
             counts = {"age": 0, "budget": 0, "free": 0, "segments": 0, "snapshots": 0}
             not_offsite = 0  # hub/offsite: deleted before their off-site copy
             freed = 0
             for row in self._oldest_first():
-                if cutoff is not None and _when(row) < cutoff:
+                if ages is not None and ages.old(row.seq, _when(row)):
                     reason = "age"
                 elif policy.max_footage_bytes and total > policy.max_footage_bytes:
                     reason = "budget"
@@ -499,7 +567,9 @@ class Archive:
                 freed += size
                 counts[reason] += 1
                 counts["segments" if isinstance(row, SegmentRow) else "snapshots"] += 1
-            events = self.index.delete_events_ended_before(cutoff) if cutoff is not None else 0
+            events = self.index.delete_events_ended_before(ages.event_cutoff) if ages else 0
+            if freed:
+                self.settle()  # what a full disk left open may close now
             free = self._free_space(self.data_dir) if policy.min_free_bytes else None
         return RetentionReport(
             segments=counts["segments"],
@@ -519,14 +589,60 @@ class Archive:
         return bool(floor) and self._free_space(self.data_dir) < floor
 
     def _oldest_first(self) -> Iterator[SegmentRow | SnapshotRow]:
-        """Finished segments and snapshots merged by time, fetched a page at a time.
-
-        Pages continue from the last row seen (time, id), so deleting rows while
-        walking skips nothing.
+        """Finished segments and snapshots merged in recording order (their sequence
+        numbers, not their stamps), fetched a page at a time. Pages continue from the
+        last number seen, so deleting rows while walking skips nothing.
         """
         segments = _paged(self.index.oldest_segments)
         snapshots = _paged(self.index.oldest_snapshots)
-        return heapq.merge(segments, snapshots, key=lambda row: (_when(row), row.id))
+        return heapq.merge(segments, snapshots, key=lambda row: row.seq)
+
+    def _age_walk(self, now: float) -> AgeWalk | None:
+        """What is past the age limit; None while the clock is behind the newest footage,
+        so a clock set back (or footage stamped by a fast one) deletes nothing by age."""
+        steps = [ClockStep(seq, shift) for seq, shift in self.index.clock_steps()]
+        newest = self.index.newest_footage()
+        lag = behind(now, newest[1] + shift_for(newest[0], steps)) if newest else 0.0
+        if lag and not self._clock_doubt:
+            log.warning(
+                "retention: the clock (%s UTC) is %s behind the newest footage; nothing is "
+                "deleted for its age until the clock is right",
+                _utc(now),
+                describe(lag),
+            )
+        elif self._clock_doubt and not lag:
+            log.warning("retention: the clock is past the newest footage again; ageing resumes")
+        self._clock_doubt = bool(lag)
+        if lag:
+            return None
+        keep_from = newest_kept(self._newest_spans(), self.policy.keep_newest_seconds)
+        return AgeWalk(now - self.policy.max_age_days * DAY, steps, keep_from)
+
+    def _newest_spans(self) -> Iterator[tuple[int, float]]:
+        before = None
+        while spans := self.index.newest_spans(RETENTION_PAGE, before):
+            yield from spans
+            before = spans[-1][0]
+
+    def _watch_clock(self, reading: Reading) -> None:
+        """Remember a wall-clock jump as a step, before any footage is stamped after it."""
+        with self._clock_lock:
+            shift = jump(self._last_reading, reading)
+            self._last_reading = reading
+            if not shift:
+                return
+            try:
+                self.index.add_clock_step(self.index.last_seq(), shift, reading.wall)
+            except sqlite3.DatabaseError as exc:  # recording matters more than the step
+                if not _index_fault(exc):
+                    raise
+        log.warning(
+            "the wall clock jumped %s %s (now %s UTC); footage recorded before the jump is "
+            "aged by the corrected clock",
+            describe(shift),
+            "forward" if shift > 0 else "back",
+            _utc(reading.wall),
+        )
 
     def _delete(self, row: SegmentRow | SnapshotRow) -> None:
         """Invariant 7: the file first, the row after."""
@@ -551,6 +667,39 @@ class Archive:
         with self._lock:
             self._open.discard(segment_id)
 
+    # -- unfinished endings -----------------------------------------------------------
+
+    def settle(self) -> int:
+        """Retry closing the rows of segments a full disk or a failing index left
+        'open'; returns how many are still unsettled (the next start recovers them)."""
+        with self._lock:
+            pending = list(self._unsettled.items())
+        for segment_id, (_row, retry) in pending:
+            try:
+                retry()
+            except LookupError:  # already closed (the last try went through after all)
+                pass
+            except (OSError, sqlite3.DatabaseError):
+                continue
+            with self._lock:
+                self._unsettled.pop(segment_id, None)
+        with self._lock:
+            return len(self._unsettled)
+
+    def _settle_later(self, row: SegmentRow, retry: Callable[[], object]) -> None:
+        with self._lock:
+            self._unsettled[row.id] = (row, retry)
+
+    def _unsettled_bytes(self) -> int:
+        """Disk used by unsettled segments, whose rows do not give a size yet."""
+        with self._lock:
+            paths = [self.data_dir / row.path for row, _retry in self._unsettled.values()]
+        total = 0
+        for path in paths:
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size
+        return total
+
 
 class SegmentOutput:
     """One segment being recorded; the recorder's SegmentOutput. Not thread-safe.
@@ -559,8 +708,11 @@ class SegmentOutput:
     of the process loses at most the chunk still in memory (invariant 3).
     """
 
-    def __init__(self, archive: Archive, row: SegmentRow, out: BinaryIO) -> None:
+    def __init__(
+        self, archive: Archive, row: SegmentRow, out: BinaryIO, *, indexed: bool = True
+    ) -> None:
         self.row = row
+        self.indexed = indexed  # False: the index refused the row; the file is kept anyway
         self._archive = archive
         self._out = out
         self._done = False
@@ -596,11 +748,21 @@ class SegmentOutput:
             self.abort()
             raise
         self._done = True
+        archive = self._archive
         try:
-            self._archive.index.complete_segment(self.row.id, end_time, size, frames)
+            if self.indexed:
+                archive.index.complete_segment(self.row.id, end_time, size, frames)
+        except BaseException as exc:
+            if not _index_fault(exc):
+                raise
+            # The file is whole and durable; only its row waits for the index.
+            archive._settle_later(
+                self.row,
+                lambda: archive.index.complete_segment(self.row.id, end_time, size, frames),
+            )
         finally:
-            self._archive._segment_done(self.row.id)
-        self._archive._sealed(FileKind.SEGMENT, self.row.id)
+            archive._segment_done(self.row.id)
+        archive._sealed(FileKind.SEGMENT, self.row.id)
 
     def abort(self) -> None:
         """Keep the verified whole chunks and end the segment (invariant 6); never raises.
@@ -612,11 +774,17 @@ class SegmentOutput:
             return
         self._done = True
         row = self.row
+        archive = self._archive
         try:
             with contextlib.suppress(OSError):
                 self._out.close()  # flushing a partial chunk may fail; it is cut anyway
-            salvaged = self._archive._salvage(row)
-            if salvaged is None:
+            if self.indexed:
+                salvaged = archive._salvage(row)
+                kept = salvaged.size if salvaged is not None else None
+            else:
+                cut = archive._cut_back(row.path)
+                kept = cut[0] if cut is not None else None
+            if kept is None:
                 log.warning(
                     "%s: segment %s aborted before its first whole chunk; dropped",
                     row.camera_id,
@@ -627,26 +795,32 @@ class SegmentOutput:
                     "%s: segment %s aborted; kept %d whole chunks",
                     row.camera_id,
                     _short(row.id),
-                    _chunks(salvaged.size),
+                    _chunks(kept),
                 )
-                self._archive._sealed(FileKind.SEGMENT, row.id)
-        except Exception:
-            log.exception(
-                "%s: could not cut back aborted segment %s; recover() will at the next start",
+                archive._sealed(FileKind.SEGMENT, row.id)
+        except Exception as exc:
+            # A full disk can refuse even the index update: retried as space comes back.
+            if self.indexed:
+                archive._settle_later(row, lambda: archive._salvage(row))
+            log.warning(
+                "%s: aborted segment %s stays open until the disk or index takes the update "
+                "(%s: %s)",
                 row.camera_id,
                 _short(row.id),
+                type(exc).__name__,
+                exc,
             )
         finally:
-            self._archive._segment_done(row.id)
+            archive._segment_done(row.id)
 
 
 def _paged(
-    fetch: Callable[[int, tuple[float, str] | None], list[SegmentRow] | list[SnapshotRow]],
+    fetch: Callable[[int, int], list[SegmentRow] | list[SnapshotRow]],
 ) -> Iterator[SegmentRow | SnapshotRow]:
-    after: tuple[float, str] | None = None
+    after = 0
     while rows := fetch(RETENTION_PAGE, after):
         yield from rows
-        after = (_when(rows[-1]), rows[-1].id)
+        after = rows[-1].seq
 
 
 def _when(row: SegmentRow | SnapshotRow) -> float:
@@ -694,7 +868,8 @@ def _shred_header(path: Path) -> None:
             return
         raise
     try:
-        os.pwrite(fd, bytes(HEADER_SIZE), 0)
+        # Only what is there: growing a file cut short by a full disk would need space.
+        os.pwrite(fd, bytes(min(HEADER_SIZE, os.fstat(fd).st_size)), 0)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -722,3 +897,7 @@ def _short(file_id: str) -> str:
 
 def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
+
+
+def _utc(when: float) -> str:
+    return datetime.fromtimestamp(when, tz=UTC).strftime("%Y-%m-%d %H:%M")

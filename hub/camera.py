@@ -39,13 +39,25 @@ from hub.writer import DiskWriter
 log = logging.getLogger(__name__)
 
 SNAPSHOT_JPEG_QUALITY = 85
+UPDATE_INTERVAL = 2.0  # seconds of frame time between reports of a growing event
 
 
 class EventSink:
-    """Where a camera reports its motion events (the index and the sealed snapshots)."""
+    """Where a camera reports its motion events (the index and the sealed snapshots).
+
+    `motion_changed` is called on the capture thread, at the tracker's decision only,
+    and must not block; the others are called on the camera's writer thread, in order.
+    """
+
+    def motion_changed(self, camera_id: str, moving: bool, time: float) -> None:
+        """The camera started or stopped seeing motion (the frame time of the change)."""
 
     def event_started(self, camera_id: str, event: MotionEvent) -> int:
         raise NotImplementedError
+
+    def event_updated(self, camera_id: str, event_id: int, event: MotionEvent) -> None:
+        """The open event reached a higher peak (its box so far with it), at most once
+        every UPDATE_INTERVAL."""
 
     def event_ended(
         self, camera_id: str, event_id: int, event: MotionEvent, jpeg: bytes | None
@@ -103,6 +115,7 @@ class Camera:
         self.live = LiveFeed(settings.id)
         self._event_id: int | None = None  # used on the writer thread only
         self._peak = _Peak()
+        self._reported = (0.0, 0.0)  # (peak score, frame time) last told for the open event
         self._last_frame_time = 0.0
         # The recorder and the event sink run on the writer thread, which takes the
         # record stream's packets and the detect stream's decisions in arrival order.
@@ -182,6 +195,10 @@ class Camera:
     def status(self) -> list[CaptureStatus]:
         return [loop.status for loop in self._loops]
 
+    def is_online(self) -> bool:
+        """Every stream of the camera is connected."""
+        return all(loop.status.connected for loop in self._loops)
+
     # -- hot path ------------------------------------------------------------------------
 
     def _ignore_stream(self, info: StreamInfo | None) -> None:
@@ -232,12 +249,20 @@ class Camera:
             )
             if result.score > self._peak.score:
                 self._peak = _Peak(result.score, frame.bgr())
+            told_score, told_at = self._reported
+            if event.peak_score > told_score and result.time >= told_at + UPDATE_INTERVAL:
+                self._reported = (event.peak_score, result.time)
+                self._writer.put(partial(self._event_updated, event))
 
     def _on_event(self, change: EventStarted | EventEnded) -> None:
+        event = change.event
         if isinstance(change, EventStarted):
+            self._events.motion_changed(self.id, True, event.start)
             self._peak = _Peak()
-            self._writer.put(partial(self._event_started, change.event))
+            self._reported = (event.peak_score, event.start)
+            self._writer.put(partial(self._event_started, event))
             return
+        self._events.motion_changed(self.id, False, event.end or self._last_frame_time)
         self._writer.put(partial(self._event_ended, change, self._peak.bgr))
         self._peak = _Peak()
 
@@ -246,6 +271,10 @@ class Camera:
     def _event_started(self, event: MotionEvent) -> None:
         self._event_id = self._events.event_started(self.id, event)
         log.info("%s: motion started", self.id)
+
+    def _event_updated(self, event: MotionEvent) -> None:
+        if self._event_id is not None:
+            self._events.event_updated(self.id, self._event_id, event)
 
     def _event_ended(self, change: EventEnded, peak: np.ndarray | None) -> None:
         if self._event_id is None:

@@ -37,6 +37,7 @@ from hub.daemon import (
     run_until_signalled,
 )
 from hub.fsutil import DirectoryBusy, DirectoryLock, write_private
+from hub.logs import limit_repeats
 from hub.offsite import naming, restore
 from hub.offsite.bucket import Bucket, BucketError
 from hub.offsite.queue import OffsiteQueue
@@ -196,6 +197,7 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    limit_repeats()
 
 
 def _data_paths(args: argparse.Namespace) -> DataPaths:

@@ -159,6 +159,43 @@ class OffsiteSettings:
         return f"OffsiteSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
+MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MqttSettings:
+    """The MQTT broker the hub tells about motion (metadata only, never footage)."""
+
+    enabled: bool = False
+    url: str = ""  # mqtt://host[:port] or mqtts://host[:port]; required when enabled
+    username: str = ""
+    password: str = ""
+    client_id: str = ""  # "": camhub-<topic prefix, as a Home Assistant node id>
+    topic_prefix: str = "camhub"
+    ca_file: Path | None = None  # mqtts only: trust this CA instead of the system's
+    discovery: bool = True  # announce the cameras to Home Assistant (else remove them)
+    discovery_prefix: str = "homeassistant"
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts:")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or MQTT_PORTS.get(parts.scheme, 1883)
+
+    def __repr__(self) -> str:
+        """The generated repr would print the password."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["password"] = "***" if self.password else ""
+        return f"MqttSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     hub: HubSettings = field(default_factory=HubSettings)
@@ -166,6 +203,7 @@ class Config:
     web: WebSettings = field(default_factory=WebSettings)
     cameras: tuple[CameraSettings, ...] = ()
     offsite: OffsiteSettings | None = None  # no [offsite] table: nothing leaves the box
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
     path: Path | None = None  # the file it was loaded from
 
 
@@ -369,6 +407,7 @@ def _read_config(t: _Table, base_dir: Path) -> Config | None:
     ids: dict[str, str] = {}  # camera id -> path of the camera that has it
     t.tables("camera", partial(_read_camera, base_dir=base_dir, ids=ids))
     t.optional_table("offsite", partial(_read_offsite, base_dir=base_dir))
+    t.table("mqtt", partial(_read_mqtt, base_dir=base_dir))
     values = t.done()
     if values is None:
         return None
@@ -378,11 +417,12 @@ def _read_config(t: _Table, base_dir: Path) -> Config | None:
         web=values["web"],
         cameras=tuple(values["camera"]),
         offsite=values.get("offsite"),
+        mqtt=values["mqtt"],
     )
 
 
 def _read_hub(t: _Table, base_dir: Path) -> HubSettings | None:
-    t.read("data_dir", partial(_data_dir, base_dir=base_dir))
+    t.read("data_dir", partial(_path, base_dir=base_dir))
     t.read("log_level", _choice(LogLevel))
     return t.build(HubSettings)
 
@@ -442,7 +482,7 @@ def _read_offsite(t: _Table, base_dir: Path) -> OffsiteSettings | None:
     t.read("prefix", _prefix)
     access = t.read("access_key", _text(1, 128))
     secret = t.read("secret_key", _text(1, 256))
-    creds = t.read("credentials_file", partial(_data_dir, base_dir=base_dir))
+    creds = t.read("credentials_file", partial(_path, base_dir=base_dir))
     t.read("region", _region)
     t.read("what", _choice(OffsiteWhat))
     t.read("keep_days", _integer(0, 36500))
@@ -455,6 +495,23 @@ def _read_offsite(t: _Table, base_dir: Path) -> OffsiteSettings | None:
             if not t.has(key):
                 t.problem(key, "required key is missing (or name a credentials_file)")
     return t.build(OffsiteSettings)
+
+
+def _read_mqtt(t: _Table, base_dir: Path) -> MqttSettings | None:
+    enabled = t.read("enabled", _boolean)
+    url = t.read("url", _mqtt_url, required=bool(enabled))
+    username = t.read("username", _text(0, 256))
+    password = t.read("password", _secret)
+    t.read("client_id", _client_id)
+    t.read("topic_prefix", _topic_path)
+    ca_file = t.read("ca_file", partial(_path, base_dir=base_dir))
+    t.read("discovery", _boolean)
+    t.read("discovery_prefix", _topic_path)
+    if password and not username:
+        t.problem("password", "is set but mqtt.username is not")
+    if ca_file is not None and url is not None and not url.startswith("mqtts:"):
+        t.problem("ca_file", 'is only used with TLS: make the url "mqtts://..."')
+    return t.build(MqttSettings)
 
 
 def _read_v4l2(t: _Table) -> V4L2Settings | None:
@@ -551,6 +608,58 @@ def _choice(options: object) -> Callable[[object], str]:
     return check
 
 
+def _secret(value: object) -> str:
+    """A password: checked for type and length only, and never shown."""
+    if not isinstance(value, str):
+        raise _invalid("must be a string")
+    if len(value) > 256:
+        raise _invalid(f"must be at most 256 characters, got {len(value)}")
+    return value
+
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _client_id(value: object) -> str:
+    text = _string(value)
+    if text and not _CLIENT_ID.fullmatch(text):  # "": the default, made from the prefix
+        raise _invalid(f'must be 1..64 of A-Z, a-z, 0-9, "_", ".", ":", "-", got {_show(text)}')
+    return text
+
+
+def _topic_path(value: object) -> str:
+    """MQTT topic levels to publish under: no wildcards, no empty level, not a "$" topic."""
+    text = _string(value)
+    if not 1 <= len(text.encode()) <= 128:
+        raise _invalid(f"must be 1..128 bytes, got {len(text.encode())}")
+    if "+" in text or "#" in text:
+        raise _invalid(f'must not contain the MQTT wildcards "+" or "#", got {_show(text)}')
+    if "" in text.split("/"):
+        raise _invalid(f'must not start or end with "/" or contain "//", got {_show(text)}')
+    if text.startswith("$"):
+        raise _invalid(f'must not start with "$" (the broker\'s own topics), got {_show(text)}')
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise _invalid(f"must not contain spaces or control characters, got {_show(text)}")
+    return text
+
+
+def _mqtt_url(value: object) -> str:
+    """mqtt://host[:port] or mqtts://host[:port]; the credentials have keys of their own."""
+    text = _string(value)
+    scheme = text.partition("://")[0].lower()
+    if scheme not in MQTT_PORTS:
+        raise _invalid(f'must start with "mqtt://" or "mqtts://" (TLS), got {_show(text)}')
+    if text.partition("://")[2][:1] in ("", "/", ":", "@"):
+        raise _invalid(f'has no host, e.g. "{scheme}://192.168.1.10"')
+    _check_network_url(text, scheme)
+    parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        raise _invalid("must not hold a user name or password: use mqtt.username, mqtt.password")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise _invalid(f"must be scheme://host[:port] with no path, got {_show(text)}")
+    return f"{scheme}://{parts.netloc}"
+
+
 _CAMERA_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
@@ -564,7 +673,8 @@ def _camera_id(value: object) -> str:
     return text
 
 
-def _data_dir(value: object, base_dir: Path) -> Path:
+def _path(value: object, base_dir: Path) -> Path:
+    """A file or directory, relative to the config's directory."""
     text = _string(value)
     if not text:
         raise _invalid("must not be empty")

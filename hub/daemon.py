@@ -10,12 +10,16 @@ import signal
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hub import repair, tls, vault
+from hub.alerts.service import Alerts
+from hub.alerts.sink import AnnouncingEvents
+from hub.alerts.topics import CameraInfo, page_url
 from hub.archive import Archive, RetentionPolicy
 from hub.audit import AuditKind, AuditLog, RepeatFilter
 from hub.camera import Camera, EventSink
@@ -35,6 +39,44 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 15.0  # ending shares, expiring sessions
 RETENTION_EVERY = 4  # housekeeping rounds between retention passes (a minute)
+REPEAT_INTERVAL = 300.0  # a failure that goes on is logged again, with a count, this often
+
+
+class RepeatedFailure:
+    """Logs a failure that repeats once per interval with a count, never per occurrence:
+    a damaged index fails every round, and a log that grows by a traceback a round
+    buries the one line that says what is wrong."""
+
+    def __init__(self, what: str, interval: float = REPEAT_INTERVAL) -> None:
+        self.what = what
+        self.interval = interval
+        self._said: float | None = None  # when the current run of failures was last logged
+        self._unsaid = 0  # failures since
+
+    @property
+    def failing(self) -> bool:
+        return self._said is not None
+
+    def failed(self, message: str, now: float, count: int = 1) -> None:
+        if self._said is None:
+            log.error("%s failed: %s; retrying", self.what, message)
+            self._said, self._unsaid = now, 0
+            return
+        self._unsaid += count
+        if now - self._said >= self.interval:
+            log.error(
+                "%s still failing: %d time(s) in the last %.0f s: %s",
+                self.what,
+                self._unsaid,
+                now - self._said,
+                message,
+            )
+            self._said, self._unsaid = now, 0
+
+    def succeeded(self) -> None:
+        if self._said is not None:
+            log.warning("%s works again", self.what)
+            self._said, self._unsaid = None, 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +253,12 @@ class Hub:
         self.clips = ClipCache()
         self.repeats = RepeatFilter()
         self.web: WebServer | None = None
+        self._failures = {
+            task: RepeatedFailure(task)
+            for task in ("ending shares and sessions", "retention", "sealing the access log")
+        }
+        self._index_failure = RepeatedFailure("the index")
+        self._index_failures_seen = 0
         self._stopping = threading.Event()
         self._started = False  # start() ran to its end
         self._housekeeping = threading.Thread(
@@ -235,7 +283,8 @@ class Hub:
             keep=self.offsite.keep if self.offsite else None,
         )
         self.audit = AuditLog(self.index)
-        events = IndexedEvents(self.index, self.archive)
+        self.alerts = Alerts(self.config.mqtt)
+        events = AnnouncingEvents(IndexedEvents(self.index, self.archive), self.alerts.bus)
         self.cameras = [
             Camera(cam, storage.segment_seconds, self.archive, events)
             for cam in self.config.cameras
@@ -265,12 +314,13 @@ class Hub:
             self.offsite.queue_recovered(list(report.recovered))
             self.offsite.start()
         self._log_start()
-        self._enforce_retention()
+        self._run("retention", self._enforce_retention)
         for camera in self.cameras:
             camera.start()
         self._housekeeping.start()
         log.info("recording %d camera(s) into %s", len(self.cameras), self.paths.root)
         self._start_web()
+        self._start_alerts()
         self._started = True
 
     def stop(self) -> None:
@@ -286,10 +336,12 @@ class Hub:
             self.web.stop()
         for camera in self.cameras:
             camera.stop()
+        self.alerts.stop()  # after the cameras, so that their last events are told
         if self._housekeeping.is_alive():
             self._housekeeping.join(timeout=5)
             if self._housekeeping.is_alive():
                 problems.append("housekeeping still running")
+        self.archive.settle()  # what a full disk cut short, closed if there is room now
         if self.offsite is not None:
             self.offsite.stop()  # what is still pending is sent after the next start
         try:
@@ -334,6 +386,7 @@ class Hub:
                 repeats=self.repeats,
                 secure_cookies=web_settings.tls,
                 origins=frozenset(web_settings.origins),
+                listen_host=web_settings.host,
             )
             server = WebServer(make_app(context), web_settings.host, web_settings.port, ssl_context)
             server.start()
@@ -342,6 +395,12 @@ class Hub:
             return
         self.web = server
         log.info("owner page at %s", server.url)
+
+    def _start_alerts(self) -> None:
+        served = self.web.url if self.web is not None else None
+        link = page_url(self.config.web.origins, served, tls.lan_addresses())
+        cameras = [(CameraInfo(c.id, c.settings.name), c.is_online) for c in self.cameras]
+        self.alerts.start(cameras, link)
 
     def _log_start(self) -> None:
         """An access-log record per start, and one more whenever the config changed."""
@@ -363,13 +422,37 @@ class Hub:
         )
 
     def _housekeeping_loop(self) -> None:
+        """Each task is retried next round whatever failed: one index error must not
+        stop retention, share expiry and session expiry for good."""
         rounds = 0
         while not self._stopping.wait(HOUSEKEEPING_INTERVAL):
             rounds += 1
-            self._end_due(time.time())
+            self._run("ending shares and sessions", lambda: self._end_due(time.time()))
             if rounds % RETENTION_EVERY == 0:
-                self._enforce_retention()
-                self._seal_audit()
+                self._run("retention", self._enforce_retention)
+                self._run("sealing the access log", self._seal_audit)
+            self._watch_index()
+
+    def _run(self, task: str, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except Exception as exc:
+            self._failures[task].failed(f"{type(exc).__name__}: {exc}", time.monotonic())
+        else:
+            self._failures[task].succeeded()
+
+    def _watch_index(self) -> None:
+        """Say in the log what the index's health says on the page and in /healthz."""
+        health = self.index.health
+        failures, self._index_failures_seen = (
+            health.failures - self._index_failures_seen,
+            health.failures,
+        )
+        problem = health.problem
+        if problem is not None:
+            self._index_failure.failed(problem, time.monotonic(), failures)
+        elif not failures:
+            self._index_failure.succeeded()
 
     def _end_due(self, now: float) -> None:
         """End expired and used-up shares (deleting their keys) and idle sessions; drop
@@ -397,11 +480,7 @@ class Hub:
             log.error("the access log does not verify; it was not sealed (see camhub audit verify)")
 
     def _enforce_retention(self) -> None:
-        try:
-            report = self.archive.enforce_retention(time.time())
-        except OSError as exc:
-            log.error("retention failed: %s", exc)
-            return
+        report = self.archive.enforce_retention(time.time())
         for line in report.lines():
             log.info("%s", line)
         if report.segments or report.snapshots or report.events:
@@ -416,6 +495,7 @@ class Hub:
                     "by_age": report.by_age,
                     "by_budget": report.by_budget,
                     "by_free_space": report.by_free_space,
+                    "not_offsite": report.not_offsite,
                 },
             )
 
@@ -445,23 +525,30 @@ def _config_digest(config: Config) -> str:
 
 def _section_digests(config: Config) -> dict[str, str]:
     """A fingerprint per config table ([offsite], the cameras...), so a change says where."""
-    secrets = {"cameras": _camera_urls(replace(config, offsite=None))}
-    if config.offsite is not None:
-        secrets["offsite"] = f"{config.offsite.access_key} {config.offsite.secret_key}".encode()
+    urls, others = _hidden(config)
+    secrets = {"cameras": "\n".join(urls), "mqtt": others[0], "offsite": "\n".join(others[1:])}
     return {
         f.name: hashlib.sha256(
-            repr(getattr(config, f.name)).encode() + secrets.get(f.name, b"")
+            repr(getattr(config, f.name)).encode() + secrets.get(f.name, "").encode()
         ).hexdigest()[:16]
         for f in fields(config)
         if f.name != "path"
     }
 
 
+def _hidden(config: Config) -> tuple[list[str], list[str]]:
+    """(the cameras' URLs, [the MQTT password, the off-site keys if any]): what reprs hide."""
+    urls = [cam.url + " " + cam.detect_url for cam in config.cameras]
+    others = [config.mqtt.password]
+    if config.offsite is not None:
+        others.append(f"{config.offsite.access_key} {config.offsite.secret_key}")
+    return urls, others
+
+
 def _camera_urls(config: Config) -> bytes:
-    urls = "\n".join(cam.url + " " + cam.detect_url for cam in config.cameras)
-    if config.offsite is not None:  # its repr hides the keys; a new key is still a change
-        urls += f"\n{config.offsite.access_key} {config.offsite.secret_key}"
-    return urls.encode()
+    """What the reprs hide: the cameras' URLs, the MQTT broker's password, the off-site keys."""
+    urls, others = _hidden(config)
+    return "\n".join(urls + others).encode()
 
 
 def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:

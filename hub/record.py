@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # Fragment at every keyframe, write the header before any sample: nothing ever seeks back.
 _MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+# ...and at least every second (µs) between keyframes: the muxer holds a fragment until it
+# is cut, so with a 5 s GOP a crash lost the whole segment in flight.
+_FRAGMENT = {"frag_duration": "1000000"}
 # Without extradata the muxer must see the first keyframe's in-band SPS/PPS before the header.
 _MOVFLAGS_INBAND = _MOVFLAGS + "+delay_moov"
 
@@ -205,7 +208,9 @@ class _Segment:
         self._pipe = _WriteOnly(output, stats)
         self._stats = stats
         flags = _MOVFLAGS if info.extradata else _MOVFLAGS_INBAND
-        self._container = av.open(self._pipe, "w", format="mp4", options={"movflags": flags})
+        self._container = av.open(
+            self._pipe, "w", format="mp4", options={"movflags": flags, **_FRAGMENT}
+        )
         stream = self._container.add_stream_from_template(template)
         stream.codec_context.width = info.width
         stream.codec_context.height = info.height
@@ -215,13 +220,20 @@ class _Segment:
         self._stream = stream
         self._time_base = info.time_base
         self._tick_seconds = float(info.time_base)
-        self._frame_seconds = 1 / info.fps if info.fps else 0.0
+        self._frame_ticks = round(1 / info.fps / self._tick_seconds) if info.fps else 0
         pts, dts = self._timestamps(first)
         self._offset = min(pts, dts)
         self._last_dts = -1
+        self._first_pts = pts - self._offset
+        self._shown_until = self._first_pts  # end of the latest picture, in footage ticks
         self.start_time = first.time
-        self.end_time = first.time
         self.frames = 0
+
+    @property
+    def end_time(self) -> float:
+        """The start plus the footage's own length (first picture to the end of the last),
+        as a player sees it: wall-clock arrival times stretch when a camera stalls."""
+        return self.start_time + (self._shown_until - self._first_pts) * self._tick_seconds
 
     def _timestamps(self, packet: Packet) -> tuple[int, int]:
         """(pts, dts) in source units; AVI-style packets lack pts, some lack both."""
@@ -239,17 +251,16 @@ class _Segment:
         out.stream = self._stream
         out.time_base = self._time_base
         out.dts = dts
-        out.pts = max(pts - self._offset, dts)
+        shown = max(pts - self._offset, dts)
+        out.pts = shown
         if packet.duration > 0:
             out.duration = packet.duration
-            seconds = packet.duration * self._tick_seconds
-        else:
-            seconds = self._frame_seconds
         out.is_keyframe = packet.keyframe
         self._container.mux(out)
         self.frames += 1
         self._stats.packets_written += 1
-        self.end_time = max(self.end_time, packet.time + seconds)
+        shown += packet.duration if packet.duration > 0 else self._frame_ticks
+        self._shown_until = max(self._shown_until, shown)
 
     def finish(self) -> None:
         self._container.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -37,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+log = logging.getLogger(__name__)
 
 BBox = tuple[float, float, float, float]  # x, y, width, height
 
@@ -58,6 +61,65 @@ def is_damage(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorname", None) in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
+class IndexHealth:
+    """The index's latest failure, for /healthz and the owner's page. Thread-safe.
+
+    A damaged file stays reported until restart (`camhub repair` is the way out); other
+    failures (a full disk, an I/O error, a lock held too long) clear at the next
+    statement that succeeds.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._problem: str | None = None
+        self._damaged = False
+        self.failures = 0  # since start
+
+    def failed(self, exc: sqlite3.DatabaseError) -> None:
+        with self._lock:
+            self.failures += 1
+            if self._damaged:
+                return
+            self._damaged = is_damage(exc)
+            self._problem = str(exc)
+            if self._damaged:
+                self._problem += " (footage is still recorded; stop the hub and run camhub repair)"
+
+    def succeeded(self) -> None:
+        if self._problem is not None and not self._damaged:
+            with self._lock:
+                if not self._damaged:
+                    self._problem = None
+
+    @property
+    def problem(self) -> str | None:
+        """None while the index works; else what failed, fit to show the owner."""
+        return self._problem
+
+
+class _WatchedConnection(sqlite3.Connection):
+    """Reports each statement's failure or success to the index's health."""
+
+    health: IndexHealth
+
+    def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:  # type: ignore[override]
+        return self._watch(super().execute, sql, parameters)
+
+    def executemany(self, sql: str, parameters: object, /) -> sqlite3.Cursor:  # type: ignore[override]
+        return self._watch(super().executemany, sql, parameters)
+
+    def _watch(self, run: Callable[..., sqlite3.Cursor], *args: object) -> sqlite3.Cursor:
+        try:
+            cursor = run(*args)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise  # a caller's mistake, not the file's
+        except sqlite3.DatabaseError as exc:
+            self.health.failed(exc)
+            raise
+        self.health.succeeded()
+        return cursor
+
+
 class SegmentState(enum.StrEnum):
     OPEN = "open"  # being written, or left behind by a crash until recover() runs
     COMPLETE = "complete"  # final chunk written and synced
@@ -75,6 +137,7 @@ class SegmentRow:
     frames: int | None  # None while open and for recovered segments
     state: SegmentState
     created: float
+    seq: int = 0  # order of recording, whatever the clock said; 0 until indexed
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +202,7 @@ class SnapshotRow:
     time: float
     path: str
     size: int
+    seq: int = 0  # shares one sequence with segments
 
 
 # Migration N (0-based) takes the schema from version N to N + 1 and sets that version
@@ -266,6 +330,45 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "PRAGMA user_version = 4",
     ),
     (
+        # The order footage was recorded in, one sequence for segments and snapshots,
+        # assigned at insert: retention goes by it, not by the wall clock (hub/clock.py).
+        # Existing rows are numbered in time order.
+        "ALTER TABLE segments ADD COLUMN seq INTEGER",
+        "ALTER TABLE snapshots ADD COLUMN seq INTEGER",
+        """
+        CREATE TEMP TABLE footage_order AS
+        SELECT kind, id, row_number() OVER (ORDER BY t, kind, id) AS seq FROM (
+            SELECT 0 AS kind, id, start_time AS t FROM segments
+            UNION ALL SELECT 1, id, time FROM snapshots
+        )
+        """,
+        "UPDATE segments SET seq = o.seq FROM temp.footage_order AS o "
+        "WHERE o.kind = 0 AND o.id = segments.id",
+        "UPDATE snapshots SET seq = o.seq FROM temp.footage_order AS o "
+        "WHERE o.kind = 1 AND o.id = snapshots.id",
+        "CREATE UNIQUE INDEX segments_by_seq ON segments (seq)",
+        "CREATE UNIQUE INDEX snapshots_by_seq ON snapshots (seq)",
+        # The last number given out; never goes back, even when the newest row is deleted.
+        """
+        CREATE TABLE footage_seq (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            last INTEGER NOT NULL
+        )
+        """,
+        "INSERT INTO footage_seq SELECT 1, coalesce(max(seq), 0) FROM temp.footage_order",
+        "DROP TABLE temp.footage_order",
+        # Wall-clock jumps seen while recording: footage up to `seq` is aged `shift`
+        # seconds later than its stamp (hub/clock.py).
+        """
+        CREATE TABLE clock_steps (
+            seq INTEGER PRIMARY KEY,
+            shift REAL NOT NULL,
+            seen REAL NOT NULL
+        )
+        """,
+        "PRAGMA user_version = 5",
+    ),
+    (
         # The off-site copy's durable queue (hub/offsite/queue.py): one row per sealed
         # file to copy (or journal copied), pending until the bucket confirmed it.
         """
@@ -292,18 +395,20 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_error_time REAL
         )
         """,
-        "PRAGMA user_version = 5",
+        "PRAGMA user_version = 6",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 BUSY_TIMEOUT = 10.0  # seconds another process (the CLI) may hold the write lock
 
-_SEGMENT_COLUMNS = "id, camera_id, start_time, end_time, path, size, frames, state, created"
+_SEGMENT_COLUMNS = "id, camera_id, start_time, end_time, path, size, frames, state, created, seq"
 _EVENT_COLUMNS = (
     "id, camera_id, start_time, end_time, peak_score, peak_time, "
     "bbox_x, bbox_y, bbox_w, bbox_h, snapshot_id"
 )
-_SNAPSHOT_COLUMNS = "id, camera_id, event_id, time, path, size"
+_SNAPSHOT_COLUMNS = "id, camera_id, event_id, time, path, size, seq"
+# The next footage sequence number, taken inside the inserting transaction.
+_NEXT_SEQ = "UPDATE footage_seq SET last = last + 1 WHERE one = 1 RETURNING last"
 _AUDIT_COLUMNS = "seq, time, kind, actor, detail, hash"
 _SHARE_COLUMNS = (
     "id, secret_hash, label, camera_id, start_time, end_time, event_id, created, expires, "
@@ -349,9 +454,8 @@ class Index:
         # Created here first so SQLite (and its -wal/-shm files, which copy the
         # database's mode) never exist world-readable, whatever the umask.
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        self._conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
+        self.health = IndexHealth()
+        self._conn = self._connect(path)
         self._lock = threading.Lock()
         try:
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -363,9 +467,7 @@ class Index:
             # linger in free pages of the file.
             self._conn.execute("PRAGMA secure_delete = ON")
             migrate(self._conn)
-            self._reader = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-            )
+            self._reader = self._connect(path)
             self._reader.execute("PRAGMA query_only = ON")
         except sqlite3.DatabaseError as exc:
             self._conn.close()
@@ -376,6 +478,17 @@ class Index:
             self._conn.close()
             raise
         self._read_lock = threading.Lock()
+
+    def _connect(self, path: Path) -> _WatchedConnection:
+        conn = sqlite3.connect(
+            path,
+            timeout=BUSY_TIMEOUT,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=_WatchedConnection,
+        )
+        conn.health = self.health
+        return conn
 
     def close(self) -> None:
         with self._lock, self._read_lock:
@@ -398,31 +511,34 @@ class Index:
     def add_segment_open(
         self, segment_id: str, camera_id: str, start_time: float, path: str
     ) -> SegmentRow:
-        row = SegmentRow(
-            id=segment_id,
-            camera_id=camera_id,
-            start_time=start_time,
-            end_time=None,
-            path=path,
-            size=None,
-            frames=None,
-            state=SegmentState.OPEN,
-            created=time.time(),
-        )
-        self._write(
-            f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                row.id,
-                row.camera_id,
-                row.start_time,
-                row.end_time,
-                row.path,
-                row.size,
-                row.frames,
-                row.state,
-                row.created,
-            ),
-        )
+        with self._lock, _transaction(self._conn):
+            row = SegmentRow(
+                id=segment_id,
+                camera_id=camera_id,
+                start_time=start_time,
+                end_time=None,
+                path=path,
+                size=None,
+                frames=None,
+                state=SegmentState.OPEN,
+                created=time.time(),
+                seq=self._conn.execute(_NEXT_SEQ).fetchall()[0][0],
+            )
+            self._conn.execute(
+                f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id,
+                    row.camera_id,
+                    row.start_time,
+                    row.end_time,
+                    row.path,
+                    row.size,
+                    row.frames,
+                    row.state,
+                    row.created,
+                    row.seq,
+                ),
+            )
         return row
 
     def complete_segment(self, segment_id: str, end_time: float, size: int, frames: int) -> None:
@@ -489,17 +605,54 @@ class Index:
             f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE state = 'open' ORDER BY start_time"
         )
 
-    def oldest_segments(
-        self, limit: int, after: tuple[float, str] | None = None
-    ) -> list[SegmentRow]:
-        """Segments not being written, oldest first, from just past `after` (time, id)."""
-        start_time, segment_id = after if after is not None else (float("-inf"), "")
+    def oldest_segments(self, limit: int, after: int = 0) -> list[SegmentRow]:
+        """Segments not being written, in recording order, numbered after `after`."""
         return self._segments(
             f"SELECT {_SEGMENT_COLUMNS} FROM segments "
-            "WHERE state != 'open' AND (start_time, id) > (?, ?) "
-            "ORDER BY start_time, id LIMIT ?",
-            (start_time, segment_id, _limit(limit)),
+            "WHERE state != 'open' AND seq > ? ORDER BY seq LIMIT ?",
+            (after, _limit(limit)),
         )
+
+    def newest_spans(self, limit: int, before: int | None = None) -> list[tuple[int, float]]:
+        """(seq, seconds recorded) of segments, newest first, numbered before `before`;
+        a segment still being written counts 0 seconds."""
+        rows = self._query(
+            "SELECT seq, coalesce(end_time - start_time, 0) FROM segments "
+            "WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+            (before if before is not None else 2**62, _limit(limit)),
+        )
+        return [(int(seq), float(seconds)) for seq, seconds in rows]  # type: ignore[arg-type]
+
+    def newest_footage(self) -> tuple[int, float] | None:
+        """(seq, stamp) of the footage recorded last, being written or not."""
+        rows = self._query(
+            "SELECT * FROM (SELECT seq, start_time FROM segments ORDER BY seq DESC LIMIT 1) "
+            "UNION ALL SELECT * FROM (SELECT seq, time FROM snapshots ORDER BY seq DESC LIMIT 1) "
+            "ORDER BY 1 DESC LIMIT 1"
+        )
+        return (int(rows[0][0]), float(rows[0][1])) if rows else None  # type: ignore[arg-type]
+
+    def last_seq(self) -> int:
+        """The footage sequence number given out last (0: none yet)."""
+        return self._one("SELECT last FROM footage_seq WHERE one = 1")
+
+    def add_clock_step(self, seq: int, shift: float, seen: float) -> None:
+        """Remember a wall-clock jump; steps that no footage needs any more are dropped."""
+        with self._lock, _transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO clock_steps (seq, shift, seen) VALUES (?, ?, ?) "
+                "ON CONFLICT (seq) DO UPDATE SET shift = shift + excluded.shift",
+                (seq, shift, seen),
+            )
+            self._conn.execute(
+                "DELETE FROM clock_steps WHERE seq < (SELECT min(seq) FROM "
+                "(SELECT min(seq) AS seq FROM segments UNION ALL SELECT min(seq) FROM snapshots))"
+            )
+
+    def clock_steps(self) -> list[tuple[int, float]]:
+        """(seq, shift) of the wall-clock jumps seen while recording, oldest first."""
+        rows = self._query("SELECT seq, shift FROM clock_steps ORDER BY seq")
+        return [(int(seq), float(shift)) for seq, shift in rows]  # type: ignore[arg-type]
 
     def has_footage(self) -> bool:
         """Whether any segment or snapshot is indexed: a new or emptied index has none."""
@@ -508,13 +661,15 @@ class Index:
         )
 
     def add_rebuilt(self, rows: Iterable[SegmentRow | SnapshotRow]) -> None:
-        """Rows rebuilt from sealed files (hub/repair.py), in the order given, all or none."""
+        """Rows rebuilt from sealed files (hub/repair.py), all or none, numbered in the
+        order given (after any footage already indexed)."""
         with self._lock, _transaction(self._conn):
             for row in rows:
+                seq = self._conn.execute(_NEXT_SEQ).fetchall()[0][0]
                 if isinstance(row, SegmentRow):
                     self._conn.execute(
                         f"INSERT INTO segments ({_SEGMENT_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             row.id,
                             row.camera_id,
@@ -525,12 +680,13 @@ class Index:
                             row.frames,
                             row.state,
                             row.created,
+                            seq,
                         ),
                     )
                 else:
                     self._conn.execute(
-                        f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                        (row.id, row.camera_id, row.event_id, row.time, row.path, row.size),
+                        f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (row.id, row.camera_id, row.event_id, row.time, row.path, row.size, seq),
                     )
 
     def total_size(self) -> int:
@@ -660,11 +816,13 @@ class Index:
         path: str,
         size: int,
     ) -> SnapshotRow:
-        row = SnapshotRow(snapshot_id, camera_id, event_id, taken, path, size)
-        self._write(
-            f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            (row.id, row.camera_id, row.event_id, row.time, row.path, row.size),
-        )
+        with self._lock, _transaction(self._conn):
+            seq = self._conn.execute(_NEXT_SEQ).fetchall()[0][0]
+            row = SnapshotRow(snapshot_id, camera_id, event_id, taken, path, size, seq)
+            self._conn.execute(
+                f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row.id, row.camera_id, row.event_id, row.time, row.path, row.size, row.seq),
+            )
         return row
 
     def get_snapshot(self, snapshot_id: str) -> SnapshotRow | None:
@@ -673,17 +831,13 @@ class Index:
         )
         return SnapshotRow(*rows[0]) if rows else None
 
-    def oldest_snapshots(
-        self, limit: int, after: tuple[float, str] | None = None
-    ) -> list[SnapshotRow]:
-        """Snapshots oldest first, from just past `after` (time, id)."""
-        snap_time, snapshot_id = after if after is not None else (float("-inf"), "")
+    def oldest_snapshots(self, limit: int, after: int = 0) -> list[SnapshotRow]:
+        """Snapshots in recording order, numbered after `after`."""
         rows = self._query(
-            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE (time, id) > (?, ?) "
-            "ORDER BY time, id LIMIT ?",
-            (snap_time, snapshot_id, _limit(limit)),
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, _limit(limit)),
         )
-        return [SnapshotRow(*row) for row in rows]
+        return [SnapshotRow(*row) for row in rows]  # type: ignore[arg-type]
 
     def delete_snapshot(self, snapshot_id: str) -> bool:
         return self._write("DELETE FROM snapshots WHERE id = ?", (snapshot_id,)) > 0
@@ -834,14 +988,27 @@ class Index:
         return float(rows[0][0]) if rows else None  # type: ignore[arg-type]
 
     def end_share(self, share_id: str, now: float, reason: ShareEnd) -> bool:
-        """End a live share and delete its wrapped keys: the link opens nothing after."""
-        with self._lock, _transaction(self._conn):
-            ended = self._conn.execute(
-                "UPDATE shares SET ended = ?, end_reason = ? WHERE id = ? AND ended IS NULL",
-                (now, reason.value, share_id),
-            ).rowcount
-            self._conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,))
-            self._conn.execute("DELETE FROM share_opens WHERE share_id = ?", (share_id,))
+        """End a live share and delete its wrapped keys: the link opens nothing after.
+
+        `secure_delete` zeroes the keys in the database's pages, but the WAL still holds
+        the frames that wrote them; a TRUNCATE checkpoint moves the zeroed pages into the
+        file and empties the WAL, so the keys are gone from disk now, not at the next
+        clean stop.
+        """
+        with self._lock:
+            with _transaction(self._conn):
+                ended = self._conn.execute(
+                    "UPDATE shares SET ended = ?, end_reason = ? WHERE id = ? AND ended IS NULL",
+                    (now, reason.value, share_id),
+                ).rowcount
+                self._conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,))
+                self._conn.execute("DELETE FROM share_opens WHERE share_id = ?", (share_id,))
+            with self._read_lock:  # our reader holds no snapshot that pins old frames
+                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:  # another process (the CLI) kept reading past the busy timeout
+            log.warning(
+                "share %s ended, but its keys stay in the WAL until the next checkpoint", share_id
+            )
         return ended > 0
 
     def live_shares(self) -> list[ShareRow]:

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages camhub needs, only those missing.
 #   runtime: what the hub itself needs (Python with venv).
-#   test:    also a real RTSP camera (GStreamer's RTSP server), ffprobe, systemd-analyze
-#            and Chromium for the browser test.
+#   test:    also a real RTSP camera (GStreamer's RTSP server), ffprobe, systemd-analyze,
+#            Chromium for the browser test and a real MQTT broker (Mosquitto).
 set -euo pipefail
 
 runtime=(python3 python3-venv python3-dev)
 test_only=(ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad systemd
-  chromium)
+  chromium mosquitto mosquitto-clients)
 
 case "${1:-runtime}" in
   runtime) wanted=("${runtime[@]}") ;;

@@ -401,16 +401,18 @@ def make_archive(
 def test_retention_by_age_deletes_old_footage_and_events(
     tmp_path: Path, index: Index, owner: X25519PrivateKey
 ) -> None:
-    archive = make_archive(tmp_path, index, owner, RetentionPolicy(7, 0, 0))
+    # Without the guard for the newest footage (tested on its own in test_clock_skew.py).
+    archive = make_archive(tmp_path, index, owner, RetentionPolicy(7, 0, 0, 0))
     now = T0 + 30 * DAY
-    ages = (20, 10, 8, 6, 1)
-    ids = [record(archive, payload(1000, i), now - age * DAY) for i, age in enumerate(ages)]
+    ids = [record(archive, payload(1000, i), now - age * DAY) for i, age in enumerate((20, 10))]
     old_event = index.add_event("porch", now - 9 * DAY)
     snap = archive.save_snapshot("porch", old_event, now - 9 * DAY, b"jpeg")
     index.end_event(
         old_event, end_time=now - 9 * DAY, peak_score=1, peak_time=now, bbox=None, snapshot_id=snap
     )
+    ids += [record(archive, payload(1000, i), now - age * DAY) for i, age in ((2, 8), (3, 6))]
     new_event = index.add_event("porch", now - DAY)
+    ids.append(record(archive, payload(1000, 4), now - DAY))
     old_paths = [tmp_path / r.path for r in index.segments(end=now - 7 * DAY)]
 
     report = archive.enforce_retention(now)
@@ -432,7 +434,7 @@ def test_retention_by_age_deletes_old_footage_and_events(
 def test_deleted_footage_takes_its_key_with_it(
     tmp_path: Path, index: Index, owner: X25519PrivateKey
 ) -> None:
-    archive = make_archive(tmp_path, index, owner, RetentionPolicy(1, 0, 0))
+    archive = make_archive(tmp_path, index, owner, RetentionPolicy(1, 0, 0, 0))
     segment_id = record(archive, payload(1000), T0)
     row = index.get_segment(segment_id)
     assert row is not None
@@ -447,7 +449,7 @@ def test_retention_forgets_rows_whose_file_is_already_gone(
     tmp_path: Path, index: Index, owner: X25519PrivateKey
 ) -> None:
     # A crash after the unlink (and the empty directory's removal), before the row went.
-    archive = make_archive(tmp_path, index, owner, RetentionPolicy(1, 0, 0))
+    archive = make_archive(tmp_path, index, owner, RetentionPolicy(1, 0, 0, 0))
     segment_id = record(archive, payload(1000), T0)
     row = index.get_segment(segment_id)
     assert row is not None
@@ -489,12 +491,13 @@ def test_retention_by_free_disk_space(
     assert [line for line in report.lines() if "below" in line] == []
 
 
-def test_snapshots_and_segments_go_oldest_first_together(
+def test_snapshots_and_segments_go_in_recording_order_together(
     tmp_path: Path, index: Index, owner: X25519PrivateKey
 ) -> None:
+    # Recorded first, though a clock stamped it after the rest: it goes first.
     archive = make_archive(tmp_path, index, owner, RetentionPolicy(0, 1, 0))
+    older = archive.save_snapshot("porch", None, T0 + 30, b"old jpeg")
     record(archive, b"seg", T0 + 10)
-    older = archive.save_snapshot("porch", None, T0, b"old jpeg")
     newer = archive.save_snapshot("porch", None, T0 + 20, b"new jpeg")
     budget = index.total_size() - 1  # only the oldest item must go
     archive.policy = RetentionPolicy(0, budget, 0)
@@ -508,7 +511,9 @@ def test_a_segment_being_written_is_never_deleted(
     tmp_path: Path, index: Index, owner: X25519PrivateKey
 ) -> None:
     free = {"bytes": 2**40}
-    policy = RetentionPolicy(max_age_days=1, max_footage_bytes=1, min_free_bytes=1)
+    policy = RetentionPolicy(
+        max_age_days=1, max_footage_bytes=1, min_free_bytes=1, keep_newest_seconds=0
+    )
     archive = make_archive(tmp_path, index, owner, policy, free_space=lambda _: free["bytes"])
     finished = record(archive, payload(1000), T0)
     out = archive.open_segment("porch", T0 + 5)

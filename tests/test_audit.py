@@ -203,27 +203,28 @@ def test_audit_command_checks_the_seal_with_the_password(
 def test_throttle_slows_a_guessing_client_but_not_the_owner() -> None:
     throttle = LoginThrottle()
     now = 1000.0
+    guesser = throttle.attempt("10.0.0.66", None)
     for _ in range(FREE_FAILURES):
-        assert throttle.wait_time("10.0.0.66", now) == 0
-        throttle.failed("10.0.0.66", now)
-    assert throttle.wait_time("10.0.0.66", now) == pytest.approx(1.0)
-    throttle.failed("10.0.0.66", now + 1)
-    assert throttle.wait_time("10.0.0.66", now + 1) == pytest.approx(2.0)
-    assert throttle.wait_time("10.0.0.2", now + 1) == 0  # the owner, elsewhere
-    throttle.succeeded("10.0.0.66")
-    assert throttle.wait_time("10.0.0.66", now + 1) == 0
+        assert throttle.wait_time(guesser, now) == 0
+        throttle.failed(guesser, now)
+    assert throttle.wait_time(guesser, now) == pytest.approx(1.0)
+    throttle.failed(guesser, now + 1)
+    assert throttle.wait_time(guesser, now + 1) == pytest.approx(2.0)
+    assert throttle.wait_time(throttle.attempt("10.0.0.2", None), now + 1) == 0  # elsewhere
+    throttle.succeeded(guesser, "10.0.0.66", None)
+    assert throttle.wait_time(throttle.attempt("10.0.0.66", None), now + 1) == 0
 
 
 def test_throttle_slows_guessing_from_many_addresses() -> None:
     throttle = LoginThrottle()
     now = 1000.0
     for n in range(GLOBAL_FAILURES):
-        throttle.failed(f"10.0.1.{n}", now)
+        throttle.failed(throttle.attempt(f"10.0.1.{n}", None), now)
     # every client now shares one slot every few seconds: the first takes it...
-    assert throttle.wait_time("10.0.2.1", now) == 0
+    assert throttle.wait_time(throttle.attempt("10.0.2.1", None), now) == 0
     # ...the next waits a few seconds, never hours
-    assert 0 < throttle.wait_time("10.0.2.2", now) <= 3.0
-    assert throttle.wait_time("10.0.2.2", now + 61) == 0  # the window has passed
+    assert 0 < throttle.wait_time(throttle.attempt("10.0.2.2", None), now) <= 3.0
+    assert throttle.wait_time(throttle.attempt("10.0.2.2", None), now + 61) == 0  # window over
 
 
 def test_ipv6_clients_count_per_64() -> None:

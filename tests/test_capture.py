@@ -84,11 +84,33 @@ def test_packet_timestamps_fill_order_and_restart() -> None:
     fix = PacketTimestamps(Fraction(1, 50), frame_ticks=2).fix
     assert fix(None, None) is None  # nothing to go on yet
     assert fix(None, 0) == (0, 0)  # AVI: pts from dts
-    assert fix(8, 2) == (8, 2)
-    assert fix(4, 2) == (4, 3)  # dts must strictly increase
-    assert fix(None, None) == (5, 5)  # later gaps are extrapolated
+    assert fix(2, 1) == (2, 2)  # no reordering known: decoded when shown
+    assert fix(2, 2) == (3, 3)  # dts must strictly increase
+    assert fix(None, None) == (4, 4)  # later gaps: one frame after the latest picture
     assert fix(300, 300) == (300, 300)  # a gap forward is kept as it is
-    assert fix(2, 0) == (304, 302)  # jumped back (a loop, a camera reboot): carry on
+    assert fix(2, 0) == (302, 302)  # jumped back (a loop, a camera reboot): carry on
+
+
+def test_packet_timestamps_keep_b_frames_in_order_across_a_restart() -> None:
+    # Decode order I P B B, shown I B B P; a frame is 2 ticks, a second 50: reorder depth 2.
+    def pictures(start: int, count: int) -> list[int]:
+        return [start + n + d for n in range(0, 2 * count, 8) for d in (0, 6, 2, 4)]
+
+    fix = PacketTimestamps(Fraction(1, 50), frame_ticks=2, reorder=2).fix
+    first = [fix(pts, None) for pts in pictures(0, 32)]  # RTSP's first packets lack dts
+    assert first[:4] == [(0, -4), (6, -2), (2, 0), (4, 2)]
+    # The camera restarts its clock and FFmpeg's dts become the pts: only pts count.
+    again = [fix(pts, pts) for pts in pictures(0, 8)]
+    assert [pts for pts, _ in again] == pictures(64, 8)  # one frame after the last picture
+    assert rising(d for _, d in first + again)
+    assert all(p >= d for p, d in first + again)
+
+
+def test_packet_timestamps_learn_a_deeper_reordering() -> None:
+    fix = PacketTimestamps(Fraction(1, 50), frame_ticks=2).fix  # told: no B-frames
+    fixed = [fix(pts, None) for pts in [0, 4, 2, 8, 6, 12, 10]]
+    assert [pts for pts, _ in fixed] == [0, 4, 5, 8, 7, 12, 10]  # only the first B is late
+    assert rising(d for _, d in fixed) and all(p >= d for p, d in fixed)
 
 
 def test_best_effort_switches_to_dts_when_pts_is_in_decode_order() -> None:

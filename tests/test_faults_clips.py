@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import mmap
 import sys
 import threading
+import weakref
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from aiohttp import web
 
+from hub.web import clips
 from hub.web.clips import CLIP_MEMORY, ClipBusy, ClipCache
 
 MIB = 1024 * 1024
@@ -123,3 +127,37 @@ def test_a_clip_still_being_sent_is_taken_back_not_built_twice() -> None:
     assert cache.get("a") is None
     del sending, again
     assert cache.live == 0
+
+
+async def test_a_reader_that_stalls_is_cut_off_and_its_clip_freed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A share holder who reads a little of a clip and then stops must not hold its
+    memory for good (every other clip would then wait for room, then be refused)."""
+    monkeypatch.setattr(clips, "SEND_STALL", 1.0)
+    memory = mmap.mmap(-1, 32 * MIB)
+    freed = threading.Event()
+    weakref.finalize(memory, freed.set)
+    body: list[memoryview] = [memoryview(memory).toreadonly()]
+    del memory
+
+    async def clip(request: web.Request) -> web.Response:
+        return clips.ranged(request, body.pop(), "video/mp4")
+
+    app = web.Application()
+    app.router.add_get("/clip.mp4", clip)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /clip.mp4 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await reader.read(4096)  # the reader takes a little, then nothing more
+        freed_in_time = await asyncio.to_thread(freed.wait, 20.0)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert freed_in_time, "the stalled response still holds its clip"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]

@@ -363,7 +363,8 @@ def test_retention_keeps_footage_not_yet_off_site_until_the_disk_would_fill(
     with Index(small_disk / "index.sqlite3") as index:
         copy = OffsiteCopy(settings, index, small_disk, keyfile, {})
         floor = 8 * 2**20
-        archive = Archive(small_disk, index, owner.public_key(), RetentionPolicy(1, 0, floor),
+        policy = RetentionPolicy(1, 0, floor, keep_newest_seconds=0)
+        archive = Archive(small_disk, index, owner.public_key(), policy,
                           on_sealed=copy.file_sealed, keep=copy.keep)  # fmt: skip
         ids = []
         for i in range(3):

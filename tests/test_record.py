@@ -18,12 +18,15 @@ from pathlib import Path
 
 import av
 import pytest
+from clips import reencode
+from rtsp_camera import RtspCamera, camera_fixture
 
 from hub.capture import AVSource
 from hub.media import Packet, StreamInfo
 from hub.record import Recorder, RecordMode, RecordSettings
 
 T0 = 1_700_000_000.0  # wall-clock time of each clip's first frame
+LOOP_SECONDS = 6.0  # the looping B-frame camera's clip
 Clip = tuple[StreamInfo, tuple[Packet, ...]]
 
 
@@ -489,6 +492,49 @@ def test_avi_with_b_frames_records_pictures_in_display_order(crowd_clip: Path) -
         ]
     assert len(sink.segments) >= 3
     assert [d for s in sink.segments for d in _pictures_as_shown(s.data)] == expected
+
+
+@pytest.fixture(scope="module")
+def b_frame_clip(person_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 s of the person clip with two B-frames between references (reorder depth 2)."""
+    target = tmp_path_factory.mktemp("clips") / "b-frames.mp4"
+    return reencode(person_clip, target, seconds=LOOP_SECONDS, keyframe_frames=10, b_frames=2)
+
+
+looping_b_frame_camera = camera_fixture("b_frame_clip", loop=True)
+
+
+def _pts_as_decoded(mp4: bytes) -> list[int]:
+    """Each picture's pts in the order the decoder shows them (its own display order)."""
+    with av.open(io.BytesIO(mp4)) as container:
+        return [f.pts for f in container.decode(video=0)]
+
+
+def test_b_frames_stay_in_display_order_after_the_camera_loops(
+    looping_b_frame_camera: RtspCamera,
+) -> None:
+    # At each loop the camera's timestamps restart. FFmpeg then hands out dts = pts for
+    # the RTSP stream, and pts forced to dts + 1 put every B-frame after its P-frame.
+    source = AVSource(looping_b_frame_camera.url, decode=False, timeout=10)
+    info = source.open()
+    assert info is not None
+    wanted = round(2.5 * LOOP_SECONDS * 10)  # packets, at 10 fps: over two restarts
+    packets: list[Packet] = []
+    try:
+        for item in source.read():
+            packets.append(item)  # type: ignore[arg-type]  # packets only: decode=False
+            if len(packets) >= wanted:
+                break
+    finally:
+        source.close()
+    assert sum(p.keyframe for p in packets) >= 2.5 * LOOP_SECONDS  # one a second
+    settings = RecordSettings(mode=RecordMode.CONTINUOUS, segment_seconds=4.0)
+    _, sink = _record(packets, info, settings)
+
+    shown = [_pts_as_decoded(s.data) for s in sink.segments]
+    assert sum(map(len, shown)) == len(packets)  # every picture decodes
+    out_of_order = sum(b <= a for pts in shown for a, b in itertools.pairwise(pts))
+    assert out_of_order == 0, f"{out_of_order} of {len(packets)} pictures out of display order"
 
 
 def test_settings_are_validated() -> None:

@@ -16,6 +16,7 @@ from hub.store import (
     SchemaError,
     SegmentRow,
     SegmentState,
+    SnapshotRow,
     migrate,
 )
 
@@ -143,7 +144,7 @@ def test_state_outside_the_three_is_rejected_by_the_schema(index: Index, db_path
     try:
         with pytest.raises(sqlite3.IntegrityError):
             conn.execute(
-                "INSERT INTO segments VALUES ('x', 'porch', 0, NULL, 'p', NULL, NULL, 'lost', 0)"
+                "INSERT INTO segments VALUES ('x', 'porch', 0, NULL, 'p', NULL, NULL, 'lost', 0, 1)"
             )
     finally:
         conn.close()
@@ -183,12 +184,12 @@ def test_segments_overlapping_a_clip_range(index: Index) -> None:
 
 
 def test_oldest_segments_skip_open_ones_and_continue_after_a_key(index: Index) -> None:
+    index.add_segment_open("f" * 32, "porch", T0 - 100, "footage/porch/open.seg")
     for i in range(5):
         add_finished(index, f"{i:032x}", T0 + i)
-    index.add_segment_open("f" * 32, "porch", T0 - 100, "footage/porch/open.seg")
     first = index.oldest_segments(2)
     assert [r.start_time - T0 for r in first] == [0, 1]
-    rest = index.oldest_segments(10, after=(first[-1].start_time, first[-1].id))
+    rest = index.oldest_segments(10, after=first[-1].seq)
     assert [r.start_time - T0 for r in rest] == [2, 3, 4]
 
 
@@ -302,13 +303,13 @@ def test_old_events_are_deleted_only_once_ended_before_the_cutoff(index: Index) 
     assert {e.id for e in index.events()} == {straddling, ongoing}
 
 
-def test_oldest_snapshots_page_by_time(index: Index) -> None:
-    for i in range(4):
+def test_oldest_snapshots_page_in_recording_order_not_by_stamp(index: Index) -> None:
+    for i in range(4):  # a clock going back between each
         index.add_snapshot(f"{i:032x}", "porch", None, T0 + 3 - i, f"f/{i}.snap", 10)
     first = index.oldest_snapshots(2)
-    assert [s.time - T0 for s in first] == [0, 1]
-    rest = index.oldest_snapshots(5, after=(first[-1].time, first[-1].id))
-    assert [s.time - T0 for s in rest] == [2, 3]
+    assert [s.time - T0 for s in first] == [3, 2]
+    rest = index.oldest_snapshots(5, after=first[-1].seq)
+    assert [s.time - T0 for s in rest] == [1, 0]
 
 
 # -- threads ---------------------------------------------------------------------------
@@ -353,3 +354,61 @@ def test_camera_threads_write_while_a_reader_reads(index: Index) -> None:
     assert len(index.events(limit=1000)) == 450
     assert index.total_size() == 4500
     assert index.check_integrity() == "ok"
+
+
+# -- footage sequence ------------------------------------------------------------------
+
+
+def test_an_index_from_before_the_sequence_is_numbered_in_time_order(db_path: Path) -> None:
+    from hub.store import _MIGRATIONS
+
+    sequence = next(i for i, m in enumerate(_MIGRATIONS) if any("footage_seq" in s for s in m))
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for migration in _MIGRATIONS[:sequence]:  # the schema as it was before the sequence
+        for statement in migration:
+            conn.execute(statement)
+    stamps = {"b" * 32: T0 + 20, "a" * 32: T0, "c" * 32: T0 + 40}
+    for seg_id, start in stamps.items():
+        conn.execute(
+            "INSERT INTO segments VALUES (?, 'porch', ?, ?, ?, 10, 1, 'complete', ?)",
+            (seg_id, start, start + 4, f"footage/{seg_id}.seg", start),
+        )
+    conn.execute(
+        "INSERT INTO snapshots VALUES (?, 'porch', NULL, ?, 'f/s.snap', 5)", ("s" * 32, T0 + 30)
+    )
+    conn.close()
+    with Index(db_path) as index:
+        order = [r.id[0] for r in index.oldest_segments(10)]
+        assert order == ["a", "b", "c"]
+        assert [r.seq for r in index.oldest_segments(10)] == [1, 2, 4]
+        assert [s.seq for s in index.oldest_snapshots(10)] == [3]
+        assert index.last_seq() == 4
+        fresh = index.add_segment_open("d" * 32, "porch", T0 - 999, "footage/d.seg")
+        assert fresh.seq == 5  # recorded last, whatever its stamp
+        assert index.newest_footage() == (5, T0 - 999)
+
+
+def test_sequence_numbers_are_never_given_twice(index: Index) -> None:
+    first = index.add_segment_open("1" * 32, "porch", T0, "footage/1.seg")
+    index.delete_segment(first.id)  # the newest row goes (an aborted segment)
+    second = index.add_segment_open("2" * 32, "porch", T0, "footage/2.seg")
+    snap = index.add_snapshot("3" * 32, "porch", None, T0, "footage/3.snap", 5)
+    assert (first.seq, second.seq, snap.seq) == (1, 2, 3)
+    assert index.get_segment(second.id) == second
+
+
+def test_rebuilt_rows_are_numbered_in_the_order_given(index: Index) -> None:
+    live = index.add_segment_open("a" * 32, "porch", T0 + 100, "footage/a.seg")
+    rebuilt = [
+        SegmentRow(
+            "b" * 32, "porch", T0, T0 + 4, "footage/b.seg", 9, None, SegmentState.RECOVERED, 0
+        ),
+        SnapshotRow("c" * 32, "porch", None, T0 + 5, "footage/c.snap", 9),
+        SegmentRow(
+            "d" * 32, "porch", T0 + 8, T0 + 12, "footage/d.seg", 9, None, SegmentState.RECOVERED, 0
+        ),
+    ]
+    index.add_rebuilt(rebuilt)
+    assert [r.seq for r in index.oldest_segments(10)] == [2, 4]
+    assert [s.seq for s in index.oldest_snapshots(10)] == [3]
+    assert live.seq == 1 and index.last_seq() == 4

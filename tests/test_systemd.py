@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from hub.web.connections import RESERVED_FDS, connection_cap
+
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "camhub.service"
 INSTALLED_COMMAND = "/opt/camhub/.venv/bin/camhub"
 
@@ -57,3 +59,14 @@ def test_runs_unprivileged_with_only_its_state_dir_writable() -> None:
     assert settings["StateDirectory"] == "camhub"
     assert settings["NoNewPrivileges"] == "yes"
     assert settings["CapabilityBoundingSet"] == ""
+
+
+def test_descriptor_limit_leaves_recording_room_past_the_web_cap() -> None:
+    """A flood of connections must not take the descriptors recording needs: the unit
+    raises the limit, and the web side's cap derived from it keeps hundreds free."""
+    settings = dict(
+        line.split("=", 1) for line in UNIT.read_text().splitlines() if re.match(r"^\w+=", line)
+    )
+    nofile = int(settings["LimitNOFILE"])
+    assert nofile >= 4096
+    assert nofile - connection_cap(nofile) >= RESERVED_FDS

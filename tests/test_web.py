@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import mmap
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -277,6 +279,77 @@ async def test_origins_from_the_config_may_change_state(hub: Hub) -> None:
                 assert resp.status == status, sent
 
 
+def raw_request(hub: Hub, head: bytes) -> bytes:
+    """Send bytes as they are (no client tidies them) and read the whole answer."""
+    with socket.create_connection(("127.0.0.1", hub.web.port), timeout=10) as sock:  # type: ignore[union-attr]
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+async def test_no_response_names_the_server_software(hub: Hub) -> None:
+    client = await logged_in(hub)
+    async with client:
+        for path in ("/", "/api/session", "/api/nothing-here", "/static/app.js"):
+            async with client.get(base(hub) + path) as resp:
+                assert "Server" not in resp.headers, path
+        async with client.get(base(hub) + "/api/cameras/porch/live.mjpeg") as resp:
+            assert resp.status == 200 and "Server" not in resp.headers  # a stream
+    async with aiohttp.ClientSession() as stranger, stranger.get(base(hub) + "/api/events") as resp:
+        assert resp.status == 401 and "Server" not in resp.headers
+    # errors the HTTP parser answers before the app: still no Server, and JSON
+    answer = raw_request(hub, b"GET /\x00 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400 ") and b"\r\nserver:" not in head.lower()
+    assert json.loads(body) == {"error": "Bad Request"}
+
+
+async def test_host_header_must_name_the_hub(hub: Hub) -> None:
+    """DNS rebinding: a page on another name that resolves to the hub is refused."""
+    host = socket.gethostname()
+    port = hub.web.port  # type: ignore[union-attr]
+    async with aiohttp.ClientSession() as client:
+        for name, status in (
+            (f"127.0.0.1:{port}", 200),
+            (f"localhost:{port}", 200),
+            (f"[::1]:{port}", 200),
+            (f"{host}:{port}", 200),
+            (f"{host.partition('.')[0]}.local:{port}", 200),
+            ("cams.home.arpa", 200),  # web.origins: the reverse proxy's name
+            (f"192.168.1.20:{port}", 200),  # an address: not a name that can rebind
+            (f"evil.example:{port}", 421),
+            ("cams.home.arpa.evil.example", 421),
+            (f"localhost.evil.example:{port}", 421),
+        ):
+            async with client.get(base(hub) + "/", headers={"Host": name}) as resp:
+                assert resp.status == status, name
+                if status == 421:
+                    assert "web.origins" in (await resp.json())["error"]
+            async with client.post(base(hub) + "/api/logout", headers={"Host": name}) as resp:
+                assert resp.status == (421 if status == 421 else 401), name
+
+
+async def test_request_paths_cannot_forge_log_lines(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.access"):
+        answer = raw_request(
+            hub,
+            b"GET /x%0d%0a2026-01-01%20INFO%20forged%00 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 ")
+        deadline = time.monotonic() + 5
+        while not any("forged" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "no access log line"
+            time.sleep(0.05)
+    line = next(r.getMessage() for r in caplog.records if "forged" in r.getMessage())
+    assert not any(c in line for c in "\r\n\x00")
+    assert "/x\\r\\n2026-01-01 INFO forged\\x00" in line
+
+
 def frames_in(mp4: bytes) -> int:
     with av.open(io.BytesIO(mp4)) as container:
         return sum(1 for _ in container.decode(video=0))
@@ -304,6 +377,12 @@ async def test_event_clip_plays_with_ranges_and_is_logged(hub: Hub) -> None:
             assert resp.status == 416
     clips = [d for k, _, d in audit_kinds(hub, since) if k == "clip served"]
     assert len(clips) == 1 and clips[0]["event"] == event
+    client = await logged_in(hub)
+    since = last_seq(hub)
+    async with client, client.get(url, headers={"Range": "bytes=-0"}) as resp:  # last 0 bytes
+        assert resp.status == 416 and resp.headers["Content-Range"] == f"bytes */{size}"
+    # Nothing was shown, so nothing is logged as a look at footage.
+    assert [k for k, _, _ in audit_kinds(hub, since) if k == "clip served"] == []
 
 
 async def test_live_snapshot_and_stream_are_logged(hub: Hub) -> None:

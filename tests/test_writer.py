@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 
+import pytest
+
+from hub.logs import limit_repeats
 from hub.writer import DiskWriter
 
 
@@ -51,3 +56,28 @@ def test_a_failing_piece_of_work_does_not_stop_the_rest() -> None:
     writer.put(lambda: ran.append(1), size=5)
     writer.close()
     assert ran == [1] and writer.pending_bytes == 0
+
+
+def test_a_failure_that_repeats_is_logged_once_a_minute_not_per_piece(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A damaged index fails every event write of every camera: a traceback per piece
+    of work would fill the disk the footage lives on."""
+    limit_repeats()
+    writer = DiskWriter("porch")
+    writer.start()
+    tries: list[int] = []
+
+    def fail() -> None:
+        tries.append(1)
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    with caplog.at_level(logging.ERROR, logger="hub.writer"):
+        for _ in range(200):
+            writer.put(fail)
+        writer.close()
+    assert len(tries) == 200
+    # At most one: the filter is per process, and an earlier test may have used up
+    # this minute's line already.
+    failures = [r for r in caplog.records if r.name == "hub.writer"]
+    assert len(failures) <= 1, len(failures)

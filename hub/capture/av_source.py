@@ -13,6 +13,7 @@ import numpy as np
 from av.container import Flags as ContainerFlags
 from av.container import InputContainer
 from av.format import Flags
+from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
@@ -74,6 +75,17 @@ def bgr_of(picture: VideoFrame) -> np.ndarray:
     conversion, the tags left behind are equivalent ones: the colours come out the same.
     """
     return VideoReformatter().reformat(picture, format="bgr24").to_ndarray()
+
+
+def _reorder_depth(codec: VideoCodecContext) -> int:
+    """Pictures the codec may show before one decoded earlier (FFmpeg's has_b_frames).
+
+    Older PyAV (14, which the project still allows; 17 has `reorder_depth`) tells only
+    whether there are B-frames: then assume a depth of one, and PacketTimestamps learns
+    a deeper one from the stream.
+    """
+    depth = getattr(codec, "reorder_depth", None)
+    return int(codec.has_b_frames) if depth is None else int(depth)
 
 
 def _describe_error(err: BaseException, timeout: float, *, timed_out: bool = False) -> str:
@@ -172,7 +184,9 @@ class AVSource(Source):
         rate = stream.guessed_rate or stream.average_rate
         fps = float(rate) if rate else None
         interval = 1 / fps if fps else 0.1
-        self._timestamps = PacketTimestamps(time_base, frame_ticks=round(interval / time_base))
+        self._timestamps = PacketTimestamps(
+            time_base, frame_ticks=round(interval / time_base), reorder=_reorder_depth(codec)
+        )
         self._clock = WallClock(
             time_base, self._anchor, max_drift=_MAX_DRIFT if self._live else None
         )

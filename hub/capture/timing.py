@@ -5,6 +5,7 @@ Pure logic, no I/O: the sources feed it numbers and ask for numbers back.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,50 +14,93 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+#: H.264 and HEVC hold at most 16 pictures for reordering.
+MAX_REORDER = 16
+
 
 class PacketTimestamps:
     """Repairs packet timestamps so a muxer can stream-copy them.
 
-    A muxer needs pts and dts on every packet and dts strictly increasing. Real streams
-    break that: AVI carries no pts, an RTSP stream's first packets arrive before the
-    parser knows their dts, and a looping file or a camera that resets its clock jumps
-    back. A backward jump of `jump` seconds or more is treated as a restart and the
-    timeline continues one frame after where it was.
+    A muxer needs pts and dts on every packet, dts strictly increasing and never after
+    pts. Real streams break that: AVI carries no pts, an RTSP stream's first packets
+    arrive before the parser knows their dts, and a looping file or a camera that resets
+    its clock jumps back, after which FFmpeg gives up guessing an RTSP stream's dts and
+    hands out dts = pts, which goes backwards at every B-frame. So pts alone is trusted:
+    dts is derived from it, as the display time of the picture `reorder` places earlier
+    in display order (the pts not yet used as a dts, smallest first), which keeps dts
+    rising and at or before pts for a stream that reorders at most `reorder` pictures.
+    A stream found to reorder deeper costs one picture its place, and the depth grows.
+    Packets without pts (AVI) keep their dts, and their pts is that dts (see
+    DisplayOrder). A backward jump of `jump` seconds or more (at least a few frames) is
+    treated as a restart: the timeline continues one frame after the latest picture.
     """
 
-    def __init__(self, time_base: Fraction, *, frame_ticks: int, jump: float = 1.0) -> None:
+    def __init__(
+        self, time_base: Fraction, *, frame_ticks: int, reorder: int = 0, jump: float = 1.0
+    ) -> None:
         self._step = max(1, frame_ticks)  # learnt from the stream as it goes
-        self._jump = max(1, round(jump / time_base))
+        self._reorder = max(0, reorder)
+        self._jump = max(1, round(jump / time_base), (self._reorder + 2) * self._step)
         self._offset = 0
+        self._pending: list[int] = []  # pts not yet used as a dts (a heap)
         self._last_dts: int | None = None
+        self._top: int | None = None  # the latest display time so far
+        self._primed = False  # a dts has come out of `_pending`
+        self._slot: int | None = None  # the last of them, or the last dts given
 
     def fix(self, pts: int | None, dts: int | None) -> tuple[int, int] | None:
         """Return repaired (pts, dts), or None when there is nothing to go on yet."""
-        if pts is None:
-            pts = dts
-        if dts is None:
-            dts = pts
-        if pts is None or dts is None:
-            if self._last_dts is None:
-                return None
-            dts = pts = self._last_dts + self._step
+        if pts is not None:
+            time = self._continue(pts + self._offset)
+            dts = self._decode_time(time)
+        elif dts is not None:  # decode times only (AVI): the pts is learnt later, if at all
+            time = dts = self._continue(dts + self._offset)
+            self._learn_step(dts)
+        elif self._top is not None:  # nothing given: one frame after the latest picture
+            time = self._top + self._step
+            dts = self._decode_time(time)
         else:
-            pts += self._offset
-            dts += self._offset
-        if self._last_dts is not None:
-            delta = dts - self._last_dts
-            if delta <= -self._jump:
-                shift = self._step - delta
-                self._offset += shift
-                pts += shift
-                dts += shift
-            elif delta <= 0:
-                dts = self._last_dts + 1
-                pts = max(pts, dts)
-            elif delta < self._jump:
-                self._step = delta
+            return None
+        self._top = time if self._top is None else max(self._top, time)
+        if self._last_dts is not None and dts <= self._last_dts:
+            dts = self._last_dts + 1
         self._last_dts = dts
-        return pts, dts
+        return max(time, dts), dts
+
+    def _continue(self, time: int) -> int:
+        """`time` on the continuous timeline: a jump back is a restart, moved past the top."""
+        top = self._top
+        if top is not None and time <= top - self._jump:
+            shift = top + self._step - time
+            self._offset += shift
+            time += shift
+        return time
+
+    def _learn_step(self, slot: int) -> None:
+        """Successive display slots (decode times as given) are one frame apart, gaps aside."""
+        if self._slot is not None and 0 < slot - self._slot < self._jump:
+            self._step = slot - self._slot
+        self._slot = slot
+
+    def _decode_time(self, pts: int) -> int:
+        """The decode time of a picture shown at `pts`, from the display times seen so far."""
+        last = self._last_dts
+        if last is not None and pts <= last:
+            if pts < last:  # shown before a picture already given its decode time
+                self._reorder = min(self._reorder + 1, MAX_REORDER)
+            return last + 1  # (a repeated time is just a broken stream)
+        pending = self._pending
+        heapq.heappush(pending, pts)
+        if len(pending) > self._reorder:
+            self._primed = True
+            dts = heapq.heappop(pending)
+            self._learn_step(dts)
+            return dts
+        if last is None or not self._primed:
+            # The first pictures: their decode times lie before the first display time.
+            first = pending[0] - (self._reorder + 1 - len(pending)) * self._step
+            return first if last is None else max(first, last + 1)
+        return last + 1  # the depth just grew: this picture waits, giving up no order
 
 
 @dataclass(slots=True)

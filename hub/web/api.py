@@ -37,7 +37,7 @@ from hub.web.app import (
     read_json,
     set_security_headers,
 )
-from hub.web.auth import client_key
+from hub.web.auth import DEVICE_COOKIE, DEVICE_COOKIE_SECONDS, client_key
 from hub.web.clips import OWNER, ClipBusy, clip_of, is_first_request, is_owner_clip, ranged
 from hub.web.live import mjpeg_response
 
@@ -84,10 +84,12 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(password, str) or not password or len(password) > 1024:
         raise json_error(web.HTTPBadRequest, "password: a non-empty string is required")
     client = client_key(request.remote)
+    device = request.cookies.get(DEVICE_COOKIE)
+    attempt = ctx.throttle.attempt(client, device)
     # One Argon2 run at a time (64 MiB each); the throttle is asked inside the slot, so
     # a burst of parallel guesses is counted one by one, not all let through at once.
     async with ctx.login_slot:
-        wait = ctx.throttle.wait_time(client, time.time())
+        wait = ctx.throttle.wait_time(attempt, time.time())
         if wait > 0:
             await audit_refusal(
                 ctx,
@@ -105,7 +107,7 @@ async def login(request: web.Request) -> web.Response:
             private_key = await asyncio.to_thread(_unlock, ctx, password)
         except vault.WrongPassword:
             private_key = None
-            ctx.throttle.failed(client, time.time())
+            ctx.throttle.failed(attempt, time.time())
         except (OSError, vault.VaultError) as exc:  # keys.json damaged since the start
             log.error("login refused: %s: %s", ctx.keys_path, getattr(exc, "strerror", exc))
             raise json_error(
@@ -114,7 +116,7 @@ async def login(request: web.Request) -> web.Response:
     if private_key is None:
         await audit(ctx, AuditKind.LOGIN_FAILED, f"client {client}")
         raise json_error(web.HTTPUnauthorized, "wrong password")
-    ctx.throttle.succeeded(client)
+    device = ctx.throttle.succeeded(attempt, client, device)
     token = ctx.sessions.create(private_key, client, time.time())
     await audit(ctx, AuditKind.LOGIN_OK, actor(request))
     await audit(ctx, AuditKind.VAULT_UNLOCKED, actor(request), for_minutes=_idle_minutes(ctx))
@@ -127,6 +129,16 @@ async def login(request: web.Request) -> web.Response:
         samesite="Strict",
         secure=ctx.secure_cookies,
         path="/",
+    )
+    # The throttle's "known device": sent only to the login route, kept for a year.
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device,
+        httponly=True,
+        samesite="Strict",
+        secure=ctx.secure_cookies,
+        path="/api/login",
+        max_age=DEVICE_COOKIE_SECONDS,
     )
     return response
 
@@ -161,6 +173,7 @@ async def session_info(request: web.Request) -> web.Response:
             "since": session.created,
             "idle_minutes": _idle_minutes(ctx),
             "cameras": len(ctx.cameras),
+            "index_problem": ctx.index.health.problem,
         }
     )
 
@@ -383,7 +396,9 @@ async def _owner_clip(
 
     key = (OWNER, tuple(row.id for row in segments))
     body = await serve_clip(ctx, key, segments, open_segment)
-    if is_first_request(request):
+    response = ranged(request, body, "video/mp4")
+    shown = response.status != web.HTTPRequestRangeNotSatisfiable.status_code
+    if shown and is_first_request(request):  # logged before any of it leaves
         await audit(
             ctx,
             AuditKind.CLIP,
@@ -394,7 +409,7 @@ async def _owner_clip(
             segments=len(segments),
             **detail,
         )
-    return ranged(request, body, "video/mp4")
+    return response
 
 
 async def serve_clip(

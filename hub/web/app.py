@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,9 +24,11 @@ from aiohttp import web
 
 from hub.archive import Archive
 from hub.audit import AuditKind, AuditLog, RepeatFilter
+from hub.logs import printable
 from hub.store import Index
 from hub.web.auth import LoginThrottle, Session, Sessions
 from hub.web.clips import ClipCache
+from hub.web.hosts import HostCheck
 from hub.web.live import LiveFeed
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_REQUEST_BYTES = 64 * 1024  # JSON bodies only; nothing large is ever uploaded
+BODY_SECONDS = 10.0  # to send that body: a client trickling it is cut off
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
@@ -76,11 +80,13 @@ class WebContext:
     secure_cookies: bool
     repeats: RepeatFilter = field(default_factory=RepeatFilter)
     origins: frozenset[str] = frozenset()  # besides the hub's own, e.g. a reverse proxy's
+    listen_host: str = "127.0.0.1"  # web.listen's host: a name here is a known Host
     login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     clip_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
 
 CONTEXT = web.AppKey("context", WebContext)
+HOSTS = web.AppKey("hosts", HostCheck)
 SESSION = web.RequestKey("session", Session)
 SESSION_COOKIE = "camhub_session"
 
@@ -155,7 +161,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except (ConnectionResetError, TimeoutError):
         raise
     except Exception:
-        log.exception("error serving %s %s", request.method, request.path)
+        log.exception("error serving %s %s", request.method, printable(request.path))
         raise json_error(
             web.HTTPInternalServerError, "internal error (see the hub's log)"
         ) from None
@@ -188,6 +194,38 @@ def set_security_headers(request: web.Request, response: web.StreamResponse) -> 
     h["Cross-Origin-Resource-Policy"] = "same-origin"
     if not request.path.startswith("/static/"):
         h["Cache-Control"] = "no-store"
+
+
+@web.middleware
+async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """DNS rebinding: answer only Host names the hub is reached by (hub/web/hosts.py)."""
+    if not request.app[HOSTS].allows(request.headers.get("Host")):
+        raise json_error(
+            web.HTTPMisdirectedRequest,
+            "this hub does not answer to that host name; to reach it by a name, "
+            "list https://name[:port] in web.origins",
+        )
+    return await handler(request)
+
+
+@web.middleware
+async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read a request's (small) body within BODY_SECONDS, so a client that trickles it
+    cannot hold a connection and a handler open; handlers then read it from memory."""
+    if request.body_exists:
+        try:
+            async with asyncio.timeout(BODY_SECONDS):
+                await request.read()
+        except TimeoutError:
+            raise json_error(web.HTTPRequestTimeout, "the request body came too slowly") from None
+    return await handler(request)
+
+
+async def drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """No `Server: Python/... aiohttp/...`: versions help only an attacker. Runs after
+    aiohttp adds the header and before it is sent, for every response the app makes
+    (hub/web/server.py does the same for the protocol's own errors)."""
+    response.headers.popall("Server", None)
 
 
 @web.middleware
@@ -262,6 +300,10 @@ async def index_page(request: web.Request) -> web.Response:
 
 @public
 async def health(request: web.Request) -> web.Response:
+    """503 while the index fails, so a monitor sees it; the details are on the owner's
+    page (it is public, and the error text is none of a stranger's business)."""
+    if context(request).index.health.problem is not None:
+        return json_response({"ok": False, "reason": "the index is failing"}, status=503)
     return json_response({"ok": True})
 
 
@@ -272,16 +314,24 @@ def make_app(ctx: WebContext) -> web.Application:
     from hub.web import api, share_pages  # the route modules import this one
 
     app = web.Application(
-        middlewares=[headers_middleware, errors_middleware, auth_middleware],
+        middlewares=[
+            headers_middleware,
+            errors_middleware,
+            host_middleware,
+            auth_middleware,
+            body_middleware,
+        ],
         client_max_size=MAX_REQUEST_BYTES,
     )
     app[CONTEXT] = ctx
+    app[HOSTS] = HostCheck.for_hub(ctx.listen_host, socket.gethostname(), ctx.origins)
     app[STATIC] = StaticFiles()
     app.router.add_get("/", index_page)
     app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/healthz", health)
     api.add_routes(app)
     share_pages.add_routes(app)
+    app.on_response_prepare.append(drop_server_header)
     app.on_shutdown.append(_lock_all)
     return app
 

@@ -12,6 +12,7 @@ unused, and owner clips when the last owner session does.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import mmap
 import threading
@@ -36,6 +37,9 @@ CLIP_WAIT = 15.0
 # A response hands the socket this much of a clip at a time, and waits for it to drain
 # before the next: handed all at once, a slow reader's clip is copied into the buffer.
 SEND_PIECE = 256 * 1024
+# A reader that takes nothing for this long is cut off: a stalled response holds its
+# clip's memory, which would otherwise keep every other clip waiting (and then busy).
+SEND_STALL = 30.0
 
 OWNER = "owner"  # first item of the key of every clip made for the owner's session
 
@@ -211,6 +215,9 @@ def ranged(request: web.Request, body: memoryview, content_type: str) -> web.Res
         wanted = request.http_range
     except ValueError:
         return _unsatisfiable(size)
+    suffix = request.headers.get("Range", "").partition("=")[2].lstrip().startswith("-")
+    if suffix and wanted.start == 0:  # "bytes=-0", the last 0 bytes, which aiohttp reads as 0-
+        return _unsatisfiable(size)
     if wanted.start is None and wanted.stop is None:
         return web.Response(body=_Pieces(body), headers=headers)
     start, stop = wanted.start, wanted.stop
@@ -251,9 +258,19 @@ class _Pieces(Payload):
         # handled, which would keep the clip alive after the cache let go of it.
         self._value = memoryview(b"")
         end = view.nbytes if content_length is None else min(content_length, view.nbytes)
-        for start in range(0, end, SEND_PIECE):
-            # aiohttp waits for the socket to drain once more than 64 KiB is pending
-            await writer.write(view[start : min(start + SEND_PIECE, end)])
+        try:
+            for start in range(0, end, SEND_PIECE):
+                # aiohttp waits for the socket to drain once more than 64 KiB is pending
+                async with asyncio.timeout(SEND_STALL):
+                    await writer.write(view[start : min(start + SEND_PIECE, end)])
+        except TimeoutError:
+            # aiohttp takes a ConnectionError for a client that went away: it closes the
+            # connection without logging a traceback.
+            raise ConnectionResetError(
+                f"the client took nothing for {SEND_STALL:.0f} s; response cut off"
+            ) from None
+        finally:
+            del view  # the clip goes now, not when the exception's frames do
 
 
 def _unsatisfiable(size: int) -> web.Response:

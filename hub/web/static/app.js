@@ -273,6 +273,7 @@
     clearNotice();
     try {
       await loadCameras();
+      await checkIndex();
     } catch (error) {
       reportError(error);
     }
@@ -423,11 +424,18 @@
     state.cameraPoll = setInterval(pollCameras, CAMERA_POLL_MS);
   }
 
+  // The hub records even when its index fails; the owner must hear of it all the same.
+  async function checkIndex() {
+    const info = await api("GET", "/api/session");
+    if (info.index_problem) notify(`The hub's index is failing: ${info.index_problem}`);
+  }
+
   async function pollCameras() {
     if (state.tab !== "live" || Date.now() - state.lastInput > UNATTENDED_MS) return;
     let cameras;
     try {
       cameras = await loadCameras();
+      await checkIndex();
     } catch (error) {
       reportError(error);
       return;
