@@ -683,6 +683,7 @@ class Archive:
                 continue
             with self._lock:
                 self._unsettled.pop(segment_id, None)
+            self._sealed(FileKind.SEGMENT, segment_id)  # now it may be copied off-site
         with self._lock:
             return len(self._unsettled)
 

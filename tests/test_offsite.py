@@ -692,3 +692,22 @@ def test_the_queue_gives_event_footage_first_oldest_first_and_promotes(tmp_path:
         assert (summary.pending, summary.urgent_pending, summary.confirmed) == (3, 2, 1)
     finally:
         queue.close()
+
+
+def test_only_closed_files_are_queued(tmp_path: Path) -> None:
+    """A segment whose row is still open (being written, or its index update waits for
+    room) is not copied: its journal entry would name no end and no state."""
+    keyfile, _ = vault.create_owner_keys(PASSWORD, kdf=vault.KdfParams(8 * 1024, 1, 1))
+    settings = OffsiteSettings(endpoint="http://127.0.0.1:9", bucket="never-contacted",
+                               access_key="a", secret_key="b")  # fmt: skip
+    with Index(tmp_path / "index.sqlite3") as index:
+        copy = OffsiteCopy(settings, index, tmp_path, keyfile, {})
+        archive = Archive(tmp_path, index, keyfile.public_key(), RetentionPolicy(0, 0, 0),
+                          on_sealed=copy.file_sealed, keep=copy.keep)  # fmt: skip
+        out = archive.open_segment("door", time.time())
+        out.write(os.urandom(70_000))
+        copy.file_sealed(vault.FileKind.SEGMENT, out.row.id)
+        assert copy.queue.next_pending(10) == []
+        out.finish(time.time(), frames=10)
+        assert [i.id for i in copy.queue.next_pending(10)] == [out.row.id]
+        copy.queue.close()

@@ -23,7 +23,7 @@ from hub.offsite import journal, naming
 from hub.offsite.bucket import Bucket, BucketError, Stopped
 from hub.offsite.queue import Item, OffsiteQueue, Sent, Summary
 from hub.offsite.triage import CameraPolicy, Triage
-from hub.store import EventRow, Index, SegmentRow, SnapshotRow
+from hub.store import EventRow, Index, SegmentRow, SegmentState, SnapshotRow
 from hub.vault import FileKind
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,10 @@ class OffsiteCopy:
         if kind is FileKind.SNAPSHOT:
             snapshot = self._index.get_snapshot(file_id)
             items = [Triage.snapshot(snapshot)] if snapshot is not None else []
-        else:
+        else:  # a row the index could not close yet comes again from Archive.settle
             segment = self._index.get_segment(file_id)
-            items = self._triage.segment(segment) if segment is not None else []
+            ready = segment is not None and segment.state is not SegmentState.OPEN
+            items = self._triage.segment(segment) if ready else []
         if items and self.queue.add(items, time.time()):
             self._pending = self.queue.pending_by_camera()
             self._wake.set()
