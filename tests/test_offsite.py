@@ -424,6 +424,11 @@ def test_restore_into_an_empty_directory_lists_events_plays_and_decrypts(
         rf"door: \d+ segment\(s\), \d+ snapshot\(s\), {len(events)} event", listed.stdout
     )
     assert not (new / "data").exists()
+    # With a copy of keys.json kept elsewhere, the password opens it instead.
+    with_keys = camhub("restore", "--config", new_config, "--list", "--keys",
+                       config.parent / "data" / "keys.json", "--password-file",
+                       new / "password", cwd=new)  # fmt: skip
+    assert with_keys.stdout == listed.stdout, with_keys.stderr
     without_code = camhub("restore", "--config", new_config, "--password-file", new / "password",
                           cwd=new)  # fmt: skip
     assert without_code.returncode == 1 and "--recovery-code" in without_code.stderr
@@ -711,3 +716,15 @@ def test_only_closed_files_are_queued(tmp_path: Path) -> None:
         out.finish(time.time(), frames=10)
         assert [i.id for i in copy.queue.next_pending(10)] == [out.row.id]
         copy.queue.close()
+
+
+def test_the_upload_cap_paces_the_bytes(s3: S3Server, bucket: str) -> None:
+    """3 MiB at 16 Mbit/s (2 MB/s, with 1 s of burst) cannot take under half a second;
+    a lower bound only, so a slow machine cannot make it fail."""
+    settings = OffsiteSettings(endpoint=s3.url, bucket=bucket, access_key=s3.access_key,
+                               secret_key=s3.secret_key, max_upload_mbps=16.0)  # fmt: skip
+    data = os.urandom(3 * 2**20)
+    capped = Bucket(settings)
+    started = time.monotonic()
+    size, _ = capped.put_bytes("capped", data)
+    assert size == len(data) and time.monotonic() - started >= 0.5
