@@ -139,14 +139,6 @@ class OffsiteQueue:
         """The off-site copy was deleted: the row goes."""
         self._write("DELETE FROM offsite WHERE id = ?", (file_id,))
 
-    def sent(self, file_id: str) -> Sent | None:
-        rows = self._read(
-            f"SELECT {_ITEM_COLUMNS}, size, sha256 FROM offsite "
-            "WHERE id = ? AND state = 'confirmed'",
-            (file_id,),
-        )
-        return Sent(_item(rows[0][:5]), int(rows[0][5]), str(rows[0][6])) if rows else None
-
     def record_error(self, message: str, now: float) -> None:
         with self._lock, _transaction(self._conn):
             self._set_status("last_error = ?, last_error_time = ?", (message, now))

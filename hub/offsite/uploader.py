@@ -14,14 +14,13 @@ import random
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from hub import vault
 from hub.config import OffsiteSettings
 from hub.offsite import journal, naming
 from hub.offsite.bucket import Bucket, BucketError, Stopped
-from hub.offsite.queue import Item, OffsiteQueue, Sent, Summary
+from hub.offsite.queue import Item, OffsiteQueue, Sent
 from hub.offsite.triage import CameraPolicy, Triage
 from hub.store import EventRow, Index, SegmentRow, SegmentState, SnapshotRow
 from hub.vault import FileKind
@@ -37,28 +36,6 @@ EXPIRY_PAGE = 256
 DRAIN_WAIT = 8.0  # seconds stop() lets the last files (the cameras' final segments) go
 STOP_WAIT = 5.0  # then seconds it waits for an abandoned upload to end
 DAY = 86400.0
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """What the page shows: is the copy working, how far behind is it."""
-
-    working: bool | None  # None: nothing tried yet
-    error: str | None
-    summary: Summary
-
-    def as_json(self, now: float) -> dict[str, object]:
-        s = self.summary
-        return {
-            "working": self.working,
-            "error": self.error,
-            "pending": s.pending,
-            "oldest_pending_seconds": None
-            if s.oldest_pending is None
-            else round(max(0.0, now - s.oldest_pending), 1),
-            "last_success": s.last_success,
-            "bytes_offsite": s.bytes_offsite,
-        }
 
 
 class OffsiteCopy:
@@ -114,9 +91,6 @@ class OffsiteCopy:
     def keep(self, row: SegmentRow | SnapshotRow) -> bool:
         """Local retention's predicate: not yet off-site, so not deleted for age or budget."""
         return self.queue.is_pending(row.id)
-
-    def status(self) -> Status:
-        return Status(self._working, self._error, self.queue.summary())
 
     def camera_status(self, camera_id: str, now: float) -> dict[str, object]:
         """For the page, per camera; reads only memory (the web loop calls it)."""
