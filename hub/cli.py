@@ -522,6 +522,8 @@ def _unlock(args: argparse.Namespace, keyfile: vault.KeyFile):
 
 def cmd_offsite(args: argparse.Namespace) -> int:
     paths = _data_paths(args)
+    if args.config is not None and load_config(args.config).offsite is None:
+        print(f"camhub: {args.config} has no [offsite] table: nothing is copied off-site")
     if not paths.index.exists():
         raise CommandError(f"no index in {paths.root}: nothing has been recorded yet")
     with Index(paths.index):  # brings the schema up to date (the queue's tables)
