@@ -739,3 +739,20 @@ def test_the_upload_cap_paces_the_bytes(s3: S3Server, bucket: str) -> None:
     started = time.monotonic()
     size, _ = capped.put_bytes("capped", data)
     assert size == len(data) and time.monotonic() - started >= 0.5
+
+
+def test_check_config_names_the_copy_and_a_bad_credentials_file(tmp_path: Path) -> None:
+    config = tmp_path / "camhub.toml"
+    config.write_text(
+        '[offsite]\nendpoint = "https://s3.example.net"\nbucket = "cams"\n'
+        'credentials_file = "offsite.keys"\n'
+    )
+    missing = camhub("check-config", config, cwd=tmp_path)
+    (tmp_path / "offsite.keys").write_text("AKIA-house\nthe-secret-key\n")
+    good = camhub("check-config", config, cwd=tmp_path)
+
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "offsite.credentials_file: cannot read" in missing.stderr
+    assert good.returncode == 0, good.stderr
+    assert "off-site copy of events to bucket cams at https://s3.example.net" in good.stdout
+    assert "the-secret-key" not in good.stdout + good.stderr
