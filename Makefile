@@ -21,6 +21,7 @@ test: $(VENV)/.installed-test test-system-deps
 	$(BIN)/python bench/bench_alerts.py --short
 	$(BIN)/python bench/bench_faults.py --short
 	$(BIN)/python bench/bench_events_page.py --short
+	$(BIN)/python bench/bench_offsite.py --short
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check hub tests bench

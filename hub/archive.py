@@ -187,6 +187,7 @@ class RetentionReport:
     events: int  # event rows past the age limit
     free_bytes: int | None  # free space afterwards, when there is a floor to keep
     policy: RetentionPolicy
+    not_offsite: int = 0  # of the files deleted for free space, those not yet copied off-site
 
     def lines(self) -> list[str]:
         out = []
@@ -203,6 +204,11 @@ class RetentionReport:
             out.append(
                 f"retention: deleted {self.segments} segment(s) and {self.snapshots} "
                 f"snapshot(s), {_mib(self.bytes_freed)} ({', '.join(reasons)})"
+            )
+        if self.not_offsite:
+            out.append(
+                f"retention: {self.not_offsite} of them were not yet copied off-site; "
+                "deleted anyway, as the disk would otherwise fill"
             )
         if self.events:
             out.append(f"retention: forgot {self.events} event(s) older than the age limit")
@@ -226,9 +232,15 @@ class Archive:
         policy: RetentionPolicy,
         *,
         free_space: Callable[[Path], int] = disk_free,
+        on_sealed: Callable[[FileKind, str], None] | None = None,
+        keep: Callable[[SegmentRow | SnapshotRow], bool] | None = None,
         clock: Callable[[], Reading] = system_reading,
     ) -> None:
         self.data_dir = data_dir
+        # Off-site copy hooks (hub/offsite): told of every file once it is durable; asked
+        # before an age or budget delete whether a file must stay (not yet copied).
+        self._on_sealed = on_sealed
+        self._keep = keep
         self.index = index
         self.policy = policy
         self._public_key = public_key
@@ -318,7 +330,17 @@ class Archive:
             with contextlib.suppress(OSError):
                 path.unlink()
             raise
+        self._sealed(FileKind.SNAPSHOT, snapshot_id)
         return snapshot_id
+
+    def _sealed(self, kind: FileKind, file_id: str) -> None:
+        """Tell the off-site copy a file is durable; its failure never stops recording."""
+        if self._on_sealed is None:
+            return
+        try:
+            self._on_sealed(kind, file_id)
+        except Exception:
+            log.exception("could not queue %s %s for the off-site copy", kind.name, file_id)
 
     def _ensure_free_space(self) -> None:
         floor = self.policy.min_free_bytes
@@ -521,6 +543,7 @@ class Archive:
             ages = self._age_walk(now) if policy.max_age_days else None
             total = self.index.total_size() + self._unsettled_bytes()
             counts = {"age": 0, "budget": 0, "free": 0, "segments": 0, "snapshots": 0}
+            not_offsite = 0  # hub/offsite: deleted before their off-site copy
             freed = 0
             for row in self._oldest_first():
                 if ages is not None and ages.old(row.seq, _when(row)):
@@ -533,6 +556,11 @@ class Archive:
                     reason = "free"
                 else:
                     break
+                if self._keep is not None and self._keep(row):
+                    # Not yet off-site: kept unless the disk would otherwise fill.
+                    if reason != "free" and not self._short_of_space():
+                        continue
+                    reason, not_offsite = "free", not_offsite + 1
                 self._delete(row)
                 size = row.size or 0
                 total -= size
@@ -553,7 +581,12 @@ class Archive:
             events=events,
             free_bytes=free,
             policy=policy,
+            not_offsite=not_offsite,
         )
+
+    def _short_of_space(self) -> bool:
+        floor = self.policy.min_free_bytes
+        return bool(floor) and self._free_space(self.data_dir) < floor
 
     def _oldest_first(self) -> Iterator[SegmentRow | SnapshotRow]:
         """Finished segments and snapshots merged in recording order (their sequence
@@ -650,6 +683,7 @@ class Archive:
                 continue
             with self._lock:
                 self._unsettled.pop(segment_id, None)
+            self._sealed(FileKind.SEGMENT, segment_id)  # now it may be copied off-site
         with self._lock:
             return len(self._unsettled)
 
@@ -729,6 +763,7 @@ class SegmentOutput:
             )
         finally:
             archive._segment_done(self.row.id)
+        archive._sealed(FileKind.SEGMENT, self.row.id)
 
     def abort(self) -> None:
         """Keep the verified whole chunks and end the segment (invariant 6); never raises.
@@ -763,6 +798,7 @@ class SegmentOutput:
                     _short(row.id),
                     _chunks(kept),
                 )
+                archive._sealed(FileKind.SEGMENT, row.id)
         except Exception as exc:
             # A full disk can refuse even the index update: retried as space comes back.
             if self.indexed:

@@ -63,6 +63,7 @@ class AuditKind(enum.StrEnum):
     ALERTS_CHANGED = "alert settings changed"
     ALERT_TEST = "test alert sent"
     WEBHOOK_SET = "webhook target set"
+    RESTORED = "footage restored"
 
 
 def chain_hash(prev: str, seq: int, when: float, kind: str, actor: str, detail: str) -> str:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 Recording = Literal["motion", "continuous", "off"]
+OffsiteWhat = Literal["events", "all"]
 RtspTransport = Literal["tcp", "udp"]
 Polygon = tuple[tuple[float, float], ...]  # (x, y) corners, as fractions of the frame
 
@@ -126,6 +127,39 @@ class CameraSettings:
         return f"CameraSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class OffsiteSettings:
+    """Where sealed footage is copied (any S3-compatible store). The secret key comes
+    from the table or from `credentials_file`, which load_config reads."""
+
+    endpoint: str  # "https://host[:port]" or "http://host[:port]", nothing after
+    bucket: str
+    prefix: str = ""  # "" or ends with "/"
+    access_key: str = ""
+    secret_key: str = ""
+    credentials_file: Path | None = None
+    region: str = "us-east-1"
+    what: OffsiteWhat = "events"
+    keep_days: int = 0  # 0: the hub never deletes off-site copies
+    max_upload_mbps: float = 0.0  # Mbit/s; 0: no cap
+
+    @property
+    def secure(self) -> bool:
+        return self.endpoint.startswith("https://")
+
+    @property
+    def host(self) -> str:
+        """host[:port] as S3 clients take it."""
+        return self.endpoint.split("://", 1)[1]
+
+    def __repr__(self) -> str:
+        """The generated repr would print the secret key (and the access key with it)."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["access_key"] = "***" if self.access_key else ""
+        shown["secret_key"] = "***" if self.secret_key else ""
+        return f"OffsiteSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
 MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
@@ -204,6 +238,7 @@ class Config:
     storage: StorageSettings = field(default_factory=StorageSettings)
     web: WebSettings = field(default_factory=WebSettings)
     cameras: tuple[CameraSettings, ...] = ()
+    offsite: OffsiteSettings | None = None  # no [offsite] table: nothing leaves the box
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
@@ -236,7 +271,30 @@ def load_config(path: Path) -> Config:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError([f"{path}: line {line} is not UTF-8 text"]) from None
-    return replace(parse_config(text, base_dir=path.parent), path=path)
+    config = parse_config(text, base_dir=path.parent)
+    if config.offsite is not None and config.offsite.credentials_file is not None:
+        config = replace(config, offsite=_read_credentials(config.offsite))
+    return replace(config, path=path)
+
+
+def _read_credentials(offsite: OffsiteSettings) -> OffsiteSettings:
+    """Fill in the keys from `credentials_file`: the access key on its first line, the
+    secret key on its second (other lines are ignored). Never echoes what it read."""
+    where = "offsite.credentials_file"
+    path = offsite.credentials_file
+    assert path is not None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError([f"{where}: cannot read {path}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{where}: {path} is not UTF-8 text"]) from None
+    keys = [line.strip() for line in lines[:2]]
+    if len(keys) < 2 or not all(keys):
+        raise ConfigError(
+            [f"{where}: {path} must hold the access key on line 1 and the secret key on line 2"]
+        )
+    return replace(offsite, access_key=keys[0], secret_key=keys[1])
 
 
 def parse_config(text: str, *, base_dir: Path) -> Config:
@@ -341,6 +399,15 @@ class _Table:
         self._known.append(key)
         self.values[key] = build(_Table(self._raw.get(key, {}), self.key_path(key), self._problems))
 
+    def has(self, key: str) -> bool:
+        return key in self._raw
+
+    def optional_table(self, key: str, build: Callable[[_Table], object]) -> None:
+        """A sub-table that is off when absent (no defaults are built for it)."""
+        self._known.append(key)
+        if key in self._raw:
+            self.values[key] = build(_Table(self._raw[key], self.key_path(key), self._problems))
+
     def tables(self, key: str, build: Callable[[_Table], object]) -> None:
         """An array of tables ([[key]]); absent means none."""
         self._known.append(key)
@@ -377,6 +444,7 @@ def _read_config(t: _Table, base_dir: Path) -> Config | None:
     t.table("web", _read_web)
     ids: dict[str, str] = {}  # camera id -> path of the camera that has it
     t.tables("camera", partial(_read_camera, base_dir=base_dir, ids=ids))
+    t.optional_table("offsite", partial(_read_offsite, base_dir=base_dir))
     t.table("mqtt", partial(_read_mqtt, base_dir=base_dir))
     t.table("alerts", _read_alerts)
     t.table("webhook", _read_webhook)
@@ -388,6 +456,7 @@ def _read_config(t: _Table, base_dir: Path) -> Config | None:
         storage=values["storage"],
         web=values["web"],
         cameras=tuple(values["camera"]),
+        offsite=values.get("offsite"),
         mqtt=values["mqtt"],
         alerts=values["alerts"],
         webhook=values["webhook"],
@@ -447,6 +516,27 @@ def _read_camera(t: _Table, base_dir: Path, ids: dict[str, str]) -> CameraSettin
         t.problem("detect_url", "only network and file cameras have a detect stream")
     t.values.setdefault("name", camera_id)
     return t.build(CameraSettings)
+
+
+def _read_offsite(t: _Table, base_dir: Path) -> OffsiteSettings | None:
+    t.read("endpoint", _endpoint, required=True)
+    t.read("bucket", _bucket, required=True)
+    t.read("prefix", _prefix)
+    access = t.read("access_key", _text(1, 128))
+    secret = t.read("secret_key", _text(1, 256))
+    creds = t.read("credentials_file", partial(_path, base_dir=base_dir))
+    t.read("region", _region)
+    t.read("what", _choice(OffsiteWhat))
+    t.read("keep_days", _integer(0, 36500))
+    t.read("max_upload_mbps", _number(0, 100_000))
+    inline = access is not None or secret is not None
+    if creds is not None and inline:
+        t.problem("credentials_file", "give the keys here or in credentials_file, not both")
+    elif creds is None and not t.has("credentials_file"):
+        for key in ("access_key", "secret_key"):
+            if not t.has(key):
+                t.problem(key, "required key is missing (or name a credentials_file)")
+    return t.build(OffsiteSettings)
 
 
 def _read_mqtt(t: _Table, base_dir: Path) -> MqttSettings | None:
@@ -778,6 +868,64 @@ def _origin(value: object) -> str:
         raise _invalid(f"needs a valid host name or address and port 1..65535, got {_show(text)}")
     host = f"[{ipaddress.ip_address(host)}]" if ":" in host else host.lower()
     return f"{scheme}://{host}" + ("" if port == _DEFAULT_PORTS[scheme] else f":{port}")
+
+
+def _endpoint(value: object) -> str:
+    """An S3 endpoint: scheme, host and port only (the bucket is named on its own)."""
+    text = _string(value).removesuffix("/")
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in _DEFAULT_PORTS:
+        raise _invalid(f'must start with "https://" or "http://", got {_show(text)}')
+    if not rest or any(c in rest for c in "/?#@") or any(c.isspace() for c in rest):
+        raise _invalid(
+            f'must be scheme://host[:port] with no path or user, e.g. "https://s3.example.net", '
+            f"got {_show(text)}"
+        )
+    if ":" not in rest.rsplit("]", 1)[-1]:
+        return f"{scheme.lower()}://{rest}"
+    try:
+        host, port = _split_listen(rest)
+    except _Invalid:
+        host, port = "", 0
+    if not host or port == 0:
+        raise _invalid(f"needs a valid host and port 1..65535, got {_show(text)}")
+    return f"{scheme.lower()}://{rest}"
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PREFIX = re.compile(r"([A-Za-z0-9_.-]+/)*")
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+def _bucket(value: object) -> str:
+    text = _string(value)
+    if not _BUCKET.fullmatch(text) or ".." in text:
+        raise _invalid(f"must be an S3 bucket name: 3..63 of a-z, 0-9, '.', '-', got {_show(text)}")
+    return text
+
+
+def _prefix(value: object) -> str:
+    """ "" or path segments ending in "/" ("camhub/house/"); "/" is added if missing."""
+    text = _string(value)
+    if text and not text.endswith("/"):
+        text += "/"
+    if (
+        len(text) > 200
+        or not _PREFIX.fullmatch(text)
+        or any(part in (".", "..") for part in text.split("/"))
+    ):
+        raise _invalid(
+            "must be up to 200 characters of path segments (A-Z, a-z, 0-9, '_', '.', '-') "
+            f'separated by "/", e.g. "camhub/house/", got {_show(text)}'
+        )
+    return text
+
+
+def _region(value: object) -> str:
+    text = _string(value)
+    if not _REGION.fullmatch(text):
+        raise _invalid(f"must be 1..64 of a-z, 0-9 and '-', got {_show(text)}")
+    return text
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -27,6 +27,8 @@ from hub.config import Config
 from hub.fsutil import DirectoryLock
 from hub.logs import RepeatedFailure
 from hub.motion import MotionEvent
+from hub.offsite.triage import CameraPolicy
+from hub.offsite.uploader import OffsiteCopy
 from hub.shares import shares_to_end
 from hub.store import DamagedIndex, Index, is_damage
 from hub.web.app import CameraView, WebContext, make_app
@@ -234,6 +236,7 @@ class Hub:
         """The index (checked), the archive and the cameras; under the directory's lock."""
         storage = self.config.storage
         self.index = open_index(self.paths)
+        self.offsite = self._offsite_copy(keyfile)
         self.archive = Archive(
             self.paths.root,
             self.index,
@@ -243,6 +246,8 @@ class Hub:
                 max_footage_bytes=storage.max_footage_bytes,
                 min_free_bytes=storage.min_free_bytes,
             ),
+            on_sealed=self.offsite.file_sealed if self.offsite else None,
+            keep=self.offsite.keep if self.offsite else None,
         )
         self.audit = AuditLog(self.index)
         owner_alerts = OwnerAlerts(
@@ -256,6 +261,14 @@ class Hub:
             if cam.enabled
         ]
 
+    def _offsite_copy(self, keyfile: vault.KeyFile) -> OffsiteCopy | None:
+        if self.config.offsite is None:
+            return None
+        cameras = {
+            c.id: CameraPolicy(c.record, c.pre_roll, c.post_roll) for c in self.config.cameras
+        }
+        return OffsiteCopy(self.config.offsite, self.index, self.paths.root, keyfile, cameras)
+
     def start(self) -> None:
         try:
             report = self.archive.recover()
@@ -267,6 +280,9 @@ class Hub:
             ) from None
         for line in report.lines():
             log.warning("%s", line)
+        if self.offsite is not None:
+            self.offsite.queue_recovered(list(report.recovered))
+            self.offsite.start()
         self._log_start()
         self._run("retention", self._enforce_retention)
         for camera in self.cameras:
@@ -296,6 +312,8 @@ class Hub:
             if self._housekeeping.is_alive():
                 problems.append("housekeeping still running")
         self.archive.settle()  # what a full disk cut short, closed if there is room now
+        if self.offsite is not None:
+            self.offsite.stop()  # what is still pending is sent after the next start
         try:
             self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
             self._seal_audit(owner_key)
@@ -331,7 +349,7 @@ class Hub:
                 archive=self.archive,
                 audit=self.audit,
                 keys_path=self.paths.keys,
-                cameras={camera.id: _camera_view(camera) for camera in self.cameras},
+                cameras={camera.id: _camera_view(camera, self.offsite) for camera in self.cameras},
                 sessions=self.sessions,
                 throttle=LoginThrottle(),
                 clips=self.clips,
@@ -360,11 +378,20 @@ class Hub:
     def _log_start(self) -> None:
         """An access-log record per start, and one more whenever the config changed."""
         digest = _config_digest(self.config)
+        sections = _section_digests(self.config)
         previous = self.index.last_audit(AuditKind.HUB_STARTED.value)
-        if previous is not None and json.loads(previous.detail).get("config") != digest:
-            self.audit.record(AuditKind.CONFIG_CHANGED, "system", {"config": digest})
+        before = json.loads(previous.detail) if previous is not None else {}
+        if previous is not None and before.get("config") != digest:
+            changed = sorted(
+                k for k in sections if before.get("sections", {}).get(k) != sections[k]
+            )
+            self.audit.record(
+                AuditKind.CONFIG_CHANGED, "system", {"config": digest, "changed": changed}
+            )
         self.audit.record(
-            AuditKind.HUB_STARTED, "system", {"config": digest, "cameras": len(self.cameras)}
+            AuditKind.HUB_STARTED,
+            "system",
+            {"config": digest, "cameras": len(self.cameras), "sections": sections},
         )
 
     def _housekeeping_loop(self) -> None:
@@ -441,23 +468,27 @@ class Hub:
                     "by_age": report.by_age,
                     "by_budget": report.by_budget,
                     "by_free_space": report.by_free_space,
+                    "not_offsite": report.not_offsite,
                 },
             )
 
 
-def _camera_view(camera: Camera) -> CameraView:
+def _camera_view(camera: Camera, offsite: OffsiteCopy | None = None) -> CameraView:
     s = camera.settings
 
     def status() -> dict[str, object]:
         streams = camera.status
         errors = [st.last_error for st in streams if st.last_error and not st.connected]
-        return {
+        shown: dict[str, object] = {
             "connected": all(st.connected for st in streams),
             "reconnects": sum(st.reconnects for st in streams),
             "error": errors[0] if errors else None,
             "frames": camera.frames,
             "last_frame": camera.last_frame_time,
         }
+        if offsite is not None:
+            shown["offsite"] = offsite.camera_status(camera.id, time.time())
+        return shown
 
     return CameraView(s.id, s.name, s.record, s.pre_roll, s.post_roll, camera.live, status)
 
@@ -469,10 +500,32 @@ def _config_digest(config: Config) -> str:
 
 def _camera_urls(config: Config) -> bytes:
     """What the reprs hide: the cameras' URLs, the MQTT broker's password, the webhook's
-    URL and secret."""
-    urls = [cam.url + " " + cam.detect_url for cam in config.cameras]
-    hook = config.webhook
-    return "\n".join([*urls, config.mqtt.password, hook.url, hook.secret]).encode()
+    URL and secret, the off-site keys."""
+    return "\n".join(_hidden(config).values()).encode()
+
+
+def _section_digests(config: Config) -> dict[str, str]:
+    """A fingerprint per config table ([offsite], the cameras...), so a change says where."""
+    hidden = _hidden(config)
+    return {
+        f.name: hashlib.sha256(
+            repr(getattr(config, f.name)).encode() + hidden.get(f.name, "").encode()
+        ).hexdigest()[:16]
+        for f in fields(config)
+        if f.name != "path"
+    }
+
+
+def _hidden(config: Config) -> dict[str, str]:
+    """What the reprs hide, by config table (camera URLs may carry passwords)."""
+    hidden = {
+        "cameras": "\n".join(cam.url + " " + cam.detect_url for cam in config.cameras),
+        "mqtt": config.mqtt.password,
+        "webhook": f"{config.webhook.url} {config.webhook.secret}",
+    }
+    if config.offsite is not None:
+        hidden["offsite"] = f"{config.offsite.access_key} {config.offsite.secret_key}"
+    return hidden
 
 
 def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:

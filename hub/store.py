@@ -403,6 +403,35 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "PRAGMA user_version = 6",
     ),
+    (
+        # The off-site copy's durable queue (hub/offsite/queue.py): one row per sealed
+        # file to copy (or journal copied), pending until the bucket confirmed it.
+        """
+        CREATE TABLE offsite (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('segment', 'snapshot', 'journal')),
+            camera_id TEXT,
+            time REAL NOT NULL,
+            urgent INTEGER NOT NULL CHECK (urgent IN (0, 1)),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'confirmed')),
+            queued REAL NOT NULL,
+            size INTEGER CHECK (size >= 0),
+            sha256 TEXT,
+            confirmed REAL
+        )
+        """,
+        "CREATE INDEX offsite_pending ON offsite (urgent DESC, time, id) WHERE state = 'pending'",
+        "CREATE INDEX offsite_confirmed ON offsite (time, id) WHERE state = 'confirmed'",
+        """
+        CREATE TABLE offsite_status (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            last_success REAL,
+            last_error TEXT,
+            last_error_time REAL
+        )
+        """,
+        "PRAGMA user_version = 7",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 BUSY_TIMEOUT = 10.0  # seconds another process (the CLI) may hold the write lock
@@ -770,6 +799,28 @@ class Index:
             "ORDER BY start_time DESC, id DESC LIMIT ? OFFSET ?",
             (*params, *_page(limit, offset)),
         )
+
+    def events_overlapping(self, camera_id: str, start: float, end: float) -> list[EventRow]:
+        """Events of one camera that cover any of [start, end), still open ones included."""
+        return self._events(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE camera_id = ? AND start_time < ? "
+            "AND (end_time IS NULL OR end_time > ?) ORDER BY start_time",
+            (camera_id, end, start),
+        )
+
+    def add_restored_events(self, events: Iterable[EventRow]) -> None:
+        """Events read back from the off-site journals into a new index, under their own
+        ids, all or none; their snapshots are linked by end_event once those are in."""
+        with self._lock, _transaction(self._conn):
+            self._conn.executemany(
+                f"INSERT INTO events ({_EVENT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                [
+                    (e.id, e.camera_id, e.start_time, e.end_time, e.peak_score, e.peak_time,
+                     *_bbox_columns(e.bbox))
+                    for e in events
+                ],
+            )  # fmt: skip
 
     def close_open_events(self) -> list[EventRow]:
         """End every event a crash left open, at its last known moment (peak or start)."""

@@ -419,7 +419,15 @@
     if (!online && last_frame) meta.push(`last picture ${timeOnly.format(last_frame * 1000)}`);
     if (reconnects) meta.push(`${reconnects} reconnect${reconnects === 1 ? "" : "s"}`);
     if (viewers > 1) meta.push(`${viewers} watching`);
+    const offsite = (cam.status || {}).offsite; // as of the page's load
+    if (offsite) meta.push(offsiteText(offsite));
     card.querySelector(".camera-meta").textContent = meta.join(" · ");
+  }
+
+  function offsiteText({ working, pending, lag_seconds: lag, error }) {
+    const waiting = pending ? `${pending} waiting, ${Math.round(lag)} s behind` : "";
+    if (working === false) return `Off-site copy failing (${waiting || "nothing waiting"}): ${error}`;
+    return pending ? `Off-site: ${waiting}` : "Off-site: up to date";
   }
 
   function refreshCard(cameraId) {
