@@ -49,6 +49,8 @@ class AuditKind(enum.StrEnum):
     LIVE_STOP = "live view stopped"
     SNAPSHOT = "snapshot served"
     CLIP = "clip served"
+    CLIP_DOWNLOADED = "clip downloaded"
+    FOOTAGE_DELETED = "footage deleted by the owner"
     SHARE_CREATED = "share created"
     SHARE_USED = "share used"
     SHARE_REFUSED = "share refused"

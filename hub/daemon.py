@@ -433,7 +433,9 @@ class Hub:
         for share, reason in shares_to_end(self.index, now):
             if self.index.end_share(share.id, now, reason):
                 self.audit.record(
-                    AuditKind.SHARE_EXPIRED, "system", {"share": share.id, "reason": reason.value}
+                    AuditKind.SHARE_EXPIRED,
+                    "system",
+                    {"share": share.id, "label": share.label, "reason": reason.value},
                 )
         for session, reason in self.sessions.expire(now):
             self.audit.record(

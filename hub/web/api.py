@@ -22,7 +22,7 @@ from hub import vault
 from hub.archive import FootageUnavailable
 from hub.audit import AuditKind
 from hub.clip import ClipError, ClipTooLarge
-from hub.shares import ShareError, ShareRequest, create_share
+from hub.shares import USED_UP_GRACE, ShareError, ShareRequest, create_share
 from hub.store import EventRow, SegmentRow, ShareEnd, ShareRow
 from hub.web.app import (
     SESSION_COOKIE,
@@ -38,7 +38,15 @@ from hub.web.app import (
     set_security_headers,
 )
 from hub.web.auth import DEVICE_COOKIE, DEVICE_COOKIE_SECONDS, client_key
-from hub.web.clips import OWNER, ClipBusy, clip_of, is_first_request, is_owner_clip, ranged
+from hub.web.clips import (
+    OWNER,
+    ClipBusy,
+    attachment,
+    clip_of,
+    is_first_request,
+    is_owner_clip,
+    ranged,
+)
 from hub.web.live import mjpeg_response
 
 log = logging.getLogger(__name__)
@@ -239,12 +247,19 @@ async def live_snapshot(request: web.Request) -> web.Response:
 # -- events --------------------------------------------------------------------------
 
 
-def _event_json(row: EventRow) -> dict[str, Any]:
+def event_json(ctx: WebContext, row: EventRow, now: float) -> dict[str, Any]:
+    """An event, with the span of its clip: `start`/`end` are the motion, `clip_start`/
+    `clip_end` what the clip plays (the camera's pre-roll before, post-roll after), so
+    every page shows the same times; `motion_offset` is where motion starts in the clip."""
+    clip_start, clip_end = event_window(ctx, row, now)
     return {
         "id": row.id,
         "camera_id": row.camera_id,
         "start": row.start_time,
         "end": row.end_time,
+        "clip_start": clip_start,
+        "clip_end": clip_end,
+        "motion_offset": row.start_time - clip_start,
         "peak_score": row.peak_score,
         "bbox": row.bbox,
         "snapshot_url": f"/api/events/{row.id}/snapshot.jpg" if row.snapshot_id else None,
@@ -291,6 +306,7 @@ async def events(request: web.Request) -> web.Response:
         before = ctx.index.get_event(_whole(request, "before", 0, 1, 2**62))
         if before is None:
             raise json_error(web.HTTPBadRequest, "before: no such event (it may have been deleted)")
+    now = time.time()
     rows = await asyncio.to_thread(
         ctx.index.events,
         camera,
@@ -302,7 +318,7 @@ async def events(request: web.Request) -> web.Response:
     )
     return json_response(
         {
-            "events": [_event_json(row) for row in rows[:limit]],
+            "events": [event_json(ctx, row, now) for row in rows[:limit]],
             "more": len(rows) > limit,
             "offset": offset,
             "limit": limit,
@@ -321,7 +337,7 @@ def _event(request: web.Request) -> EventRow:
 
 
 async def event(request: web.Request) -> web.Response:
-    return json_response(_event_json(_event(request)))
+    return json_response(event_json(context(request), _event(request), time.time()))
 
 
 async def event_snapshot(request: web.Request) -> web.Response:
@@ -397,11 +413,15 @@ async def _owner_clip(
     key = (OWNER, tuple(row.id for row in segments))
     body = await serve_clip(ctx, key, segments, open_segment)
     response = ranged(request, body, "video/mp4")
+    download = request.query.get("download") == "1"
+    if download:
+        cam = ctx.cameras.get(camera_id)
+        response.headers["Content-Disposition"] = attachment(cam.name if cam else camera_id, start)
     shown = response.status != web.HTTPRequestRangeNotSatisfiable.status_code
     if shown and is_first_request(request):  # logged before any of it leaves
         await audit(
             ctx,
-            AuditKind.CLIP,
+            AuditKind.CLIP_DOWNLOADED if download else AuditKind.CLIP,
             actor(request),
             camera=camera_id,
             start=round(start, 3),
@@ -449,9 +469,16 @@ async def serve_clip(
 
 
 def share_json(row: ShareRow, now: float) -> dict[str, Any]:
+    """A share as the owner's list shows it. A used-up share whose last viewer may
+    still seek (its grace time) is "used up" already, with `grace_until`; it can still
+    be revoked (`revocable`), which ends that viewer's access at once."""
     state = row.end_reason.value if row.end_reason else "live"
+    grace_until = None
     if row.end_reason is None and row.expires <= now:
         state = ShareEnd.EXPIRED.value
+    elif row.end_reason is None and row.max_views is not None and row.views >= row.max_views:
+        state = ShareEnd.USED_UP.value
+        grace_until = min((row.last_used or now) + USED_UP_GRACE, row.expires)
     return {
         "id": row.id,
         "label": row.label,
@@ -465,6 +492,8 @@ def share_json(row: ShareRow, now: float) -> dict[str, Any]:
         "views": row.views,
         "last_used": row.last_used,
         "state": state,
+        "grace_until": grace_until,
+        "revocable": row.ended is None,
     }
 
 
@@ -492,6 +521,7 @@ async def new_share(request: web.Request) -> web.Response:
         AuditKind.SHARE_CREATED,
         actor(request),
         share=row.id,
+        label=row.label,
         camera=row.camera_id,
         start=round(row.start_time, 3),
         end=round(row.end_time, 3),
@@ -568,7 +598,9 @@ async def revoke_share(request: web.Request) -> web.Response:
     if not ended:
         raise json_error(web.HTTPNotFound, "no live share with that id")
     ctx.clips.drop(lambda key: key == ("share", share_id))
-    await audit(ctx, AuditKind.SHARE_REVOKED, actor(request), share=share_id)
+    share = ctx.index.get_share(share_id)
+    label = share.label if share is not None else ""
+    await audit(ctx, AuditKind.SHARE_REVOKED, actor(request), share=share_id, label=label)
     return web.Response(status=204)
 
 

@@ -311,7 +311,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def make_app(ctx: WebContext) -> web.Application:
-    from hub.web import api, share_pages  # the route modules import this one
+    from hub.web import api, footage, share_pages  # the route modules import this one
 
     app = web.Application(
         middlewares=[
@@ -330,6 +330,7 @@ def make_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/healthz", health)
     api.add_routes(app)
+    footage.add_routes(app)
     share_pages.add_routes(app)
     app.on_response_prepare.append(drop_server_header)
     app.on_shutdown.append(_lock_all)
