@@ -500,8 +500,11 @@ def _camera_urls(config: Config) -> bytes:
     return "\n".join([*urls, config.mqtt.password]).encode()
 
 
-def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or for `seconds`), then stop cleanly."""
+def run_until_signalled(
+    hub: Hub, *, seconds: float | None = None, started: Callable[[], None] | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT (or for `seconds`), then stop cleanly; `started` runs
+    once the hub (and its web server) is up."""
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -511,6 +514,8 @@ def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         hub.start()
+        if started is not None:
+            started()
         stop.wait(seconds)
     finally:
         hub.stop()

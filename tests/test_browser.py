@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -523,9 +524,13 @@ def check_session_end_and_logout(page: Page, owner: BrowserContext, base: str) -
     pw_expect(page.locator("#login-view")).to_be_visible()
     pw_expect(page.locator("#login-error")).to_contain_text("session has ended")
     pw_expect(page.locator(".timeline .event")).to_have_count(0)
+    pw_expect(page.locator("#login-error")).not_to_have_class(re.compile(r"form-info"))
     log_in(page)
     page.click("#logout")
     pw_expect(page.locator("#login-view")).to_be_visible()
+    # Logging out is no error: the message is shown, not in the red error box.
+    pw_expect(page.locator("#login-error")).to_contain_text("You have logged out")
+    pw_expect(page.locator("#login-error")).to_have_class(re.compile(r"\bform-info\b"))
     assert page.request.get(base + "/api/session").status == 401
 
 
@@ -552,6 +557,86 @@ def test_owner_page_and_share_link(running_hub: RunningHub, browser: Browser) ->
         check_access_log(page, share_id)
         check_paging_and_missing_footage(page, running_hub.hub)
         check_session_end_and_logout(page, owner, base)
+    finally:
+        owner.close()
+    assert not problems.found, problems.found
+
+
+def test_download_and_delete_from_the_player(
+    running_hub: RunningHub, browser: Browser, tmp_path: Path
+) -> None:
+    """The player's Download saves `<camera>-<local time>.mp4` that ffprobe plays; its
+    Delete asks first, then shreds the event's files and rows, and says so in the log."""
+    hub = running_hub.hub
+    done = sorted(
+        (r for r in hub.index.segments("hall") if r.state is SegmentState.COMPLETE),
+        key=lambda r: r.start_time,
+    )
+    assert len(done) >= 2
+    event_id = hub.index.add_event("hall", done[0].start_time + 0.5)
+    hub.index.end_event(
+        event_id, end_time=done[1].end_time - 0.5, peak_score=0.05, peak_time=None, bbox=None
+    )
+    problems = PageProblems()
+    owner = new_context(browser, DESKTOP, accept_downloads=True)
+    page = problems.watch(owner.new_page())
+    try:
+        page.goto(running_hub.base + "/")
+        log_in(page)
+        pw_expect(page.locator("#storage")).to_contain_text("Storage:")
+        page.click('.tab[data-tab="events"]')
+        page.locator(f'.event[data-event="{event_id}"]').click()
+        pw_expect(page.locator("#player-meta")).to_contain_text("clip")
+        with page.expect_download() as download_info:
+            page.click("#player-download")
+        download = download_info.value
+        assert re.fullmatch(
+            r"Hallway-\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.mp4", download.suggested_filename
+        )
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        probe = subprocess.run(
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-count_frames",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=nb_read_frames",
+                "-of",
+                "csv=p=0",
+                str(saved),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert int(probe.stdout) > 10
+
+        doomed = hub.index.segments_overlapping("hall", done[0].start_time, done[1].end_time)
+        page.click("#player-delete")
+        pw_expect(page.locator("#delete-dialog")).to_be_visible()
+        shot(page, "delete-confirm.png")
+        page.locator("#delete-dialog").get_by_role("button", name="Cancel").click()
+        pw_expect(page.locator("#delete-dialog")).to_be_hidden()
+        assert hub.index.get_event(event_id) is not None  # cancelled: nothing deleted
+        page.click("#player-delete")
+        page.click("#delete-confirm")
+        pw_expect(page.locator("#notice-text")).to_contain_text("Deleted:")
+        pw_expect(page.locator(f'.event[data-event="{event_id}"]')).to_have_count(0)
+        shot(page, "deleted.png")
+        assert hub.index.get_event(event_id) is None
+        for row in doomed:
+            assert hub.index.get_segment(row.id) is None
+            assert not (hub.archive.data_dir / row.path).exists()
+        page.click('.tab[data-tab="log"]')
+        pw_expect(
+            page.locator('#log-body tr[data-kind="footage deleted by the owner"]')
+        ).to_have_count(1)
+        pw_expect(page.locator('#log-body tr[data-kind="clip downloaded"]')).to_have_count(1)
     finally:
         owner.close()
     assert not problems.found, problems.found

@@ -182,7 +182,7 @@
 
   let loginTimer = null;
 
-  function showLogin(message) {
+  function showLogin(message, info = false) {
     state.loggedIn = false;
     leaveTab();
     closeDialogs();
@@ -190,13 +190,14 @@
     show($("boot"), false);
     show($("app-view"), false);
     show($("login-view"), true);
-    setLoginError(message || "");
+    setLoginError(message || "", info);
     const password = $("login-password");
     password.value = "";
     password.focus();
   }
 
-  function setLoginError(message) {
+  function setLoginError(message, info = false) {
+    $("login-error").classList.toggle("form-info", info);
     $("login-error").textContent = message;
     show($("login-error"), Boolean(message));
   }
@@ -262,7 +263,7 @@
         return;
       }
     }
-    showLogin("You have logged out. The footage key is locked again.");
+    showLogin("You have logged out. The footage key is locked again.", true);
   }
 
   async function showApp() {
@@ -277,6 +278,7 @@
     } catch (error) {
       reportError(error);
     }
+    loadStorage().catch(() => {}); // a figure, not worth an error box
     if (state.loggedIn) switchTab(tabFromHash());
   }
 
@@ -288,6 +290,8 @@
     $("log-body").replaceChildren();
     $("verify").replaceChildren();
     $("verify").className = "verify";
+    $("storage").textContent = "";
+    show($("storage"), false);
     state.cameras = [];
     state.cameraNames.clear();
     clearNotice();
@@ -555,13 +559,23 @@
     const video = $("player-video");
     const title = `${cameraName(event.camera_id)}`;
     $("player-title").textContent = title;
-    const span = event.end === null ? "in progress" : fmtDuration(event.end - event.start);
-    $("player-meta").textContent = `${fmtTime(event.start)} · motion ${span}`;
+    $("player-meta").textContent = clipSpanText(event);
     show($("player-error"), false);
     video.src = event.clip_url;
+    $("player-download").href = `${event.clip_url}?download=1`;
+    $("player-delete").disabled = event.end === null;
+    $("player-delete").title = event.end === null ? "It can be deleted once it has ended" : "";
     const dialog = $("player");
     if (!dialog.open) dialog.showModal();
     video.play().catch(() => {}); // the owner can press play if the browser refuses
+  }
+
+  // The clip's real span, as the event JSON gives it: pre-roll, motion, post-roll.
+  function clipSpanText(event) {
+    const motion = event.end === null ? "in progress" : fmtDuration(event.end - event.start);
+    const clip = fmtDuration(event.clip_end - event.clip_start);
+    const offset = fmtDuration(event.motion_offset);
+    return `${fmtTime(event.clip_start)} · clip ${clip}, motion ${motion} from ${offset} in`;
   }
 
   async function playerFailed() {
@@ -591,6 +605,63 @@
     video.pause();
     video.removeAttribute("src");
     video.load(); // drops the buffered clip
+  }
+
+  // -- deleting -----------------------------------------------------------------------
+
+  function openDeleteDialog() {
+    const event = state.playing;
+    if (!event || event.end === null) return;
+    $("player-video").pause();
+    $("delete-what").textContent = `${cameraName(event.camera_id)}, ${clipSpanText(event)}`;
+    show($("delete-error"), false);
+    $("delete-confirm").disabled = false;
+    $("delete-dialog").showModal();
+  }
+
+  async function onConfirmDelete() {
+    const event = state.playing;
+    const button = $("delete-confirm");
+    button.disabled = true;
+    try {
+      const done = await api("DELETE", `/api/events/${event.id}`);
+      closeDialogs();
+      const kept = done.recording ? ` (${done.recording} segment still recording was kept)` : "";
+      notify(`Deleted: ${done.segments + done.snapshots} file(s), ${fmtBytes(done.bytes_freed)}${kept}.`);
+      await loadEvents(true).catch(reportError);
+      await loadStorage().catch(() => {});
+    } catch (error) {
+      if (error.status === 401) return;
+      $("delete-error").textContent = error.message;
+      show($("delete-error"), true);
+      button.disabled = false;
+    }
+  }
+
+  // -- storage ------------------------------------------------------------------------
+
+  function fmtBytes(bytes) {
+    const units = ["bytes", "KB", "MB", "GB", "TB"];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1000 && unit < units.length - 1) {
+      value /= 1000;
+      unit += 1;
+    }
+    return `${unit ? value.toFixed(value < 10 ? 1 : 0) : value} ${units[unit]}`;
+  }
+
+  async function loadStorage() {
+    const s = await api("GET", "/api/storage");
+    if (!state.loggedIn) return;
+    const perCamera = s.cameras.map((c) => `${cameraName(c.id)} ${fmtBytes(c.bytes)}`).join(", ");
+    const budget = s.budget_bytes ? ` of a ${fmtBytes(s.budget_bytes)} budget` : "";
+    const kept = s.kept_days === null ? "no footage yet" : `footage goes back ${fmtDuration(s.kept_days * 86400)}`;
+    $("storage").textContent =
+      `Storage: ${fmtBytes(s.footage_bytes)} of footage${budget}` +
+      (perCamera ? ` (${perCamera})` : "") +
+      `; ${fmtBytes(s.free_bytes)} free on the disk; ${kept}.`;
+    show($("storage"), true);
   }
 
   // -- sharing ------------------------------------------------------------------------
@@ -701,7 +772,7 @@
     const stateName = share.state;
     const views = share.max_views ? `${share.views} of ${share.max_views}` : String(share.views);
     const revoke =
-      stateName === "live"
+      share.revocable
         ? el("button", {
             type: "button",
             class: "button danger small",
@@ -732,12 +803,18 @@
         el(
           "span",
           { title: fmtTime(share.expires) },
-          stateName === "live" ? fmtTime(share.expires) : `ended (was ${fmtTime(share.expires)})`,
+          expiryText(share),
         ),
       ),
       el("td", { class: "actions" }, revoke),
     );
     return row;
+  }
+
+  function expiryText(share) {
+    if (share.state === "live") return fmtTime(share.expires);
+    if (share.grace_until) return `last viewer may seek until ${fmtTime(share.grace_until)}`;
+    return `ended (was ${fmtTime(share.expires)})`;
   }
 
   async function revokeShare(share) {
@@ -766,6 +843,8 @@
     "live view stopped": "footage",
     "snapshot served": "footage",
     "clip served": "footage",
+    "clip downloaded": "footage",
+    "footage deleted by the owner": "warn",
     "share created": "share",
     "share used": "share",
     "share revoked": "share",
@@ -901,6 +980,8 @@
     $("log-more").addEventListener("click", () => loadLogPage(false).catch(reportError));
     $("player-video").addEventListener("error", playerFailed);
     $("player-share").addEventListener("click", openShareDialog);
+    $("player-delete").addEventListener("click", openDeleteDialog);
+    $("delete-confirm").addEventListener("click", onConfirmDelete);
     $("share-form").addEventListener("submit", onCreateShare);
     $("share-copy").addEventListener("click", onCopyLink);
     for (const kind of ["pointerdown", "keydown", "wheel", "touchstart"]) {
