@@ -21,7 +21,7 @@ from hub.alerts.service import Alerts
 from hub.alerts.sink import AnnouncingEvents
 from hub.alerts.topics import CameraInfo, page_url
 from hub.archive import Archive, RetentionPolicy
-from hub.audit import AuditKind, AuditLog, RepeatFilter
+from hub.audit import AuditKind, AuditLog, RepeatFilter, SnapshotBursts
 from hub.camera import Camera, EventSink
 from hub.config import Config
 from hub.fsutil import DirectoryLock
@@ -250,6 +250,7 @@ class Hub:
         self.sessions = Sessions(config.web.session_idle_minutes * 60.0)
         self.clips = ClipCache()
         self.repeats = RepeatFilter()
+        self.bursts = SnapshotBursts()
         self.web: WebServer | None = None
         self._failures = {
             task: RepeatedFailure(task)
@@ -328,6 +329,7 @@ class Hub:
         self.archive.settle()  # what a full disk cut short, closed if there is room now
         try:
             self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
+            self.audit.record_bursts(self.bursts.due(time.time(), everything=True))
             self._seal_audit(owner_key)
             left_open = len(self.index.open_segments())
         except sqlite3.Error as exc:
@@ -366,6 +368,7 @@ class Hub:
                 throttle=LoginThrottle(),
                 clips=self.clips,
                 repeats=self.repeats,
+                bursts=self.bursts,
                 secure_cookies=web_settings.tls,
                 origins=frozenset(web_settings.origins),
                 listen_host=web_settings.host,
@@ -444,6 +447,7 @@ class Hub:
                 {"locked": True, "reason": reason},
             )
         self.audit.record_repeats(self.repeats.due(now))
+        self.audit.record_bursts(self.bursts.due(now))
         if not len(self.sessions):
             self.clips.drop(is_owner_clip)
         self.clips.evict_stale()

@@ -23,6 +23,7 @@ import pytest
 from test_web import FAST, PASSWORD, audit_kinds, base, last_seq, logged_in, open_link, origin
 
 from hub.archive import HEADER_SIZE
+from hub.audit import SnapshotBursts
 from hub.cli import init_data_dir
 from hub.config import parse_config
 from hub.daemon import DataPaths, Hub
@@ -407,3 +408,44 @@ async def test_a_used_up_share_in_its_grace_time_says_so(hub: Hub) -> None:
             listed = next(s for s in await resp.json() if s["id"] == share["id"])
     assert listed["state"] == "used up" and listed["revocable"] is True
     assert listed["grace_until"] == pytest.approx(listed["last_used"] + 15 * 60)
+
+
+async def test_an_events_page_of_snapshots_is_one_record_listing_them(hub: Hub) -> None:
+    segments = hall_segments(hub)
+    events = [
+        add_event(hub, segments[20 + n].start_time, segments[20 + n].end_time, snapshot=True)
+        for n in range(5)
+    ]
+    hub.audit.record_bursts(hub.bursts.due(time.time(), everything=True))  # none before
+    since = last_seq(hub)
+    client = await logged_in(hub)
+    async with client:
+        for event in events:  # what the Events page does for its thumbnails
+            async with client.get(f"{base(hub)}/api/events/{event}/snapshot.jpg") as resp:
+                assert resp.status == 200 and await resp.read() == b"\xff\xd8jpeg"
+    hub.audit.record_bursts(hub.bursts.due(time.time(), everything=True))  # housekeeping
+    looks = [(k, d) for k, _, d in audit_kinds(hub, since) if k.startswith("snapshot")]
+    # The first is on record before it leaves; then one record for the page view.
+    assert looks == [
+        ("snapshot served", {"camera": "hall", "event": events[0]}),
+        (
+            "snapshots served",
+            {"count": 5, "cameras": ["hall"], "events": events, "seconds": looks[1][1]["seconds"]},
+        ),
+    ]
+
+
+def test_snapshot_bursts_end_on_a_pause_and_keep_sessions_apart() -> None:
+    bursts = SnapshotBursts(quiet=5.0, longest=60.0, most=3)
+    assert bursts.admit("a", "owner from A", "hall", 1, 100.0)
+    assert not bursts.admit("a", "owner from A", "hall", 2, 101.0)
+    assert bursts.admit("b", "owner from B", "porch", 9, 101.5)  # another session
+    assert bursts.admit("a", "owner from A", "porch", 3, 107.0)  # after a pause: new view
+    assert not bursts.admit("a", "owner from A", "hall", 4, 108.0)
+    assert not bursts.admit("a", "owner from A", "hall", 5, 109.0)
+    assert bursts.admit("a", "owner from A", "hall", 6, 110.0)  # `most` reached
+    ended = bursts.due(111.0, everything=True)
+    assert [(b.actor, b.shown) for b in ended] == [
+        ("owner from A", [("hall", 1), ("hall", 2)]),
+        ("owner from A", [("porch", 3), ("hall", 4), ("hall", 5)]),
+    ]  # single looks (b, and a's last) are on record already, nothing more to list

@@ -350,9 +350,12 @@ async def event_snapshot(request: web.Request) -> web.Response:
         jpeg = await asyncio.to_thread(
             ctx.archive.read_snapshot, row.snapshot_id, session.private_key
         )
-    await audit(ctx, AuditKind.SNAPSHOT, actor(request), camera=row.camera_id, event=row.id)
-    response = web.Response(body=jpeg, content_type="image/jpeg")
-    return response
+    who = actor(request)
+    if ctx.bursts.admit(
+        f"{session.client} {session.created!r}", who, row.camera_id, row.id, time.time()
+    ):
+        await audit(ctx, AuditKind.SNAPSHOT, who, camera=row.camera_id, event=row.id)
+    return web.Response(body=jpeg, content_type="image/jpeg")
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.archive import Archive
-from hub.audit import AuditKind, AuditLog, RepeatFilter
+from hub.audit import AuditKind, AuditLog, RepeatFilter, SnapshotBursts
 from hub.logs import printable
 from hub.store import Index
 from hub.web.auth import LoginThrottle, Session, Sessions
@@ -79,6 +79,7 @@ class WebContext:
     clips: ClipCache
     secure_cookies: bool
     repeats: RepeatFilter = field(default_factory=RepeatFilter)
+    bursts: SnapshotBursts = field(default_factory=SnapshotBursts)
     origins: frozenset[str] = frozenset()  # besides the hub's own, e.g. a reverse proxy's
     listen_host: str = "127.0.0.1"  # web.listen's host: a name here is a known Host
     login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))

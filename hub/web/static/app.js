@@ -842,6 +842,7 @@
     "live view started": "footage",
     "live view stopped": "footage",
     "snapshot served": "footage",
+    "snapshots served": "footage",
     "clip served": "footage",
     "clip downloaded": "footage",
     "footage deleted by the owner": "warn",
