@@ -378,6 +378,16 @@ _EVENT_COLUMNS = (
     "bbox_x, bbox_y, bbox_w, bbox_h, snapshot_id"
 )
 _SNAPSHOT_COLUMNS = "id, camera_id, event_id, time, path, size, seq"
+# Readable segments of a camera that cover any of [start, end): of those that start
+# before `start` only the latest can reach into the range, so the query seeks to it
+# instead of scanning the camera's history. Parameters: camera, end, camera, start,
+# start, start.
+_OVERLAPPING = (
+    "WHERE camera_id = ? AND state != 'open' AND start_time < ? "
+    "AND start_time >= coalesce("
+    "  (SELECT max(start_time) FROM segments WHERE camera_id = ? AND start_time <= ?), ?) "
+    "AND coalesce(end_time, start_time) > ?"
+)
 # The next footage sequence number, taken inside the inserting transaction.
 _NEXT_SEQ = "UPDATE footage_seq SET last = last + 1 WHERE one = 1 RETURNING last"
 _AUDIT_COLUMNS = "seq, time, kind, actor, detail, hash"
@@ -561,15 +571,20 @@ class Index:
         instead of scanning the camera's whole history.
         """
         return self._segments(
-            f"SELECT {_SEGMENT_COLUMNS} FROM segments "
-            "WHERE camera_id = ? AND state != 'open' AND start_time < ? "
-            "AND start_time >= coalesce("
-            "  (SELECT max(start_time) FROM segments WHERE camera_id = ? AND start_time <= ?),"
-            "  ?) "
-            "AND coalesce(end_time, start_time) > ? "
-            "ORDER BY start_time",
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments {_OVERLAPPING} ORDER BY start_time",
             (camera_id, end, camera_id, start, start, start),
         )
+
+    def clip_span(self, camera_id: str, start: float, end: float) -> tuple[float, float] | None:
+        """Where a clip of [start, end) really begins and ends: it plays the whole
+        segments segments_overlapping() finds. None when no footage is left."""
+        rows = self._query(
+            f"SELECT min(start_time), max(coalesce(end_time, start_time)) FROM segments "
+            f"{_OVERLAPPING}",
+            (camera_id, end, camera_id, start, start, start),
+        )
+        first, last = rows[0]
+        return None if first is None else (float(first), float(last))  # type: ignore[arg-type]
 
     def segments_to_delete(
         self, camera_id: str, start: float, end: float, limit: int, after: int = 0

@@ -249,9 +249,12 @@ async def live_snapshot(request: web.Request) -> web.Response:
 
 def event_json(ctx: WebContext, row: EventRow, now: float) -> dict[str, Any]:
     """An event, with the span of its clip: `start`/`end` are the motion, `clip_start`/
-    `clip_end` what the clip plays (the camera's pre-roll before, post-roll after), so
-    every page shows the same times; `motion_offset` is where motion starts in the clip."""
-    clip_start, clip_end = event_window(ctx, row, now)
+    `clip_end` what its clip really plays (the whole segments that cover the camera's
+    pre-roll, the motion and the post-roll; null when no footage is left), so every
+    page shows the same times; `motion_offset` is where motion starts in the clip.
+    One indexed lookup per event."""
+    span = ctx.index.clip_span(row.camera_id, *event_window(ctx, row, now))
+    clip_start, clip_end = span if span is not None else (None, None)
     return {
         "id": row.id,
         "camera_id": row.camera_id,
@@ -259,7 +262,7 @@ def event_json(ctx: WebContext, row: EventRow, now: float) -> dict[str, Any]:
         "end": row.end_time,
         "clip_start": clip_start,
         "clip_end": clip_end,
-        "motion_offset": row.start_time - clip_start,
+        "motion_offset": None if clip_start is None else max(0.0, row.start_time - clip_start),
         "peak_score": row.peak_score,
         "bbox": row.bbox,
         "snapshot_url": f"/api/events/{row.id}/snapshot.jpg" if row.snapshot_id else None,
@@ -318,7 +321,7 @@ async def events(request: web.Request) -> web.Response:
     )
     return json_response(
         {
-            "events": [event_json(ctx, row, now) for row in rows[:limit]],
+            "events": await events_json(ctx, rows[:limit], now),
             "more": len(rows) > limit,
             "offset": offset,
             "limit": limit,
@@ -337,7 +340,13 @@ def _event(request: web.Request) -> EventRow:
 
 
 async def event(request: web.Request) -> web.Response:
-    return json_response(event_json(context(request), _event(request), time.time()))
+    found = await events_json(context(request), [_event(request)], time.time())
+    return json_response(found[0])
+
+
+async def events_json(ctx: WebContext, rows: list[EventRow], now: float) -> list[dict[str, Any]]:
+    """event_json for each row, off the event loop (each looks up its clip's span)."""
+    return await asyncio.to_thread(lambda: [event_json(ctx, row, now) for row in rows])
 
 
 async def event_snapshot(request: web.Request) -> web.Response:

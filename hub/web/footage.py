@@ -17,7 +17,7 @@ from aiohttp import web
 from hub.archive import DAY, Deletion
 from hub.audit import AuditKind
 from hub.store import EventRow
-from hub.web.api import _camera, _event, _number, actor, event_json, event_window
+from hub.web.api import _camera, _event, _number, actor, event_window, events_json
 from hub.web.app import audit, context, json_error, json_response
 
 MAX_SPAN = 31 * DAY  # longest stretch one recordings query may cover
@@ -95,7 +95,7 @@ async def recordings(request: web.Request) -> web.Response:
                 for a, b, n, size in spans[:MAX_RANGES]
             ],
             "motion": [{"start": a, "end": b} for a, b in motion],
-            "events": [event_json(ctx, row, now) for row in reversed(events[:MAX_EVENTS])],
+            "events": await events_json(ctx, events[:MAX_EVENTS][::-1], now),
             "more": len(spans) > MAX_RANGES or len(events) > MAX_EVENTS,
         }
     )

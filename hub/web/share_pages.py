@@ -111,12 +111,17 @@ async def open_link(request: web.Request) -> web.Response:
         reload=use.reload,
     )
     cam = ctx.cameras.get(share.camera_id)
+    # What the clip really plays, as the owner's page shows it (whole segments).
+    span = await asyncio.to_thread(
+        ctx.index.clip_span, share.camera_id, share.start_time, share.end_time
+    )
+    start, end = span if span is not None else (share.start_time, share.end_time)
     # No label: it is the owner's note ("only you see it"), never the recipient's.
     response = json_response(
         {
             "camera": cam.name if cam else share.camera_id,
-            "start": share.start_time,
-            "end": share.end_time,
+            "start": start,
+            "end": end,
             "expires": share.expires,
             "views": share.views,
             "max_views": share.max_views,

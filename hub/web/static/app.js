@@ -152,7 +152,8 @@
     return response.json();
   }
 
-  function notify(message) {
+  function notify(message, info = false) {
+    $("notice").classList.toggle("notice-info", info); // news, not an error
     $("notice-text").textContent = message;
     show($("notice"), true);
   }
@@ -573,6 +574,7 @@
   // The clip's real span, as the event JSON gives it: pre-roll, motion, post-roll.
   function clipSpanText(event) {
     const motion = event.end === null ? "in progress" : fmtDuration(event.end - event.start);
+    if (event.clip_start === null) return `${fmtTime(event.start)} · motion ${motion} · no footage left`;
     const clip = fmtDuration(event.clip_end - event.clip_start);
     const offset = fmtDuration(event.motion_offset);
     return `${fmtTime(event.clip_start)} · clip ${clip}, motion ${motion} from ${offset} in`;
@@ -627,7 +629,7 @@
       const done = await api("DELETE", `/api/events/${event.id}`);
       closeDialogs();
       const kept = done.recording ? ` (${done.recording} segment still recording was kept)` : "";
-      notify(`Deleted: ${done.segments + done.snapshots} file(s), ${fmtBytes(done.bytes_freed)}${kept}.`);
+      notify(`Deleted: ${done.segments + done.snapshots} file(s), ${fmtBytes(done.bytes_freed)}${kept}.`, true);
       await loadEvents(true).catch(reportError);
       await loadStorage().catch(() => {});
     } catch (error) {
