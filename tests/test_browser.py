@@ -616,6 +616,8 @@ def test_download_and_delete_from_the_player(
         )
         assert int(probe.stdout) > 10
 
+        check_player_buttons_on_a_phone(browser, running_hub.base, event_id, problems)
+
         doomed = hub.index.segments_overlapping("hall", done[0].start_time, done[1].end_time)
         page.click("#player-delete")
         pw_expect(page.locator("#delete-dialog")).to_be_visible()
@@ -628,6 +630,8 @@ def test_download_and_delete_from_the_player(
         pw_expect(page.locator("#notice-text")).to_contain_text("Deleted:")
         pw_expect(page.locator(f'.event[data-event="{event_id}"]')).to_have_count(0)
         shot(page, "deleted.png")
+        page.locator("#storage").scroll_into_view_if_needed()
+        shot(page, "storage.png")
         assert hub.index.get_event(event_id) is None
         for row in doomed:
             assert hub.index.get_segment(row.id) is None
@@ -640,3 +644,28 @@ def test_download_and_delete_from_the_player(
     finally:
         owner.close()
     assert not problems.found, problems.found
+
+
+def check_player_buttons_on_a_phone(
+    browser: Browser, base: str, event_id: int, problems: PageProblems
+) -> None:
+    """At 390 px the player's four buttons wrap inside the dialog, none cut off."""
+    phone = new_context(browser, PHONE, is_mobile=True, has_touch=True)
+    try:
+        page = problems.watch(phone.new_page())
+        page.goto(base + "/#events")
+        log_in(page)
+        page.locator(f'.event[data-event="{event_id}"]').click()
+        pw_expect(page.locator("#player")).to_be_visible()
+        page.locator("#player-share").scroll_into_view_if_needed()
+        dialog = page.locator("#player").bounding_box()
+        assert dialog is not None
+        for button in ("#player-delete", "#player-download", "#player-share"):
+            box = page.locator(button).bounding_box()
+            assert box is not None, button
+            assert (
+                dialog["x"] <= box["x"] and box["x"] + box["width"] <= dialog["x"] + dialog["width"]
+            )
+        shot(page, "player-phone.png")
+    finally:
+        phone.close()

@@ -653,12 +653,23 @@
     return `${unit ? value.toFixed(value < 10 ? 1 : 0) : value} ${units[unit]}`;
   }
 
+  function fmtAge(seconds) {
+    if (seconds < 60) return "under a minute";
+    if (seconds < 2 * 86400) return fmtDuration(seconds);
+    return `${(seconds / 86400).toFixed(1)} days`;
+  }
+
   async function loadStorage() {
     const s = await api("GET", "/api/storage");
     if (!state.loggedIn) return;
     const perCamera = s.cameras.map((c) => `${cameraName(c.id)} ${fmtBytes(c.bytes)}`).join(", ");
     const budget = s.budget_bytes ? ` of a ${fmtBytes(s.budget_bytes)} budget` : "";
-    const kept = s.kept_days === null ? "no footage yet" : `footage goes back ${fmtDuration(s.kept_days * 86400)}`;
+    const age = s.kept_days === null ? null : s.kept_days * 86400;
+    const limit = s.max_age_days ? ` (retention keeps up to ${s.max_age_days} days)` : "";
+    const kept =
+      age === null
+        ? "no footage yet"
+        : `the oldest footage is ${fmtAge(age)} old${limit}`;
     $("storage").textContent =
       `Storage: ${fmtBytes(s.footage_bytes)} of footage${budget}` +
       (perCamera ? ` (${perCamera})` : "") +
