@@ -587,6 +587,10 @@ def test_download_and_delete_from_the_player(
         page.click('.tab[data-tab="events"]')
         page.locator(f'.event[data-event="{event_id}"]').click()
         pw_expect(page.locator("#player-meta")).to_contain_text("clip")
+        # The motion is marked on the strip under the video, after the pre-roll.
+        pw_expect(page.locator("#player-motion")).to_be_visible()
+        left = page.locator("#player-motion .motion-span").evaluate("s => s.offsetLeft")
+        assert left > 0
         with page.expect_download() as download_info:
             page.click("#player-download")
         download = download_info.value

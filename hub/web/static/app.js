@@ -561,6 +561,7 @@
     const title = `${cameraName(event.camera_id)}`;
     $("player-title").textContent = title;
     $("player-meta").textContent = clipSpanText(event);
+    showMotion(event);
     show($("player-error"), false);
     video.src = event.clip_url;
     $("player-download").href = `${event.clip_url}?download=1`;
@@ -569,6 +570,23 @@
     const dialog = $("player");
     if (!dialog.open) dialog.showModal();
     video.play().catch(() => {}); // the owner can press play if the browser refuses
+  }
+
+  // Mark the motion on a strip under the video, as a share of the clip's length.
+  function showMotion(event) {
+    const track = $("player-motion");
+    const length = event.clip_end - event.clip_start;
+    if (event.clip_start === null || !(length > 0)) {
+      show(track, false);
+      return;
+    }
+    const end = event.end === null ? event.clip_end : Math.min(event.end, event.clip_end);
+    const left = Math.min(1, event.motion_offset / length);
+    const width = Math.max(0.01, Math.min(1 - left, (end - event.start) / length));
+    const span = track.querySelector(".motion-span");
+    span.style.left = `${(left * 100).toFixed(2)}%`; // CSSOM: allowed by the CSP
+    span.style.width = `${(width * 100).toFixed(2)}%`;
+    show(track, true);
   }
 
   // The clip's real span, as the event JSON gives it: pre-roll, motion, post-roll.
