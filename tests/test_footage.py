@@ -496,3 +496,29 @@ def test_snapshot_bursts_end_on_a_pause_and_keep_sessions_apart() -> None:
         ("owner from A", [("hall", 1), ("hall", 2)]),
         ("owner from A", [("porch", 3), ("hall", 4), ("hall", 5)]),
     ]  # single looks (b, and a's last) are on record already, nothing more to list
+
+
+async def test_share_records_name_the_share_by_its_label(hub: Hub) -> None:
+    segments = hall_segments(hub)
+    event = add_event(hub, segments[30].start_time, segments[31].end_time)
+    since = last_seq(hub)
+    client = await logged_in(hub)
+    async with client:
+        async with client.post(
+            base(hub) + "/api/shares",
+            json={"event_id": event, "expires_in": 3600, "label": "for the neighbour"},
+            headers=origin(hub),
+        ) as resp:
+            share = await resp.json()
+        status, visitor = await open_link(hub, share["link"])
+        async with visitor:
+            assert status == 200
+        async with client.delete(
+            f"{base(hub)}/api/shares/{share['id']}", headers=origin(hub)
+        ) as resp:
+            assert resp.status == 204
+    about = [(k, a, d) for k, a, d in audit_kinds(hub, since) if k.startswith("share")]
+    assert [k for k, _, _ in about] == ["share created", "share used", "share revoked"]
+    for _kind, who, detail in about:  # the id (in the detail or the actor) and the label
+        assert share["id"] in (detail.get("share", ""), who.split()[1]), (who, detail)
+        assert detail["label"] == "for the neighbour"
