@@ -522,3 +522,46 @@ async def test_share_records_name_the_share_by_its_label(hub: Hub) -> None:
     for _kind, who, detail in about:  # the id (in the detail or the actor) and the label
         assert share["id"] in (detail.get("share", ""), who.split()[1]), (who, detail)
         assert detail["label"] == "for the neighbour"
+
+
+async def test_a_deletion_stopped_part_way_is_a_clear_503_logged_and_can_be_redone(
+    hub: Hub,
+) -> None:
+    """A file that cannot be deleted (made immutable: even root cannot write or unlink
+    it) stops the deletion: what went before is gone, that file and its row stay
+    intact, the owner gets a 503 that says so, the access log records the failure, and
+    deleting again once the file can go finishes the job."""
+    if shutil.which("chattr") is None:
+        pytest.fail("chattr not found: apt-get install e2fsprogs")
+    segments = hall_segments(hub)
+    event = add_event(hub, segments[40].start_time + 0.5, segments[41].end_time - 0.5)
+    cam = next(c for c in hub.config.cameras if c.id == "hall")
+    row = hub.index.get_event(event)
+    covering = hub.index.segments_overlapping(
+        "hall", row.start_time - cam.pre_roll, row.end_time + cam.post_roll
+    )
+    stuck = covering[len(covering) // 2]
+    stuck_path = hub.archive.data_dir / stuck.path
+    before = stuck_path.read_bytes()
+    subprocess.run(["chattr", "+i", str(stuck_path)], check=True)
+    since = last_seq(hub)
+    client = await logged_in(hub)
+    try:
+        async with client:
+            url = f"{base(hub)}/api/events/{event}"
+            async with client.delete(url, headers=origin(hub)) as resp:
+                assert resp.status == 503
+                assert "stopped part-way" in (await resp.json())["error"]
+            assert stuck_path.read_bytes() == before and hub.index.get_segment(stuck.id)
+            assert hub.index.get_segment(covering[0].id) is None  # went before it
+            assert hub.index.get_event(event) is not None
+            subprocess.run(["chattr", "-i", str(stuck_path)], check=True)
+            async with client.delete(url, headers=origin(hub)) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["segments"] == len(covering) - covering.index(stuck)
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck_path)], check=False)
+    logged = [d for k, _, d in audit_kinds(hub, since) if k.startswith("footage deleted")]
+    assert len(logged) == 2 and "failed" in logged[0] and logged[0]["event"] == event
+    assert "failed" not in logged[1] and logged[1]["events"] == 1
+    assert all(hub.index.get_segment(s.id) is None for s in covering)

@@ -8,17 +8,20 @@ takes; every deletion and download goes in the access log.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
+import sqlite3
 import time
-from typing import Any
 
 from aiohttp import web
 
-from hub.archive import DAY, Deletion
+from hub.archive import DAY
 from hub.audit import AuditKind
 from hub.store import EventRow
 from hub.web.api import _camera, _event, _number, actor, event_window, events_json
 from hub.web.app import audit, context, json_error, json_response
+
+log = logging.getLogger(__name__)
 
 MAX_SPAN = 31 * DAY  # longest stretch one recordings query may cover
 MAX_RANGES = 2000  # recorded stretches per answer; past that, `more` is set
@@ -104,14 +107,9 @@ async def recordings(request: web.Request) -> web.Response:
 # -- deletion ------------------------------------------------------------------------
 
 
-def _deleted_json(deletion: Deletion) -> dict[str, Any]:
-    return {"ok": True, **deletion.detail()}
-
-
 async def delete_range(request: web.Request) -> web.Response:
     """Crypto-shred one camera's footage in [start, end): whole segments that cover any
     of it, the snapshots and ended events in it. A segment being recorded is kept."""
-    ctx = context(request)
     cam = _camera(request)
     start, end = _number(request, "start"), _number(request, "end")
     if start is None or end is None:
@@ -121,49 +119,59 @@ async def delete_range(request: web.Request) -> web.Response:
             web.HTTPBadRequest,
             f"end must be after start, by at most {MAX_DELETE_SPAN:.0f} s (a day at a time)",
         )
-    deletion = await asyncio.to_thread(ctx.archive.delete_footage, cam.id, start, end)
-    await _log_deletion(request, actor(request), cam.id, start, end, deletion)
-    return json_response(_deleted_json(deletion))
+    return await _delete(request, cam.id, start, end, None)
 
 
 async def delete_event(request: web.Request) -> web.Response:
     """Crypto-shred an event's clip (its motion with pre- and post-roll), its snapshot
     and the event itself. An event still going on cannot be deleted yet."""
-    ctx = context(request)
     row = _event(request)
     if row.end_time is None:
         raise json_error(
             web.HTTPConflict, "this event is still going on; delete it once it has ended"
         )
-    start, end = event_window(ctx, row, time.time())
-    deletion = await asyncio.to_thread(ctx.archive.delete_footage, row.camera_id, start, end, row)
-    await _log_deletion(request, actor(request), row.camera_id, start, end, deletion, event=row.id)
-    return json_response(_deleted_json(deletion))
+    start, end = event_window(context(request), row, time.time())
+    return await _delete(request, row.camera_id, start, end, row)
 
 
-async def _log_deletion(
-    request: web.Request,
-    who: str,
-    camera: str,
-    start: float,
-    end: float,
-    deletion: Deletion,
-    **detail: object,
-) -> None:
+async def _delete(
+    request: web.Request, camera: str, start: float, end: float, event: EventRow | None
+) -> web.Response:
+    """Delete while holding the clip slot, so no clip is being assembled from the files
+    meanwhile, then forget every assembled clip (one may hold the shredded footage), and
+    write the access log: what went, or that the deletion stopped part-way."""
     ctx = context(request)
-    ctx.clips.drop(lambda key: True)  # no decrypted copy of shredded footage stays served
+    detail: dict[str, object] = {
+        "camera": camera,
+        "start": round(start, 3),
+        "end": round(end, 3),
+        **({"event": event.id} if event is not None else {}),
+    }
+    try:
+        async with ctx.clip_slot:
+            deletion = await asyncio.to_thread(
+                ctx.archive.delete_footage, camera, start, end, event
+            )
+            ctx.clips.drop(lambda key: True)
+    except (OSError, sqlite3.DatabaseError) as exc:
+        log.error("deleting %s footage stopped part-way: %s", camera, exc)
+        await audit(ctx, AuditKind.FOOTAGE_DELETED, actor(request), failed=str(exc), **detail)
+        raise json_error(
+            web.HTTPServiceUnavailable,
+            "the deletion stopped part-way (see the hub's log); what is left is still "
+            "listed: try again",
+        ) from None
+    counts = deletion.detail()
     await audit(
         ctx,
         AuditKind.FOOTAGE_DELETED,
-        who,
-        camera=camera,
-        start=round(start, 3),
-        end=round(end, 3),
-        bytes=deletion.bytes_freed,
+        actor(request),
         files=deletion.segments + deletion.snapshots,
-        **{k: v for k, v in deletion.detail().items() if k != "bytes_freed"},
+        bytes=counts.pop("bytes_freed"),
+        **counts,
         **detail,
     )
+    return json_response({"ok": True, **deletion.detail()})
 
 
 # -- storage -------------------------------------------------------------------------
