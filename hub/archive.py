@@ -587,35 +587,35 @@ class Archive:
         counts = {"segments": 0, "snapshots": 0, "bytes": 0, "recording": 0}
 
         def delete(row: SegmentRow | SnapshotRow) -> None:
-            self._delete(row)
+            # One file at a time under the retention lock: a retention pass (or a camera
+            # short of space) waits for one file, not for the whole deletion.
+            with self._retention_lock:
+                self._delete(row)
             counts["bytes"] += row.size or 0
             counts["segments" if isinstance(row, SegmentRow) else "snapshots"] += 1
 
-        with self._retention_lock:
+        for row in _paged(
+            lambda limit, after: self.index.segments_to_delete(camera_id, start, end, limit, after)
+        ):
+            if row.state is SegmentState.OPEN:
+                counts["recording"] += 1
+            else:
+                delete(row)
+        if event is not None:
+            snapshot = self.index.get_snapshot(event.snapshot_id or "")
+            if snapshot is not None:
+                delete(snapshot)
+            events = int(self.index.delete_event(event.id))
+        else:
             for row in _paged(
-                lambda limit, after: self.index.segments_to_delete(
+                lambda limit, after: self.index.snapshots_to_delete(
                     camera_id, start, end, limit, after
                 )
             ):
-                if row.state is SegmentState.OPEN:
-                    counts["recording"] += 1
-                else:
-                    delete(row)
-            if event is not None:
-                snapshot = self.index.get_snapshot(event.snapshot_id or "")
-                if snapshot is not None:
-                    delete(snapshot)
-                events = int(self.index.delete_event(event.id))
-            else:
-                for row in _paged(
-                    lambda limit, after: self.index.snapshots_to_delete(
-                        camera_id, start, end, limit, after
-                    )
-                ):
-                    delete(row)
-                events = self.index.delete_events(camera_id, start, end)
-            if counts["segments"] or counts["snapshots"]:
-                self.index.checkpoint()
+                delete(row)
+            events = self.index.delete_events(camera_id, start, end)
+        if counts["segments"] or counts["snapshots"]:
+            self.index.checkpoint()
         return Deletion(
             segments=counts["segments"],
             snapshots=counts["snapshots"],
