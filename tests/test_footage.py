@@ -30,6 +30,7 @@ from hub.cli import init_data_dir
 from hub.config import parse_config
 from hub.daemon import DataPaths, Hub
 from hub.store import Index, SegmentState
+from hub.web import footage
 from hub.web.clips import attachment
 
 NOW = 1_800_000_000.0  # "now" for index queries on made-up footage
@@ -565,3 +566,12 @@ async def test_a_deletion_stopped_part_way_is_a_clear_503_logged_and_can_be_redo
     assert len(logged) == 2 and "failed" in logged[0] and logged[0]["event"] == event
     assert "failed" not in logged[1] and logged[1]["events"] == 1
     assert all(hub.index.get_segment(s.id) is None for s in covering)
+
+
+def test_ranges_are_marked_where_motion_meets_them() -> None:
+    motion = [(10.0, 20.0), (30.0, 31.0)]
+    ends = [b for _a, b in motion]
+    assert [
+        footage._overlaps(a, b, motion, ends)
+        for a, b in ((0, 10), (0, 10.5), (20, 30), (19, 19.5), (25, 40), (31, 50), (40, 50))
+    ] == [False, True, False, True, True, False, False]

@@ -8,6 +8,7 @@ takes; every deletion and download goes in the access log.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import shutil
 import sqlite3
@@ -54,8 +55,13 @@ def merge_motion(events: list[EventRow], now: float) -> list[tuple[float, float]
     return merged
 
 
-def _overlaps(start: float, end: float, spans: list[tuple[float, float]]) -> bool:
-    return any(a < end and b > start for a, b in spans)
+def _overlaps(
+    start: float, end: float, spans: list[tuple[float, float]], ends: list[float]
+) -> bool:
+    """Whether [start, end) meets any of `spans` (merged, so sorted and disjoint, their
+    ends in `ends`): the first span ending after `start` is the only candidate."""
+    i = bisect.bisect_right(ends, start)
+    return i < len(spans) and spans[i][0] < end
 
 
 async def recordings(request: web.Request) -> web.Response:
@@ -70,8 +76,7 @@ async def recordings(request: web.Request) -> web.Response:
         raise json_error(
             web.HTTPBadRequest, f"end must be after start, by at most {MAX_SPAN / DAY:.0f} days"
         )
-    gap = _number(request, "gap", DEFAULT_GAP)
-    assert gap is not None
+    gap = _number(request, "gap", DEFAULT_GAP) or 0.0
     if not 0 <= gap <= MAX_GAP:
         raise json_error(web.HTTPBadRequest, f"gap: must be 0..{MAX_GAP:.0f} seconds")
     now = time.time()
@@ -80,6 +85,7 @@ async def recordings(request: web.Request) -> web.Response:
         asyncio.to_thread(ctx.index.events, cam.id, start, end, MAX_EVENTS + 1),
     )
     motion = merge_motion(events[:MAX_EVENTS], now)
+    ends = [b for _a, b in motion]
     return json_response(
         {
             "camera": cam.id,
@@ -93,7 +99,7 @@ async def recordings(request: web.Request) -> web.Response:
                     "end": b,
                     "segments": n,
                     "bytes": size,
-                    "motion": _overlaps(a, b, motion),
+                    "motion": _overlaps(a, b, motion, ends),
                 }
                 for a, b, n, size in spans[:MAX_RANGES]
             ],
