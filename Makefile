@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 
 .PHONY: demo run test lint bench screenshots system-deps test-system-deps clean
 
+# LISTEN=0.0.0.0:8080 serves the demo to other machines on the LAN (a headless Pi).
 demo: $(VENV)/.installed
-	$(BIN)/camhub demo
+	$(BIN)/camhub demo $(if $(LISTEN),--listen $(LISTEN))
 
 run: $(VENV)/.installed
 	$(BIN)/camhub run --config $(or $(CONFIG),/etc/camhub/camhub.toml)
@@ -41,12 +42,12 @@ test-system-deps:
 
 $(VENV)/.installed: pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
 clean:

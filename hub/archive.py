@@ -23,10 +23,11 @@ Invariants, in the order the code keeps them:
    deleted, then the row. When a full disk or a failing index refuses that update (or
    finish()'s), the segment is unsettled: settle() retries it at each open and each
    retention pass, and retention counts its file meanwhile.
-7. Deleting (retention) overwrites the file's header (its wrapped data key) and
-   fsyncs it, unlinks the file, fsyncs the directory, then deletes the row: a crash
-   in between leaves a row whose file is gone or unreadable (the next pass deletes
-   it), never a readable file without a row, which retention would never reach.
+7. Deleting (retention, or the owner's deletion) overwrites the file's header (its
+   wrapped data key) and fsyncs it, unlinks the file, fsyncs the directory, then
+   deletes the row: a crash in between leaves a row whose file is gone or unreadable
+   (the next pass deletes it), never a readable file without a row, which retention
+   would never reach.
 8. A snapshot is sealed in memory, written to `<id>.snap.tmp`, fsynced, renamed to
    `<id>.snap`, its directory fsynced, then its row inserted.
 9. recover() deletes only the leftovers of those crash windows that hold no footage:
@@ -219,6 +220,20 @@ class RetentionReport:
                 "to delete"
             )
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """What the owner's deletion removed, for the answer and the access log."""
+
+    segments: int
+    snapshots: int
+    bytes_freed: int
+    events: int
+    recording: int  # segments being written in the range, left alone
+
+    def detail(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
 
 
 class Archive:
@@ -587,6 +602,60 @@ class Archive:
     def _short_of_space(self) -> bool:
         floor = self.policy.min_free_bytes
         return bool(floor) and self._free_space(self.data_dir) < floor
+
+    def delete_footage(
+        self, camera_id: str, start: float, end: float, event: EventRow | None = None
+    ) -> Deletion:
+        """The owner's deletion, beside retention and by the same steps (invariant 7):
+        every finished segment of the camera that covers any of [start, end), whole.
+        With `event`, that event and its snapshot go too; without, every snapshot taken
+        and every ended event begun in the range. A segment being written is never
+        touched (it is counted in `recording`; delete again once it is finished). The
+        index is checkpointed after, so the share keys the deleted segments' rows took
+        with them (ON DELETE CASCADE) leave the WAL as well.
+        """
+        _check_camera_id(camera_id)
+        if not end > start:
+            raise ValueError("the end of a deletion must be after its start")
+        counts = {"segments": 0, "snapshots": 0, "bytes": 0, "recording": 0}
+
+        def delete(row: SegmentRow | SnapshotRow) -> None:
+            # One file at a time under the retention lock: a retention pass (or a camera
+            # short of space) waits for one file, not for the whole deletion.
+            with self._retention_lock:
+                self._delete(row)
+            counts["bytes"] += row.size or 0
+            counts["segments" if isinstance(row, SegmentRow) else "snapshots"] += 1
+
+        for row in _paged(
+            lambda limit, after: self.index.segments_to_delete(camera_id, start, end, limit, after)
+        ):
+            if row.state is SegmentState.OPEN:
+                counts["recording"] += 1
+            else:
+                delete(row)
+        if event is not None:
+            snapshot = self.index.get_snapshot(event.snapshot_id or "")
+            if snapshot is not None:
+                delete(snapshot)
+            events = int(self.index.delete_event(event.id))
+        else:
+            for row in _paged(
+                lambda limit, after: self.index.snapshots_to_delete(
+                    camera_id, start, end, limit, after
+                )
+            ):
+                delete(row)
+            events = self.index.delete_events(camera_id, start, end)
+        if counts["segments"] or counts["snapshots"]:
+            self.index.checkpoint()
+        return Deletion(
+            segments=counts["segments"],
+            snapshots=counts["snapshots"],
+            bytes_freed=counts["bytes"],
+            events=events,
+            recording=counts["recording"],
+        )
 
     def _oldest_first(self) -> Iterator[SegmentRow | SnapshotRow]:
         """Finished segments and snapshots merged in recording order (their sequence

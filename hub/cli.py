@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from hub import repair, tls, vault
+from hub import __version__, repair, tls, vault
 from hub.audit import AuditKind, AuditLog
 from hub.config import (
     DEMO_PORT,
@@ -25,6 +26,7 @@ from hub.config import (
     StorageSettings,
     default_config,
     load_config,
+    warnings,
 )
 from hub.daemon import (
     DataPaths,
@@ -47,6 +49,7 @@ from hub.store import DamagedIndex, Index, SchemaError, is_damage
 log = logging.getLogger("hub")
 
 MIN_PASSWORD_LENGTH = 10
+PASSWORD_TRIES = 5  # at the terminal, `init` and `passwd` ask again this many times
 
 
 class CommandError(Exception):
@@ -93,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="camhub", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"camhub {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help: str):
@@ -111,6 +115,13 @@ def _parser() -> argparse.ArgumentParser:
     p = command("demo", cmd_demo, "run a throwaway hub with the built-in camera")
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     p.add_argument("--data-dir", type=Path, help="keep the demo's data here instead of a temp dir")
+    p.add_argument(
+        "--listen",
+        default=f"127.0.0.1:{DEMO_PORT}",
+        help="host:port to serve the page on, e.g. 0.0.0.0:8080 to open it from another "
+        f"machine on the LAN (plain HTTP; default 127.0.0.1:{DEMO_PORT})",
+    )
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
     p = command("check-config", cmd_check_config, "validate a config file")
     p.add_argument("config", type=Path)
@@ -229,12 +240,29 @@ def _ask(prompt: str, file: Path | None) -> str:
 
 
 def _new_password(file: Path | None) -> str:
-    password = _ask("New owner password: ", file)
-    if file is None and getpass.getpass("Repeat it: ") != password:
-        raise CommandError("the two passwords differ; nothing was changed")
+    """The new password: from the file (refused if too short), or asked at the terminal
+    until it is long enough and typed the same twice (PASSWORD_TRIES at most)."""
+    if file is not None:
+        password = _read_secret_file(file)
+        if problem := _password_problem(password):
+            raise CommandError(problem)
+        return password
+    for _ in range(PASSWORD_TRIES):
+        password = _ask("New owner password: ", None)
+        if problem := _password_problem(password):
+            print(f"camhub: {problem}; try again", file=sys.stderr)
+            continue
+        if getpass.getpass("Repeat it: ") != password:
+            print("camhub: the two passwords differ; try again", file=sys.stderr)
+            continue
+        return password
+    raise CommandError(f"no usable password after {PASSWORD_TRIES} tries; nothing was changed")
+
+
+def _password_problem(password: str) -> str | None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise CommandError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    return password
+        return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
+    return None
 
 
 # -- commands --------------------------------------------------------------------------
@@ -278,6 +306,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    config: Config = default_config(Path("."), args.listen)  # --listen checked first
+    # The hub's info lines (cameras starting...) would bury the password: warnings only.
+    logging.getLogger().setLevel((args.log_level or "warning").upper())
     keep = args.data_dir is not None
     root = args.data_dir.resolve() if keep else Path(tempfile.mkdtemp(prefix="camhub-demo-"))
     try:
@@ -286,23 +317,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not paths.keys.exists():
             password = secrets.token_urlsafe(12)
             init_data_dir(paths, password)
-        config: Config = default_config(root)
-        print(f"camhub demo: a porch camera (synthetic) recording into {root}")
-        if password is not None:
-            print(f"camhub demo: owner password for this demo: {password}")
-        print(
-            f"camhub demo: open http://127.0.0.1:{DEMO_PORT}/ and log in with that password; "
-            "someone walks by every ~20 s; press Ctrl-C to stop"
-        )
-        run_until_signalled(Hub(config), seconds=args.seconds)
-        _print_demo_summary(root)
+        config = default_config(root, args.listen)
+        print(f"camhub demo: a porch camera (synthetic) recording into {root}", flush=True)
+        hub = Hub(config)
+
+        def started() -> None:
+            port = hub.web.port if hub.web is not None else _split_port(args.listen)
+            print(_demo_banner(config.web.host, port, password), flush=True)
+
+        run_until_signalled(hub, seconds=args.seconds, started=started)
+        _print_demo_summary(root, password, keep)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
-def _print_demo_summary(root: Path) -> None:
+def _split_port(listen: str) -> int:
+    return int(listen.rpartition(":")[2])
+
+
+def _demo_banner(host: str, port: int, password: str | None) -> str:
+    """What to open and the password, framed, printed once the page is served."""
+    if host in ("0.0.0.0", "::"):
+        name = socket.gethostname().partition(".")[0]
+        where = [
+            f"open http://{name}.local:{port}/ from another machine on the LAN",
+            f"(or http://<this box's address>:{port}/; `hostname -I` lists them)",
+        ]
+    else:
+        shown = f"[{host}]" if ":" in host else host
+        where = [f"open http://{shown}:{port}/"]
+    lines = [*where, "someone walks by every ~20 s; press Ctrl-C to stop"]
+    if password is not None:
+        lines.append(f"owner password: {password}")
+    else:
+        lines.append("log in with the password this data directory was made with")
+    return _framed(lines)
+
+
+def _framed(lines: list[str]) -> str:
+    width = max(len(line) for line in lines)
+    rule = "+" + "-" * (width + 2) + "+"
+    return "\n".join([rule, *(f"| {line.ljust(width)} |" for line in lines), rule])
+
+
+def _print_demo_summary(root: Path, password: str | None, kept: bool) -> None:
     index = Index(DataPaths(root).index)
     try:
         events = index.events(limit=1000)
@@ -310,14 +370,21 @@ def _print_demo_summary(root: Path) -> None:
     finally:
         index.close()
     sealed = sum(s.size or 0 for s in segments)
-    print(
-        f"camhub demo: {len(events)} motion event(s), {len(segments)} sealed segment(s), "
-        f"{sealed / 1e6:.1f} MB encrypted at rest"
-    )
+    lines = [
+        f"{len(events)} motion event(s), {len(segments)} sealed segment(s), "
+        f"{sealed / 1e6:.1f} MB encrypted at rest",
+        f"kept in {root}" if kept else "the demo's data is deleted now",
+    ]
+    if password is not None:
+        lines.append(f"owner password: {password}")
+    print(_framed(lines), flush=True)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Problems refuse the config (exit 1); warnings are printed and it passes (exit 0)."""
     config = load_config(args.config)
+    for warning in warnings(config):
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(f"{args.config}: ok ({len(config.cameras)} camera(s), data in {config.hub.data_dir})")
     if config.offsite is not None:
         o = config.offsite

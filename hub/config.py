@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 Recording = Literal["motion", "continuous", "off"]
@@ -312,11 +312,47 @@ def parse_config(text: str, *, base_dir: Path) -> Config:
 DEMO_PORT = 8080
 
 
-def default_config(data_dir: Path) -> Config:
-    """The demo hub: one synthetic porch camera, recording on motion."""
+def default_config(data_dir: Path, listen: str = f"127.0.0.1:{DEMO_PORT}") -> Config:
+    """The demo hub: one synthetic porch camera, recording on motion, served over plain
+    HTTP wherever it listens (`camhub demo --listen 0.0.0.0:8080` for a laptop on the
+    LAN to reach a headless Pi): it is a throwaway hub with a made-up camera and a
+    password made for it, so the plain-HTTP rule for real hubs is waived."""
+    try:
+        host = _split_listen(listen)[0]
+    except _Invalid as exc:
+        raise ConfigError([f"--listen: {reason}" for _, reason in exc.problems]) from None
     demo = CameraSettings(id="demo", name="Demo porch", url="synthetic:porch", record="motion")
-    web = WebSettings(listen=f"127.0.0.1:{DEMO_PORT}", tls=False)
+    web = WebSettings(listen=listen, tls=False, allow_plain_http=not _is_loopback(host))
     return Config(hub=HubSettings(data_dir=data_dir), web=web, cameras=(demo,))
+
+
+PLACEHOLDER_PASSWORDS = frozenset(
+    {"change-me", "changeme", "change_me", "password", "passwd", "secret", "example", "xxx"}
+)
+
+
+def warnings(config: Config) -> list[str]:
+    """What `check-config` points out without refusing the config: passwords still as
+    an example left them, and V4L2 devices not present on this machine (a USB camera
+    unplugged, or a config written for another box). Never shows a password."""
+    found = []
+    for n, cam in enumerate(config.cameras):
+        for key in ("url", "detect_url"):
+            url = getattr(cam, key)
+            password = urlsplit(url).password if "://" in url else None
+            if password is not None and unquote(password).lower() in PLACEHOLDER_PASSWORDS:
+                found.append(
+                    f"camera[{n}].{key}: the password is a placeholder ({redact_url(url)}); "
+                    "put the camera's real password there"
+                )
+            if url.startswith("v4l2://") and not Path(url.removeprefix("v4l2://")).exists():
+                found.append(
+                    f"camera[{n}].{key}: no device {url.removeprefix('v4l2://')} on this "
+                    "machine (is the camera plugged in?)"
+                )
+    if config.mqtt.password.lower() in PLACEHOLDER_PASSWORDS:
+        found.append("mqtt.password: a placeholder; put the broker's real password there")
+    return found
 
 
 _SECRET_QUERY = re.compile(

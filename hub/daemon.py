@@ -21,7 +21,7 @@ from hub.alerts.service import Alerts, OwnerAlerts
 from hub.alerts.sink import AnnouncingEvents
 from hub.alerts.topics import CameraInfo, page_url
 from hub.archive import Archive, RetentionPolicy
-from hub.audit import AuditKind, AuditLog, RepeatFilter
+from hub.audit import AuditKind, AuditLog, RepeatFilter, SnapshotBursts
 from hub.camera import Camera, EventSink
 from hub.config import Config
 from hub.fsutil import DirectoryLock
@@ -219,6 +219,7 @@ class Hub:
         self.sessions = Sessions(config.web.session_idle_minutes * 60.0)
         self.clips = ClipCache()
         self.repeats = RepeatFilter()
+        self.bursts = SnapshotBursts()
         self.web: WebServer | None = None
         self._failures = {
             task: RepeatedFailure(task)
@@ -316,6 +317,7 @@ class Hub:
             self.offsite.stop()  # what is still pending is sent after the next start
         try:
             self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
+            self.audit.record_bursts(self.bursts.due(time.time(), everything=True))
             self._seal_audit(owner_key)
             left_open = len(self.index.open_segments())
         except sqlite3.Error as exc:
@@ -354,6 +356,7 @@ class Hub:
                 throttle=LoginThrottle(),
                 clips=self.clips,
                 repeats=self.repeats,
+                bursts=self.bursts,
                 secure_cookies=web_settings.tls,
                 origins=frozenset(web_settings.origins),
                 listen_host=web_settings.host,
@@ -433,7 +436,9 @@ class Hub:
         for share, reason in shares_to_end(self.index, now):
             if self.index.end_share(share.id, now, reason):
                 self.audit.record(
-                    AuditKind.SHARE_EXPIRED, "system", {"share": share.id, "reason": reason.value}
+                    AuditKind.SHARE_EXPIRED,
+                    "system",
+                    {"share": share.id, "label": share.label, "reason": reason.value},
                 )
         for session, reason in self.sessions.expire(now):
             self.audit.record(
@@ -442,6 +447,7 @@ class Hub:
                 {"locked": True, "reason": reason},
             )
         self.audit.record_repeats(self.repeats.due(now))
+        self.audit.record_bursts(self.bursts.due(now))
         if not len(self.sessions):
             self.clips.drop(is_owner_clip)
         self.clips.evict_stale()
@@ -528,8 +534,11 @@ def _hidden(config: Config) -> dict[str, str]:
     return hidden
 
 
-def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or for `seconds`), then stop cleanly."""
+def run_until_signalled(
+    hub: Hub, *, seconds: float | None = None, started: Callable[[], None] | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT (or for `seconds`), then stop cleanly; `started` runs
+    once the hub (and its web server) is up."""
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -539,6 +548,8 @@ def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         hub.start()
+        if started is not None:
+            started()
         stop.wait(seconds)
     finally:
         hub.stop()

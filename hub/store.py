@@ -442,6 +442,16 @@ _EVENT_COLUMNS = (
     "bbox_x, bbox_y, bbox_w, bbox_h, snapshot_id"
 )
 _SNAPSHOT_COLUMNS = "id, camera_id, event_id, time, path, size, seq"
+# Readable segments of a camera that cover any of [start, end): of those that start
+# before `start` only the latest can reach into the range, so the query seeks to it
+# instead of scanning the camera's history. Parameters: camera, end, camera, start,
+# start, start.
+_OVERLAPPING = (
+    "WHERE camera_id = ? AND state != 'open' AND start_time < ? "
+    "AND start_time >= coalesce("
+    "  (SELECT max(start_time) FROM segments WHERE camera_id = ? AND start_time <= ?), ?) "
+    "AND coalesce(end_time, start_time) > ?"
+)
 # The next footage sequence number, taken inside the inserting transaction.
 _NEXT_SEQ = "UPDATE footage_seq SET last = last + 1 WHERE one = 1 RETURNING last"
 _AUDIT_COLUMNS = "seq, time, kind, actor, detail, hash"
@@ -625,15 +635,62 @@ class Index:
         instead of scanning the camera's whole history.
         """
         return self._segments(
-            f"SELECT {_SEGMENT_COLUMNS} FROM segments "
-            "WHERE camera_id = ? AND state != 'open' AND start_time < ? "
-            "AND start_time >= coalesce("
-            "  (SELECT max(start_time) FROM segments WHERE camera_id = ? AND start_time <= ?),"
-            "  ?) "
-            "AND coalesce(end_time, start_time) > ? "
-            "ORDER BY start_time",
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments {_OVERLAPPING} ORDER BY start_time",
             (camera_id, end, camera_id, start, start, start),
         )
+
+    def clip_span(self, camera_id: str, start: float, end: float) -> tuple[float, float] | None:
+        """Where a clip of [start, end) really begins and ends: it plays the whole
+        segments segments_overlapping() finds. None when no footage is left."""
+        rows = self._query(
+            f"SELECT min(start_time), max(coalesce(end_time, start_time)) FROM segments "
+            f"{_OVERLAPPING}",
+            (camera_id, end, camera_id, start, start, start),
+        )
+        first, last = rows[0]
+        return None if first is None else (float(first), float(last))  # type: ignore[arg-type]
+
+    def segments_to_delete(
+        self, camera_id: str, start: float, end: float, limit: int, after: int = 0
+    ) -> list[SegmentRow]:
+        """Segments of one camera that cover any of [start, end), being written or not,
+        in recording order numbered after `after` (the owner's deletion walks them)."""
+        return self._segments(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE camera_id = ? "
+            "AND start_time < ? AND coalesce(end_time, ?) > ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (camera_id, end, end, start, after, _limit(limit)),
+        )
+
+    def recorded_spans(
+        self, camera_id: str, start: float, end: float, gap: float, limit: int, now: float
+    ) -> list[tuple[float, float, int, int]]:
+        """(start, end, segments, bytes) of the stretches a camera recorded within
+        [start, end), oldest first: segments at most `gap` seconds apart are one
+        stretch. Merged inside SQLite (gaps and islands), so a month of short segments
+        comes back as a few rows. A segment being written reaches to `now`."""
+        rows = self._query(
+            "WITH s AS (SELECT start_time AS a, coalesce(end_time, max(start_time, ?)) AS b, "
+            "  coalesce(size, 0) AS size FROM segments "
+            "  WHERE camera_id = ? AND start_time < ? AND coalesce(end_time, ?) > ?), "
+            "g AS (SELECT *, "
+            "  CASE WHEN a - lag(b) OVER (ORDER BY a) <= ? THEN 0 ELSE 1 END AS brk FROM s), "
+            "i AS (SELECT *, sum(brk) OVER (ORDER BY a ROWS UNBOUNDED PRECEDING) AS n FROM g) "
+            "SELECT min(a), max(b), count(*), sum(size) FROM i GROUP BY n ORDER BY n LIMIT ?",
+            (now, camera_id, end, now, start, gap, _limit(limit)),
+        )
+        return [(float(a), float(b), int(n), int(size)) for a, b, n, size in rows]  # type: ignore[arg-type]
+
+    def footage_by_camera(self) -> dict[str, tuple[int, int, float | None]]:
+        """Per camera: (sealed files, bytes, start of its oldest footage)."""
+        rows = self._query(
+            "SELECT camera_id, sum(n), sum(bytes), min(oldest) FROM ("
+            "  SELECT camera_id, count(*) AS n, coalesce(sum(size), 0) AS bytes, "
+            "  min(start_time) AS oldest FROM segments GROUP BY camera_id "
+            "  UNION ALL SELECT camera_id, count(*), sum(size), min(time) FROM snapshots "
+            "  GROUP BY camera_id) GROUP BY camera_id ORDER BY camera_id"
+        )
+        return {str(c): (int(n), int(b), o) for c, n, b, o in rows}  # type: ignore[misc]
 
     def open_segments(self) -> list[SegmentRow]:
         return self._segments(
@@ -834,6 +891,17 @@ class Index:
             )
         return [_event_row(row) for row in rows]
 
+    def delete_event(self, event_id: int) -> bool:
+        return self._write("DELETE FROM events WHERE id = ?", (event_id,)) > 0
+
+    def delete_events(self, camera_id: str, start: float, end: float) -> int:
+        """Forget the ended events of one camera that started in [start, end)."""
+        return self._write(
+            "DELETE FROM events WHERE camera_id = ? AND start_time >= ? AND start_time < ? "
+            "AND end_time IS NOT NULL",
+            (camera_id, start, end),
+        )
+
     def delete_events_ended_before(self, cutoff: float) -> int:
         # start_time <= end_time, so the first bound lets the index narrow the scan.
         return self._write(
@@ -871,6 +939,17 @@ class Index:
         rows = self._query(
             f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, _limit(limit)),
+        )
+        return [SnapshotRow(*row) for row in rows]  # type: ignore[arg-type]
+
+    def snapshots_to_delete(
+        self, camera_id: str, start: float, end: float, limit: int, after: int = 0
+    ) -> list[SnapshotRow]:
+        """Snapshots of one camera taken in [start, end), in recording order after `after`."""
+        rows = self._query(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE camera_id = ? "
+            "AND time >= ? AND time < ? AND seq > ? ORDER BY seq LIMIT ?",
+            (camera_id, start, end, after, _limit(limit)),
         )
         return [SnapshotRow(*row) for row in rows]  # type: ignore[arg-type]
 
@@ -1038,13 +1117,22 @@ class Index:
                 ).rowcount
                 self._conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,))
                 self._conn.execute("DELETE FROM share_opens WHERE share_id = ?", (share_id,))
-            with self._read_lock:  # our reader holds no snapshot that pins old frames
-                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            busy = self._checkpoint()
         if busy:  # another process (the CLI) kept reading past the busy timeout
             log.warning(
                 "share %s ended, but its keys stay in the WAL until the next checkpoint", share_id
             )
         return ended > 0
+
+    def checkpoint(self) -> bool:
+        """Move the WAL into the file and empty it, so rows just deleted (wrapped keys)
+        are gone from the disk now; False if another process kept it busy."""
+        with self._lock:
+            return not self._checkpoint()
+
+    def _checkpoint(self) -> int:
+        with self._read_lock:  # our reader holds no snapshot that pins old frames
+            return int(self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
 
     def live_shares(self) -> list[ShareRow]:
         rows = self._query(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE ended IS NULL")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -532,9 +533,13 @@ def check_session_end_and_logout(page: Page, owner: BrowserContext, base: str) -
     pw_expect(page.locator("#login-view")).to_be_visible()
     pw_expect(page.locator("#login-error")).to_contain_text("session has ended")
     pw_expect(page.locator(".timeline .event")).to_have_count(0)
+    pw_expect(page.locator("#login-error")).not_to_have_class(re.compile(r"form-info"))
     log_in(page)
     page.click("#logout")
     pw_expect(page.locator("#login-view")).to_be_visible()
+    # Logging out is no error: the message is shown, not in the red error box.
+    pw_expect(page.locator("#login-error")).to_contain_text("You have logged out")
+    pw_expect(page.locator("#login-error")).to_have_class(re.compile(r"\bform-info\b"))
     assert page.request.get(base + "/api/session").status == 401
 
 
@@ -712,3 +717,116 @@ def test_the_page_updates_itself(door_hub: DoorHub, browser: Browser) -> None:
     finally:
         owner.close()
     assert not problems.found, problems.found
+
+
+def test_download_and_delete_from_the_player(
+    running_hub: RunningHub, browser: Browser, tmp_path: Path
+) -> None:
+    """The player's Download saves `<camera>-<local time>.mp4` that ffprobe plays; its
+    Delete asks first, then shreds the event's files and rows, and says so in the log."""
+    hub = running_hub.hub
+    done = sorted(
+        (r for r in hub.index.segments("hall") if r.state is SegmentState.COMPLETE),
+        key=lambda r: r.start_time,
+    )
+    assert len(done) >= 2
+    event_id = hub.index.add_event("hall", done[0].start_time + 0.5)
+    hub.index.end_event(
+        event_id, end_time=done[1].end_time - 0.5, peak_score=0.05, peak_time=None, bbox=None
+    )
+    problems = PageProblems()
+    owner = new_context(browser, DESKTOP, accept_downloads=True)
+    page = problems.watch(owner.new_page())
+    try:
+        page.goto(running_hub.base + "/")
+        log_in(page)
+        pw_expect(page.locator("#storage")).to_contain_text("Storage:")
+        page.click('.tab[data-tab="events"]')
+        page.locator(f'.event[data-event="{event_id}"]').click()
+        pw_expect(page.locator("#player-meta")).to_contain_text("clip")
+        # The motion is marked on the strip under the video, after the pre-roll.
+        pw_expect(page.locator("#player-motion")).to_be_visible()
+        left = page.locator("#player-motion .motion-span").evaluate("s => s.offsetLeft")
+        assert left > 0
+        with page.expect_download() as download_info:
+            page.click("#player-download")
+        download = download_info.value
+        assert re.fullmatch(
+            r"Hallway-\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.mp4", download.suggested_filename
+        )
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        probe = subprocess.run(
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-count_frames",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=nb_read_frames",
+                "-of",
+                "csv=p=0",
+                str(saved),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert int(probe.stdout) > 10
+
+        check_player_buttons_on_a_phone(browser, running_hub.base, event_id, problems)
+
+        doomed = hub.index.segments_overlapping("hall", done[0].start_time, done[1].end_time)
+        page.click("#player-delete")
+        pw_expect(page.locator("#delete-dialog")).to_be_visible()
+        shot(page, "delete-confirm.png")
+        page.locator("#delete-dialog").get_by_role("button", name="Cancel").click()
+        pw_expect(page.locator("#delete-dialog")).to_be_hidden()
+        assert hub.index.get_event(event_id) is not None  # cancelled: nothing deleted
+        page.click("#player-delete")
+        page.click("#delete-confirm")
+        pw_expect(page.locator("#notice-text")).to_contain_text("Deleted:")
+        pw_expect(page.locator(f'.event[data-event="{event_id}"]')).to_have_count(0)
+        shot(page, "deleted.png")
+        page.locator("#storage").scroll_into_view_if_needed()
+        shot(page, "storage.png")
+        assert hub.index.get_event(event_id) is None
+        for row in doomed:
+            assert hub.index.get_segment(row.id) is None
+            assert not (hub.archive.data_dir / row.path).exists()
+        page.click('.tab[data-tab="log"]')
+        pw_expect(
+            page.locator('#log-body tr[data-kind="footage deleted by the owner"]')
+        ).to_have_count(1)
+        pw_expect(page.locator('#log-body tr[data-kind="clip downloaded"]')).to_have_count(1)
+    finally:
+        owner.close()
+    assert not problems.found, problems.found
+
+
+def check_player_buttons_on_a_phone(
+    browser: Browser, base: str, event_id: int, problems: PageProblems
+) -> None:
+    """At 390 px the player's four buttons wrap inside the dialog, none cut off."""
+    phone = new_context(browser, PHONE, is_mobile=True, has_touch=True)
+    try:
+        page = problems.watch(phone.new_page())
+        page.goto(base + "/#events")
+        log_in(page)
+        page.locator(f'.event[data-event="{event_id}"]').click()
+        pw_expect(page.locator("#player")).to_be_visible()
+        page.locator("#player-share").scroll_into_view_if_needed()
+        dialog = page.locator("#player").bounding_box()
+        assert dialog is not None
+        for button in ("#player-delete", "#player-download", "#player-share"):
+            box = page.locator(button).bounding_box()
+            assert box is not None, button
+            assert (
+                dialog["x"] <= box["x"] and box["x"] + box["width"] <= dialog["x"] + dialog["width"]
+            )
+        shot(page, "player-phone.png")
+    finally:
+        phone.close()

@@ -23,7 +23,7 @@ from hub import vault
 from hub.archive import FootageUnavailable
 from hub.audit import AuditKind
 from hub.clip import ClipError, ClipTooLarge
-from hub.shares import ShareError, ShareRequest, create_share
+from hub.shares import USED_UP_GRACE, ShareError, ShareRequest, create_share
 from hub.store import EventRow, SegmentRow, ShareEnd, ShareRow
 from hub.web.app import (
     CONTEXT,
@@ -41,7 +41,15 @@ from hub.web.app import (
     set_security_headers,
 )
 from hub.web.auth import DEVICE_COOKIE, DEVICE_COOKIE_SECONDS, client_key
-from hub.web.clips import OWNER, ClipBusy, clip_of, is_first_request, is_owner_clip, ranged
+from hub.web.clips import (
+    OWNER,
+    ClipBusy,
+    attachment,
+    clip_of,
+    is_first_request,
+    is_owner_clip,
+    ranged,
+)
 from hub.web.events_stream import PAGE_STREAMS, PageStreams, StreamsFull
 from hub.web.live import mjpeg_response
 
@@ -225,7 +233,7 @@ def _event_doc(ctx: WebContext, event_id: int) -> dict[str, Any] | None:
         row = ctx.index.get_event(event_id)
     except sqlite3.Error:
         return None
-    return None if row is None else _event_json(row)
+    return None if row is None else event_json(ctx, row, time.time())
 
 
 # -- cameras and live view -----------------------------------------------------------
@@ -289,12 +297,22 @@ async def live_snapshot(request: web.Request) -> web.Response:
 # -- events --------------------------------------------------------------------------
 
 
-def _event_json(row: EventRow) -> dict[str, Any]:
+def event_json(ctx: WebContext, row: EventRow, now: float) -> dict[str, Any]:
+    """An event, with the span of its clip: `start`/`end` are the motion, `clip_start`/
+    `clip_end` what its clip really plays (the whole segments that cover the camera's
+    pre-roll, the motion and the post-roll; null when no footage is left), so every
+    page shows the same times; `motion_offset` is where motion starts in the clip.
+    One indexed lookup per event."""
+    span = ctx.index.clip_span(row.camera_id, *event_window(ctx, row, now))
+    clip_start, clip_end = span if span is not None else (None, None)
     return {
         "id": row.id,
         "camera_id": row.camera_id,
         "start": row.start_time,
         "end": row.end_time,
+        "clip_start": clip_start,
+        "clip_end": clip_end,
+        "motion_offset": None if clip_start is None else max(0.0, row.start_time - clip_start),
         "peak_score": row.peak_score,
         "bbox": row.bbox,
         "snapshot_url": f"/api/events/{row.id}/snapshot.jpg" if row.snapshot_id else None,
@@ -341,6 +359,7 @@ async def events(request: web.Request) -> web.Response:
         before = ctx.index.get_event(_whole(request, "before", 0, 1, 2**62))
         if before is None:
             raise json_error(web.HTTPBadRequest, "before: no such event (it may have been deleted)")
+    now = time.time()
     rows = await asyncio.to_thread(
         ctx.index.events,
         camera,
@@ -352,7 +371,7 @@ async def events(request: web.Request) -> web.Response:
     )
     return json_response(
         {
-            "events": [_event_json(row) for row in rows[:limit]],
+            "events": await events_json(ctx, rows[:limit], now),
             "more": len(rows) > limit,
             "offset": offset,
             "limit": limit,
@@ -371,7 +390,13 @@ def _event(request: web.Request) -> EventRow:
 
 
 async def event(request: web.Request) -> web.Response:
-    return json_response(_event_json(_event(request)))
+    found = await events_json(context(request), [_event(request)], time.time())
+    return json_response(found[0])
+
+
+async def events_json(ctx: WebContext, rows: list[EventRow], now: float) -> list[dict[str, Any]]:
+    """event_json for each row, off the event loop (each looks up its clip's span)."""
+    return await asyncio.to_thread(lambda: [event_json(ctx, row, now) for row in rows])
 
 
 async def event_snapshot(request: web.Request) -> web.Response:
@@ -384,9 +409,12 @@ async def event_snapshot(request: web.Request) -> web.Response:
         jpeg = await asyncio.to_thread(
             ctx.archive.read_snapshot, row.snapshot_id, session.private_key
         )
-    await audit(ctx, AuditKind.SNAPSHOT, actor(request), camera=row.camera_id, event=row.id)
-    response = web.Response(body=jpeg, content_type="image/jpeg")
-    return response
+    who = actor(request)
+    if ctx.bursts.admit(
+        f"{session.client} {session.created!r}", who, row.camera_id, row.id, time.time()
+    ):
+        await audit(ctx, AuditKind.SNAPSHOT, who, camera=row.camera_id, event=row.id)
+    return web.Response(body=jpeg, content_type="image/jpeg")
 
 
 @contextmanager
@@ -447,11 +475,15 @@ async def _owner_clip(
     key = (OWNER, tuple(row.id for row in segments))
     body = await serve_clip(ctx, key, segments, open_segment)
     response = ranged(request, body, "video/mp4")
+    download = request.query.get("download") == "1"
+    if download:
+        cam = ctx.cameras.get(camera_id)
+        response.headers["Content-Disposition"] = attachment(cam.name if cam else camera_id, start)
     shown = response.status != web.HTTPRequestRangeNotSatisfiable.status_code
     if shown and is_first_request(request):  # logged before any of it leaves
         await audit(
             ctx,
-            AuditKind.CLIP,
+            AuditKind.CLIP_DOWNLOADED if download else AuditKind.CLIP,
             actor(request),
             camera=camera_id,
             start=round(start, 3),
@@ -499,9 +531,16 @@ async def serve_clip(
 
 
 def share_json(row: ShareRow, now: float) -> dict[str, Any]:
+    """A share as the owner's list shows it. A used-up share whose last viewer may
+    still seek (its grace time) is "used up" already, with `grace_until`; it can still
+    be revoked (`revocable`), which ends that viewer's access at once."""
     state = row.end_reason.value if row.end_reason else "live"
+    grace_until = None
     if row.end_reason is None and row.expires <= now:
         state = ShareEnd.EXPIRED.value
+    elif row.end_reason is None and row.max_views is not None and row.views >= row.max_views:
+        state = ShareEnd.USED_UP.value
+        grace_until = min((row.last_used or now) + USED_UP_GRACE, row.expires)
     return {
         "id": row.id,
         "label": row.label,
@@ -515,6 +554,8 @@ def share_json(row: ShareRow, now: float) -> dict[str, Any]:
         "views": row.views,
         "last_used": row.last_used,
         "state": state,
+        "grace_until": grace_until,
+        "revocable": row.ended is None,
     }
 
 
@@ -542,6 +583,7 @@ async def new_share(request: web.Request) -> web.Response:
         AuditKind.SHARE_CREATED,
         actor(request),
         share=row.id,
+        label=row.label,
         camera=row.camera_id,
         start=round(row.start_time, 3),
         end=round(row.end_time, 3),
@@ -618,7 +660,9 @@ async def revoke_share(request: web.Request) -> web.Response:
     if not ended:
         raise json_error(web.HTTPNotFound, "no live share with that id")
     ctx.clips.drop(lambda key: key == ("share", share_id))
-    await audit(ctx, AuditKind.SHARE_REVOKED, actor(request), share=share_id)
+    share = ctx.index.get_share(share_id)
+    label = share.label if share is not None else ""
+    await audit(ctx, AuditKind.SHARE_REVOKED, actor(request), share=share_id, label=label)
     return web.Response(status=204)
 
 

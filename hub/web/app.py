@@ -25,7 +25,7 @@ from aiohttp import web
 from hub.alerts.bus import AlertBus
 from hub.alerts.service import Alerts
 from hub.archive import Archive
-from hub.audit import AuditKind, AuditLog, RepeatFilter
+from hub.audit import AuditKind, AuditLog, RepeatFilter, SnapshotBursts
 from hub.logs import printable
 from hub.store import Index
 from hub.web.auth import LoginThrottle, Session, Sessions
@@ -86,6 +86,7 @@ class WebContext:
     clips: ClipCache
     secure_cookies: bool
     repeats: RepeatFilter = field(default_factory=RepeatFilter)
+    bursts: SnapshotBursts = field(default_factory=SnapshotBursts)
     origins: frozenset[str] = frozenset()  # besides the hub's own, e.g. a reverse proxy's
     listen_host: str = "127.0.0.1"  # web.listen's host: a name here is a known Host
     login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
@@ -338,7 +339,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def make_app(ctx: WebContext) -> web.Application:
-    from hub.web import alert_routes, api, share_pages  # the route modules import this one
+    from hub.web import alert_routes, api, footage, share_pages  # these import this one
 
     app = web.Application(
         middlewares=[
@@ -359,6 +360,7 @@ def make_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/healthz", health)
     api.add_routes(app)
     alert_routes.add_routes(app)
+    footage.add_routes(app)
     share_pages.add_routes(app)
     app.on_response_prepare.append(drop_server_header)
     app.on_shutdown.append(_lock_all)

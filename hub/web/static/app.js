@@ -173,7 +173,8 @@
     return response.json();
   }
 
-  function notify(message) {
+  function notify(message, info = false) {
+    $("notice").classList.toggle("notice-info", info); // news, not an error
     $("notice-text").textContent = message;
     show($("notice"), true);
   }
@@ -203,7 +204,7 @@
 
   let loginTimer = null;
 
-  function showLogin(message) {
+  function showLogin(message, info = false) {
     state.loggedIn = false;
     closeStream();
     leaveTab();
@@ -212,13 +213,14 @@
     show($("boot"), false);
     show($("app-view"), false);
     show($("login-view"), true);
-    setLoginError(message || "");
+    setLoginError(message || "", info);
     const password = $("login-password");
     password.value = "";
     password.focus();
   }
 
-  function setLoginError(message) {
+  function setLoginError(message, info = false) {
+    $("login-error").classList.toggle("form-info", info);
     $("login-error").textContent = message;
     show($("login-error"), Boolean(message));
   }
@@ -284,7 +286,7 @@
         return;
       }
     }
-    showLogin("You have logged out. The footage key is locked again.");
+    showLogin("You have logged out. The footage key is locked again.", true);
   }
 
   async function showApp() {
@@ -300,6 +302,7 @@
       reportError(error);
     }
     if (!state.loggedIn) return;
+    loadStorage().catch(() => {}); // a figure, not worth an error box
     openStream();
     switchTab(tabFromHash());
   }
@@ -312,6 +315,8 @@
     $("log-body").replaceChildren();
     $("verify").replaceChildren();
     $("verify").className = "verify";
+    $("storage").textContent = "";
+    show($("storage"), false);
     state.cameras = [];
     state.cameraNames.clear();
     state.cameraStatus.clear();
@@ -739,13 +744,42 @@
     const video = $("player-video");
     const title = `${cameraName(event.camera_id)}`;
     $("player-title").textContent = title;
-    const span = event.end === null ? "in progress" : fmtDuration(event.end - event.start);
-    $("player-meta").textContent = `${fmtTime(event.start)} · motion ${span}`;
+    $("player-meta").textContent = clipSpanText(event);
+    showMotion(event);
     show($("player-error"), false);
     video.src = event.clip_url;
+    $("player-download").href = `${event.clip_url}?download=1`;
+    $("player-delete").disabled = event.end === null;
+    $("player-delete").title = event.end === null ? "It can be deleted once it has ended" : "";
     const dialog = $("player");
     if (!dialog.open) dialog.showModal();
     video.play().catch(() => {}); // the owner can press play if the browser refuses
+  }
+
+  // Mark the motion on a strip under the video, as a share of the clip's length.
+  function showMotion(event) {
+    const track = $("player-motion");
+    const length = event.clip_end - event.clip_start;
+    if (event.clip_start === null || !(length > 0)) {
+      show(track, false);
+      return;
+    }
+    const end = event.end === null ? event.clip_end : Math.min(event.end, event.clip_end);
+    const left = Math.min(1, event.motion_offset / length);
+    const width = Math.max(0.01, Math.min(1 - left, (end - event.start) / length));
+    const span = track.querySelector(".motion-span");
+    span.style.left = `${(left * 100).toFixed(2)}%`; // CSSOM: allowed by the CSP
+    span.style.width = `${(width * 100).toFixed(2)}%`;
+    show(track, true);
+  }
+
+  // The clip's real span, as the event JSON gives it: pre-roll, motion, post-roll.
+  function clipSpanText(event) {
+    const motion = event.end === null ? "in progress" : fmtDuration(event.end - event.start);
+    if (event.clip_start === null) return `${fmtTime(event.start)} · motion ${motion} · no footage left`;
+    const clip = fmtDuration(event.clip_end - event.clip_start);
+    const offset = fmtDuration(event.motion_offset);
+    return `${fmtTime(event.clip_start)} · clip ${clip}, motion ${motion} from ${offset} in`;
   }
 
   async function playerFailed() {
@@ -775,6 +809,74 @@
     video.pause();
     video.removeAttribute("src");
     video.load(); // drops the buffered clip
+  }
+
+  // -- deleting -----------------------------------------------------------------------
+
+  function openDeleteDialog() {
+    const event = state.playing;
+    if (!event || event.end === null) return;
+    $("player-video").pause();
+    $("delete-what").textContent = `${cameraName(event.camera_id)}, ${clipSpanText(event)}`;
+    show($("delete-error"), false);
+    $("delete-confirm").disabled = false;
+    $("delete-dialog").showModal();
+  }
+
+  async function onConfirmDelete() {
+    const event = state.playing;
+    const button = $("delete-confirm");
+    button.disabled = true;
+    try {
+      const done = await api("DELETE", `/api/events/${event.id}`);
+      closeDialogs();
+      const kept = done.recording ? ` (${done.recording} segment still recording was kept)` : "";
+      notify(`Deleted: ${done.segments + done.snapshots} file(s), ${fmtBytes(done.bytes_freed)}${kept}.`, true);
+      await loadEvents(true).catch(reportError);
+      await loadStorage().catch(() => {});
+    } catch (error) {
+      if (error.status === 401) return;
+      $("delete-error").textContent = error.message;
+      show($("delete-error"), true);
+      button.disabled = false;
+    }
+  }
+
+  // -- storage ------------------------------------------------------------------------
+
+  function fmtBytes(bytes) {
+    const units = ["bytes", "KB", "MB", "GB", "TB"];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1000 && unit < units.length - 1) {
+      value /= 1000;
+      unit += 1;
+    }
+    return `${unit ? value.toFixed(value < 10 ? 1 : 0) : value} ${units[unit]}`;
+  }
+
+  function fmtAge(seconds) {
+    if (seconds < 60) return "under a minute";
+    if (seconds < 2 * 86400) return fmtDuration(seconds);
+    return `${(seconds / 86400).toFixed(1)} days`;
+  }
+
+  async function loadStorage() {
+    const s = await api("GET", "/api/storage");
+    if (!state.loggedIn) return;
+    const perCamera = s.cameras.map((c) => `${cameraName(c.id)} ${fmtBytes(c.bytes)}`).join(", ");
+    const budget = s.budget_bytes ? ` of a ${fmtBytes(s.budget_bytes)} budget` : "";
+    const age = s.kept_days === null ? null : s.kept_days * 86400;
+    const limit = s.max_age_days ? ` (retention keeps up to ${s.max_age_days} days)` : "";
+    const kept =
+      age === null
+        ? "no footage yet"
+        : `the oldest footage is ${fmtAge(age)} old${limit}`;
+    $("storage").textContent =
+      `Storage: ${fmtBytes(s.footage_bytes)} of footage${budget}` +
+      (perCamera ? ` (${perCamera})` : "") +
+      `; ${fmtBytes(s.free_bytes)} free on the disk; ${kept}.`;
+    show($("storage"), true);
   }
 
   // -- sharing ------------------------------------------------------------------------
@@ -885,7 +987,7 @@
     const stateName = share.state;
     const views = share.max_views ? `${share.views} of ${share.max_views}` : String(share.views);
     const revoke =
-      stateName === "live"
+      share.revocable
         ? el("button", {
             type: "button",
             class: "button danger small",
@@ -916,12 +1018,18 @@
         el(
           "span",
           { title: fmtTime(share.expires) },
-          stateName === "live" ? fmtTime(share.expires) : `ended (was ${fmtTime(share.expires)})`,
+          expiryText(share),
         ),
       ),
       el("td", { class: "actions" }, revoke),
     );
     return row;
+  }
+
+  function expiryText(share) {
+    if (share.state === "live") return fmtTime(share.expires);
+    if (share.grace_until) return `last viewer may seek until ${fmtTime(share.grace_until)}`;
+    return `ended (was ${fmtTime(share.expires)})`;
   }
 
   async function revokeShare(share) {
@@ -949,7 +1057,10 @@
     "live view started": "footage",
     "live view stopped": "footage",
     "snapshot served": "footage",
+    "snapshots served": "footage",
     "clip served": "footage",
+    "clip downloaded": "footage",
+    "footage deleted by the owner": "warn",
     "share created": "share",
     "share used": "share",
     "share revoked": "share",
@@ -1085,6 +1196,8 @@
     $("log-more").addEventListener("click", () => loadLogPage(false).catch(reportError));
     $("player-video").addEventListener("error", playerFailed);
     $("player-share").addEventListener("click", openShareDialog);
+    $("player-delete").addEventListener("click", openDeleteDialog);
+    $("delete-confirm").addEventListener("click", onConfirmDelete);
     $("share-form").addEventListener("submit", onCreateShare);
     $("share-copy").addEventListener("click", onCopyLink);
     for (const kind of ["pointerdown", "keydown", "wheel", "touchstart"]) {
