@@ -20,6 +20,7 @@ test: $(VENV)/.installed-test test-system-deps
 	$(BIN)/python bench/bench_live.py --short
 	$(BIN)/python bench/bench_alerts.py --short
 	$(BIN)/python bench/bench_faults.py --short
+	$(BIN)/python bench/bench_audio.py --short
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check hub tests bench
@@ -27,6 +28,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_audio.py
 
 screenshots: $(VENV)/.installed-test test-system-deps
 	CAMHUB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
