@@ -38,6 +38,21 @@ def crowd_clip() -> Path:
     return _require(CROWD_CLIP)
 
 
+@pytest.fixture(scope="session")
+def crowd_av_clip(crowd_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The crowd clip (H.264 + AAC) three times over as one MP4, which qtdemux can serve:
+    41 s before the camera loops."""
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is needed to remux the crowd clip (Debian package: ffmpeg)")
+    out = tmp_path_factory.mktemp("clips") / "crowd-av.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-stream_loop", "2", "-fflags", "+genpts",
+         "-i", str(crowd_clip), "-c", "copy", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
 @pytest.fixture
 def mjpeg_camera(person_clip: Path) -> Iterator[str]:
     """ffmpeg serving the person clip (20 s of it) as MJPEG over HTTP (multipart), as

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -41,21 +40,6 @@ from hub.store import SegmentRow, SegmentState
 # audio packet (23 ms for AAC at 44.1 kHz, 128 ms for 8 kHz).
 DURATION_SLACK = 0.2
 SEGMENT_WAIT = 60.0
-
-
-@pytest.fixture(scope="module")
-def crowd_av_clip(crowd_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The crowd clip (H.264 + AAC) three times over as one MP4, which qtdemux can serve:
-    41 s before the camera loops."""
-    if shutil.which("ffmpeg") is None:
-        pytest.fail("ffmpeg is needed to remux the crowd clip (Debian package: ffmpeg)")
-    out = tmp_path_factory.mktemp("clips") / "crowd-av.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-stream_loop", "2", "-fflags", "+genpts",
-         "-i", str(crowd_clip), "-c", "copy", str(out)],
-        check=True,
-    )  # fmt: skip
-    return out
 
 
 alaw_camera = camera_fixture("crowd_av_clip", audio="alaw")
