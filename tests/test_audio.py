@@ -32,7 +32,7 @@ from test_record import MemorySink
 from hub.capture.av_source import AVSource
 from hub.clip import ClipPart, build_clip
 from hub.media import Packet
-from hub.record import Recorder, RecordSettings
+from hub.record import Recorder, RecordSettings, TimeOrder
 from hub.store import SegmentRow, SegmentState
 
 # The clip's video ends 0.17 s before its sound, so where the looping camera starts it
@@ -132,6 +132,67 @@ def test_sound_off_takes_none(alaw_camera: RtspCamera) -> None:
 
 
 # -- recording --------------------------------------------------------------------------
+
+
+def _packet(time: float, *, audio: bool = False, key: bool = False) -> Packet:
+    return Packet(b"x", 0, 0, 0, key or audio, time, audio=audio)
+
+
+def _times(packets: list[Packet]) -> list[tuple[str, float]]:
+    return [("a" if p.audio else "v", p.time) for p in packets]
+
+
+def test_time_order_merges_by_time_and_waits_boundedly() -> None:
+    order = TimeOrder(wait=1.0)
+    out = order.push(_packet(0.0, key=True))  # alone: waits for sound
+    out += order.push(_packet(0.04))
+    assert out == []
+    out += order.push(_packet(-0.3, audio=True))  # sound lagging behind the video
+    out += order.push(_packet(0.02, audio=True))
+    out += order.push(_packet(0.05, audio=True))
+    assert _times(out) == [("a", -0.3), ("v", 0.0), ("a", 0.02), ("v", 0.04)]
+    # The sound stops: the video leaves once it is a second older than the newest packet.
+    for i in range(2, 40):
+        out += order.push(_packet(i * 0.04))
+    assert ("v", 0.08) in _times(out) and ("v", 1.52) not in _times(out)
+    assert _times(out) == sorted(_times(out), key=lambda item: item[1])
+    rest = order.drain()
+    assert [t for _, t in _times(out + rest)][-1] == 39 * 0.04
+    assert order.drain() == []
+
+
+def test_motion_pre_roll_keeps_the_sound_beside_its_video(
+    crowd_av_clip: Path, tmp_path: Path
+) -> None:
+    """An event wanted 3 s after the stream's 10th second gets its pre-roll's sound too."""
+    source = AVSource(str(crowd_av_clip), decode=False, audio=True)
+    info = source.open()
+    assert info is not None
+    sink = MemorySink()
+    settings = RecordSettings(mode="motion", pre_roll=3, segment_seconds=30)
+    recorder = Recorder("cam", settings, sink)
+    recorder.start_stream(info)
+    first: float | None = None
+    try:
+        for packet in source.read():
+            assert isinstance(packet, Packet)
+            first = packet.time if first is None else first
+            recorder.push(packet)
+            if packet.time - first >= 13:
+                recorder.want(first + 10 - 3, first + 16)
+            if packet.time - first > 16:
+                break
+    finally:
+        source.close()
+    recorder.close()
+    (segment,) = sink.segments
+    assert segment.start_time <= first + 7  # from the keyframe before the pre-roll
+    path = tmp_path / "event.mp4"
+    path.write_bytes(segment.data)
+    found = streams(path)
+    assert set(found) == {"video", "audio"}
+    assert found["video"] > 8
+    assert abs(found["audio"] - found["video"]) <= DURATION_SLACK, found
 
 
 def test_video_is_recorded_whole_when_sound_starts_late_and_stops(
