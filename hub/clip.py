@@ -110,11 +110,11 @@ class _SoundParams:
 
     codec: str
     sample_rate: int
-    channels: int
+    layout: str
     extradata: bytes
 
     def __str__(self) -> str:
-        return f"{self.codec} {self.sample_rate} Hz x{self.channels}"
+        return f"{self.codec} {self.sample_rate} Hz {self.layout}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +406,7 @@ def _sound_stream(container: InputContainer) -> AudioStream | None:
 
 def _sound_params(stream: AudioStream) -> _SoundParams:
     ctx = stream.codec_context
-    return _SoundParams(ctx.name, ctx.sample_rate, ctx.channels, bytes(ctx.extradata or b""))
+    return _SoundParams(ctx.name, ctx.sample_rate, ctx.layout.name, bytes(ctx.extradata or b""))
 
 
 class _Writer:
@@ -521,7 +521,7 @@ class _Writer:
                 self._sound = container.add_stream_from_template(scratch.add_stream(sound.codec))
                 ctx = self._sound.codec_context
                 ctx.sample_rate = sound.sample_rate
-                ctx.layout = "mono" if sound.channels == 1 else "stereo"
+                ctx.layout = sound.layout
                 ctx.extradata = sound.extradata
                 self._sound.time_base = Fraction(1, sound.sample_rate)
         except BaseException:

@@ -21,6 +21,7 @@ class AudioInfo:
     codec: str  # FFmpeg codec name: "aac"
     sample_rate: int
     channels: int
+    layout: str  # FFmpeg's channel layout name, e.g. "mono", "stereo", "5.1"
     time_base: Fraction  # unit of an audio Packet's pts / dts
     extradata: bytes  # AudioSpecificConfig, which MP4 needs before the first sample
 

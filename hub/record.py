@@ -266,7 +266,7 @@ class _SoundTrack:
         stream = container.add_stream_from_template(template)
         ctx = stream.codec_context
         ctx.sample_rate = info.sample_rate
-        ctx.layout = "mono" if info.channels == 1 else "stereo"
+        ctx.layout = info.layout
         ctx.extradata = info.extradata
         stream.time_base = info.time_base
         self._container = container

@@ -59,6 +59,7 @@ class AudioTrack:
                 codec=ctx.name,
                 sample_rate=ctx.sample_rate,
                 channels=ctx.channels or 1,
+                layout=ctx.layout.name,
                 time_base=time_base,
                 extradata=bytes(ctx.extradata),
             )
@@ -85,7 +86,8 @@ class AudioTrack:
         encoder = av.CodecContext.create("aac", "w")
         assert isinstance(encoder, AudioCodecContext)
         encoder.sample_rate = rate
-        encoder.layout = "mono" if channels == 1 else "stereo"
+        layout = "mono" if channels == 1 else "stereo"
+        encoder.layout = layout
         encoder.format = "fltp"
         encoder.bit_rate = channels * min(64_000, 4 * rate)  # 32 kbit/s for 8 kHz mono
         encoder.time_base = Fraction(1, rate)
@@ -94,6 +96,7 @@ class AudioTrack:
             codec="aac",
             sample_rate=rate,
             channels=channels,
+            layout=layout,
             time_base=Fraction(1, rate),
             extradata=bytes(encoder.extradata or b""),
         )
