@@ -14,7 +14,9 @@ or, in a test module, `rtsp_camera = camera_fixture("person_clip")`.
 
 A clip with an AAC track (an MP4: qtdemux reads nothing else) can be served with its
 sound, `audio="aac"` as it is, or `audio="alaw"` re-encoded to G.711 A-law at 8 kHz
-mono, as many doorbells send it.
+mono, as many doorbells send it; `audio="tone"` sends a live tone instead, which
+outlasts a clip served without `loop` (a camera whose video stalls while its sound
+goes on).
 """
 
 from __future__ import annotations
@@ -58,10 +60,12 @@ _AUDIO_ELEMENTS = {
     "audioconvert": "gstreamer1.0-plugins-base",
     "audioresample": "gstreamer1.0-plugins-base",
     "alawenc": "gstreamer1.0-plugins-good",
+    "audiotestsrc": "gstreamer1.0-plugins-base",
     "rtppcmapay": "gstreamer1.0-plugins-good",
 }
-#: How the clip's sound is served: not at all, as AAC, or as G.711 A-law (8 kHz mono).
-AUDIO_MODES = ("none", "aac", "alaw")
+#: How the clip's sound is served: not at all, as AAC, as G.711 A-law (8 kHz mono), or
+#: replaced by an endless live A-law tone (which goes on after the clip's video ends).
+AUDIO_MODES = ("none", "aac", "alaw", "tone")
 _MISSING_EXIT = 3
 MOUNT = "/cam"
 
@@ -225,6 +229,10 @@ _AUDIO_BRANCHES = {
     "alaw": (
         " d.audio_0 ! queue ! aacparse ! faad ! audioconvert ! audioresample"
         " ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name=pay1"
+    ),
+    "tone": (
+        " audiotestsrc ! audio/x-raw,rate=8000,channels=1 ! identity sync=true ! alawenc"
+        " ! rtppcmapay name=pay1"
     ),
 }
 

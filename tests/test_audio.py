@@ -30,6 +30,7 @@ from test_daemon import (
 from test_record import MemorySink
 
 from hub.capture.av_source import AVSource
+from hub.capture.base import SourceError
 from hub.clip import ClipPart, build_clip
 from hub.media import Packet
 from hub.record import Recorder, RecordSettings, TimeOrder
@@ -129,6 +130,38 @@ def test_sound_off_takes_none(alaw_camera: RtspCamera) -> None:
     finally:
         source.close()
     assert not any(isinstance(p, Packet) and p.audio for p in items)
+
+
+@pytest.fixture
+def short_clip(crowd_av_clip: Path, tmp_path: Path) -> Path:
+    """8 s: two keyframes, so a client that joins after the first still gets video."""
+    out = tmp_path / "short.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(crowd_av_clip), "-t", "8", "-c", "copy", str(out)],
+        check=True,
+    )
+    return out
+
+
+def test_video_that_stalls_while_sound_goes_on_is_a_stall(short_clip: Path) -> None:
+    """Sound keeps every read busy, so only a check on the video itself sees the stall."""
+    with RtspCamera(short_clip, loop=False, audio="tone") as camera:
+        source = AVSource(camera.url, decode=False, audio=True, timeout=3)
+        source.open()
+        sound_after_video = 0
+        last_video = time.monotonic()
+        try:
+            with pytest.raises(SourceError, match="no video for 3 s"):
+                for packet in source.read():
+                    assert isinstance(packet, Packet)
+                    if not packet.audio:
+                        last_video = time.monotonic()
+                    elif time.monotonic() - last_video > 1:
+                        sound_after_video += 1
+                    assert time.monotonic() - last_video < 30, "the stall went unnoticed"
+        finally:
+            source.close()
+    assert sound_after_video > 0  # the sound did go on without the video
 
 
 # -- recording --------------------------------------------------------------------------

@@ -309,13 +309,14 @@ class AVSource(Source):
                 if packet.size:
                     yield from self._sound(packet, sound.time_base)
                 continue
+            if packet.size:
+                self._video_seen = time.monotonic()  # (video before its first keyframe too)
             if packet.size and self._begins(packet):
                 raw = packet.pts if packet.pts is not None else packet.dts
                 fixed = self._timestamps.fix(packet.pts, packet.dts)
                 assert fixed is not None and raw is not None  # _begins() saw a timestamp
                 packet.pts, packet.dts = fixed
                 if sound is not None:
-                    self._video_seen = time.monotonic()
                     self._timeline.video(float(raw * stream.time_base), self._packet_time(fixed[0]))
                 if self._realtime and not self._pace(packet.dts):
                     return
