@@ -264,6 +264,34 @@ def test_video_is_recorded_whole_when_sound_starts_late_and_stops(
     assert any("audio" in t and t["audio"] > 1 for t in tracks)
 
 
+def test_video_reaches_the_disk_while_the_sound_is_missing(crowd_av_clip: Path) -> None:
+    """The muxer interleaves by time: without a bound it held 10 s of video waiting for
+    sound that never came, all of it lost to a crash."""
+    source = AVSource(str(crowd_av_clip), decode=False, audio=True)
+    info = source.open()
+    assert info is not None and info.audio is not None
+    sink = MemorySink()
+    recorder = Recorder("cam", RecordSettings(mode="continuous", segment_seconds=60), sink)
+    recorder.start_stream(info)
+    pushed: list[tuple[float, int]] = []  # (time, bytes) of the video pushed
+    try:
+        for packet in source.read():
+            assert isinstance(packet, Packet)
+            if packet.audio:
+                continue  # the camera's sound is gone
+            recorder.push(packet)
+            pushed.append((packet.time, len(packet.data)))
+            if packet.time - pushed[0][0] > 8:
+                break
+    finally:
+        source.close()
+    (segment,) = sink.segments
+    on_disk = len(segment.data)  # before close: only what the muxer let go of
+    recorder.close()
+    older = sum(size for t, size in pushed if t < pushed[-1][0] - 3)
+    assert on_disk >= older, (on_disk, older)
+
+
 @pytest.mark.slow
 def test_hub_records_sound_sealed_and_clips_carry_it(
     alaw_camera: RtspCamera, tmp_path: Path, hubs: Callable[[Path], HubProcess]
