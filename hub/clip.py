@@ -449,7 +449,8 @@ class _Writer:
         local = [(ticks(p.dts - origin), ticks(_pts(p) - origin)) for p in packets]
         offset = self._place(start_time, local)
         stream, time_base = self._stream, self._time_base
-        timed: list[tuple[Fraction, av.Packet]] = []  # (decode time in seconds, packet)
+        timed: list[tuple[float, av.Packet]] = []  # (decode time in seconds, packet)
+        seconds = float(time_base)
         for packet, (dts, pts) in zip(packets, local, strict=True):
             duration = ticks(packet.duration or 0)
             if duration > 0:
@@ -463,14 +464,16 @@ class _Writer:
             packet.stream = stream
             packet.time_base = time_base
             packet.dts, packet.pts, packet.duration = dts, pts, duration
-            timed.append((dts * time_base, packet))
+            timed.append((dts * seconds, packet))
             self._last_dts = dts
             self._dts_end = max(self._dts_end, dts + duration)
             self._pts_end = max(self._pts_end, pts + duration)
         # The sound moves as far as the video: its time (seconds) past the part's origin.
         shift = offset * time_base - origin * part.time_base
-        timed += self._place_sound(part, shift)
-        timed.sort(key=lambda item: item[0])  # stable: video first at a tie
+        sound = self._place_sound(part, shift)
+        if sound:
+            timed += sound
+            timed.sort(key=lambda item: item[0])  # stable: video first at a tie
         try:
             for _, packet in timed:
                 self._container.mux(packet)
@@ -479,7 +482,7 @@ class _Writer:
         self.frames += len(packets)
         self.parts += 1
 
-    def _place_sound(self, part: _Demuxed, shift: Fraction) -> list[tuple[Fraction, av.Packet]]:
+    def _place_sound(self, part: _Demuxed, shift: Fraction) -> list[tuple[float, av.Packet]]:
         """A part's sound packets at `shift` seconds on, back to back at the least."""
         stream = self._sound
         if stream is None or not part.sound:
@@ -494,7 +497,7 @@ class _Writer:
             packet.time_base = base
             packet.dts = packet.pts = tick
             packet.duration = duration
-            placed.append((tick * base, packet))
+            placed.append((float(tick * base), packet))
             self._sound_end = tick + max(duration, 1)
         return placed
 

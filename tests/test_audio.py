@@ -31,7 +31,7 @@ from test_record import MemorySink
 
 from hub.capture.av_source import AVSource
 from hub.capture.base import SourceError
-from hub.clip import ClipPart, build_clip
+from hub.clip import ClipPart, ClipTooLarge, build_clip
 from hub.media import Packet
 from hub.record import Recorder, RecordSettings, TimeOrder
 from hub.store import SegmentRow, SegmentState
@@ -290,6 +290,34 @@ def test_video_reaches_the_disk_while_the_sound_is_missing(crowd_av_clip: Path) 
     recorder.close()
     older = sum(size for t, size in pushed if t < pushed[-1][0] - 3)
     assert on_disk >= older, (on_disk, older)
+
+
+def test_a_clip_with_sound_keeps_the_clip_budget(crowd_av_clip: Path, tmp_path: Path) -> None:
+    """The sound is plaintext read like the video: it counts against `max_bytes`, and the
+    clip (whose moov now indexes sound too) fits the memory reserved for it."""
+    source = AVSource(str(crowd_av_clip), decode=False, audio=True)
+    info = source.open()
+    assert info is not None
+    sink = MemorySink()
+    recorder = Recorder("cam", RecordSettings(mode="continuous", segment_seconds=2), sink)
+    recorder.start_stream(info)
+    try:
+        for packet in source.read():
+            assert isinstance(packet, Packet)
+            recorder.push(packet)
+    finally:
+        source.close()
+    recorder.close()
+    parts = [(s.start_time, s.data) for s in sink.segments]
+    total = sum(len(data) for _, data in parts)
+    with pytest.raises(ClipTooLarge):
+        build_clip([ClipPart(t, [data]) for t, data in parts], max_bytes=total - 1)
+    clip = build_clip([ClipPart(t, [data]) for t, data in parts], max_bytes=total)
+    out = tmp_path / "clip.mp4"
+    out.write_bytes(clip.data)
+    found = streams(out)
+    assert set(found) == {"video", "audio"} and found["video"] > 40, found
+    assert len(clip.data) < total
 
 
 @pytest.mark.slow
