@@ -64,7 +64,7 @@ def main() -> int:
             if p.size and p.pts is not None
             for at in range(0, p.size, PACKET)
         ]
-        track = AudioTrack.open(stream)
+        track = AudioTrack.open(stream, "bench")
     assert track is not None and track.transcodes
     out_bytes = 0
     cpu = time.process_time()

@@ -50,8 +50,9 @@ class AudioTrack:
         self._encoder: AudioCodecContext | None = None
 
     @classmethod
-    def open(cls, stream: AudioStream) -> AudioTrack | None:
-        """The track for `stream`, or None (logged) when its sound cannot be recorded."""
+    def open(cls, stream: AudioStream, name: str) -> AudioTrack | None:
+        """The track for `stream` of the source `name` (redacted), or None (logged) when
+        its sound cannot be recorded."""
         ctx = stream.codec_context
         time_base = stream.time_base or Fraction(1, ctx.sample_rate or 8000)
         if ctx.name in COPYABLE_AUDIO and ctx.extradata and ctx.sample_rate:
@@ -65,10 +66,12 @@ class AudioTrack:
             )
             return cls(info, time_base)
         try:
-            return cls._transcoding(stream, time_base)
+            track = cls._transcoding(stream, time_base)
         except (av.FFmpegError, ValueError) as err:
-            log.warning("cannot record %s sound (%s); recording video only", ctx.name, err)
+            log.warning("%s: cannot record %s sound (%s); video only", name, ctx.name, err)
             return None
+        log.info("%s: recording %s sound as AAC at %d Hz", name, ctx.name, track.info.sample_rate)
+        return track
 
     @classmethod
     def _transcoding(cls, stream: AudioStream, time_base: Fraction) -> AudioTrack:
@@ -102,7 +105,6 @@ class AudioTrack:
         )
         track = cls(info, time_base)
         track._decoder, track._encoder = decoder, encoder
-        log.info("recording %s sound as AAC at %d Hz", source.name, rate)
         return track
 
     @property

@@ -235,7 +235,7 @@ class AVSource(Source):
         if not container.streams.audio:
             log.info("%s: no sound track; recording video only", self.name)
             return None
-        track = AudioTrack.open(container.streams.audio[0])
+        track = AudioTrack.open(container.streams.audio[0], self.name)
         if track is not None:
             self._audio_ts = PacketTimestamps(track.info.time_base, frame_ticks=1, jump=1.0)
         return track
