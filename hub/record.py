@@ -455,11 +455,11 @@ class Recorder:
         with self._lock:
             if self._info is None:
                 return
-            ordered = [packet] if self._info.audio is None else self._order.push(packet)
-            for item in ordered:
-                if self.settings.mode is RecordMode.MOTION:
-                    self._ring.push(item)
-                self._feed(item)
+            if self._info.audio is None:
+                self._take(packet)
+                return
+            for item in self._order.push(packet):
+                self._take(item)
 
     def want(self, start: float, end: float) -> None:
         """Footage in [start, end] (wall-clock seconds) must be kept."""
@@ -488,9 +488,13 @@ class Recorder:
     def _drain(self) -> None:
         """The stream ended: what waits for time order goes where it would have gone."""
         for packet in self._order.drain():
-            if self.settings.mode is RecordMode.MOTION:
-                self._ring.push(packet)
-            self._feed(packet)
+            self._take(packet)
+
+    def _take(self, packet: Packet) -> None:
+        """One packet in time order: into the pre-roll ring, and recorded if wanted."""
+        if self.settings.mode is RecordMode.MOTION:
+            self._ring.push(packet)
+        self._feed(packet)
 
     def _feed(self, packet: Packet) -> None:
         if packet.audio:
