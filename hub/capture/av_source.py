@@ -202,6 +202,7 @@ class AVSource(Source):
         # decode it even when asked for packets only, for an EncodingSource to encode.
         self._decode = self._decode or not self._copy
         time_base = stream.time_base or Fraction(1, 90_000)
+        self._time_base = time_base
         rate = stream.guessed_rate or stream.average_rate
         fps = float(rate) if rate else None
         interval = 1 / fps if fps else 0.1
@@ -317,7 +318,7 @@ class AVSource(Source):
                 assert fixed is not None and raw is not None  # _begins() saw a timestamp
                 packet.pts, packet.dts = fixed
                 if sound is not None:
-                    self._timeline.video(float(raw * stream.time_base), self._packet_time(fixed[0]))
+                    self._timeline.video(float(raw * self._time_base), self._packet_time(fixed[0]))
                 if self._realtime and not self._pace(packet.dts):
                     return
                 if self._reorder:
