@@ -36,9 +36,8 @@ from hub.media import Packet
 from hub.record import Recorder, RecordSettings, TimeOrder
 from hub.store import SegmentRow, SegmentState
 
-# The clip's video ends 0.17 s before its sound, so where the looping camera starts it
-# over, one segment's sound runs that much past its video; elsewhere they match to an
-# audio packet (23 ms for AAC at 44.1 kHz, 128 ms for 8 kHz).
+# A segment's sound and video end within an audio packet (128 ms for AAC at 8 kHz, 23 ms
+# at 44.1 kHz) and a frame (40 ms) of each other, where the clip repeats within 25 ms more.
 DURATION_SLACK = 0.2
 SEGMENT_WAIT = 60.0
 
