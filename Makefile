@@ -23,6 +23,7 @@ test: $(VENV)/.installed-test test-system-deps
 	$(BIN)/python bench/bench_faults.py --short
 	$(BIN)/python bench/bench_events_page.py --short
 	$(BIN)/python bench/bench_offsite.py --short
+	$(BIN)/python bench/bench_audio.py --short
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check hub tests bench
@@ -30,6 +31,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_audio.py
 
 screenshots: $(VENV)/.installed-test test-system-deps
 	CAMHUB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_alerts.py

@@ -154,6 +154,7 @@ class Camera:
             keep_packets=keep_packets,
             rtsp_transport=s.rtsp_transport,
             realtime=s.realtime,
+            audio=s.audio and keep_packets,
             v4l2_size=(s.v4l2.width, s.v4l2.height, s.v4l2.fps),
         )
 
@@ -227,8 +228,8 @@ class Camera:
         self.live.offer(item)
 
     def _record(self, packet: Packet) -> None:
-        if self._skipping and not packet.keyframe:
-            return  # a GOP without its keyframe is of no use
+        if self._skipping and not packet.starts_gop:
+            return  # a GOP without its keyframe is of no use (nor is its sound)
         taken = self._writer.put(partial(self._recorder.push, packet), len(packet.data))
         if not taken and not self._skipping:
             log.warning(

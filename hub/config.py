@@ -116,6 +116,7 @@ class CameraSettings:
     post_roll: float = 10.0
     rtsp_transport: RtspTransport = "tcp"
     realtime: bool = False  # pace a file at its frame rate
+    audio: bool = False  # record the camera's sound (AAC kept, G.711 etc. made AAC)
     motion: CameraMotion = field(default_factory=CameraMotion)
     v4l2: V4L2Settings = field(default_factory=V4L2Settings)
 
@@ -542,6 +543,7 @@ def _read_camera(t: _Table, base_dir: Path, ids: dict[str, str]) -> CameraSettin
     t.read("post_roll", _number(0, 300))
     t.read("rtsp_transport", _choice(RtspTransport))
     t.read("realtime", _boolean)
+    audio = t.read("audio", _boolean)
     t.table("v4l2", _read_v4l2)
     t.table("motion", _read_motion)
     if camera_id in ids:
@@ -550,6 +552,8 @@ def _read_camera(t: _Table, base_dir: Path, ids: dict[str, str]) -> CameraSettin
         ids[camera_id] = t.path
     if detect_url and url and url.startswith(("v4l2:", "synthetic:")):
         t.problem("detect_url", "only network and file cameras have a detect stream")
+    if audio and url and url.startswith(("v4l2:", "synthetic:")):
+        t.problem("audio", "only network and file cameras carry sound")
     t.values.setdefault("name", camera_id)
     return t.build(CameraSettings)
 

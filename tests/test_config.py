@@ -97,6 +97,7 @@ def test_camera_defaults() -> None:
     assert camera.name == "porch"
     assert (camera.detect_url, camera.enabled, camera.record) == ("", True, "motion")
     assert (camera.pre_roll, camera.post_roll, camera.realtime) == (5.0, 10.0, False)
+    assert camera.audio is False
     assert camera.motion == CameraMotion()
     assert camera.v4l2 == V4L2Settings()
 
@@ -130,6 +131,12 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     ]
     assert config.cameras[2].detect_url == f"file://{tmp_path}/conf/small.mp4"
     assert config.cameras[0].realtime is True
+
+
+def test_audio_is_taken_from_network_and_file_cameras() -> None:
+    text = '[[camera]]\nid = "door"\nurl = "rtsp://door/main"\naudio = true\n'
+    (camera,) = parse_config(text, base_dir=BASE).cameras
+    assert camera.audio is True
 
 
 def test_absolute_data_dir_is_kept() -> None:
@@ -371,6 +378,8 @@ BAD = [
         camera_with('detect_url = "rtsp://cam/sub"'),
         "camera[0].detect_url: only network and file cameras have a detect stream",
     ),
+    (camera_with('audio = "on"'), 'camera[0].audio: must be true or false, got "on"'),
+    (camera_with("audio = true"), "camera[0].audio: only network and file cameras carry sound"),
     # motion masks
     (
         MOTION + "masks = [[[0, 0], [1, 1]]]",
