@@ -20,8 +20,16 @@ from minio import Minio
 START_TIMEOUT = 60.0  # it answers in about 10 s on an idle machine
 
 
+FIRST_START_TRIES = 3  # fresh ports each time, should another process take one
+LOG_TAIL = 15  # lines of weed's log in the error when it exits
+
+
 class S3Unavailable(RuntimeError):
     pass
+
+
+class WeedExited(S3Unavailable):
+    """`weed` ended while starting: a port taken meanwhile, or a real failure (its log says)."""
 
 
 def weed_binary() -> str:
@@ -95,7 +103,23 @@ class S3Server:
         )
 
     def start(self) -> None:
-        log = (self.root / f"weed.{self.starts}.log").open("wb")
+        """Start `weed`, and wait until it serves. Its ports are checked free, but another
+        process may take one before `weed` binds it (the machine runs other tests): the
+        first start tries again on fresh ports. A restart keeps its ports (an outage)."""
+        tries = FIRST_START_TRIES if self.starts == 0 else 1
+        for attempt in range(1, tries + 1):
+            try:
+                self._launch()
+                return
+            except WeedExited:
+                if attempt == tries:
+                    raise
+                self.master, self.volume, self.filer, self.s3 = _free_ports(4)
+                self.metrics = _free_ports(1)[0]
+
+    def _launch(self) -> None:
+        log_path = self.root / f"weed.{self.starts}.log"
+        log = log_path.open("wb")
         self.starts += 1
         self.proc = subprocess.Popen(
             [
@@ -111,15 +135,19 @@ class S3Server:
             stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
-        self._wait_ready()
+        self._wait_ready(log_path)
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, log_path: Path) -> None:
         """Until a bucket can be listed and an object written (the volume server is up)."""
         deadline = time.monotonic() + START_TIMEOUT
         client = self.client()
         while True:
             if self.proc is not None and self.proc.poll() is not None:
-                raise S3Unavailable(f"weed server exited ({self.proc.returncode}); see {self.root}")
+                tail = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL:]
+                raise WeedExited(
+                    f"weed server exited ({self.proc.returncode}); the end of its log:\n"
+                    + "\n".join(tail)
+                )
             try:
                 if not client.bucket_exists("ready"):
                     client.make_bucket("ready")
