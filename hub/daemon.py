@@ -484,7 +484,9 @@ def _camera_view(camera: Camera) -> CameraView:
             "error": errors[0] if errors else None,
         }
 
-    return CameraView(s.id, s.name, s.record, s.pre_roll, s.post_roll, camera.live, status)
+    return CameraView(
+        s.id, s.name, s.record, s.pre_roll, s.post_roll, camera.live, status, camera.streams
+    )
 
 
 def _config_digest(config: Config) -> str:

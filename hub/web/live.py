@@ -434,7 +434,7 @@ async def mjpeg_response(
     try:
         await response.prepare(request)
         async with feed.subscribe() as viewer:
-            watchdog = _Watchdog(request, viewer, stall_timeout, still_allowed)
+            watchdog = Watchdog(request, viewer._end, feed.camera_id, stall_timeout, still_allowed)
             try:
                 async for still in viewer:
                     watchdog.writing_since = time.monotonic()
@@ -452,24 +452,27 @@ async def mjpeg_response(
     return response
 
 
-class _Watchdog:
+class Watchdog:
     """Lets a stream go when its client has left or stopped reading.
 
     A departed client is otherwise noticed only by the next write, which a camera that
     stopped sending never makes; a client that stops reading leaves a write waiting
     for ever. One check a second per stream replaces a timer per picture per viewer.
+    `end()` ends the stream's viewer (MJPEG here, fMP4 in hdlive.py).
     """
 
     def __init__(
         self,
         request: web.Request,
-        viewer: Viewer,
+        end: Callable[[], None],
+        camera_id: str,
         stall_timeout: float,
         still_allowed: Callable[[], bool] | None,
     ) -> None:
         self.writing_since: float | None = None  # set by the stream around each write
         self._request = request
-        self._viewer = viewer
+        self._end = end
+        self._camera_id = camera_id
         self._stall_timeout = stall_timeout
         self._still_allowed = still_allowed
         self._task = asyncio.create_task(self._run())
@@ -483,19 +486,19 @@ class _Watchdog:
             if _client_gone(self._request) or (
                 self._still_allowed is not None and not self._still_allowed()
             ):
-                self._viewer._end()
+                self._end()
                 return
             since = self.writing_since
             if since is not None and time.monotonic() - since > self._stall_timeout:
                 log.info(
                     "%s: a live viewer took nothing for %.0f s; dropped",
-                    self._viewer.feed.camera_id,
+                    self._camera_id,
                     self._stall_timeout,
                 )
                 transport = self._request.transport
                 if transport is not None:
                     transport.abort()  # the waiting write fails with ConnectionResetError
-                self._viewer._end()
+                self._end()
                 return
 
 
