@@ -241,7 +241,7 @@ def wait_until(page: Page, script: str, arg: object = None, timeout: int = STEP_
     return handle.json_value()
 
 
-# Draw an <img> on a canvas and sum a sample of its pixels: a cheap fingerprint of the
+# Draw an <img> or <video> on a canvas and sum a sample of its pixels: a cheap fingerprint of the
 # picture currently shown, to see that a live view keeps changing.
 FINGERPRINT = """img => {
   const c = document.createElement('canvas');
@@ -255,20 +255,26 @@ FINGERPRINT = """img => {
 }"""
 
 
-def expect_live_pictures(page: Page) -> None:
-    """Every camera card shows a decoded picture, and the picture keeps changing."""
+HD_VIEW, MJPEG_VIEW = ".live-video", ".live-img"
+SHOWING = {
+    HD_VIEW: "v => !v.hidden && v.readyState >= 2 && v.videoWidth > 0",
+    MJPEG_VIEW: "i => !i.hidden && i.complete && i.naturalWidth > 0",
+}
+HD_SECONDS = 20  # watched for the live-edge check
+MAX_LIVE_LAG = 1.5  # seconds of buffered picture ahead of the playhead
+
+
+def expect_live_pictures(page: Page, view: str = HD_VIEW) -> None:
+    """Every camera card shows a decoded picture in `view` (HD <video>, or the MJPEG
+    <img> fallback), and the picture keeps changing."""
     cards = page.locator(".camera-card")
     pw_expect(cards).to_have_count(2)
-    wait_until(
-        page,
-        "() => [...document.querySelectorAll('.live-img')]"
-        ".every(i => i.complete && i.naturalWidth > 0)",
-    )
+    wait_until(page, f"() => [...document.querySelectorAll('{view}')].every({SHOWING[view]})")
     for camera_id in ("porch", "hall"):
-        img = page.locator(f'.camera-card[data-camera="{camera_id}"] .live-img')
-        first = img.evaluate(FINGERPRINT)
+        picture = page.locator(f'.camera-card[data-camera="{camera_id}"] {view}')
+        first = picture.evaluate(FINGERPRINT)
         deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
-        while img.evaluate(FINGERPRINT) == first:
+        while picture.evaluate(FINGERPRINT) == first:
             assert time.monotonic() < deadline, f"{camera_id}: the live picture never changed"
             page.wait_for_timeout(100)
 
@@ -338,7 +344,51 @@ def check_live(page: Page) -> None:
     for status in page.locator(".camera-card .status").all():
         pw_expect(status).to_have_text("Connected")
     pw_expect(page.locator(".camera-card .camera-name")).to_have_text(["Front porch", "Hallway"])
+    # Resolution, frame rate and the clock of the newest picture.
+    stats = page.locator('.camera-card[data-camera="hall"] .live-stats')
+    pw_expect(stats).to_have_text(re.compile(r"^HD · 768\u00d7432 · [\d.]+ fps · \S+"))
     shot(page, "live.png")
+
+
+def check_hd_live_edge(page: Page) -> None:
+    """The HD view plays the camera's own picture at its size and stays near the live
+    edge: sampled once a second for HD_SECONDS, playback advances and the buffered
+    picture ahead of the playhead stays under MAX_LIVE_LAG."""
+    video = page.locator('.camera-card[data-camera="hall"] .live-video').element_handle()
+    samples = []
+    for _ in range(HD_SECONDS):
+        samples.append(
+            video.evaluate(
+                "v => ({t: v.currentTime, w: v.videoWidth, h: v.videoHeight, "
+                "lag: v.buffered.length ? v.buffered.end(v.buffered.length - 1) - v.currentTime"
+                " : null, error: v.error && v.error.message})"
+            )
+        )
+        page.wait_for_timeout(1000)
+    assert all(s["error"] is None for s in samples), samples
+    assert {(s["w"], s["h"]) for s in samples} == {(768, 432)}
+    assert samples[-1]["t"] > samples[0]["t"] + HD_SECONDS / 2, samples
+    lags = [s["lag"] for s in samples]
+    assert all(lag is not None and lag < MAX_LIVE_LAG for lag in lags), lags
+    print(f"HD live edge lag over {HD_SECONDS} s: median {sorted(lags)[len(lags) // 2]:.2f} s")
+
+
+def check_mjpeg_fallback(
+    browser: Browser, owner: BrowserContext, base: str, problems: PageProblems
+) -> None:
+    """A browser without Media Source Extensions gets the MJPEG view instead."""
+    old = new_context(browser, DESKTOP, storage_state=owner.storage_state())
+    old.add_init_script("delete window.MediaSource; delete window.ManagedMediaSource;")
+    try:
+        page = problems.watch(old.new_page())
+        page.goto(base + "/#live")
+        expect_live_pictures(page, MJPEG_VIEW)
+        pw_expect(page.locator(HD_VIEW)).to_have_count(2)
+        assert page.locator(HD_VIEW).evaluate_all("vs => vs.every(v => v.hidden)")
+        stats = page.locator('.camera-card[data-camera="hall"] .live-stats')
+        pw_expect(stats).to_have_text(re.compile(r"^MJPEG · 768\u00d7432"))
+    finally:
+        old.close()
 
 
 def check_live_on_a_phone(
@@ -543,6 +593,8 @@ def test_owner_page_and_share_link(running_hub: RunningHub, browser: Browser) ->
         page.goto(base + "/")
         log_in_past_the_throttle(page)
         check_live(page)
+        check_hd_live_edge(page)
+        check_mjpeg_fallback(browser, owner, base, problems)
         check_live_on_a_phone(browser, owner, base, problems)
         item = check_events(page, running_hub.event_id)
         link, share_id = play_and_share(page, item, base)
