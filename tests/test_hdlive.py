@@ -257,9 +257,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory, door_camera: RtspCamera) -> It
     running.start()
     try:
         door = next(c for c in running.cameras if c.id == "door")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not all(feed.info for feed in door.streams.values()):
-            assert time.monotonic() < deadline, "the RTSP camera did not connect in 30 s"
+            assert time.monotonic() < deadline, f"the RTSP camera did not connect: {door.status}"
             time.sleep(0.1)
         yield running
     finally:

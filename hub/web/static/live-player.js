@@ -87,8 +87,9 @@ window.camhubLive = (() => {
       } else {
         const time = new DataView(event.data).getFloat64(0);
         newest = Math.max(newest, time);
+        // Pictures come in decode order (B-frames: not time order): keep the window's.
         times.push(time);
-        while (times.length && times[0] < time - FPS_WINDOW) times.shift();
+        times = times.filter((t) => t > newest - FPS_WINDOW);
         queue.push(new Uint8Array(event.data, 8));
       }
       if (queue.length > MAX_QUEUE) fail("the browser fell behind");
@@ -136,7 +137,7 @@ window.camhubLive = (() => {
       const now = performance.now();
       if (now - told < 250) return;
       told = now;
-      const span = times.length > 1 ? times[times.length - 1] - times[0] : 0;
+      const span = times.length > 1 ? Math.max(...times) - Math.min(...times) : 0;
       onInfo({
         width: video.videoWidth || description.width,
         height: video.videoHeight || description.height,
