@@ -24,7 +24,7 @@ import aiohttp
 import av
 import pytest
 from aiohttp import web
-from rtsp_camera import RtspCamera, camera_fixture
+from rtsp_camera import RtspCamera
 
 from hub.capture import open_source
 from hub.cli import init_data_dir
@@ -37,8 +37,6 @@ from hub.web.hdlive import VIEWER_MAX_BYTES, Start, StreamFeed, websocket_respon
 
 PASSWORD = "correct horse battery"
 FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
-
-rtsp_camera = camera_fixture("person_clip")
 
 
 def packets_of(clip: Path, count: int) -> tuple[StreamInfo, list[Packet]]:
@@ -219,18 +217,27 @@ async def test_a_stalled_viewer_skips_ahead_and_delays_nobody(crowd_clip: Path) 
 
 
 @pytest.fixture(scope="module")
-def door_camera(person_clip: Path) -> Iterator[RtspCamera]:
-    camera = RtspCamera(person_clip)
-    camera.start()
+def door_cameras(person_clip: Path) -> Iterator[tuple[RtspCamera, RtspCamera]]:
+    """The camera's main stream and its substream (the same clip: each its own server,
+    as two clients joining the test server's shared media at once were seen to stall)."""
+    main, sub = RtspCamera(person_clip), RtspCamera(person_clip)
+    main.start()
     try:
-        yield camera
+        sub.start()
+        try:
+            yield main, sub
+        finally:
+            sub.kill()
     finally:
-        camera.kill()
+        main.kill()
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory, door_camera: RtspCamera) -> Iterator[Hub]:
-    """A hub watching the RTSP camera's main stream and (the same URL as) a substream."""
+def hub(
+    tmp_path_factory: pytest.TempPathFactory, door_cameras: tuple[RtspCamera, RtspCamera]
+) -> Iterator[Hub]:
+    """A hub watching a camera's main stream and its substream over RTSP."""
+    main, sub = door_cameras
     root = tmp_path_factory.mktemp("hub")
     init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
     config = parse_config(
@@ -244,8 +251,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory, door_camera: RtspCamera) -> It
         tls = false
         [[camera]]
         id = "door"
-        url = "{door_camera.url}"
-        detect_url = "{door_camera.url}"
+        url = "{main.url}"
+        detect_url = "{sub.url}"
         [[camera]]
         id = "porch"
         url = "synthetic:porch"
