@@ -14,6 +14,7 @@ Needs Debian's `chromium` at /usr/bin/chromium and the `playwright` Python packa
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -26,6 +27,7 @@ from typing import Any
 import av
 import cv2
 import pytest
+from rtsp_camera import RtspCamera
 
 from hub.cli import init_data_dir
 from hub.config import parse_config
@@ -607,3 +609,78 @@ def test_owner_page_and_share_link(running_hub: RunningHub, browser: Browser) ->
     finally:
         owner.close()
     assert not problems.found, problems.found
+
+
+# -- HD and SD ---------------------------------------------------------------------------
+
+TWO_STREAMS = """
+[hub]
+data_dir = "{data_dir}"
+log_level = "warning"
+
+[storage]
+min_free_gb = 0
+
+[web]
+listen = "127.0.0.1:0"
+tls = false
+
+[[camera]]
+id = "door"
+name = "Front door"
+url = "{main}"
+detect_url = "{sub}"
+"""
+
+
+@pytest.fixture(scope="module")
+def two_stream_hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
+    """A hub with one RTSP camera that has a main stream and a substream."""
+    root = tmp_path_factory.mktemp("two-streams")
+    init_data_dir(DataPaths(root / "data"), PASSWORD, kdf=FAST_KDF)
+    with RtspCamera(person_clip) as main, RtspCamera(person_clip) as sub:
+        text = TWO_STREAMS.format(data_dir=root / "data", main=main.url, sub=sub.url)
+        hub = Hub(parse_config(text, base_dir=root))
+        hub.start()
+        try:
+            assert hub.web is not None, "the hub's web server did not start"
+            streams = hub.cameras[0].streams.values()
+            deadline = time.monotonic() + 60
+            while not all(feed.info for feed in streams):
+                assert time.monotonic() < deadline, f"no RTSP streams: {hub.cameras[0].status}"
+                time.sleep(0.1)
+            yield hub
+        finally:
+            hub.stop()
+
+
+def test_hd_and_sd_buttons_switch_the_live_stream(two_stream_hub: Hub, browser: Browser) -> None:
+    assert two_stream_hub.web is not None
+    base = f"http://127.0.0.1:{two_stream_hub.web.port}"
+    since = two_stream_hub.audit.recent(0, 1)[0].seq
+    problems = PageProblems()
+    context = new_context(browser, DESKTOP)
+    try:
+        page = problems.watch(context.new_page())
+        page.goto(base + "/")
+        log_in(page)
+        card = page.locator('.camera-card[data-camera="door"]')
+        buttons = card.locator(".live-choice button")
+        stats = card.locator(".live-stats")
+        video = card.locator(HD_VIEW)
+        pw_expect(buttons).to_have_text(["HD", "SD"])
+        for pressed, label in ((0, "HD"), (1, "SD")):
+            if pressed:
+                buttons.nth(pressed).click()
+            pw_expect(buttons.nth(pressed)).to_have_attribute("aria-pressed", "true")
+            pw_expect(buttons.nth(1 - pressed)).to_have_attribute("aria-pressed", "false")
+            pw_expect(stats).to_have_text(re.compile(rf"^{label} · 768\u00d7432 · "))
+            wait_until(page, SHOWING[HD_VIEW], video.element_handle())
+            start = video.evaluate("v => v.currentTime")
+            wait_until(page, "([v, t]) => v.currentTime > t + 0.5", [video.element_handle(), start])
+    finally:
+        context.close()
+    assert not problems.found, problems.found
+    rows = two_stream_hub.index.audit_records(since, 100)
+    views = [json.loads(r.detail).get("stream") for r in rows if r.kind == "live view started"]
+    assert views == ["HD", "SD"]
