@@ -66,13 +66,16 @@ class FragmentMuxer:
         self.init: bytes | None = None  # ftyp+moov, once the muxer has written it
         self._out = _Boxes()
         flags = _MOVFLAGS if info.extradata else _MOVFLAGS_INBAND
-        self._container = av.open(self._out, "w", format="mp4", options={"movflags": flags})
-        stream = self._container.add_stream_from_template(template)
-        stream.codec_context.width = info.width
-        stream.codec_context.height = info.height
-        if info.extradata:
-            stream.codec_context.extradata = info.extradata
-        stream.time_base = info.time_base
+        try:
+            self._container = av.open(self._out, "w", format="mp4", options={"movflags": flags})
+            stream = self._container.add_stream_from_template(template)
+            stream.codec_context.width = info.width
+            stream.codec_context.height = info.height
+            if info.extradata:
+                stream.codec_context.extradata = info.extradata
+            stream.time_base = info.time_base
+        except (av.FFmpegError, ValueError) as exc:
+            raise MuxError(f"{type(exc).__name__}: {exc}") from exc
         self._stream = stream
         self._tick = float(info.time_base)
         self._offset: int | None = None

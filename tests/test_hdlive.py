@@ -30,7 +30,7 @@ from hub.capture import open_source
 from hub.cli import init_data_dir
 from hub.config import parse_config
 from hub.daemon import DataPaths, Hub
-from hub.fmp4 import FragmentMuxer
+from hub.fmp4 import Fragment, FragmentMuxer
 from hub.media import Packet, StreamInfo
 from hub.vault import KdfParams
 from hub.web.hdlive import VIEWER_MAX_BYTES, Start, StreamFeed, websocket_response
@@ -113,6 +113,50 @@ async def test_a_new_viewer_starts_at_once_at_the_gops_keyframe(person_clip: Pat
     frames = decoded(start.init, [f.data for f in fragments])
     assert frames[0].key_frame and len(frames) == len(fragments)
     assert feed.viewers == 0
+
+
+async def test_a_viewer_joining_before_the_first_fragment_gets_the_stream(
+    person_clip: Path,
+) -> None:
+    """The muxer has written its init but no fragment yet (one packet in): a viewer
+    joining then still gets the init and every fragment, once each."""
+    info, packets = packets_of(person_clip, 12)
+    feed = StreamFeed("door", "main")
+    feed.start_stream(info)
+    async with feed.subscribe() as first:
+        feed.offer(packets[0])
+        assert isinstance((await first.take(2.0))[0], Start)
+        async with feed.subscribe() as late:
+            for packet in packets[1:]:
+                feed.offer(packet)
+            got: list[Start | Fragment] = []
+            while len(got) < len(packets):
+                items = await late.take(2.0)
+                assert items, f"the late viewer got {len(got)} items, then nothing"
+                got += items
+    assert isinstance(got[0], Start)
+    assert [f.time for f in got[1:] if isinstance(f, Fragment)] == [p.time for p in packets[:-1]]
+
+
+async def test_a_viewer_joining_with_fragments_undelivered_gets_each_once(
+    person_clip: Path,
+) -> None:
+    """Fragments already published to the loop but not yet handed out are in the GOP a
+    new viewer starts with: it must not get them a second time."""
+    info, packets = packets_of(person_clip, 8)
+    feed = StreamFeed("door", "main")
+    feed.start_stream(info)
+    async with feed.subscribe() as first:
+        feed.offer(packets[0])
+        assert isinstance((await first.take(2.0))[0], Start)
+        for packet in packets[1:]:
+            feed.offer(packet)  # the loop does not run: fragments wait in its outbox
+        async with feed.subscribe() as late:
+            await asyncio.sleep(0.05)  # now the loop hands them out
+            got = await late.take(2.0)
+        assert len(await first.take(2.0)) == len(packets) - 1  # all but the last
+    times = [f.time for f in got if isinstance(f, Fragment)]
+    assert times == [p.time for p in packets[:-1]]
 
 
 # -- over a real WebSocket ----------------------------------------------------------------

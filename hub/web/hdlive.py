@@ -132,6 +132,7 @@ class StreamFeed:
                 self._mux(packet, arrived)
             except MuxError as exc:
                 self._stop_muxer()
+                self._gop, self._gop_bytes = [], 0  # not again on this GOP: the next one
                 if not self._failing:
                     self._failing = True
                     log.warning(
@@ -221,9 +222,11 @@ class StreamFeed:
             items = self._outbox.pop(loop, [])
             self._outbox_bytes.pop(loop, None)
             viewers = tuple(self._loops.get(loop, ()))
+        overflowed = _GAP in items  # the outbox was cut short: its indexes changed
         for viewer in viewers:
-            for item in items:
+            for item in items if overflowed else items[viewer._known :]:
                 viewer._put(item)
+            viewer._known = 0
 
     # -- viewers ------------------------------------------------------------------------
 
@@ -252,10 +255,12 @@ class StreamFeed:
             assert viewer.loop is not None
             self._loops.setdefault(viewer.loop, set()).add(viewer)
             self._count += 1
-            if self._start is not None and self._gop_fragments:
+            if self._start is not None:
                 viewer._put(self._start)
                 for fragment in self._gop_fragments:
                     viewer._put(fragment)
+                # What waits in the loop's outbox is in that state already.
+                viewer._known = len(self._outbox.get(viewer.loop, ()))
 
     def _detach(self, viewer: StreamViewer) -> None:
         loop = viewer.loop
@@ -283,6 +288,7 @@ class StreamViewer:
         self._bytes = 0
         self._started = False  # has had a Start
         self._waiting = True  # for a keyframe
+        self._known = 0  # items at the head of the loop's outbox it started with
         self._ready = asyncio.Event()
 
     async def __aenter__(self) -> StreamViewer:
