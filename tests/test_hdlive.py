@@ -437,3 +437,24 @@ async def test_a_live_view_ends_with_its_session(hub: Hub) -> None:
             assert await ends(ws), "the live view kept an idle session open"
         finally:
             hub.sessions.idle_seconds = idle
+
+
+async def test_a_live_view_starts_over_when_the_camera_comes_back(
+    hub: Hub, door_cameras: tuple[RtspCamera, RtspCamera]
+) -> None:
+    """The camera drops and comes back: the open view gets a new description and init,
+    and plays again from a keyframe, without the owner reopening it."""
+    main, _sub = door_cameras
+    client = await logged_in(hub)
+    async with client, client.ws_connect(base(hub) + "/api/cameras/door/live.ws") as ws:
+        await receive_view(ws, 3)
+        main.restart()
+        deadline = time.monotonic() + 60
+        while (message := await ws.receive(timeout=60)).type is not aiohttp.WSMsgType.TEXT:
+            assert message.type is aiohttp.WSMsgType.BINARY, message
+            assert time.monotonic() < deadline, "no new stream after the camera came back"
+        assert json.loads(message.data)["stream"] == "main"
+        init = (await ws.receive(timeout=10)).data
+        fragments = [(await ws.receive(timeout=10)).data for _ in range(12)]
+    frames = decoded(init, fragments)
+    assert frames[0].key_frame and len(frames) == len(fragments)
