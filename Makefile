@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 
 .PHONY: demo run test lint bench screenshots system-deps test-system-deps clean
 
+# LISTEN=0.0.0.0:8080 serves the demo to other machines on the LAN (a headless Pi).
 demo: $(VENV)/.installed
-	$(BIN)/camhub demo
+	$(BIN)/camhub demo $(if $(LISTEN),--listen $(LISTEN))
 
 run: $(VENV)/.installed
 	$(BIN)/camhub run --config $(or $(CONFIG),/etc/camhub/camhub.toml)
@@ -21,6 +22,9 @@ test: $(VENV)/.installed-test test-system-deps
 	$(BIN)/python bench/bench_hdlive.py --short
 	$(BIN)/python bench/bench_alerts.py --short
 	$(BIN)/python bench/bench_faults.py --short
+	$(BIN)/python bench/bench_events_page.py --short
+	$(BIN)/python bench/bench_offsite.py --short
+	$(BIN)/python bench/bench_audio.py --short
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check hub tests bench
@@ -28,9 +32,10 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_audio.py
 
 screenshots: $(VENV)/.installed-test test-system-deps
-	CAMHUB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
+	CAMHUB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_alerts.py
 
 system-deps:
 	scripts/system-deps.sh runtime
@@ -40,12 +45,12 @@ test-system-deps:
 
 $(VENV)/.installed: pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
 clean:

@@ -23,10 +23,11 @@ Invariants, in the order the code keeps them:
    deleted, then the row. When a full disk or a failing index refuses that update (or
    finish()'s), the segment is unsettled: settle() retries it at each open and each
    retention pass, and retention counts its file meanwhile.
-7. Deleting (retention) overwrites the file's header (its wrapped data key) and
-   fsyncs it, unlinks the file, fsyncs the directory, then deletes the row: a crash
-   in between leaves a row whose file is gone or unreadable (the next pass deletes
-   it), never a readable file without a row, which retention would never reach.
+7. Deleting (retention, or the owner's deletion) overwrites the file's header (its
+   wrapped data key) and fsyncs it, unlinks the file, fsyncs the directory, then
+   deletes the row: a crash in between leaves a row whose file is gone or unreadable
+   (the next pass deletes it), never a readable file without a row, which retention
+   would never reach.
 8. A snapshot is sealed in memory, written to `<id>.snap.tmp`, fsynced, renamed to
    `<id>.snap`, its directory fsynced, then its row inserted.
 9. recover() deletes only the leftovers of those crash windows that hold no footage:
@@ -187,6 +188,7 @@ class RetentionReport:
     events: int  # event rows past the age limit
     free_bytes: int | None  # free space afterwards, when there is a floor to keep
     policy: RetentionPolicy
+    not_offsite: int = 0  # of the files deleted for free space, those not yet copied off-site
 
     def lines(self) -> list[str]:
         out = []
@@ -204,6 +206,11 @@ class RetentionReport:
                 f"retention: deleted {self.segments} segment(s) and {self.snapshots} "
                 f"snapshot(s), {_mib(self.bytes_freed)} ({', '.join(reasons)})"
             )
+        if self.not_offsite:
+            out.append(
+                f"retention: {self.not_offsite} of them were not yet copied off-site; "
+                "deleted anyway, as the disk would otherwise fill"
+            )
         if self.events:
             out.append(f"retention: forgot {self.events} event(s) older than the age limit")
         if self.free_bytes is not None and self.free_bytes < self.policy.min_free_bytes:
@@ -213,6 +220,20 @@ class RetentionReport:
                 "to delete"
             )
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """What the owner's deletion removed, for the answer and the access log."""
+
+    segments: int
+    snapshots: int
+    bytes_freed: int
+    events: int
+    recording: int  # segments being written in the range, left alone
+
+    def detail(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
 
 
 class Archive:
@@ -226,9 +247,15 @@ class Archive:
         policy: RetentionPolicy,
         *,
         free_space: Callable[[Path], int] = disk_free,
+        on_sealed: Callable[[FileKind, str], None] | None = None,
+        keep: Callable[[SegmentRow | SnapshotRow], bool] | None = None,
         clock: Callable[[], Reading] = system_reading,
     ) -> None:
         self.data_dir = data_dir
+        # Off-site copy hooks (hub/offsite): told of every file once it is durable; asked
+        # before an age or budget delete whether a file must stay (not yet copied).
+        self._on_sealed = on_sealed
+        self._keep = keep
         self.index = index
         self.policy = policy
         self._public_key = public_key
@@ -318,7 +345,17 @@ class Archive:
             with contextlib.suppress(OSError):
                 path.unlink()
             raise
+        self._sealed(FileKind.SNAPSHOT, snapshot_id)
         return snapshot_id
+
+    def _sealed(self, kind: FileKind, file_id: str) -> None:
+        """Tell the off-site copy a file is durable; its failure never stops recording."""
+        if self._on_sealed is None:
+            return
+        try:
+            self._on_sealed(kind, file_id)
+        except Exception:
+            log.exception("could not queue %s %s for the off-site copy", kind.name, file_id)
 
     def _ensure_free_space(self) -> None:
         floor = self.policy.min_free_bytes
@@ -521,6 +558,7 @@ class Archive:
             ages = self._age_walk(now) if policy.max_age_days else None
             total = self.index.total_size() + self._unsettled_bytes()
             counts = {"age": 0, "budget": 0, "free": 0, "segments": 0, "snapshots": 0}
+            not_offsite = 0  # hub/offsite: deleted before their off-site copy
             freed = 0
             for row in self._oldest_first():
                 if ages is not None and ages.old(row.seq, _when(row)):
@@ -533,6 +571,11 @@ class Archive:
                     reason = "free"
                 else:
                     break
+                if self._keep is not None and self._keep(row):
+                    # Not yet off-site: kept unless the disk would otherwise fill.
+                    if reason != "free" and not self._short_of_space():
+                        continue
+                    reason, not_offsite = "free", not_offsite + 1
                 self._delete(row)
                 size = row.size or 0
                 total -= size
@@ -553,6 +596,65 @@ class Archive:
             events=events,
             free_bytes=free,
             policy=policy,
+            not_offsite=not_offsite,
+        )
+
+    def _short_of_space(self) -> bool:
+        floor = self.policy.min_free_bytes
+        return bool(floor) and self._free_space(self.data_dir) < floor
+
+    def delete_footage(
+        self, camera_id: str, start: float, end: float, event: EventRow | None = None
+    ) -> Deletion:
+        """The owner's deletion, beside retention and by the same steps (invariant 7):
+        every finished segment of the camera that covers any of [start, end), whole.
+        With `event`, that event and its snapshot go too; without, every snapshot taken
+        and every ended event begun in the range. A segment being written is never
+        touched (it is counted in `recording`; delete again once it is finished). The
+        index is checkpointed after, so the share keys the deleted segments' rows took
+        with them (ON DELETE CASCADE) leave the WAL as well.
+        """
+        _check_camera_id(camera_id)
+        if not end > start:
+            raise ValueError("the end of a deletion must be after its start")
+        counts = {"segments": 0, "snapshots": 0, "bytes": 0, "recording": 0}
+
+        def delete(row: SegmentRow | SnapshotRow) -> None:
+            # One file at a time under the retention lock: a retention pass (or a camera
+            # short of space) waits for one file, not for the whole deletion.
+            with self._retention_lock:
+                self._delete(row)
+            counts["bytes"] += row.size or 0
+            counts["segments" if isinstance(row, SegmentRow) else "snapshots"] += 1
+
+        for row in _paged(
+            lambda limit, after: self.index.segments_to_delete(camera_id, start, end, limit, after)
+        ):
+            if row.state is SegmentState.OPEN:
+                counts["recording"] += 1
+            else:
+                delete(row)
+        if event is not None:
+            snapshot = self.index.get_snapshot(event.snapshot_id or "")
+            if snapshot is not None:
+                delete(snapshot)
+            events = int(self.index.delete_event(event.id))
+        else:
+            for row in _paged(
+                lambda limit, after: self.index.snapshots_to_delete(
+                    camera_id, start, end, limit, after
+                )
+            ):
+                delete(row)
+            events = self.index.delete_events(camera_id, start, end)
+        if counts["segments"] or counts["snapshots"]:
+            self.index.checkpoint()
+        return Deletion(
+            segments=counts["segments"],
+            snapshots=counts["snapshots"],
+            bytes_freed=counts["bytes"],
+            events=events,
+            recording=counts["recording"],
         )
 
     def _oldest_first(self) -> Iterator[SegmentRow | SnapshotRow]:
@@ -650,6 +752,7 @@ class Archive:
                 continue
             with self._lock:
                 self._unsettled.pop(segment_id, None)
+            self._sealed(FileKind.SEGMENT, segment_id)  # now it may be copied off-site
         with self._lock:
             return len(self._unsettled)
 
@@ -729,6 +832,7 @@ class SegmentOutput:
             )
         finally:
             archive._segment_done(self.row.id)
+        archive._sealed(FileKind.SEGMENT, self.row.id)
 
     def abort(self) -> None:
         """Keep the verified whole chunks and end the segment (invariant 6); never raises.
@@ -763,6 +867,7 @@ class SegmentOutput:
                     _short(row.id),
                     _chunks(kept),
                 )
+                archive._sealed(FileKind.SEGMENT, row.id)
         except Exception as exc:
             # A full disk can refuse even the index update: retried as space comes back.
             if self.indexed:

@@ -35,6 +35,12 @@ SEAL_INFO = b"camhub access-log seal v1"
 VERIFY_PAGE = 1000
 REPEAT_WINDOW = 60.0  # seconds over which repeated refusals from one client are summed
 REPEAT_KEYS = 256  # runs tracked at once; past that, the rest are summed together
+# A page view's snapshots: the first is recorded as it is served; the ones that follow
+# within BURST_QUIET s of the one before (for at most BURST_LONGEST s, BURST_MOST of
+# them) go in one record listing them, written when the burst ends.
+BURST_QUIET = 5.0
+BURST_LONGEST = 60.0
+BURST_MOST = 200
 OTHER_CLIENTS = "other clients"
 
 
@@ -48,7 +54,10 @@ class AuditKind(enum.StrEnum):
     LIVE_START = "live view started"
     LIVE_STOP = "live view stopped"
     SNAPSHOT = "snapshot served"
+    SNAPSHOTS = "snapshots served"
     CLIP = "clip served"
+    CLIP_DOWNLOADED = "clip downloaded"
+    FOOTAGE_DELETED = "footage deleted by the owner"
     SHARE_CREATED = "share created"
     SHARE_USED = "share used"
     SHARE_REFUSED = "share refused"
@@ -58,6 +67,12 @@ class AuditKind(enum.StrEnum):
     CONFIG_CHANGED = "config changed"
     RETENTION = "retention deleted footage"
     HUB_STARTED = "hub started"
+    ALERT_TARGET_ADDED = "alert target added"
+    ALERT_TARGET_REMOVED = "alert target removed"
+    ALERTS_CHANGED = "alert settings changed"
+    ALERT_TEST = "test alert sent"
+    WEBHOOK_SET = "webhook target set"
+    RESTORED = "footage restored"
 
 
 def chain_hash(prev: str, seq: int, when: float, kind: str, actor: str, detail: str) -> str:
@@ -134,6 +149,11 @@ class AuditLog:
         """The summaries of refusals that a RepeatFilter held back."""
         for run in runs:
             self.record(run.kind, run.actor, {"repeats": run.repeats, "seconds": run.seconds})
+
+    def record_bursts(self, bursts: list[Burst]) -> None:
+        """The records of snapshot bursts that a SnapshotBursts has ended."""
+        for burst in bursts:
+            self.record(AuditKind.SNAPSHOTS, burst.actor, burst.detail())
 
     def recent(self, before: int = 0, limit: int = 100) -> list[AuditRow]:
         """Newest first, from just before seq `before` (0: the newest)."""
@@ -287,3 +307,72 @@ class RepeatFilter:
             for (kind, _, _), run in runs
             if run.repeats
         ]
+
+
+@dataclass(slots=True)
+class Burst:
+    """The snapshots one session fetched in a quick run (one Events page view), in
+    order; the first was also recorded on its own, as it was served."""
+
+    actor: str
+    first: float
+    last: float
+    shown: list[tuple[str, int]] = field(default_factory=list)  # (camera, event)
+
+    def detail(self) -> dict[str, object]:
+        return {
+            "count": len(self.shown),
+            "cameras": sorted({camera for camera, _ in self.shown}),
+            "events": [event for _, event in self.shown],
+            "seconds": round(self.last - self.first, 1),
+        }
+
+
+@dataclass
+class SnapshotBursts:
+    """Keeps a page view of event thumbnails from adding a record per picture, and
+    keeps every picture on record. The first snapshot a session fetches is recorded
+    before it leaves (AuditKind.SNAPSHOT, as any look is); those that follow within
+    BURST_QUIET s of the one before make it a burst, and one `snapshots served` record
+    lists every camera and event of it (the first too), written when it ends (housekeeping calls
+    `due`, and shutdown with everything=True). A kill -9 loses at most the list of one
+    burst; its first look is on record already. Thread-safe."""
+
+    quiet: float = BURST_QUIET
+    longest: float = BURST_LONGEST
+    most: int = BURST_MOST
+    _bursts: dict[str, Burst] = field(default_factory=dict)
+    _ended: list[Burst] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def admit(self, session: str, actor: str, camera: str, event: int, now: float) -> bool:
+        """Whether to record this snapshot now (the first of a burst); else it is
+        listed in the burst's record."""
+        with self._lock:
+            burst = self._bursts.get(session)
+            if burst is not None and self._over(burst, now):
+                self._ended.append(self._bursts.pop(session))
+                burst = None
+            if burst is None:
+                self._bursts[session] = Burst(actor, now, now, [(camera, event)])
+                return True
+            burst.shown.append((camera, event))
+            burst.last = now
+            return False
+
+    def due(self, now: float, *, everything: bool = False) -> list[Burst]:
+        """The bursts that have ended (all of them at shutdown) with more than their
+        first snapshot to list."""
+        with self._lock:
+            for session, burst in list(self._bursts.items()):
+                if everything or self._over(burst, now):
+                    self._ended.append(self._bursts.pop(session))
+            ended, self._ended = self._ended, []
+        return [burst for burst in ended if len(burst.shown) > 1]
+
+    def _over(self, burst: Burst, now: float) -> bool:
+        return (
+            now - burst.last > self.quiet
+            or now - burst.first > self.longest
+            or len(burst.shown) >= self.most
+        )

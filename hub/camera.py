@@ -122,6 +122,7 @@ class Camera:
         self._peak = _Peak()
         self._reported = (0.0, 0.0)  # (peak score, frame time) last told for the open event
         self._last_frame_time = 0.0
+        self.frames = 0  # decoded frames since start, for the page's frame rate
         # The recorder and the event sink run on the writer thread, which takes the
         # record stream's packets and the detect stream's decisions in arrival order.
         self._writer = DiskWriter(settings.id)
@@ -153,29 +154,29 @@ class Camera:
             return loops
         return [CaptureLoop(s.id, self._main_source, self._on_stream, self._on_item)]
 
-    def _open(self, url: str, *, decode: bool, keep_packets: bool) -> Source:
+    def _open(self, url: str, *, decode: bool, record: bool) -> Source:
+        """Packets are always kept (they are the HD/SD live view); sound only to record."""
         s = self.settings
         return open_source(
             url,
             decode=decode,
-            keep_packets=keep_packets,
+            keep_packets=True,
             rtsp_transport=s.rtsp_transport,
             realtime=s.realtime,
+            audio=s.audio and record,
             v4l2_size=(s.v4l2.width, s.v4l2.height, s.v4l2.fps),
         )
 
     def _main_source(self) -> Source:
         record = self._mode is not RecordMode.OFF
-        # Packets even when not recording: they are the HD live view.
-        source = self._open(self.settings.url, decode=True, keep_packets=True)
+        source = self._open(self.settings.url, decode=True, record=record)
         return self._recordable(source) if record else source
 
     def _detect_source(self) -> Source:
-        # Its packets are the SD live view (never recorded).
-        return self._open(self.settings.detect_url, decode=True, keep_packets=True)
+        return self._open(self.settings.detect_url, decode=True, record=False)
 
     def _record_source(self) -> Source:
-        return self._recordable(self._open(self.settings.url, decode=False, keep_packets=True))
+        return self._recordable(self._open(self.settings.url, decode=False, record=True))
 
     def _recordable(self, source: Source) -> Source:
         """Any source, ready to record: only once open does it tell whether its stream
@@ -207,6 +208,11 @@ class Camera:
     def status(self) -> list[CaptureStatus]:
         return [loop.status for loop in self._loops]
 
+    @property
+    def last_frame_time(self) -> float | None:
+        """The newest decoded frame's time (Unix seconds); None before the first."""
+        return self._last_frame_time or None
+
     def is_online(self) -> bool:
         """Every stream of the camera is connected."""
         return all(loop.status.connected for loop in self._loops)
@@ -226,13 +232,14 @@ class Camera:
 
     def _on_item(self, item: Packet | Frame) -> None:
         if isinstance(item, Packet):
-            # Live view first (it muxes only while watched), then the disk. Audio packets
-            # (issue 10 item 2): offer() takes video only until hub/fmp4.py muxes audio.
+            # Live view first (it muxes only while watched), then the disk. The feed
+            # passes sound packets by for now (see hub/fmp4.py for where they would go).
             self.streams["main"].offer(item)
             if self._mode is not RecordMode.OFF:
                 self._record(item)
             return
         self._last_frame_time = item.time
+        self.frames += 1
         if self._gate.due(item.time):
             self._detect(item)
         # From here the live feed may convert the frame on its own thread, while this one
@@ -241,8 +248,8 @@ class Camera:
         self.live.offer(item)
 
     def _record(self, packet: Packet) -> None:
-        if self._skipping and not packet.keyframe:
-            return  # a GOP without its keyframe is of no use
+        if self._skipping and not packet.starts_gop:
+            return  # a GOP without its keyframe is of no use (nor is its sound)
         taken = self._writer.put(partial(self._recorder.push, packet), len(packet.data))
         if not taken and not self._skipping:
             log.warning(

@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from hub import repair, tls, vault
+from hub import __version__, repair, tls, vault
 from hub.audit import AuditKind, AuditLog
 from hub.config import (
     DEMO_PORT,
@@ -25,6 +26,7 @@ from hub.config import (
     StorageSettings,
     default_config,
     load_config,
+    warnings,
 )
 from hub.daemon import (
     DataPaths,
@@ -38,11 +40,16 @@ from hub.daemon import (
 )
 from hub.fsutil import DirectoryBusy, DirectoryLock, write_private
 from hub.logs import limit_repeats
+from hub.offsite import naming, restore
+from hub.offsite.bucket import Bucket, BucketError
+from hub.offsite.queue import OffsiteQueue
+from hub.offsite.queue import Summary as OffsiteSummary
 from hub.store import DamagedIndex, Index, SchemaError, is_damage
 
 log = logging.getLogger("hub")
 
 MIN_PASSWORD_LENGTH = 10
+PASSWORD_TRIES = 5  # at the terminal, `init` and `passwd` ask again this many times
 
 
 class CommandError(Exception):
@@ -89,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="camhub", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"camhub {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help: str):
@@ -107,6 +115,13 @@ def _parser() -> argparse.ArgumentParser:
     p = command("demo", cmd_demo, "run a throwaway hub with the built-in camera")
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     p.add_argument("--data-dir", type=Path, help="keep the demo's data here instead of a temp dir")
+    p.add_argument(
+        "--listen",
+        default=f"127.0.0.1:{DEMO_PORT}",
+        help="host:port to serve the page on, e.g. 0.0.0.0:8080 to open it from another "
+        f"machine on the LAN (plain HTTP; default 127.0.0.1:{DEMO_PORT})",
+    )
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
     p = command("check-config", cmd_check_config, "validate a config file")
     p.add_argument("config", type=Path)
@@ -142,6 +157,31 @@ def _parser() -> argparse.ArgumentParser:
         "rebuild the index from the sealed files (with the hub stopped); deletes nothing",
     )
     _where(p)
+
+    p = command(
+        "restore",
+        cmd_restore,
+        "rebuild an empty data directory from the off-site copy (or --list what it holds)",
+    )
+    p.add_argument("--config", type=Path, required=True, help="with [offsite] and hub.data_dir")
+    p.add_argument("--list", action="store_true", help="only list what the bucket holds")
+    p.add_argument("--keys", type=Path, help="a copy of keys.json (else the bucket's copy)")
+    p.add_argument("--hub", help="which hub's copy, when several share the prefix")
+    p.add_argument("--since", type=_when_arg, help="only footage from this time (ISO 8601)")
+    p.add_argument("--until", type=_when_arg, help="only footage before this time (ISO 8601)")
+    p.add_argument("--password-file", type=Path, help="read the password (or code) here")
+    p.add_argument(
+        "--recovery-code", action="store_true", help="unlock with the recovery code instead"
+    )
+    p.add_argument(
+        "--new-password-file",
+        type=Path,
+        help="the new box's password, when only the recovery code opens the keys",
+    )
+
+    p = command("offsite", cmd_offsite, "show how the off-site copy is doing")
+    _where(p)
+    p.add_argument("action", choices=["status"])
 
     p = command("passwd", cmd_passwd, "change the owner's password")
     _where(p)
@@ -200,12 +240,29 @@ def _ask(prompt: str, file: Path | None) -> str:
 
 
 def _new_password(file: Path | None) -> str:
-    password = _ask("New owner password: ", file)
-    if file is None and getpass.getpass("Repeat it: ") != password:
-        raise CommandError("the two passwords differ; nothing was changed")
+    """The new password: from the file (refused if too short), or asked at the terminal
+    until it is long enough and typed the same twice (PASSWORD_TRIES at most)."""
+    if file is not None:
+        password = _read_secret_file(file)
+        if problem := _password_problem(password):
+            raise CommandError(problem)
+        return password
+    for _ in range(PASSWORD_TRIES):
+        password = _ask("New owner password: ", None)
+        if problem := _password_problem(password):
+            print(f"camhub: {problem}; try again", file=sys.stderr)
+            continue
+        if getpass.getpass("Repeat it: ") != password:
+            print("camhub: the two passwords differ; try again", file=sys.stderr)
+            continue
+        return password
+    raise CommandError(f"no usable password after {PASSWORD_TRIES} tries; nothing was changed")
+
+
+def _password_problem(password: str) -> str | None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise CommandError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    return password
+        return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
+    return None
 
 
 # -- commands --------------------------------------------------------------------------
@@ -249,6 +306,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    config: Config = default_config(Path("."), args.listen)  # --listen checked first
+    # The hub's info lines (cameras starting...) would bury the password: warnings only.
+    logging.getLogger().setLevel((args.log_level or "warning").upper())
     keep = args.data_dir is not None
     root = args.data_dir.resolve() if keep else Path(tempfile.mkdtemp(prefix="camhub-demo-"))
     try:
@@ -257,23 +317,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not paths.keys.exists():
             password = secrets.token_urlsafe(12)
             init_data_dir(paths, password)
-        config: Config = default_config(root)
-        print(f"camhub demo: a porch camera (synthetic) recording into {root}")
-        if password is not None:
-            print(f"camhub demo: owner password for this demo: {password}")
-        print(
-            f"camhub demo: open http://127.0.0.1:{DEMO_PORT}/ and log in with that password; "
-            "someone walks by every ~20 s; press Ctrl-C to stop"
-        )
-        run_until_signalled(Hub(config), seconds=args.seconds)
-        _print_demo_summary(root)
+        config = default_config(root, args.listen)
+        print(f"camhub demo: a porch camera (synthetic) recording into {root}", flush=True)
+        hub = Hub(config)
+
+        def started() -> None:
+            port = hub.web.port if hub.web is not None else _split_port(args.listen)
+            print(_demo_banner(config.web.host, port, password), flush=True)
+
+        run_until_signalled(hub, seconds=args.seconds, started=started)
+        _print_demo_summary(root, password, keep)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
-def _print_demo_summary(root: Path) -> None:
+def _split_port(listen: str) -> int:
+    return int(listen.rpartition(":")[2])
+
+
+def _demo_banner(host: str, port: int, password: str | None) -> str:
+    """What to open and the password, framed, printed once the page is served."""
+    if host in ("0.0.0.0", "::"):
+        name = socket.gethostname().partition(".")[0]
+        where = [
+            f"open http://{name}.local:{port}/ from another machine on the LAN",
+            f"(or http://<this box's address>:{port}/; `hostname -I` lists them)",
+        ]
+    else:
+        shown = f"[{host}]" if ":" in host else host
+        where = [f"open http://{shown}:{port}/"]
+    lines = [*where, "someone walks by every ~20 s; press Ctrl-C to stop"]
+    if password is not None:
+        lines.append(f"owner password: {password}")
+    else:
+        lines.append("log in with the password this data directory was made with")
+    return _framed(lines)
+
+
+def _framed(lines: list[str]) -> str:
+    width = max(len(line) for line in lines)
+    rule = "+" + "-" * (width + 2) + "+"
+    return "\n".join([rule, *(f"| {line.ljust(width)} |" for line in lines), rule])
+
+
+def _print_demo_summary(root: Path, password: str | None, kept: bool) -> None:
     index = Index(DataPaths(root).index)
     try:
         events = index.events(limit=1000)
@@ -281,15 +370,25 @@ def _print_demo_summary(root: Path) -> None:
     finally:
         index.close()
     sealed = sum(s.size or 0 for s in segments)
-    print(
-        f"camhub demo: {len(events)} motion event(s), {len(segments)} sealed segment(s), "
-        f"{sealed / 1e6:.1f} MB encrypted at rest"
-    )
+    lines = [
+        f"{len(events)} motion event(s), {len(segments)} sealed segment(s), "
+        f"{sealed / 1e6:.1f} MB encrypted at rest",
+        f"kept in {root}" if kept else "the demo's data is deleted now",
+    ]
+    if password is not None:
+        lines.append(f"owner password: {password}")
+    print(_framed(lines), flush=True)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Problems refuse the config (exit 1); warnings are printed and it passes (exit 0)."""
     config = load_config(args.config)
+    for warning in warnings(config):
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(f"{args.config}: ok ({len(config.cameras)} camera(s), data in {config.hub.data_dir})")
+    if config.offsite is not None:
+        o = config.offsite
+        print(f"{args.config}: off-site copy of {o.what} to bucket {o.bucket} at {o.endpoint}")
     return 0
 
 
@@ -384,6 +483,142 @@ def cmd_passwd(args: argparse.Namespace) -> int:
             f"{vault.KEYFILE_VERSION}: its public key now carries a check"
         )
     return 0
+
+
+def _when_arg(text: str) -> float:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {text!r} (e.g. 2026-12-01T22:00)"
+        ) from None
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if config.offsite is None:
+        raise CommandError(f"{args.config} has no [offsite] table: nothing to restore from")
+    settings, paths = config.offsite, DataPaths(config.hub.data_dir)
+    if not args.list and paths.root.exists() and any(paths.root.iterdir()):
+        raise CommandError(f"{paths.root} is not empty; restore into an empty data directory")
+    bucket = Bucket(settings)
+    try:
+        bucket.check()
+        keyfile, tag = _restore_keys(args, bucket, settings.prefix)
+        private_key = _unlock(args, keyfile)
+        held = restore.read_holdings(bucket, settings.prefix, tag, private_key)
+    except BucketError as exc:
+        raise CommandError(str(exc)) from None
+    held = held.between(args.since, args.until)
+    for line in held.summary():
+        print(f"camhub: {line}")
+    if args.list:
+        return 0
+    if args.keys is not None:
+        keys_json = args.keys.read_bytes()
+    else:  # the bucket's copy opens with the recovery code only: give it a password
+        keys_json = vault.rewrap(keyfile, private_key, _new_password(args.new_password_file))
+        keys_json = keys_json.to_json().encode()
+    paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_private(paths.keys, keys_json)
+    lock = DirectoryLock(paths.root)
+    try:
+        with Index(paths.index) as index:
+            queue = OffsiteQueue(paths.index)
+            try:
+                report = restore.rebuild(
+                    paths.root, index, queue, bucket, settings.prefix, tag, held, time.time()
+                )
+            except BucketError as exc:
+                raise CommandError(f"{exc}; run restore again into an empty directory") from None
+            finally:
+                queue.close()
+            AuditLog(index).record(
+                AuditKind.RESTORED,
+                "owner at the console",
+                {
+                    "bucket": settings.bucket,
+                    "segments": report.segments,
+                    "snapshots": report.snapshots,
+                    "events": report.events,
+                    "missing": len(report.missing),
+                    "rejected": len(report.rejected),
+                },
+            )
+    finally:
+        lock.release()
+    for line in report.lines():
+        print(f"camhub: {line}")
+    print(f"camhub: {paths.root} is ready: `camhub run --config {args.config}` serves it")
+    return 0
+
+
+def _restore_keys(
+    args: argparse.Namespace, bucket: Bucket, prefix: str
+) -> tuple[vault.KeyFile, str]:
+    """The owner key file (a local copy, else the bucket's) and the hub tag it names."""
+    if args.keys is not None:
+        keyfile = read_keyfile(args.keys)
+        return keyfile, naming.hub_tag(keyfile.public_bytes)
+    tags = restore.hub_tags(bucket, prefix)
+    if args.hub is not None:
+        if args.hub not in tags:
+            raise CommandError(f"no hub {args.hub!r} in the bucket (found: {', '.join(tags)})")
+        tags = [args.hub]
+    if not tags:
+        raise CommandError("the bucket holds no camhub copy under this prefix")
+    if len(tags) > 1:
+        raise CommandError(f"several hubs share this prefix ({', '.join(tags)}): choose with --hub")
+    try:
+        data = bucket.get_bytes(naming.keys_object(prefix, tags[0]), vault.MAX_KEYFILE_SIZE)
+        return vault.KeyFile.from_json(data), tags[0]
+    except vault.VaultError as exc:
+        raise CommandError(f"the bucket's copy of the key file is damaged: {exc}") from None
+
+
+def _unlock(args: argparse.Namespace, keyfile: vault.KeyFile):
+    if args.recovery_code:
+        return vault.unlock_with_recovery(keyfile, _ask("Recovery code: ", args.password_file))
+    if args.keys is None:
+        raise CommandError(
+            "the bucket's copy of the key file opens with the recovery code only: add "
+            "--recovery-code (or give your own copy of keys.json with --keys)"
+        )
+    return vault.unlock(keyfile, _ask("Owner password: ", args.password_file))
+
+
+def cmd_offsite(args: argparse.Namespace) -> int:
+    paths = _data_paths(args)
+    if args.config is not None and load_config(args.config).offsite is None:
+        print(f"camhub: {args.config} has no [offsite] table: nothing is copied off-site")
+    if not paths.index.exists():
+        raise CommandError(f"no index in {paths.root}: nothing has been recorded yet")
+    with Index(paths.index):  # brings the schema up to date (the queue's tables)
+        pass
+    queue = OffsiteQueue(paths.index)
+    try:
+        summary = queue.summary()
+    finally:
+        queue.close()
+    for line in offsite_status_lines(summary, time.time()):
+        print(f"camhub: {line}")
+    return 0
+
+
+def offsite_status_lines(s: OffsiteSummary, now: float) -> list[str]:
+    def when(t: float) -> str:
+        stamp = datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
+        return f"{stamp} ({max(0, round(now - t))} s ago)"
+
+    lines = [
+        f"pending: {s.pending} file(s), {s.urgent_pending} of them event footage"
+        + (f"; the oldest queued {when(s.oldest_pending)}" if s.oldest_pending else ""),
+        f"off-site: {s.confirmed} object(s), {s.bytes_offsite / 2**20:.1f} MiB",
+        "last success: " + (when(s.last_success) if s.last_success else "never"),
+    ]
+    if s.last_error:
+        lines.append(f"failing; last error {when(s.last_error_time or now)}: {s.last_error}")
+    return lines
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

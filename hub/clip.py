@@ -10,7 +10,9 @@ Everything happens in memory. Plaintext footage never touches the disk, so each 
 read whole into memory and the clip is muxed into an anonymous memory mapping of its
 own (`_Mapped`); FFmpeg's faststart pass, which normally reopens the output *file* to
 move the media data, is handed a second cursor over that same mapping instead
-(`_ReadBack`). The mapping, not the C heap, holds the clip, so that its memory goes
+(`_ReadBack`). A part's sound goes where its video goes: the same shift in seconds,
+each track in time order, the two interleaved by time. The mapping, not the C heap,
+holds the clip, so that its memory goes
 back to the system the moment the last view of it is dropped, whatever the state of
 malloc's heap, and nothing else (a PyAV container waiting in a reference cycle for
 the garbage collector) keeps it alive.
@@ -18,10 +20,10 @@ the garbage collector) keeps it alive.
 Invariants:
 1. Packets are copied byte for byte; nothing is decoded or re-encoded.
 2. Decode timestamps rise strictly across the whole clip; parts never overlap.
-3. The clip has one set of codec parameters, those of the first part: it ends before
-   the first part whose parameters differ (a camera that reconnected with a new
-   resolution). It never starts later than asked, and `Clip.stopped_before` tells the
-   caller where the rest begins.
+3. The clip has one set of codec parameters, those of the first part, sound included:
+   it ends before the first part whose parameters differ (a camera that reconnected
+   with a new resolution, or without its sound). It never starts later than asked,
+   and `Clip.stopped_before` tells the caller where the rest begins.
 4. At most `max_bytes` of plaintext is ever read; past that, `ClipTooLarge`.
 5. The clip's memory is one mapping, reserved at `max_bytes` plus `_MOOV_ROOM` but
    only touched as far as it is written; after a build, malloc gives the heap's free
@@ -45,10 +47,11 @@ import io
 import logging
 import mmap
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
+from av.audio.stream import AudioStream
 from av.container import InputContainer, OutputContainer
 from av.video.stream import VideoStream
 
@@ -102,6 +105,19 @@ class Clip:
 
 
 @dataclass(frozen=True, slots=True)
+class _SoundParams:
+    """What must match for sound packets to share one MP4 sample description."""
+
+    codec: str
+    sample_rate: int
+    layout: str
+    extradata: bytes
+
+    def __str__(self) -> str:
+        return f"{self.codec} {self.sample_rate} Hz {self.layout}"
+
+
+@dataclass(frozen=True, slots=True)
 class _Params:
     """What must match for packets to share one MP4 sample description."""
 
@@ -109,18 +125,23 @@ class _Params:
     width: int
     height: int
     extradata: bytes
+    sound: _SoundParams | None = None
 
     def __str__(self) -> str:
-        return f"{self.codec} {self.width}x{self.height}, {len(self.extradata)} B of setup"
+        video = f"{self.codec} {self.width}x{self.height}, {len(self.extradata)} B of setup"
+        return video if self.sound is None else f"{video}, sound {self.sound}"
 
 
 @dataclass(slots=True)
 class _Demuxed:
-    """One part's packets, with timestamps as the segment stores them (`time_base` units)."""
+    """One part's packets, with timestamps as the segment stores them (`time_base` units),
+    and its sound's (`sound_base` units)."""
 
     params: _Params
     time_base: Fraction
     packets: list[av.Packet]
+    sound_base: Fraction = Fraction(1, 1)
+    sound: list[av.Packet] = field(default_factory=list)
 
 
 class _Mapped:
@@ -349,10 +370,13 @@ def _demux_buffer(index: int, part: ClipPart, buffer: io.BytesIO) -> _Demuxed:
         time_base = stream.time_base
         if time_base is None or time_base <= 0:
             raise ClipError(f"{where}: video stream has no time base", part=index)
-        params = _Params(ctx.name, ctx.width, ctx.height, bytes(ctx.extradata or b""))
+        audio = _sound_stream(container)
+        sound_params = None if audio is None else _sound_params(audio)
+        params = _Params(ctx.name, ctx.width, ctx.height, bytes(ctx.extradata or b""), sound_params)
         packets: list[av.Packet] = []
+        sound: list[av.Packet] = []
         try:
-            for packet in container.demux(stream):
+            for packet in container.demux(stream, *([audio] if audio is not None else [])):
                 if packet.is_corrupt:
                     log.info("%s: ends in a truncated packet; %d kept", where, len(packets))
                     break
@@ -360,14 +384,29 @@ def _demux_buffer(index: int, part: ClipPart, buffer: io.BytesIO) -> _Demuxed:
                     continue  # the end-of-stream marker
                 if packet.dts is None:
                     raise ClipError(f"{where}: a packet without timestamps", part=index)
-                packets.append(packet)
+                is_sound = audio is not None and packet.stream_index == audio.index
+                (sound if is_sound else packets).append(packet)
         except (av.FFmpegError, OSError) as exc:
             raise ClipError(f"{where}: cannot demux: {exc}", part=index) from exc
     if not packets:
         raise ClipError(f"{where}: no video packets", part=index)
     if not packets[0].is_keyframe:
         raise ClipError(f"{where}: does not start on a keyframe", part=index)
-    return _Demuxed(params, time_base, packets)
+    sound_base = audio.time_base if audio is not None and audio.time_base else Fraction(1, 1)
+    return _Demuxed(params, time_base, packets, sound_base, sound)
+
+
+def _sound_stream(container: InputContainer) -> AudioStream | None:
+    """A segment's sound track, if it has one with the rate MP4 needs."""
+    streams = container.streams.audio
+    if not streams or not streams[0].codec_context.sample_rate or not streams[0].time_base:
+        return None
+    return streams[0]
+
+
+def _sound_params(stream: AudioStream) -> _SoundParams:
+    ctx = stream.codec_context
+    return _SoundParams(ctx.name, ctx.sample_rate, ctx.layout.name, bytes(ctx.extradata or b""))
 
 
 class _Writer:
@@ -378,6 +417,8 @@ class _Writer:
         self._max_gap = max_gap
         self._container: OutputContainer | None = None
         self._stream: VideoStream | None = None
+        self._sound: AudioStream | None = None
+        self._sound_end = 0  # where the next sound packet may start, in its time base
         self._time_base = Fraction(1, 90_000)
         self._first_start = 0.0
         self._anchor: int | None = None  # output pts of the first part's first packet
@@ -408,6 +449,8 @@ class _Writer:
         local = [(ticks(p.dts - origin), ticks(_pts(p) - origin)) for p in packets]
         offset = self._place(start_time, local)
         stream, time_base = self._stream, self._time_base
+        timed: list[tuple[float, av.Packet]] = []  # (decode time in seconds, packet)
+        seconds = float(time_base)
         for packet, (dts, pts) in zip(packets, local, strict=True):
             duration = ticks(packet.duration or 0)
             if duration > 0:
@@ -421,15 +464,42 @@ class _Writer:
             packet.stream = stream
             packet.time_base = time_base
             packet.dts, packet.pts, packet.duration = dts, pts, duration
-            try:
-                self._container.mux(packet)
-            except (av.FFmpegError, OSError, ValueError) as exc:
-                raise ClipError(f"part {index}: cannot mux: {exc}", part=index) from exc
+            timed.append((dts * seconds, packet))
             self._last_dts = dts
             self._dts_end = max(self._dts_end, dts + duration)
             self._pts_end = max(self._pts_end, pts + duration)
+        # The sound moves as far as the video: its time (seconds) past the part's origin.
+        shift = offset * time_base - origin * part.time_base
+        sound = self._place_sound(part, shift)
+        if sound:
+            timed += sound
+            timed.sort(key=lambda item: item[0])  # stable: video first at a tie
+        try:
+            for _, packet in timed:
+                self._container.mux(packet)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise ClipError(f"part {index}: cannot mux: {exc}", part=index) from exc
         self.frames += len(packets)
         self.parts += 1
+
+    def _place_sound(self, part: _Demuxed, shift: Fraction) -> list[tuple[float, av.Packet]]:
+        """A part's sound packets at `shift` seconds on, back to back at the least."""
+        stream = self._sound
+        if stream is None or not part.sound:
+            return []
+        base = stream.time_base
+        assert base is not None
+        placed = []
+        for packet in part.sound:
+            duration = round((packet.duration or 0) * part.sound_base / base)
+            tick = max(round((packet.dts * part.sound_base + shift) / base), self._sound_end)
+            packet.stream = stream
+            packet.time_base = base
+            packet.dts = packet.pts = tick
+            packet.duration = duration
+            placed.append((float(tick * base), packet))
+            self._sound_end = tick + max(duration, 1)
+        return placed
 
     def _open(self, first: _Demuxed, start_time: float) -> None:
         """The output takes its stream parameters (extradata included) from the first part."""
@@ -449,6 +519,14 @@ class _Writer:
             if first.params.extradata:
                 ctx.extradata = first.params.extradata
             out.time_base = first.time_base
+            sound = first.params.sound
+            if sound is not None:
+                self._sound = container.add_stream_from_template(scratch.add_stream(sound.codec))
+                ctx = self._sound.codec_context
+                ctx.sample_rate = sound.sample_rate
+                ctx.layout = sound.layout
+                ctx.extradata = sound.extradata
+                self._sound.time_base = Fraction(1, sound.sample_rate)
         except BaseException:
             container.close()
             raise

@@ -13,15 +13,17 @@ import ipaddress
 import json
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 Recording = Literal["motion", "continuous", "off"]
+OffsiteWhat = Literal["events", "all"]
 RtspTransport = Literal["tcp", "udp"]
 Polygon = tuple[tuple[float, float], ...]  # (x, y) corners, as fractions of the frame
 
@@ -114,6 +116,7 @@ class CameraSettings:
     post_roll: float = 10.0
     rtsp_transport: RtspTransport = "tcp"
     realtime: bool = False  # pace a file at its frame rate
+    audio: bool = False  # record the camera's sound (AAC kept, G.711 etc. made AAC)
     motion: CameraMotion = field(default_factory=CameraMotion)
     v4l2: V4L2Settings = field(default_factory=V4L2Settings)
 
@@ -123,6 +126,39 @@ class CameraSettings:
         shown["url"] = redact_url(self.url)
         shown["detect_url"] = redact_url(self.detect_url)
         return f"CameraSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class OffsiteSettings:
+    """Where sealed footage is copied (any S3-compatible store). The secret key comes
+    from the table or from `credentials_file`, which load_config reads."""
+
+    endpoint: str  # "https://host[:port]" or "http://host[:port]", nothing after
+    bucket: str
+    prefix: str = ""  # "" or ends with "/"
+    access_key: str = ""
+    secret_key: str = ""
+    credentials_file: Path | None = None
+    region: str = "us-east-1"
+    what: OffsiteWhat = "events"
+    keep_days: int = 0  # 0: the hub never deletes off-site copies
+    max_upload_mbps: float = 0.0  # Mbit/s; 0: no cap
+
+    @property
+    def secure(self) -> bool:
+        return self.endpoint.startswith("https://")
+
+    @property
+    def host(self) -> str:
+        """host[:port] as S3 clients take it."""
+        return self.endpoint.split("://", 1)[1]
+
+    def __repr__(self) -> str:
+        """The generated repr would print the secret key (and the access key with it)."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["access_key"] = "***" if self.access_key else ""
+        shown["secret_key"] = "***" if self.secret_key else ""
+        return f"OffsiteSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
 MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -162,13 +198,51 @@ class MqttSettings:
         return f"MqttSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
+QuietRange = tuple[int, int]  # start and end, minutes after local midnight; may wrap
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """When the owner is alerted of a motion event (the page adds per-camera switches
+    and a snooze); push to the browsers subscribed from the page."""
+
+    cooldown_seconds: float = 60.0  # after an alert, a camera's events this soon are not
+    quiet_hours: tuple[QuietRange, ...] = ()  # local times with no alerts
+    time_zone: str = ""  # IANA name for quiet_hours; "": the system's local time
+    push: bool = True  # Web Push to the browsers subscribed from the page
+    push_contact: str = "mailto:camhub@localhost"  # VAPID "sub": whom a push service asks
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class WebhookSettings:
+    """A generic HTTP target: POSTs each alert as JSON, signed with HMAC-SHA256."""
+
+    enabled: bool = False
+    url: str = ""  # http(s)://...; may hold a token (an ntfy topic): never logged
+    secret: str = ""  # the HMAC key the receiver shares; never logged
+
+    @property
+    def where(self) -> str:
+        """scheme://host[:port] only: the path and query may be a token (an ntfy topic)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+
+    def __repr__(self) -> str:
+        """The generated repr would print the secret and the URL's path."""
+        secret = "***" if self.secret else ""
+        return f"WebhookSettings(enabled={self.enabled!r}, url={self.where!r}, secret={secret!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     hub: HubSettings = field(default_factory=HubSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     web: WebSettings = field(default_factory=WebSettings)
     cameras: tuple[CameraSettings, ...] = ()
+    offsite: OffsiteSettings | None = None  # no [offsite] table: nothing leaves the box
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
     path: Path | None = None  # the file it was loaded from
 
 
@@ -198,7 +272,30 @@ def load_config(path: Path) -> Config:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError([f"{path}: line {line} is not UTF-8 text"]) from None
-    return replace(parse_config(text, base_dir=path.parent), path=path)
+    config = parse_config(text, base_dir=path.parent)
+    if config.offsite is not None and config.offsite.credentials_file is not None:
+        config = replace(config, offsite=_read_credentials(config.offsite))
+    return replace(config, path=path)
+
+
+def _read_credentials(offsite: OffsiteSettings) -> OffsiteSettings:
+    """Fill in the keys from `credentials_file`: the access key on its first line, the
+    secret key on its second (other lines are ignored). Never echoes what it read."""
+    where = "offsite.credentials_file"
+    path = offsite.credentials_file
+    assert path is not None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError([f"{where}: cannot read {path}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{where}: {path} is not UTF-8 text"]) from None
+    keys = [line.strip() for line in lines[:2]]
+    if len(keys) < 2 or not all(keys):
+        raise ConfigError(
+            [f"{where}: {path} must hold the access key on line 1 and the secret key on line 2"]
+        )
+    return replace(offsite, access_key=keys[0], secret_key=keys[1])
 
 
 def parse_config(text: str, *, base_dir: Path) -> Config:
@@ -216,11 +313,47 @@ def parse_config(text: str, *, base_dir: Path) -> Config:
 DEMO_PORT = 8080
 
 
-def default_config(data_dir: Path) -> Config:
-    """The demo hub: one synthetic porch camera, recording on motion."""
+def default_config(data_dir: Path, listen: str = f"127.0.0.1:{DEMO_PORT}") -> Config:
+    """The demo hub: one synthetic porch camera, recording on motion, served over plain
+    HTTP wherever it listens (`camhub demo --listen 0.0.0.0:8080` for a laptop on the
+    LAN to reach a headless Pi): it is a throwaway hub with a made-up camera and a
+    password made for it, so the plain-HTTP rule for real hubs is waived."""
+    try:
+        host = _split_listen(listen)[0]
+    except _Invalid as exc:
+        raise ConfigError([f"--listen: {reason}" for _, reason in exc.problems]) from None
     demo = CameraSettings(id="demo", name="Demo porch", url="synthetic:porch", record="motion")
-    web = WebSettings(listen=f"127.0.0.1:{DEMO_PORT}", tls=False)
+    web = WebSettings(listen=listen, tls=False, allow_plain_http=not _is_loopback(host))
     return Config(hub=HubSettings(data_dir=data_dir), web=web, cameras=(demo,))
+
+
+PLACEHOLDER_PASSWORDS = frozenset(
+    {"change-me", "changeme", "change_me", "password", "passwd", "secret", "example", "xxx"}
+)
+
+
+def warnings(config: Config) -> list[str]:
+    """What `check-config` points out without refusing the config: passwords still as
+    an example left them, and V4L2 devices not present on this machine (a USB camera
+    unplugged, or a config written for another box). Never shows a password."""
+    found = []
+    for n, cam in enumerate(config.cameras):
+        for key in ("url", "detect_url"):
+            url = getattr(cam, key)
+            password = urlsplit(url).password if "://" in url else None
+            if password is not None and unquote(password).lower() in PLACEHOLDER_PASSWORDS:
+                found.append(
+                    f"camera[{n}].{key}: the password is a placeholder ({redact_url(url)}); "
+                    "put the camera's real password there"
+                )
+            if url.startswith("v4l2://") and not Path(url.removeprefix("v4l2://")).exists():
+                found.append(
+                    f"camera[{n}].{key}: no device {url.removeprefix('v4l2://')} on this "
+                    "machine (is the camera plugged in?)"
+                )
+    if config.mqtt.password.lower() in PLACEHOLDER_PASSWORDS:
+        found.append("mqtt.password: a placeholder; put the broker's real password there")
+    return found
 
 
 _SECRET_QUERY = re.compile(
@@ -303,6 +436,15 @@ class _Table:
         self._known.append(key)
         self.values[key] = build(_Table(self._raw.get(key, {}), self.key_path(key), self._problems))
 
+    def has(self, key: str) -> bool:
+        return key in self._raw
+
+    def optional_table(self, key: str, build: Callable[[_Table], object]) -> None:
+        """A sub-table that is off when absent (no defaults are built for it)."""
+        self._known.append(key)
+        if key in self._raw:
+            self.values[key] = build(_Table(self._raw[key], self.key_path(key), self._problems))
+
     def tables(self, key: str, build: Callable[[_Table], object]) -> None:
         """An array of tables ([[key]]); absent means none."""
         self._known.append(key)
@@ -339,7 +481,10 @@ def _read_config(t: _Table, base_dir: Path) -> Config | None:
     t.table("web", _read_web)
     ids: dict[str, str] = {}  # camera id -> path of the camera that has it
     t.tables("camera", partial(_read_camera, base_dir=base_dir, ids=ids))
+    t.optional_table("offsite", partial(_read_offsite, base_dir=base_dir))
     t.table("mqtt", partial(_read_mqtt, base_dir=base_dir))
+    t.table("alerts", _read_alerts)
+    t.table("webhook", _read_webhook)
     values = t.done()
     if values is None:
         return None
@@ -348,7 +493,10 @@ def _read_config(t: _Table, base_dir: Path) -> Config | None:
         storage=values["storage"],
         web=values["web"],
         cameras=tuple(values["camera"]),
+        offsite=values.get("offsite"),
         mqtt=values["mqtt"],
+        alerts=values["alerts"],
+        webhook=values["webhook"],
     )
 
 
@@ -395,6 +543,7 @@ def _read_camera(t: _Table, base_dir: Path, ids: dict[str, str]) -> CameraSettin
     t.read("post_roll", _number(0, 300))
     t.read("rtsp_transport", _choice(RtspTransport))
     t.read("realtime", _boolean)
+    audio = t.read("audio", _boolean)
     t.table("v4l2", _read_v4l2)
     t.table("motion", _read_motion)
     if camera_id in ids:
@@ -403,8 +552,31 @@ def _read_camera(t: _Table, base_dir: Path, ids: dict[str, str]) -> CameraSettin
         ids[camera_id] = t.path
     if detect_url and url and url.startswith(("v4l2:", "synthetic:")):
         t.problem("detect_url", "only network and file cameras have a detect stream")
+    if audio and url and url.startswith(("v4l2:", "synthetic:")):
+        t.problem("audio", "only network and file cameras carry sound")
     t.values.setdefault("name", camera_id)
     return t.build(CameraSettings)
+
+
+def _read_offsite(t: _Table, base_dir: Path) -> OffsiteSettings | None:
+    t.read("endpoint", _endpoint, required=True)
+    t.read("bucket", _bucket, required=True)
+    t.read("prefix", _prefix)
+    access = t.read("access_key", _text(1, 128))
+    secret = t.read("secret_key", _text(1, 256))
+    creds = t.read("credentials_file", partial(_path, base_dir=base_dir))
+    t.read("region", _region)
+    t.read("what", _choice(OffsiteWhat))
+    t.read("keep_days", _integer(0, 36500))
+    t.read("max_upload_mbps", _number(0, 100_000))
+    inline = access is not None or secret is not None
+    if creds is not None and inline:
+        t.problem("credentials_file", "give the keys here or in credentials_file, not both")
+    elif creds is None and not t.has("credentials_file"):
+        for key in ("access_key", "secret_key"):
+            if not t.has(key):
+                t.problem(key, "required key is missing (or name a credentials_file)")
+    return t.build(OffsiteSettings)
 
 
 def _read_mqtt(t: _Table, base_dir: Path) -> MqttSettings | None:
@@ -422,6 +594,24 @@ def _read_mqtt(t: _Table, base_dir: Path) -> MqttSettings | None:
     if ca_file is not None and url is not None and not url.startswith("mqtts:"):
         t.problem("ca_file", 'is only used with TLS: make the url "mqtts://..."')
     return t.build(MqttSettings)
+
+
+def _read_alerts(t: _Table) -> AlertSettings | None:
+    t.read("cooldown_seconds", _number(0, 86400))
+    t.read("quiet_hours", _quiet_hours)
+    t.read("time_zone", _time_zone)
+    t.read("push", _boolean)
+    t.read("push_contact", _contact)
+    return t.build(AlertSettings)
+
+
+def _read_webhook(t: _Table) -> WebhookSettings | None:
+    enabled = t.read("enabled", _boolean)
+    t.read("url", _webhook_url, required=bool(enabled))
+    secret = t.read("secret", _secret, required=bool(enabled))
+    if secret is not None and len(secret) < 16:
+        t.problem("secret", f"must be at least 16 characters, got {len(secret)}")
+    return t.build(WebhookSettings)
 
 
 def _read_v4l2(t: _Table) -> V4L2Settings | None:
@@ -570,6 +760,69 @@ def _mqtt_url(value: object) -> str:
     return f"{scheme}://{parts.netloc}"
 
 
+_QUIET_RANGE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def _quiet_hours(value: object) -> tuple[QuietRange, ...]:
+    ranges = _array(value, 'an array of local time ranges, e.g. ["22:30-06:30"]')
+    if len(ranges) > 16:
+        raise _invalid(f"must be at most 16 ranges, got {len(ranges)}")
+    return tuple(_each(ranges, _quiet_range))
+
+
+def _quiet_range(value: object) -> QuietRange:
+    """ "HH:MM-HH:MM", 24-hour local time; a range that ends earlier than it starts
+    goes past midnight."""
+    text = _string(value)
+    match = _QUIET_RANGE.fullmatch(text)
+    if match is None:
+        raise _invalid(f'must be "HH:MM-HH:MM" (24-hour), e.g. "22:30-06:30", got {_show(text)}')
+    h0, m0, h1, m1 = (int(g) for g in match.groups())
+    if (h0, m0) == (h1, m1):
+        raise _invalid(f"starts and ends at the same time, got {_show(text)}")
+    return (h0 * 60 + m0, h1 * 60 + m1)
+
+
+def _time_zone(value: object) -> str:
+    text = _string(value)
+    if text == "":
+        return text
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise _invalid(
+            f'is not a known time zone, e.g. "Europe/Berlin" ("" for the system\'s), '
+            f"got {_show(text)}"
+        ) from None
+    return text
+
+
+def _contact(value: object) -> str:
+    """The VAPID "sub" claim: a mailto: or https: URL where a push service can reach
+    the hub's owner (RFC 8292 §2.1)."""
+    text = _string(value)
+    if not (text.startswith("mailto:") and "@" in text) and not text.startswith("https://"):
+        raise _invalid(f'must be "mailto:you@example.com" or an https:// URL, got {_show(text)}')
+    if len(text) > 256 or any(c.isspace() or not c.isprintable() for c in text):
+        raise _invalid("must be at most 256 characters, without spaces or control characters")
+    return text
+
+
+def _webhook_url(value: object) -> str:
+    """http(s)://host[:port]/path; never echoed, as its path may be a token."""
+    text = _string(value)
+    scheme = text.partition("://")[0].lower()
+    if scheme not in ("http", "https"):
+        raise _invalid('must start with "https://" or "http://"')
+    _check_network_url(text, scheme)
+    parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        raise _invalid("must not hold a user name or password (webhook.secret signs each POST)")
+    if parts.fragment:
+        raise _invalid("must not have a #fragment")
+    return text
+
+
 _CAMERA_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
@@ -655,6 +908,64 @@ def _origin(value: object) -> str:
         raise _invalid(f"needs a valid host name or address and port 1..65535, got {_show(text)}")
     host = f"[{ipaddress.ip_address(host)}]" if ":" in host else host.lower()
     return f"{scheme}://{host}" + ("" if port == _DEFAULT_PORTS[scheme] else f":{port}")
+
+
+def _endpoint(value: object) -> str:
+    """An S3 endpoint: scheme, host and port only (the bucket is named on its own)."""
+    text = _string(value).removesuffix("/")
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in _DEFAULT_PORTS:
+        raise _invalid(f'must start with "https://" or "http://", got {_show(text)}')
+    if not rest or any(c in rest for c in "/?#@") or any(c.isspace() for c in rest):
+        raise _invalid(
+            f'must be scheme://host[:port] with no path or user, e.g. "https://s3.example.net", '
+            f"got {_show(text)}"
+        )
+    if ":" not in rest.rsplit("]", 1)[-1]:
+        return f"{scheme.lower()}://{rest}"
+    try:
+        host, port = _split_listen(rest)
+    except _Invalid:
+        host, port = "", 0
+    if not host or port == 0:
+        raise _invalid(f"needs a valid host and port 1..65535, got {_show(text)}")
+    return f"{scheme.lower()}://{rest}"
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PREFIX = re.compile(r"([A-Za-z0-9_.-]+/)*")
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+def _bucket(value: object) -> str:
+    text = _string(value)
+    if not _BUCKET.fullmatch(text) or ".." in text:
+        raise _invalid(f"must be an S3 bucket name: 3..63 of a-z, 0-9, '.', '-', got {_show(text)}")
+    return text
+
+
+def _prefix(value: object) -> str:
+    """ "" or path segments ending in "/" ("camhub/house/"); "/" is added if missing."""
+    text = _string(value)
+    if text and not text.endswith("/"):
+        text += "/"
+    if (
+        len(text) > 200
+        or not _PREFIX.fullmatch(text)
+        or any(part in (".", "..") for part in text.split("/"))
+    ):
+        raise _invalid(
+            "must be up to 200 characters of path segments (A-Z, a-z, 0-9, '_', '.', '-') "
+            f'separated by "/", e.g. "camhub/house/", got {_show(text)}'
+        )
+    return text
+
+
+def _region(value: object) -> str:
+    text = _string(value)
+    if not _REGION.fullmatch(text):
+        raise _invalid(f"must be 1..64 of a-z, 0-9 and '-', got {_show(text)}")
+    return text
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

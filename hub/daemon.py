@@ -11,21 +11,24 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hub import repair, tls, vault
-from hub.alerts.service import Alerts
+from hub.alerts.service import Alerts, OwnerAlerts
 from hub.alerts.sink import AnnouncingEvents
 from hub.alerts.topics import CameraInfo, page_url
 from hub.archive import Archive, RetentionPolicy
-from hub.audit import AuditKind, AuditLog, RepeatFilter
+from hub.audit import AuditKind, AuditLog, RepeatFilter, SnapshotBursts
 from hub.camera import Camera, EventSink
 from hub.config import Config
 from hub.fsutil import DirectoryLock
+from hub.logs import RepeatedFailure
 from hub.motion import MotionEvent
+from hub.offsite.triage import CameraPolicy
+from hub.offsite.uploader import OffsiteCopy
 from hub.shares import shares_to_end
 from hub.store import DamagedIndex, Index, is_damage
 from hub.web.app import CameraView, WebContext, make_app
@@ -37,44 +40,6 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 15.0  # ending shares, expiring sessions
 RETENTION_EVERY = 4  # housekeeping rounds between retention passes (a minute)
-REPEAT_INTERVAL = 300.0  # a failure that goes on is logged again, with a count, this often
-
-
-class RepeatedFailure:
-    """Logs a failure that repeats once per interval with a count, never per occurrence:
-    a damaged index fails every round, and a log that grows by a traceback a round
-    buries the one line that says what is wrong."""
-
-    def __init__(self, what: str, interval: float = REPEAT_INTERVAL) -> None:
-        self.what = what
-        self.interval = interval
-        self._said: float | None = None  # when the current run of failures was last logged
-        self._unsaid = 0  # failures since
-
-    @property
-    def failing(self) -> bool:
-        return self._said is not None
-
-    def failed(self, message: str, now: float, count: int = 1) -> None:
-        if self._said is None:
-            log.error("%s failed: %s; retrying", self.what, message)
-            self._said, self._unsaid = now, 0
-            return
-        self._unsaid += count
-        if now - self._said >= self.interval:
-            log.error(
-                "%s still failing: %d time(s) in the last %.0f s: %s",
-                self.what,
-                self._unsaid,
-                now - self._said,
-                message,
-            )
-            self._said, self._unsaid = now, 0
-
-    def succeeded(self) -> None:
-        if self._said is not None:
-            log.warning("%s works again", self.what)
-            self._said, self._unsaid = None, 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +59,10 @@ class DataPaths:
     @property
     def footage(self) -> Path:
         return self.root / "footage"
+
+    @property
+    def vapid(self) -> Path:
+        return self.root / "vapid.pem"
 
     @property
     def tls_cert(self) -> Path:
@@ -250,6 +219,7 @@ class Hub:
         self.sessions = Sessions(config.web.session_idle_minutes * 60.0)
         self.clips = ClipCache()
         self.repeats = RepeatFilter()
+        self.bursts = SnapshotBursts()
         self.web: WebServer | None = None
         self._failures = {
             task: RepeatedFailure(task)
@@ -267,6 +237,7 @@ class Hub:
         """The index (checked), the archive and the cameras; under the directory's lock."""
         storage = self.config.storage
         self.index = open_index(self.paths)
+        self.offsite = self._offsite_copy(keyfile)
         self.archive = Archive(
             self.paths.root,
             self.index,
@@ -276,15 +247,28 @@ class Hub:
                 max_footage_bytes=storage.max_footage_bytes,
                 min_free_bytes=storage.min_free_bytes,
             ),
+            on_sealed=self.offsite.file_sealed if self.offsite else None,
+            keep=self.offsite.keep if self.offsite else None,
         )
         self.audit = AuditLog(self.index)
-        self.alerts = Alerts(self.config.mqtt)
+        owner_alerts = OwnerAlerts(
+            self.config.alerts, self.config.webhook, self.index, self.audit, self.paths.vapid
+        )
+        self.alerts = Alerts(self.config.mqtt, owner_alerts)
         events = AnnouncingEvents(IndexedEvents(self.index, self.archive), self.alerts.bus)
         self.cameras = [
             Camera(cam, storage.segment_seconds, self.archive, events)
             for cam in self.config.cameras
             if cam.enabled
         ]
+
+    def _offsite_copy(self, keyfile: vault.KeyFile) -> OffsiteCopy | None:
+        if self.config.offsite is None:
+            return None
+        cameras = {
+            c.id: CameraPolicy(c.record, c.pre_roll, c.post_roll) for c in self.config.cameras
+        }
+        return OffsiteCopy(self.config.offsite, self.index, self.paths.root, keyfile, cameras)
 
     def start(self) -> None:
         try:
@@ -297,6 +281,9 @@ class Hub:
             ) from None
         for line in report.lines():
             log.warning("%s", line)
+        if self.offsite is not None:
+            self.offsite.queue_recovered(list(report.recovered))
+            self.offsite.start()
         self._log_start()
         self._run("retention", self._enforce_retention)
         for camera in self.cameras:
@@ -326,8 +313,11 @@ class Hub:
             if self._housekeeping.is_alive():
                 problems.append("housekeeping still running")
         self.archive.settle()  # what a full disk cut short, closed if there is room now
+        if self.offsite is not None:
+            self.offsite.stop()  # what is still pending is sent after the next start
         try:
             self.audit.record_repeats(self.repeats.due(time.time(), everything=True))
+            self.audit.record_bursts(self.bursts.due(time.time(), everything=True))
             self._seal_audit(owner_key)
             left_open = len(self.index.open_segments())
         except sqlite3.Error as exc:
@@ -361,14 +351,18 @@ class Hub:
                 archive=self.archive,
                 audit=self.audit,
                 keys_path=self.paths.keys,
-                cameras={camera.id: _camera_view(camera) for camera in self.cameras},
+                cameras={camera.id: _camera_view(camera, self.offsite) for camera in self.cameras},
                 sessions=self.sessions,
                 throttle=LoginThrottle(),
                 clips=self.clips,
                 repeats=self.repeats,
+                bursts=self.bursts,
                 secure_cookies=web_settings.tls,
                 origins=frozenset(web_settings.origins),
                 listen_host=web_settings.host,
+                alerts=self.alerts,
+                bus=self.alerts.bus,
+                mqtt_status=lambda: self.alerts.mqtt_status,
             )
             server = WebServer(make_app(context), web_settings.host, web_settings.port, ssl_context)
             server.start()
@@ -387,11 +381,20 @@ class Hub:
     def _log_start(self) -> None:
         """An access-log record per start, and one more whenever the config changed."""
         digest = _config_digest(self.config)
+        sections = _section_digests(self.config)
         previous = self.index.last_audit(AuditKind.HUB_STARTED.value)
-        if previous is not None and json.loads(previous.detail).get("config") != digest:
-            self.audit.record(AuditKind.CONFIG_CHANGED, "system", {"config": digest})
+        before = json.loads(previous.detail) if previous is not None else {}
+        if previous is not None and before.get("config") != digest:
+            changed = sorted(
+                k for k in sections if before.get("sections", {}).get(k) != sections[k]
+            )
+            self.audit.record(
+                AuditKind.CONFIG_CHANGED, "system", {"config": digest, "changed": changed}
+            )
         self.audit.record(
-            AuditKind.HUB_STARTED, "system", {"config": digest, "cameras": len(self.cameras)}
+            AuditKind.HUB_STARTED,
+            "system",
+            {"config": digest, "cameras": len(self.cameras), "sections": sections},
         )
 
     def _housekeeping_loop(self) -> None:
@@ -433,7 +436,9 @@ class Hub:
         for share, reason in shares_to_end(self.index, now):
             if self.index.end_share(share.id, now, reason):
                 self.audit.record(
-                    AuditKind.SHARE_EXPIRED, "system", {"share": share.id, "reason": reason.value}
+                    AuditKind.SHARE_EXPIRED,
+                    "system",
+                    {"share": share.id, "label": share.label, "reason": reason.value},
                 )
         for session, reason in self.sessions.expire(now):
             self.audit.record(
@@ -442,6 +447,7 @@ class Hub:
                 {"locked": True, "reason": reason},
             )
         self.audit.record_repeats(self.repeats.due(now))
+        self.audit.record_bursts(self.bursts.due(now))
         if not len(self.sessions):
             self.clips.drop(is_owner_clip)
         self.clips.evict_stale()
@@ -468,21 +474,27 @@ class Hub:
                     "by_age": report.by_age,
                     "by_budget": report.by_budget,
                     "by_free_space": report.by_free_space,
+                    "not_offsite": report.not_offsite,
                 },
             )
 
 
-def _camera_view(camera: Camera) -> CameraView:
+def _camera_view(camera: Camera, offsite: OffsiteCopy | None = None) -> CameraView:
     s = camera.settings
 
     def status() -> dict[str, object]:
         streams = camera.status
         errors = [st.last_error for st in streams if st.last_error and not st.connected]
-        return {
+        shown: dict[str, object] = {
             "connected": all(st.connected for st in streams),
             "reconnects": sum(st.reconnects for st in streams),
             "error": errors[0] if errors else None,
+            "frames": camera.frames,
+            "last_frame": camera.last_frame_time,
         }
+        if offsite is not None:
+            shown["offsite"] = offsite.camera_status(camera.id, time.time())
+        return shown
 
     return CameraView(
         s.id, s.name, s.record, s.pre_roll, s.post_roll, camera.live, status, camera.streams
@@ -495,13 +507,40 @@ def _config_digest(config: Config) -> str:
 
 
 def _camera_urls(config: Config) -> bytes:
-    """What the reprs hide: the cameras' URLs and the MQTT broker's password."""
-    urls = [cam.url + " " + cam.detect_url for cam in config.cameras]
-    return "\n".join([*urls, config.mqtt.password]).encode()
+    """What the reprs hide: the cameras' URLs, the MQTT broker's password, the webhook's
+    URL and secret, the off-site keys."""
+    return "\n".join(_hidden(config).values()).encode()
 
 
-def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or for `seconds`), then stop cleanly."""
+def _section_digests(config: Config) -> dict[str, str]:
+    """A fingerprint per config table ([offsite], the cameras...), so a change says where."""
+    hidden = _hidden(config)
+    return {
+        f.name: hashlib.sha256(
+            repr(getattr(config, f.name)).encode() + hidden.get(f.name, "").encode()
+        ).hexdigest()[:16]
+        for f in fields(config)
+        if f.name != "path"
+    }
+
+
+def _hidden(config: Config) -> dict[str, str]:
+    """What the reprs hide, by config table (camera URLs may carry passwords)."""
+    hidden = {
+        "cameras": "\n".join(cam.url + " " + cam.detect_url for cam in config.cameras),
+        "mqtt": config.mqtt.password,
+        "webhook": f"{config.webhook.url} {config.webhook.secret}",
+    }
+    if config.offsite is not None:
+        hidden["offsite"] = f"{config.offsite.access_key} {config.offsite.secret_key}"
+    return hidden
+
+
+def run_until_signalled(
+    hub: Hub, *, seconds: float | None = None, started: Callable[[], None] | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT (or for `seconds`), then stop cleanly; `started` runs
+    once the hub (and its web server) is up."""
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -511,6 +550,8 @@ def run_until_signalled(hub: Hub, *, seconds: float | None = None) -> None:
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         hub.start()
+        if started is not None:
+            started()
         stop.wait(seconds)
     finally:
         hub.stop()

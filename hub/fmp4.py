@@ -9,10 +9,12 @@ picture as soon as the muxer can close it). The muxer closes a picture's fragmen
 the next packet comes (the sample's duration is the gap between the two), so a picture
 leaves one frame interval after it arrived; muxing itself takes microseconds.
 
-Audio (issue 10 item 2): when a camera's audio packets exist, add a second stream here
-from the audio StreamInfo (as the recorder does) and mux its packets in arrival order;
-`frag_every_frame` then cuts on either stream's packets, so `_pending` must be a queue
-of video packets only, and a fragment holding only audio has `keyframe=False`.
+Sound (not yet in live view): the camera's sound arrives as `Packet`s with `audio`
+set, described by `StreamInfo.audio` (hub/media.py), and StreamFeed.offer() passes them
+by. To add it: a second stream here from the AudioInfo (as hub/record.py adds it), its
+packets muxed in time order (`hub.record.TimeOrder`), `frag_every_frame` then cutting on
+either track's packets, so `_pending` must pair fragments with the packet that closed
+them, and the description's codec string gains `mp4a.40.2`.
 """
 
 from __future__ import annotations

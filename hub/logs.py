@@ -1,5 +1,6 @@
-"""What reaches the hub's log: one line per repeated error per minute, and request text
-escaped so it cannot forge lines.
+"""What reaches the hub's log: one line per repeated error per minute, a failing task
+said once per interval (RepeatedFailure), and request text escaped so it cannot forge
+lines.
 
 A flood (connections past the cap, a full descriptor table in asyncio's accept loop,
 garbage requests) repeats the same error thousands of times a second, and a damaged
@@ -15,7 +16,10 @@ import logging
 import threading
 import time
 
+log = logging.getLogger(__name__)
+
 REPEAT_INTERVAL = 60.0
+FAILURE_INTERVAL = 300.0  # a task's failure that goes on is logged again this often
 # The loggers a client or a failing disk can make repeat: asyncio's accept loop,
 # aiohttp's protocol and web layers, ours, and the cameras' disk writers. The access
 # log (debug, one line per request) is left alone.
@@ -72,3 +76,40 @@ def limit_repeats() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+class RepeatedFailure:
+    """Logs a failure that repeats once per interval with a count, never per occurrence:
+    a damaged index fails every round, and a log that grows by a traceback a round
+    buries the one line that says what is wrong."""
+
+    def __init__(self, what: str, interval: float = FAILURE_INTERVAL) -> None:
+        self.what = what
+        self.interval = interval
+        self._said: float | None = None  # when the current run of failures was last logged
+        self._unsaid = 0  # failures since
+
+    @property
+    def failing(self) -> bool:
+        return self._said is not None
+
+    def failed(self, message: str, now: float, count: int = 1) -> None:
+        if self._said is None:
+            log.error("%s failed: %s; retrying", self.what, message)
+            self._said, self._unsaid = now, 0
+            return
+        self._unsaid += count
+        if now - self._said >= self.interval:
+            log.error(
+                "%s still failing: %d time(s) in the last %.0f s: %s",
+                self.what,
+                self._unsaid,
+                now - self._said,
+                message,
+            )
+            self._said, self._unsaid = now, 0
+
+    def succeeded(self) -> None:
+        if self._said is not None:
+            log.warning("%s works again", self.what)
+            self._said, self._unsaid = None, 0

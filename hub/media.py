@@ -14,8 +14,21 @@ import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
+class AudioInfo:
+    """What a muxer needs to stream-copy a camera's sound (always AAC by then: capture
+    transcodes anything else once)."""
+
+    codec: str  # FFmpeg codec name: "aac"
+    sample_rate: int
+    channels: int
+    layout: str  # FFmpeg's channel layout name, e.g. "mono", "stereo", "5.1"
+    time_base: Fraction  # unit of an audio Packet's pts / dts
+    extradata: bytes  # AudioSpecificConfig, which MP4 needs before the first sample
+
+
+@dataclass(frozen=True, slots=True)
 class StreamInfo:
-    """What a muxer needs to stream-copy a camera's encoded video."""
+    """What a muxer needs to stream-copy a camera's encoded video, and its sound if kept."""
 
     codec: str  # FFmpeg codec name, e.g. "h264"
     width: int
@@ -23,11 +36,17 @@ class StreamInfo:
     time_base: Fraction  # unit of Packet.pts / Packet.dts
     extradata: bytes | None  # codec setup (avcC / SPS+PPS); None for Annex B in-band
     fps: float | None  # nominal rate if the source knows it
+    audio: AudioInfo | None = None  # the sound's packets follow, marked `Packet.audio`
 
 
 @dataclass(slots=True)
 class Packet:
-    """One encoded video packet, kept as-is for stream copy."""
+    """One encoded packet, video or sound, kept as-is for stream copy.
+
+    Both travel one path, in arrival order: a consumer tells them apart by `audio`,
+    and places them on one timeline by `time`. Timestamps are in the time base of their
+    own stream (StreamInfo's, or its AudioInfo's). Every audio packet is a keyframe.
+    """
 
     data: bytes
     pts: int | None
@@ -35,6 +54,12 @@ class Packet:
     duration: int  # in time_base units; 0 when unknown
     keyframe: bool
     time: float  # wall-clock seconds (Unix time) of this packet
+    audio: bool = False
+
+    @property
+    def starts_gop(self) -> bool:
+        """A video keyframe: where a segment, a pre-roll GOP or a viewer may start."""
+        return self.keyframe and not self.audio
 
 
 @dataclass(slots=True)

@@ -11,6 +11,11 @@ Invariants:
 3. A failing sink or muxer costs the current segment, never the camera loop. The sink
    is an I/O edge (files, SQLite, sealing), so whatever it raises is caught, counted,
    logged once per run of failures, and recording retries at the next keyframe.
+4. Sound (packets marked `audio`) goes into the segment its time falls in. Video and
+   sound are put back in time order first (`TimeOrder`: a packet waits for the other
+   kind to pass its time, at most `_SOUND_WAIT` seconds), so a keyframe cut sends the
+   sound before it to the segment before it. Sound later than that is dropped; video
+   without sound is held back `_SOUND_WAIT` seconds, never stopped.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import av
+from av.audio.stream import AudioStream
+from av.container import OutputContainer
 from av.video.stream import VideoStream
 
-from hub.media import Packet, StreamInfo
+from hub.media import AudioInfo, Packet, StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,12 @@ _MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 # ...and at least every second (µs) between keyframes: the muxer holds a fragment until it
 # is cut, so with a 5 s GOP a crash lost the whole segment in flight.
 _FRAGMENT = {"frag_duration": "1000000"}
+# The muxer interleaves tracks by time, holding video until sound comes; a camera whose
+# sound stopped would have its video held this long (µs), not FFmpeg's default 10 s.
+_INTERLEAVE = {"max_interleave_delta": "500000"}
+# Video and sound wait at most this long (seconds) for each other: transcoded G.711 comes
+# out of the AAC encoder about 0.3 s after the video of the same moment.
+_SOUND_WAIT = 1.0
 # Without extradata the muxer must see the first keyframe's in-band SPS/PPS before the header.
 _MOVFLAGS_INBAND = _MOVFLAGS + "+delay_moov"
 
@@ -90,6 +103,8 @@ class RecordSettings:
 class RecorderStats:
     segments_written: int = 0
     packets_written: int = 0
+    audio_packets_written: int = 0
+    audio_packets_late: int = 0  # came after the cut of the segment their time falls in
     bytes_muxed: int = 0
     errors: int = 0
 
@@ -110,9 +125,10 @@ class PreRollRing:
         self.bytes = 0
 
     def push(self, packet: Packet) -> None:
+        """Sound is kept beside the video, in the GOP it arrived in."""
         size = len(packet.data)
         gops = self._gops
-        if packet.keyframe:
+        if packet.starts_gop:
             gops.append([packet])
             self._sizes.append(size)
         elif gops:
@@ -150,6 +166,44 @@ class PreRollRing:
                 break
             first = index
         return [packet for gop in eligible[first:] for packet in gop]
+
+
+class TimeOrder:
+    """Merges a camera's video and sound packets, which arrive each in its own order, into
+    one order by time.
+
+    A packet leaves once a packet of the other kind at or past its time has come, or
+    once it is `wait` seconds older than the newest packet (the other kind has stopped,
+    or lags more than that). Pure logic; a stream without sound passes straight through.
+    """
+
+    def __init__(self, wait: float) -> None:
+        self._wait = wait
+        self._video: deque[Packet] = deque()
+        self._sound: deque[Packet] = deque()
+        self._newest = -math.inf
+
+    def push(self, packet: Packet) -> list[Packet]:
+        """The packets that may leave now, in time order (video first at a tie)."""
+        (self._sound if packet.audio else self._video).append(packet)
+        self._newest = max(self._newest, packet.time)
+        return self._release(self._newest - self._wait)
+
+    def drain(self) -> list[Packet]:
+        """Everything still waiting (the stream ended)."""
+        return self._release(math.inf)
+
+    def _release(self, stale: float) -> list[Packet]:
+        video, sound, out = self._video, self._sound, []
+        while video or sound:
+            if video and sound:
+                queue = sound if sound[0].time < video[0].time else video
+            else:
+                queue = video or sound
+                if queue[0].time > stale:
+                    break
+            out.append(queue.popleft())
+        return out
 
 
 class _WriteOnly:
@@ -193,6 +247,61 @@ def _stream_template(info: StreamInfo) -> VideoStream:
     return template
 
 
+def _audio_template(info: AudioInfo) -> AudioStream:
+    """As `_stream_template`, for the sound (always AAC, see hub.capture.audio)."""
+    scratch = av.open(io.BytesIO(), "w", format="mp4")
+    template = scratch.add_stream(info.codec)
+    if not isinstance(template, AudioStream):
+        raise ValueError(f"cannot record codec {info.codec!r}: not an audio codec")
+    return template
+
+
+class _SoundTrack:
+    """A segment's sound: each packet placed by its wall-clock time on the video's timeline,
+    back to back where they touch (never overlapping)."""
+
+    def __init__(
+        self, container: OutputContainer, info: AudioInfo, template: AudioStream, zero: float
+    ) -> None:
+        stream = container.add_stream_from_template(template)
+        ctx = stream.codec_context
+        ctx.sample_rate = info.sample_rate
+        ctx.layout = info.layout
+        ctx.extradata = info.extradata
+        stream.time_base = info.time_base
+        self._container = container
+        self._stream = stream
+        self._time_base = info.time_base
+        self._rate = float(1 / info.time_base)
+        self._zero = zero  # wall-clock time of the segment's tick 0
+        self._next = 0  # where the next packet may start, in time_base ticks
+
+    def write(self, packet: Packet) -> None:
+        tick = max(round((packet.time - self._zero) * self._rate), self._next)
+        out = av.Packet(packet.data)
+        out.stream = self._stream
+        out.time_base = self._time_base
+        out.pts = out.dts = tick
+        if packet.duration > 0:
+            out.duration = packet.duration
+        out.is_keyframe = True
+        self._container.mux(out)
+        self._next = tick + max(packet.duration, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Templates:
+    """Never-opened streams that carry one stream's parameters into each of its segments."""
+
+    video: VideoStream
+    audio: AudioStream | None
+
+    @classmethod
+    def of(cls, info: StreamInfo) -> _Templates:
+        audio = _audio_template(info.audio) if info.audio is not None else None
+        return cls(_stream_template(info), audio)
+
+
 class _Segment:
     """One fMP4 segment being muxed: timestamps rebased so it starts at 0."""
 
@@ -200,7 +309,7 @@ class _Segment:
         self,
         output: SegmentOutput,
         info: StreamInfo,
-        template: VideoStream,
+        templates: _Templates,
         first: Packet,
         stats: RecorderStats,
     ) -> None:
@@ -209,8 +318,9 @@ class _Segment:
         self._stats = stats
         flags = _MOVFLAGS if info.extradata else _MOVFLAGS_INBAND
         self._container = av.open(
-            self._pipe, "w", format="mp4", options={"movflags": flags, **_FRAGMENT}
+            self._pipe, "w", format="mp4", options={"movflags": flags, **_FRAGMENT, **_INTERLEAVE}
         )
+        template = templates.video
         stream = self._container.add_stream_from_template(template)
         stream.codec_context.width = info.width
         stream.codec_context.height = info.height
@@ -228,6 +338,10 @@ class _Segment:
         self._shown_until = self._first_pts  # end of the latest picture, in footage ticks
         self.start_time = first.time
         self.frames = 0
+        self._sound: _SoundTrack | None = None
+        if info.audio is not None and templates.audio is not None:
+            zero = first.time - self._first_pts * self._tick_seconds
+            self._sound = _SoundTrack(self._container, info.audio, templates.audio, zero)
 
     @property
     def end_time(self) -> float:
@@ -244,6 +358,9 @@ class _Segment:
         return pts, dts
 
     def write(self, packet: Packet) -> None:
+        if packet.audio:
+            self._write_sound(packet)
+            return
         pts, dts = self._timestamps(packet)
         dts = max(dts - self._offset, self._last_dts + 1)  # the muxer needs rising dts
         self._last_dts = dts
@@ -261,6 +378,15 @@ class _Segment:
         self._stats.packets_written += 1
         shown += packet.duration if packet.duration > 0 else self._frame_ticks
         self._shown_until = max(self._shown_until, shown)
+
+    def _write_sound(self, packet: Packet) -> None:
+        if self._sound is None:
+            return  # the stream has no sound track (or the camera's sound is off)
+        if packet.time < self.start_time:
+            self._stats.audio_packets_late += 1  # its segment was cut already
+            return
+        self._sound.write(packet)
+        self._stats.audio_packets_written += 1
 
     def finish(self) -> None:
         self._container.close()
@@ -288,8 +414,9 @@ class Recorder:
         self._lock = threading.Lock()
         self._ring = PreRollRing(settings.pre_roll, settings.ring_max_bytes)
         self._info: StreamInfo | None = None
-        self._template: VideoStream | None = None
+        self._templates: _Templates | None = None
         self._segment: _Segment | None = None
+        self._order = TimeOrder(_SOUND_WAIT)
         continuous = settings.mode is RecordMode.CONTINUOUS
         self._until = math.inf if continuous else -math.inf  # keep packets up to this time
         self._held: list[Packet] = []  # past the window, kept back in case it is extended
@@ -312,13 +439,14 @@ class Recorder:
 
     def start_stream(self, info: StreamInfo | None) -> None:
         """A (re)connection: old packets belong to the old stream. None = idle."""
-        template = _stream_template(info) if info is not None else None
+        templates = _Templates.of(info) if info is not None else None
         with self._lock:
+            self._drain()
             self._end_segment()
             self._ring.clear()
             self._fed_until = -math.inf
             self._info = info
-            self._template = template
+            self._templates = templates
 
     def push(self, packet: Packet) -> None:
         """The hot path: in motion mode, while nothing is wanted, only the ring grows."""
@@ -327,9 +455,11 @@ class Recorder:
         with self._lock:
             if self._info is None:
                 return
-            if self.settings.mode is RecordMode.MOTION:
-                self._ring.push(packet)
-            self._feed(packet)
+            if self._info.audio is None:
+                self._take(packet)
+                return
+            for item in self._order.push(packet):
+                self._take(item)
 
     def want(self, start: float, end: float) -> None:
         """Footage in [start, end] (wall-clock seconds) must be kept."""
@@ -350,39 +480,66 @@ class Recorder:
     def close(self) -> None:
         """Clean shutdown: finish the open segment."""
         with self._lock:
+            self._drain()
             self._end_segment()
             self._ring.clear()
             self._info = None
 
+    def _drain(self) -> None:
+        """The stream ended: what waits for time order goes where it would have gone."""
+        for packet in self._order.drain():
+            self._take(packet)
+
+    def _take(self, packet: Packet) -> None:
+        """One packet in time order: into the pre-roll ring, and recorded if wanted."""
+        if self.settings.mode is RecordMode.MOTION:
+            self._ring.push(packet)
+        self._feed(packet)
+
     def _feed(self, packet: Packet) -> None:
+        if packet.audio:
+            self._feed_sound(packet)
+            return
         segment = self._segment
         if segment is not None:
             if not self._held and packet.time <= self._until:
                 self._fed_until = packet.time
                 elapsed = packet.time - segment.start_time  # < 0: the clock was set back
-                if packet.keyframe and not 0 <= elapsed < self.settings.segment_seconds:
+                if packet.starts_gop and not 0 <= elapsed < self.settings.segment_seconds:
                     self._end_segment()
                     self._open(packet)
                 else:
                     self._write(segment, packet)
                 return
             # Past the window: hold back until a keyframe shows the GOP is over.
-            if not packet.keyframe and self._held_bytes < self.settings.ring_max_bytes:
+            if not packet.starts_gop and self._held_bytes < self.settings.ring_max_bytes:
                 self._fed_until = packet.time
                 self._held.append(packet)
                 self._held_bytes += len(packet.data)
                 return
             self._end_segment()
-        if packet.keyframe and packet.time <= self._until:
+        if packet.starts_gop and packet.time <= self._until:
             self._fed_until = packet.time
             self._open(packet)
 
+    def _feed_sound(self, packet: Packet) -> None:
+        """Sound goes to the open segment, or is held back with the video past the window
+        (see `_feed`); with no segment open it is not recorded (the ring keeps it)."""
+        segment = self._segment
+        if segment is None:
+            return
+        if not self._held and packet.time <= self._until:
+            self._write(segment, packet)
+        elif self._held_bytes < self.settings.ring_max_bytes:
+            self._held.append(packet)
+            self._held_bytes += len(packet.data)
+
     def _open(self, packet: Packet) -> None:
-        assert self._info is not None and self._template is not None
+        assert self._info is not None and self._templates is not None
         output: SegmentOutput | None = None
         try:
             output = self._sink.open_segment(self.camera_id, packet.time)
-            self._segment = _Segment(output, self._info, self._template, packet, self.stats)
+            self._segment = _Segment(output, self._info, self._templates, packet, self.stats)
         except Exception as exc:
             if output is not None:
                 with contextlib.suppress(Exception):

@@ -195,6 +195,18 @@ class ShareRow:
 
 
 @dataclass(frozen=True, slots=True)
+class PushSubscriptionRow:
+    """A browser the owner subscribed to Web Push (RFC 8030/8291)."""
+
+    id: int
+    endpoint: str  # the push service's URL for this browser
+    p256dh: str  # the browser's P-256 public key, base64url
+    auth: str  # the 16-byte auth secret, base64url
+    created: float
+    client: str  # who subscribed it, as the access log names them
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotRow:
     id: str
     camera_id: str
@@ -368,6 +380,58 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "PRAGMA user_version = 5",
     ),
+    (
+        # Alerts (hub/alerts/): the browsers the owner subscribed to Web Push (endpoint
+        # and the RFC 8291 keys to encrypt to them), the cameras whose alerts are off,
+        # and the snooze. Set from the page; no footage or secret of the owner's here.
+        """
+        CREATE TABLE push_subscriptions (
+            id INTEGER PRIMARY KEY,
+            endpoint TEXT NOT NULL UNIQUE,
+            p256dh TEXT NOT NULL,
+            auth TEXT NOT NULL,
+            created REAL NOT NULL,
+            client TEXT NOT NULL
+        )
+        """,
+        "CREATE TABLE alert_muted (camera_id TEXT PRIMARY KEY)",
+        """
+        CREATE TABLE alert_snooze (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            until REAL NOT NULL
+        )
+        """,
+        "PRAGMA user_version = 6",
+    ),
+    (
+        # The off-site copy's durable queue (hub/offsite/queue.py): one row per sealed
+        # file to copy (or journal copied), pending until the bucket confirmed it.
+        """
+        CREATE TABLE offsite (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('segment', 'snapshot', 'journal')),
+            camera_id TEXT,
+            time REAL NOT NULL,
+            urgent INTEGER NOT NULL CHECK (urgent IN (0, 1)),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'confirmed')),
+            queued REAL NOT NULL,
+            size INTEGER CHECK (size >= 0),
+            sha256 TEXT,
+            confirmed REAL
+        )
+        """,
+        "CREATE INDEX offsite_pending ON offsite (urgent DESC, time, id) WHERE state = 'pending'",
+        "CREATE INDEX offsite_confirmed ON offsite (time, id) WHERE state = 'confirmed'",
+        """
+        CREATE TABLE offsite_status (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            last_success REAL,
+            last_error TEXT,
+            last_error_time REAL
+        )
+        """,
+        "PRAGMA user_version = 7",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 BUSY_TIMEOUT = 10.0  # seconds another process (the CLI) may hold the write lock
@@ -378,6 +442,16 @@ _EVENT_COLUMNS = (
     "bbox_x, bbox_y, bbox_w, bbox_h, snapshot_id"
 )
 _SNAPSHOT_COLUMNS = "id, camera_id, event_id, time, path, size, seq"
+# Readable segments of a camera that cover any of [start, end): of those that start
+# before `start` only the latest can reach into the range, so the query seeks to it
+# instead of scanning the camera's history. Parameters: camera, end, camera, start,
+# start, start.
+_OVERLAPPING = (
+    "WHERE camera_id = ? AND state != 'open' AND start_time < ? "
+    "AND start_time >= coalesce("
+    "  (SELECT max(start_time) FROM segments WHERE camera_id = ? AND start_time <= ?), ?) "
+    "AND coalesce(end_time, start_time) > ?"
+)
 # The next footage sequence number, taken inside the inserting transaction.
 _NEXT_SEQ = "UPDATE footage_seq SET last = last + 1 WHERE one = 1 RETURNING last"
 _AUDIT_COLUMNS = "seq, time, kind, actor, detail, hash"
@@ -561,15 +635,62 @@ class Index:
         instead of scanning the camera's whole history.
         """
         return self._segments(
-            f"SELECT {_SEGMENT_COLUMNS} FROM segments "
-            "WHERE camera_id = ? AND state != 'open' AND start_time < ? "
-            "AND start_time >= coalesce("
-            "  (SELECT max(start_time) FROM segments WHERE camera_id = ? AND start_time <= ?),"
-            "  ?) "
-            "AND coalesce(end_time, start_time) > ? "
-            "ORDER BY start_time",
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments {_OVERLAPPING} ORDER BY start_time",
             (camera_id, end, camera_id, start, start, start),
         )
+
+    def clip_span(self, camera_id: str, start: float, end: float) -> tuple[float, float] | None:
+        """Where a clip of [start, end) really begins and ends: it plays the whole
+        segments segments_overlapping() finds. None when no footage is left."""
+        rows = self._query(
+            f"SELECT min(start_time), max(coalesce(end_time, start_time)) FROM segments "
+            f"{_OVERLAPPING}",
+            (camera_id, end, camera_id, start, start, start),
+        )
+        first, last = rows[0]
+        return None if first is None else (float(first), float(last))  # type: ignore[arg-type]
+
+    def segments_to_delete(
+        self, camera_id: str, start: float, end: float, limit: int, after: int = 0
+    ) -> list[SegmentRow]:
+        """Segments of one camera that cover any of [start, end), being written or not,
+        in recording order numbered after `after` (the owner's deletion walks them)."""
+        return self._segments(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE camera_id = ? "
+            "AND start_time < ? AND coalesce(end_time, ?) > ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (camera_id, end, end, start, after, _limit(limit)),
+        )
+
+    def recorded_spans(
+        self, camera_id: str, start: float, end: float, gap: float, limit: int, now: float
+    ) -> list[tuple[float, float, int, int]]:
+        """(start, end, segments, bytes) of the stretches a camera recorded within
+        [start, end), oldest first: segments at most `gap` seconds apart are one
+        stretch. Merged inside SQLite (gaps and islands), so a month of short segments
+        comes back as a few rows. A segment being written reaches to `now`."""
+        rows = self._query(
+            "WITH s AS (SELECT start_time AS a, coalesce(end_time, max(start_time, ?)) AS b, "
+            "  coalesce(size, 0) AS size FROM segments "
+            "  WHERE camera_id = ? AND start_time < ? AND coalesce(end_time, ?) > ?), "
+            "g AS (SELECT *, "
+            "  CASE WHEN a - lag(b) OVER (ORDER BY a) <= ? THEN 0 ELSE 1 END AS brk FROM s), "
+            "i AS (SELECT *, sum(brk) OVER (ORDER BY a ROWS UNBOUNDED PRECEDING) AS n FROM g) "
+            "SELECT min(a), max(b), count(*), sum(size) FROM i GROUP BY n ORDER BY n LIMIT ?",
+            (now, camera_id, end, now, start, gap, _limit(limit)),
+        )
+        return [(float(a), float(b), int(n), int(size)) for a, b, n, size in rows]  # type: ignore[arg-type]
+
+    def footage_by_camera(self) -> dict[str, tuple[int, int, float | None]]:
+        """Per camera: (sealed files, bytes, start of its oldest footage)."""
+        rows = self._query(
+            "SELECT camera_id, sum(n), sum(bytes), min(oldest) FROM ("
+            "  SELECT camera_id, count(*) AS n, coalesce(sum(size), 0) AS bytes, "
+            "  min(start_time) AS oldest FROM segments GROUP BY camera_id "
+            "  UNION ALL SELECT camera_id, count(*), sum(size), min(time) FROM snapshots "
+            "  GROUP BY camera_id) GROUP BY camera_id ORDER BY camera_id"
+        )
+        return {str(c): (int(n), int(b), o) for c, n, b, o in rows}  # type: ignore[misc]
 
     def open_segments(self) -> list[SegmentRow]:
         return self._segments(
@@ -736,6 +857,28 @@ class Index:
             (*params, *_page(limit, offset)),
         )
 
+    def events_overlapping(self, camera_id: str, start: float, end: float) -> list[EventRow]:
+        """Events of one camera that cover any of [start, end), still open ones included."""
+        return self._events(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE camera_id = ? AND start_time < ? "
+            "AND (end_time IS NULL OR end_time > ?) ORDER BY start_time",
+            (camera_id, end, start),
+        )
+
+    def add_restored_events(self, events: Iterable[EventRow]) -> None:
+        """Events read back from the off-site journals into a new index, under their own
+        ids, all or none; their snapshots are linked by end_event once those are in."""
+        with self._lock, _transaction(self._conn):
+            self._conn.executemany(
+                f"INSERT INTO events ({_EVENT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                [
+                    (e.id, e.camera_id, e.start_time, e.end_time, e.peak_score, e.peak_time,
+                     *_bbox_columns(e.bbox))
+                    for e in events
+                ],
+            )  # fmt: skip
+
     def close_open_events(self) -> list[EventRow]:
         """End every event a crash left open, at its last known moment (peak or start)."""
         with self._lock, _transaction(self._conn):
@@ -747,6 +890,17 @@ class Index:
                 "WHERE end_time IS NULL"
             )
         return [_event_row(row) for row in rows]
+
+    def delete_event(self, event_id: int) -> bool:
+        return self._write("DELETE FROM events WHERE id = ?", (event_id,)) > 0
+
+    def delete_events(self, camera_id: str, start: float, end: float) -> int:
+        """Forget the ended events of one camera that started in [start, end)."""
+        return self._write(
+            "DELETE FROM events WHERE camera_id = ? AND start_time >= ? AND start_time < ? "
+            "AND end_time IS NOT NULL",
+            (camera_id, start, end),
+        )
 
     def delete_events_ended_before(self, cutoff: float) -> int:
         # start_time <= end_time, so the first bound lets the index narrow the scan.
@@ -785,6 +939,17 @@ class Index:
         rows = self._query(
             f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, _limit(limit)),
+        )
+        return [SnapshotRow(*row) for row in rows]  # type: ignore[arg-type]
+
+    def snapshots_to_delete(
+        self, camera_id: str, start: float, end: float, limit: int, after: int = 0
+    ) -> list[SnapshotRow]:
+        """Snapshots of one camera taken in [start, end), in recording order after `after`."""
+        rows = self._query(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE camera_id = ? "
+            "AND time >= ? AND time < ? AND seq > ? ORDER BY seq LIMIT ?",
+            (camera_id, start, end, after, _limit(limit)),
         )
         return [SnapshotRow(*row) for row in rows]  # type: ignore[arg-type]
 
@@ -952,17 +1117,83 @@ class Index:
                 ).rowcount
                 self._conn.execute("DELETE FROM share_keys WHERE share_id = ?", (share_id,))
                 self._conn.execute("DELETE FROM share_opens WHERE share_id = ?", (share_id,))
-            with self._read_lock:  # our reader holds no snapshot that pins old frames
-                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            busy = self._checkpoint()
         if busy:  # another process (the CLI) kept reading past the busy timeout
             log.warning(
                 "share %s ended, but its keys stay in the WAL until the next checkpoint", share_id
             )
         return ended > 0
 
+    def checkpoint(self) -> bool:
+        """Move the WAL into the file and empty it, so rows just deleted (wrapped keys)
+        are gone from the disk now; False if another process kept it busy."""
+        with self._lock:
+            return not self._checkpoint()
+
+    def _checkpoint(self) -> int:
+        with self._read_lock:  # our reader holds no snapshot that pins old frames
+            return int(self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+
     def live_shares(self) -> list[ShareRow]:
         rows = self._query(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE ended IS NULL")
         return [_share_row(row) for row in rows]
+
+    # -- alerts -----------------------------------------------------------------------
+
+    def add_push_subscription(
+        self, endpoint: str, p256dh: str, auth: str, created: float, client: str
+    ) -> tuple[int, bool]:
+        """Keep a browser's subscription (a known endpoint gets its new keys): its id,
+        and whether the endpoint is new."""
+        with self._lock:
+            known = self._conn.execute(
+                "SELECT 1 FROM push_subscriptions WHERE endpoint = ?", (endpoint,)
+            ).fetchone()
+            row = self._conn.execute(
+                "INSERT INTO push_subscriptions (endpoint, p256dh, auth, created, client) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (endpoint) DO UPDATE SET "
+                "p256dh = excluded.p256dh, auth = excluded.auth, created = excluded.created, "
+                "client = excluded.client RETURNING id",
+                (endpoint, p256dh, auth, created, client),
+            ).fetchone()
+            return int(row[0]), known is None
+
+    def push_subscription_count(self) -> int:
+        return self._one("SELECT count(*) FROM push_subscriptions")
+
+    def remove_push_subscription(self, endpoint: str) -> int | None:
+        """Forget a subscription: its id, or None if it was not known."""
+        with self._lock:
+            row = self._conn.execute(
+                "DELETE FROM push_subscriptions WHERE endpoint = ? RETURNING id", (endpoint,)
+            ).fetchone()
+        return int(row[0]) if row is not None else None
+
+    def push_subscriptions(self) -> list[PushSubscriptionRow]:
+        rows = self._query(
+            "SELECT id, endpoint, p256dh, auth, created, client FROM push_subscriptions ORDER BY id"
+        )
+        return [PushSubscriptionRow(*row) for row in rows]  # type: ignore[arg-type]
+
+    def set_camera_alerts(self, camera_id: str, enabled: bool) -> None:
+        if enabled:
+            self._write("DELETE FROM alert_muted WHERE camera_id = ?", (camera_id,))
+        else:
+            self._write("INSERT OR IGNORE INTO alert_muted (camera_id) VALUES (?)", (camera_id,))
+
+    def muted_cameras(self) -> frozenset[str]:
+        return frozenset(str(row[0]) for row in self._query("SELECT camera_id FROM alert_muted"))
+
+    def set_snooze(self, until: float | None) -> None:
+        """Snooze every alert until `until` (Unix time); None ends the snooze."""
+        if until is None:
+            self._write("DELETE FROM alert_snooze", ())
+        else:
+            self._write("INSERT OR REPLACE INTO alert_snooze (one, until) VALUES (1, ?)", (until,))
+
+    def snoozed_until(self) -> float | None:
+        rows = self._query("SELECT until FROM alert_snooze WHERE one = 1")
+        return float(rows[0][0]) if rows else None  # type: ignore[arg-type]
 
     # -- plumbing ---------------------------------------------------------------------
 

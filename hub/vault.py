@@ -90,6 +90,7 @@ class TruncatedFile(CorruptFile):
 class FileKind(enum.IntEnum):
     SEGMENT = 1
     SNAPSHOT = 2
+    JOURNAL = 3  # the off-site copy's sealed metadata (hub/offsite/journal.py)
 
 
 # --- the owner's key file ------------------------------------------------------------

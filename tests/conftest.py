@@ -38,6 +38,27 @@ def crowd_clip() -> Path:
     return _require(CROWD_CLIP)
 
 
+@pytest.fixture(scope="session")
+def crowd_av_clip(crowd_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The crowd clip (H.264 + AAC) three times over as one MP4, which qtdemux can serve:
+    41 s before the camera loops. Its sound is first cut to the video's 13.64 s (it runs
+    0.17 s longer), so that where it repeats the two tracks still meet within 25 ms."""
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is needed to remux the crowd clip (Debian package: ffmpeg)")
+    folder = tmp_path_factory.mktemp("clips")
+    once, out = folder / "crowd-once.mp4", folder / "crowd-av.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-fflags", "+genpts", "-i", str(crowd_clip),
+         "-t", "13.64", "-c", "copy", str(once)],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-stream_loop", "2", "-i", str(once), "-c", "copy", str(out)],
+        check=True,
+    )
+    return out
+
+
 @pytest.fixture
 def mjpeg_camera(person_clip: Path) -> Iterator[str]:
     """ffmpeg serving the person clip (20 s of it) as MJPEG over HTTP (multipart), as

@@ -11,6 +11,12 @@ same port is the camera coming back.
         cam.restart()
 
 or, in a test module, `rtsp_camera = camera_fixture("person_clip")`.
+
+A clip with an AAC track (an MP4: qtdemux reads nothing else) can be served with its
+sound, `audio="aac"` as it is, or `audio="alaw"` re-encoded to G.711 A-law at 8 kHz
+mono, as many doorbells send it; `audio="tone"` sends a live tone instead, which
+outlasts a clip served without `loop` (a camera whose video stalls while its sound
+goes on).
 """
 
 from __future__ import annotations
@@ -46,6 +52,20 @@ _ELEMENTS = {
     "rtpbin": "gstreamer1.0-plugins-good",
     "h264parse": "gstreamer1.0-plugins-bad",
 }
+# ...and those for sound.
+_AUDIO_ELEMENTS = {
+    "aacparse": "gstreamer1.0-plugins-good",
+    "rtpmp4apay": "gstreamer1.0-plugins-good",
+    "faad": "gstreamer1.0-plugins-bad",
+    "audioconvert": "gstreamer1.0-plugins-base",
+    "audioresample": "gstreamer1.0-plugins-base",
+    "alawenc": "gstreamer1.0-plugins-good",
+    "audiotestsrc": "gstreamer1.0-plugins-base",
+    "rtppcmapay": "gstreamer1.0-plugins-good",
+}
+#: How the clip's sound is served: not at all, as AAC, as G.711 A-law (8 kHz mono), or
+#: replaced by an endless live A-law tone (which goes on after the clip's video ends).
+AUDIO_MODES = ("none", "aac", "alaw", "tone")
 _MISSING_EXIT = 3
 MOUNT = "/cam"
 
@@ -64,9 +84,14 @@ def _install_hint(missing: str) -> str:
 class RtspCamera:
     """One RTSP camera process serving `clip` at rtsp://127.0.0.1:PORT/cam in real time."""
 
-    def __init__(self, clip: Path, *, loop: bool = True, startup_timeout: float = 10.0) -> None:
+    def __init__(
+        self, clip: Path, *, loop: bool = True, audio: str = "none", startup_timeout: float = 10.0
+    ) -> None:
+        if audio not in AUDIO_MODES:
+            raise ValueError(f"audio must be one of {AUDIO_MODES}, got {audio!r}")
         self.clip = Path(clip)
         self.loop = loop
+        self.audio = audio
         self.port = 0  # chosen by the server on first start, then kept across restarts
         self._startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
@@ -87,6 +112,7 @@ class RtspCamera:
         if not self.clip.is_file():
             raise CameraUnavailable(f"RTSP test camera: clip not found: {self.clip}")
         args = [SYSTEM_PYTHON, __file__, str(self.clip), "--port", str(self.port)]
+        args += ["--audio", self.audio]
         if self.loop:
             args.append("--loop")
         with tempfile.TemporaryFile() as errors:
@@ -170,7 +196,9 @@ class RtspCamera:
         self.stop()
 
 
-def camera_fixture(clip_fixture: str = "person_clip", *, loop: bool = True) -> Callable[..., Any]:
+def camera_fixture(
+    clip_fixture: str = "person_clip", *, loop: bool = True, audio: str = "none"
+) -> Callable[..., Any]:
     """Make a pytest fixture yielding a started RtspCamera serving the named clip fixture.
 
     Missing system packages fail the test with the list to install; they never skip it.
@@ -179,7 +207,7 @@ def camera_fixture(clip_fixture: str = "person_clip", *, loop: bool = True) -> C
 
     @pytest.fixture
     def rtsp_camera(request: pytest.FixtureRequest) -> Iterator[RtspCamera]:
-        camera = RtspCamera(request.getfixturevalue(clip_fixture), loop=loop)
+        camera = RtspCamera(request.getfixturevalue(clip_fixture), loop=loop, audio=audio)
         try:
             camera.start()
         except CameraUnavailable as err:
@@ -195,15 +223,30 @@ def camera_fixture(clip_fixture: str = "person_clip", *, loop: bool = True) -> C
 # -- the server side, run by Debian's python3 --------------------------------------
 
 
-def _launch_line(clip: Path) -> str:
+_AUDIO_BRANCHES = {
+    "none": "",
+    "aac": " d.audio_0 ! queue ! aacparse ! rtpmp4apay name=pay1 pt=97",
+    "alaw": (
+        " d.audio_0 ! queue ! aacparse ! faad ! audioconvert ! audioresample"
+        " ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name=pay1"
+    ),
+    "tone": (
+        " audiotestsrc ! audio/x-raw,rate=8000,channels=1 ! identity sync=true ! alawenc"
+        " ! rtppcmapay name=pay1"
+    ),
+}
+
+
+def _launch_line(clip: Path, audio: str) -> str:
     location = str(clip).replace("\\", "\\\\").replace('"', '\\"')
     return (
-        f'( filesrc location="{location}" ! qtdemux ! h264parse ! identity sync=true '
-        "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        f'( filesrc location="{location}" ! qtdemux name=d d.video_0 ! queue ! h264parse '
+        "! identity sync=true ! rtph264pay name=pay0 pt=96 config-interval=1"
+        f"{_AUDIO_BRANCHES[audio]} )"
     )
 
 
-def _serve(clip: Path, port: int, loop: bool) -> int:
+def _serve(clip: Path, port: int, loop: bool, audio: str) -> int:
     try:
         import gi
 
@@ -214,7 +257,8 @@ def _serve(clip: Path, port: int, loop: bool) -> int:
         print(f"MISSING python3-gi / gir1.2-gst-rtsp-server-1.0 ({err})", flush=True)
         return _MISSING_EXIT
     Gst.init(None)
-    missing = sorted({pkg for name, pkg in _ELEMENTS.items() if not Gst.ElementFactory.find(name)})
+    needed = {**_ELEMENTS, **(_AUDIO_ELEMENTS if audio != "none" else {})}
+    missing = sorted({pkg for name, pkg in needed.items() if not Gst.ElementFactory.find(name)})
     if missing:
         print(f"MISSING GStreamer elements from {', '.join(missing)}", flush=True)
         return _MISSING_EXIT
@@ -229,7 +273,7 @@ def _serve(clip: Path, port: int, loop: bool) -> int:
     server.set_address("127.0.0.1")
     server.set_service(str(port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(_launch_line(clip))
+    factory.set_launch(_launch_line(clip, audio))
     factory.set_shared(True)  # one live picture for every client, as a camera has
     factory.connect("media-configure", on_media)
     server.get_mount_points().add_factory(MOUNT, factory)
@@ -243,21 +287,29 @@ def _serve(clip: Path, port: int, loop: bool) -> int:
 
 
 def _loop_at_end(media: Any, glib: Any, gst: Any) -> None:
-    """Swallow the clip's end and seek back to its start, so the camera never ends."""
+    """Swallow the clip's end and seek back to its start, so the camera never ends.
+
+    Every payloader's end is swallowed; the video's end rewinds both tracks.
+    """
     bin_ = media.get_element()
-    sink_pad = bin_.get_by_name("pay0").get_static_pad("sink")
 
     def rewind() -> bool:
         bin_.seek_simple(gst.Format.TIME, gst.SeekFlags.FLUSH | gst.SeekFlags.KEY_UNIT, 0)
         return False
 
-    def on_event(_pad: Any, info: Any) -> Any:
+    def on_event(_pad: Any, info: Any, video: bool) -> Any:
         if info.get_event().type == gst.EventType.EOS:
-            glib.idle_add(rewind)
+            if video:
+                glib.idle_add(rewind)
             return gst.PadProbeReturn.DROP
         return gst.PadProbeReturn.OK
 
-    sink_pad.add_probe(gst.PadProbeType.EVENT_DOWNSTREAM, on_event)
+    for index in (0, 1):
+        payloader = bin_.get_by_name(f"pay{index}")
+        if payloader is not None:
+            payloader.get_static_pad("sink").add_probe(
+                gst.PadProbeType.EVENT_DOWNSTREAM, on_event, index == 0
+            )
 
 
 def main() -> int:
@@ -265,8 +317,9 @@ def main() -> int:
     parser.add_argument("clip", type=Path)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--loop", action="store_true")
+    parser.add_argument("--audio", choices=AUDIO_MODES, default="none")
     args = parser.parse_args()
-    return _serve(args.clip, args.port, args.loop)
+    return _serve(args.clip, args.port, args.loop, args.audio)
 
 
 if __name__ == "__main__":

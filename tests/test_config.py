@@ -15,6 +15,7 @@ from hub.config import (
     Config,
     ConfigError,
     HubSettings,
+    OffsiteSettings,
     StorageSettings,
     V4L2Settings,
     WebSettings,
@@ -63,6 +64,7 @@ def test_example_file_loads() -> None:
 def test_example_file_documents_every_key() -> None:
     text = EXAMPLE.read_text()
     sections = [HubSettings, StorageSettings, WebSettings, CameraSettings, CameraMotion]
+    sections.append(OffsiteSettings)
     keys = [f.name for cls in [*sections, V4L2Settings] for f in dataclasses.fields(cls)]
     missing = [
         key
@@ -95,6 +97,7 @@ def test_camera_defaults() -> None:
     assert camera.name == "porch"
     assert (camera.detect_url, camera.enabled, camera.record) == ("", True, "motion")
     assert (camera.pre_roll, camera.post_roll, camera.realtime) == (5.0, 10.0, False)
+    assert camera.audio is False
     assert camera.motion == CameraMotion()
     assert camera.v4l2 == V4L2Settings()
 
@@ -128,6 +131,12 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     ]
     assert config.cameras[2].detect_url == f"file://{tmp_path}/conf/small.mp4"
     assert config.cameras[0].realtime is True
+
+
+def test_audio_is_taken_from_network_and_file_cameras() -> None:
+    text = '[[camera]]\nid = "door"\nurl = "rtsp://door/main"\naudio = true\n'
+    (camera,) = parse_config(text, base_dir=BASE).cameras
+    assert camera.audio is True
 
 
 def test_absolute_data_dir_is_kept() -> None:
@@ -369,6 +378,8 @@ BAD = [
         camera_with('detect_url = "rtsp://cam/sub"'),
         "camera[0].detect_url: only network and file cameras have a detect stream",
     ),
+    (camera_with('audio = "on"'), 'camera[0].audio: must be true or false, got "on"'),
+    (camera_with("audio = true"), "camera[0].audio: only network and file cameras carry sound"),
     # motion masks
     (
         MOTION + "masks = [[[0, 0], [1, 1]]]",
@@ -624,3 +635,113 @@ def test_settings_repr_hides_the_password_but_keeps_the_url() -> None:
     for shown in (repr(config), str(config), repr(camera), f"{camera}"):
         assert SECRET not in shown
         assert "rtsp://admin:***@cam/main" in shown and "rtsp://admin:***@cam/sub" in shown
+
+
+# -- [offsite] ---------------------------------------------------------------------------
+
+OFFSITE = '[offsite]\nendpoint = "https://s3.example.net:9000/"\nbucket = "cams"\n'
+KEYS = f'access_key = "AKIA-house"\nsecret_key = "{SECRET}"\n'
+
+
+def test_no_offsite_table_means_nothing_leaves_the_box() -> None:
+    assert parse_config("", base_dir=BASE).offsite is None
+
+
+def test_offsite_defaults_and_normal_forms() -> None:
+    offsite = parse_config(OFFSITE + KEYS + 'prefix = "house/front"\n', base_dir=BASE).offsite
+
+    assert offsite is not None
+    assert (offsite.endpoint, offsite.host, offsite.secure) == (
+        "https://s3.example.net:9000",
+        "s3.example.net:9000",
+        True,
+    )
+    assert (offsite.bucket, offsite.prefix, offsite.region) == ("cams", "house/front/", "us-east-1")
+    assert (offsite.what, offsite.keep_days, offsite.max_upload_mbps) == ("events", 0, 0.0)
+    assert (offsite.access_key, offsite.secret_key) == ("AKIA-house", SECRET)
+
+
+def test_example_offsite_table_loads_when_uncommented() -> None:
+    text = EXAMPLE.read_text()
+    start = text.index("# [offsite]")
+    block = re.sub(r"^# ([a-z_]+ = |\[offsite\])", r"\1", text[start:], flags=re.MULTILINE)
+    block = block.replace('credentials_file = "/etc/camhub/offsite.keys"\n', "")
+
+    offsite = parse_config(text[:start] + block, base_dir=BASE).offsite
+
+    assert offsite is not None and offsite.keep_days == 90 and offsite.prefix == "house/"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[offsite]\n", "offsite.endpoint: required key is missing"),
+        ("[offsite]\n", "offsite.bucket: required key is missing"),
+        (OFFSITE, "offsite.secret_key: required key is missing (or name a credentials_file)"),
+        (OFFSITE + 'access_key = "a"\n', "offsite.secret_key: required key is missing"),
+        (OFFSITE.replace("https", "ftp") + KEYS, 'offsite.endpoint: must start with "https://"'),
+        (OFFSITE.replace(":9000/", "/cams") + KEYS, "offsite.endpoint: must be scheme://host"),
+        (OFFSITE.replace("https://", "https://u:p@") + KEYS, "offsite.endpoint: must be scheme"),
+        (OFFSITE.replace(":9000", ":0") + KEYS, "offsite.endpoint: needs a valid host and port"),
+        (OFFSITE.replace('"cams"', '"Cams"') + KEYS, "offsite.bucket: must be an S3 bucket name"),
+        (OFFSITE + KEYS + 'prefix = "../x"\n', "offsite.prefix: must be up to 200 characters"),
+        (OFFSITE + KEYS + 'prefix = "/abs"\n', "offsite.prefix: must be up to 200 characters"),
+        (OFFSITE + KEYS + 'what = "everything"\n', 'offsite.what: must be one of "events", "all"'),
+        (OFFSITE + KEYS + "keep_days = -1\n", "offsite.keep_days: must be 0..36500, got -1"),
+        (OFFSITE + KEYS + "max_upload_mbps = true\n", "offsite.max_upload_mbps: must be a number"),
+        (OFFSITE + KEYS + 'region = "EU West"\n', "offsite.region: must be 1..64 of a-z"),
+        (OFFSITE + KEYS + 'credentials_file = "k"\n', "offsite.credentials_file: give the keys"),
+        (
+            OFFSITE + KEYS + "bucket_name = 1\n",
+            'offsite.bucket_name: unknown key (did you mean "bucket',
+        ),
+    ],
+)
+def test_bad_offsite_table_is_refused_with_path_and_reason(text: str, problem: str) -> None:
+    found = problems_of(text)
+    assert any(p.startswith(problem) for p in found), found
+    assert not any(SECRET in p for p in found)
+
+
+def test_offsite_secret_is_never_shown() -> None:
+    config = parse_config(OFFSITE + KEYS, base_dir=BASE)
+    too_long = OFFSITE + f'access_key = "a"\nsecret_key = "{SECRET * 40}"\n'
+
+    assert SECRET not in repr(config) and "AKIA-house" not in repr(config)
+    assert "secret_key='***'" in repr(config.offsite)
+    assert not any(SECRET in p for p in problems_of(too_long))
+
+
+def test_offsite_credentials_file_is_read_by_load_config(tmp_path: Path) -> None:
+    keys = tmp_path / "offsite.keys"
+    keys.write_text(f"AKIA-house\n{SECRET}\n")
+    config_file = tmp_path / "camhub.toml"
+    config_file.write_text(OFFSITE + 'credentials_file = "offsite.keys"\n')
+
+    offsite = load_config(config_file).offsite
+
+    assert offsite is not None and offsite.credentials_file == keys
+    assert (offsite.access_key, offsite.secret_key) == ("AKIA-house", SECRET)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "offsite.credentials_file: cannot read"),
+        ("only-the-access-key\n", "offsite.credentials_file: "),
+        ("\n" + SECRET + "\n", "offsite.credentials_file: "),
+    ],
+)
+def test_bad_offsite_credentials_file_is_named(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    keys = tmp_path / "offsite.keys"
+    if content is not None:
+        keys.write_text(content)
+    config_file = tmp_path / "camhub.toml"
+    config_file.write_text(OFFSITE + 'credentials_file = "offsite.keys"\n')
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(config_file)
+
+    assert str(caught.value).startswith(problem) and SECRET not in str(caught.value)

@@ -70,3 +70,34 @@ def test_descriptor_limit_leaves_recording_room_past_the_web_cap() -> None:
     nofile = int(settings["LimitNOFILE"])
     assert nofile >= 4096
     assert nofile - connection_cap(nofile) >= RESERVED_FDS
+
+
+DROP_IN = UNIT.with_name("camhub-internet.conf")
+
+
+def test_the_internet_drop_in_only_widens_the_address_allow_list(
+    systemd_analyze: str, tmp_path: Path
+) -> None:
+    """The documented override for Web Push: one setting, and the unit with it applied
+    (a drop-in's list setting adds to the unit's) still verifies and rates the same."""
+    settings = [
+        line for line in DROP_IN.read_text().splitlines() if line and not line.startswith("#")
+    ]
+    assert settings == ["[Service]", "IPAddressAllow=any"]
+    installed = Path(sys.executable).with_name("camhub")
+    text = UNIT.read_text().replace(INSTALLED_COMMAND, str(installed))
+    allow = next(line for line in text.splitlines() if line.startswith("IPAddressAllow="))
+    unit = tmp_path / "camhub.service"
+    unit.write_text(text.replace(allow, f"{allow}\n{settings[1]}"))
+    verified = subprocess.run(
+        [systemd_analyze, "verify", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert verified.returncode == 0, verified.stderr
+    out = subprocess.run(
+        [systemd_analyze, "security", "--offline=yes", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for camhub\.service: ([0-9.]+)", out.stdout)
+    assert match and float(match.group(1)) <= 2.0, out.stdout

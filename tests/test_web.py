@@ -123,6 +123,7 @@ def last_seq(hub: Hub) -> int:
 
 OWNER_ROUTES = [
     ("GET", "/api/session"),
+    ("GET", "/api/stream"),
     ("POST", "/api/logout"),
     ("GET", "/api/cameras"),
     ("GET", "/api/cameras/porch/live.mjpeg"),

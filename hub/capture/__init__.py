@@ -38,6 +38,7 @@ def open_source(
     rtsp_transport: str = "tcp",
     realtime: bool = False,
     loop: bool = False,
+    audio: bool = False,
     v4l2_size: tuple[int, int, int] = (1280, 720, 15),
 ) -> Source:
     """The source for a camera URL, not yet opened, and not wrapped for encoding: to
@@ -45,7 +46,8 @@ def open_source(
 
     `realtime` and `loop` apply to files (demo cameras made of clips); the synthetic
     scene is a camera and always runs at its own frame rate. `v4l2_size` is
-    (width, height, fps).
+    (width, height, fps). `audio` takes a network or file camera's sound along with
+    its packets; the other sources have none.
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -57,6 +59,7 @@ def open_source(
             rtsp_transport=rtsp_transport,
             realtime=realtime,
             loop=loop,
+            audio=audio,
         )
     if scheme == "v4l2" and parts.path:
         return V4L2Source(parts.path, *v4l2_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -18,9 +19,19 @@ from av.video.frame import VideoFrame
 from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
+from hub.capture.audio import AudioTrack
 from hub.capture.base import Guarded, Source, SourceError, redact
-from hub.capture.timing import BestEffort, DisplayOrder, Monotonic, PacketTimestamps, WallClock
+from hub.capture.timing import (
+    BestEffort,
+    DisplayOrder,
+    Monotonic,
+    PacketTimestamps,
+    SharedTimeline,
+    WallClock,
+)
 from hub.media import Frame, Packet, StreamInfo
+
+log = logging.getLogger(__name__)
 
 #: Codecs the recorder stream-copies into MP4; anything else (MJPEG, ...) is re-encoded once.
 COPYABLE_CODECS = frozenset({"h264", "hevc"})
@@ -126,6 +137,11 @@ class AVSource(Source):
     so a stalled camera raises SourceError instead of hanging the capture thread;
     `close()` from another thread takes effect at the next packet, or after `timeout`
     at worst.
+
+    With `audio`, a copied stream's first sound track comes too, as AAC packets marked
+    `Packet.audio` (see AudioTrack), timed on the video's timeline and handed out from
+    the video's first keyframe on. A stream without sound, or whose sound comes late or
+    stops, still yields its video; video that stops while sound goes on is a stall.
     """
 
     def __init__(
@@ -138,6 +154,7 @@ class AVSource(Source):
         timeout: float = 10.0,
         realtime: bool = False,
         loop: bool = False,
+        audio: bool = False,
     ) -> None:
         self.name = redact(url)
         if not (decode or keep_packets):
@@ -151,9 +168,10 @@ class AVSource(Source):
         self._location, self._live = _location(url)
         self._decode = decode
         self._keep_packets = keep_packets
+        self._want_audio = audio
         self._options = {
             "rtsp_transport": rtsp_transport,
-            "allowed_media_types": "video",
+            "allowed_media_types": "video+audio" if audio else "video",
             # Skip frame-rate probing: it holds the connect up ~3 s and pts are what count.
             "fpsprobesize": "0",
         }
@@ -166,6 +184,9 @@ class AVSource(Source):
         self._started = False  # see _begins()
         self._reorder = False  # pts learnt from the decoder, see _begins()
         self._arrival = False  # time frames by arrival, see _open_container()
+        self._audio: AudioTrack | None = None
+        self._timeline = SharedTimeline()
+        self._video_seen = 0.0  # monotonic time of the latest video packet
 
     # -- connection ---------------------------------------------------------------
 
@@ -181,6 +202,7 @@ class AVSource(Source):
         # decode it even when asked for packets only, for an EncodingSource to encode.
         self._decode = self._decode or not self._copy
         time_base = stream.time_base or Fraction(1, 90_000)
+        self._time_base = time_base
         rate = stream.guessed_rate or stream.average_rate
         fps = float(rate) if rate else None
         interval = 1 / fps if fps else 0.1
@@ -196,6 +218,7 @@ class AVSource(Source):
         self._frame_times = Monotonic(self._anchor, interval)
         if not self._copy:
             return None
+        self._audio = self._open_audio()
         return StreamInfo(
             codec=codec.name,
             width=codec.width,
@@ -203,7 +226,20 @@ class AVSource(Source):
             time_base=time_base,
             extradata=codec.extradata or None,
             fps=fps,
+            audio=None if self._audio is None else self._audio.info,
         )
+
+    def _open_audio(self) -> AudioTrack | None:
+        container = self._container.item
+        if not self._want_audio or container is None:
+            return None
+        if not container.streams.audio:
+            log.info("%s: no sound track; recording video only", self.name)
+            return None
+        track = AudioTrack.open(container.streams.audio[0], self.name)
+        if track is not None:
+            self._audio_ts = PacketTimestamps(track.info.time_base, frame_ticks=1, jump=1.0)
+        return track
 
     def _open_container(self) -> VideoStream:
         started = time.monotonic()
@@ -254,7 +290,10 @@ class AVSource(Source):
         container = self._container.item
         assert container is not None
         stream = container.streams.video[0]
-        packets = container.demux(stream)
+        sound = container.streams.audio[0] if self._audio is not None else None
+        packets = container.demux(stream) if sound is None else container.demux(stream, sound)
+        self._timeline.reset()
+        self._video_seen = time.monotonic()
         closed = self._container.closed
         while not closed.is_set():
             try:
@@ -267,10 +306,19 @@ class AVSource(Source):
                 # The decoder was flushed (demux ends with an empty packet): no more pts.
                 yield from self._reordered(self._display.drain())
                 return
+            if sound is not None and packet.stream_index == sound.index:
+                if packet.size:
+                    yield from self._sound(packet, sound.time_base)
+                continue
+            if packet.size:
+                self._video_seen = time.monotonic()  # (video before its first keyframe too)
             if packet.size and self._begins(packet):
+                raw = packet.pts if packet.pts is not None else packet.dts
                 fixed = self._timestamps.fix(packet.pts, packet.dts)
-                assert fixed is not None  # _begins() saw a timestamp
+                assert fixed is not None and raw is not None  # _begins() saw a timestamp
                 packet.pts, packet.dts = fixed
+                if sound is not None:
+                    self._timeline.video(float(raw * self._time_base), self._packet_time(fixed[0]))
                 if self._realtime and not self._pace(packet.dts):
                     return
                 if self._reorder:
@@ -293,6 +341,29 @@ class AVSource(Source):
             # AVI stores dts only: with B-frames, pts = dts would put pictures out of order.
             self._reorder = self._started and self._copy and packet.pts is None and self._b_frames
         return self._started
+
+    def _sound(self, packet: av.Packet, time_base: Fraction | None) -> Iterator[Packet]:
+        """The AAC packets of one sound packet, from the video's first keyframe on."""
+        assert self._audio is not None
+        if self._live and time.monotonic() - self._video_seen > self._timeout:
+            raise SourceError(f"{self.name}: no video for {self._timeout:g} s (sound only)")
+        raw = packet.pts if packet.pts is not None else packet.dts
+        wall = None if raw is None or not time_base else self._timeline.at(float(raw * time_base))
+        fixed = self._audio_ts.fix(packet.pts, packet.dts) if wall is not None else None
+        if wall is None or fixed is None:
+            return  # before the video's first keyframe: nothing to place it by
+        pts = fixed[0]
+        base = self._audio.info.time_base  # the input's, when the sound is copied
+        for out in self._audio.convert(bytes(packet), pts):
+            yield Packet(
+                data=out.data,
+                pts=out.pts,
+                dts=out.pts,
+                duration=out.duration or packet.duration or 0,
+                keyframe=True,
+                time=wall + float(out.pts * base - pts * time_base),
+                audio=True,
+            )
 
     def _pace(self, dts: int) -> bool:
         """Wait until this packet is due in real time; False if closed meanwhile."""

@@ -238,3 +238,27 @@ class Monotonic:
             t = self._last
         self._last = t
         return t
+
+
+class SharedTimeline:
+    """Puts a camera's sound on its video's wall-clock timeline.
+
+    The demuxer gives both streams' timestamps on one clock (a file's own, or the one
+    RTSP synchronises through RTCP), and the video's WallClock maps video times to Unix
+    time. Each video packet tells where its stream seconds land; a sound at stream
+    second s lands the same distance from it. Until a video packet has been seen there
+    is nothing to go on, and sound is not timed (its packets are dropped).
+    """
+
+    def __init__(self) -> None:
+        self._offset: float | None = None
+
+    def video(self, stream_seconds: float, wall: float) -> None:
+        self._offset = wall - stream_seconds
+
+    def at(self, stream_seconds: float) -> float | None:
+        return None if self._offset is None else stream_seconds + self._offset
+
+    def reset(self) -> None:
+        """The stream started over (a looping file): wait for video again."""
+        self._offset = None

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +23,10 @@ from hub import vault
 from hub.archive import FootageUnavailable
 from hub.audit import AuditKind
 from hub.clip import ClipError, ClipTooLarge
-from hub.shares import ShareError, ShareRequest, create_share
+from hub.shares import USED_UP_GRACE, ShareError, ShareRequest, create_share
 from hub.store import EventRow, SegmentRow, ShareEnd, ShareRow
 from hub.web.app import (
+    CONTEXT,
     SESSION_COOKIE,
     WebContext,
     audit,
@@ -32,13 +34,23 @@ from hub.web.app import (
     context,
     json_error,
     json_response,
+    not_use,
     owner,
     public,
     read_json,
     set_security_headers,
 )
 from hub.web.auth import DEVICE_COOKIE, DEVICE_COOKIE_SECONDS, client_key
-from hub.web.clips import OWNER, ClipBusy, clip_of, is_first_request, is_owner_clip, ranged
+from hub.web.clips import (
+    OWNER,
+    ClipBusy,
+    attachment,
+    clip_of,
+    is_first_request,
+    is_owner_clip,
+    ranged,
+)
+from hub.web.events_stream import PAGE_STREAMS, PageStreams, StreamsFull
 from hub.web.hdlive import StreamFeed, websocket_response
 from hub.web.live import mjpeg_response
 
@@ -50,10 +62,15 @@ MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER; a bigger one cannot even be 
 
 
 def add_routes(app: web.Application) -> None:
+    ctx = app[CONTEXT]
+    app[PAGE_STREAMS] = PageStreams(
+        ctx.bus, ctx.cameras, lambda: _hub_status(ctx), lambda event_id: _event_doc(ctx, event_id)
+    )
     r = app.router
     r.add_post("/api/login", login)
     r.add_post("/api/logout", logout)
     r.add_get("/api/session", session_info)
+    r.add_get("/api/stream", stream, allow_head=False)
     r.add_get("/api/cameras", cameras)
     # Footage routes answer GET only: a HEAD would decrypt (and log a look) for nothing.
     r.add_get("/api/cameras/{camera}/live.mjpeg", live, allow_head=False)
@@ -180,6 +197,47 @@ async def session_info(request: web.Request) -> web.Response:
     )
 
 
+# -- the page's event stream ---------------------------------------------------------
+
+
+@not_use
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events for one open page (hub/web/events_stream.py): opened by the
+    page on its own, so it does not reset the session's idle clock, and it ends with
+    the session."""
+    ctx = context(request)
+    token = request.cookies.get(SESSION_COOKIE) or ""
+    try:
+        return await request.app[PAGE_STREAMS].serve(
+            request,
+            token,
+            still_allowed=lambda: ctx.sessions.alive(token, time.time()),
+            set_headers=set_security_headers,
+        )
+    except StreamsFull as exc:
+        raise json_error(web.HTTPTooManyRequests, str(exc), **{"Retry-After": "10"}) from None
+
+
+def _hub_status(ctx: WebContext) -> dict[str, Any]:
+    mqtt = ctx.mqtt_status()
+    return {
+        "mqtt": None
+        if mqtt is None
+        else {"state": mqtt.state.value, "detail": mqtt.detail, "since": mqtt.since},
+        "index_problem": ctx.index.health.problem,
+    }
+
+
+def _event_doc(ctx: WebContext, event_id: int) -> dict[str, Any] | None:
+    """The event as listed, or None if it is gone (or the index fails: the page is told
+    that through the hub's status, and the event is in the list once it works again)."""
+    try:
+        row = ctx.index.get_event(event_id)
+    except sqlite3.Error:
+        return None
+    return None if row is None else event_json(ctx, row, time.time())
+
+
 # -- cameras and live view -----------------------------------------------------------
 
 
@@ -300,12 +358,22 @@ async def live_snapshot(request: web.Request) -> web.Response:
 # -- events --------------------------------------------------------------------------
 
 
-def _event_json(row: EventRow) -> dict[str, Any]:
+def event_json(ctx: WebContext, row: EventRow, now: float) -> dict[str, Any]:
+    """An event, with the span of its clip: `start`/`end` are the motion, `clip_start`/
+    `clip_end` what its clip really plays (the whole segments that cover the camera's
+    pre-roll, the motion and the post-roll; null when no footage is left), so every
+    page shows the same times; `motion_offset` is where motion starts in the clip.
+    One indexed lookup per event."""
+    span = ctx.index.clip_span(row.camera_id, *event_window(ctx, row, now))
+    clip_start, clip_end = span if span is not None else (None, None)
     return {
         "id": row.id,
         "camera_id": row.camera_id,
         "start": row.start_time,
         "end": row.end_time,
+        "clip_start": clip_start,
+        "clip_end": clip_end,
+        "motion_offset": None if clip_start is None else max(0.0, row.start_time - clip_start),
         "peak_score": row.peak_score,
         "bbox": row.bbox,
         "snapshot_url": f"/api/events/{row.id}/snapshot.jpg" if row.snapshot_id else None,
@@ -352,6 +420,7 @@ async def events(request: web.Request) -> web.Response:
         before = ctx.index.get_event(_whole(request, "before", 0, 1, 2**62))
         if before is None:
             raise json_error(web.HTTPBadRequest, "before: no such event (it may have been deleted)")
+    now = time.time()
     rows = await asyncio.to_thread(
         ctx.index.events,
         camera,
@@ -363,7 +432,7 @@ async def events(request: web.Request) -> web.Response:
     )
     return json_response(
         {
-            "events": [_event_json(row) for row in rows[:limit]],
+            "events": await events_json(ctx, rows[:limit], now),
             "more": len(rows) > limit,
             "offset": offset,
             "limit": limit,
@@ -382,7 +451,13 @@ def _event(request: web.Request) -> EventRow:
 
 
 async def event(request: web.Request) -> web.Response:
-    return json_response(_event_json(_event(request)))
+    found = await events_json(context(request), [_event(request)], time.time())
+    return json_response(found[0])
+
+
+async def events_json(ctx: WebContext, rows: list[EventRow], now: float) -> list[dict[str, Any]]:
+    """event_json for each row, off the event loop (each looks up its clip's span)."""
+    return await asyncio.to_thread(lambda: [event_json(ctx, row, now) for row in rows])
 
 
 async def event_snapshot(request: web.Request) -> web.Response:
@@ -395,9 +470,12 @@ async def event_snapshot(request: web.Request) -> web.Response:
         jpeg = await asyncio.to_thread(
             ctx.archive.read_snapshot, row.snapshot_id, session.private_key
         )
-    await audit(ctx, AuditKind.SNAPSHOT, actor(request), camera=row.camera_id, event=row.id)
-    response = web.Response(body=jpeg, content_type="image/jpeg")
-    return response
+    who = actor(request)
+    if ctx.bursts.admit(
+        f"{session.client} {session.created!r}", who, row.camera_id, row.id, time.time()
+    ):
+        await audit(ctx, AuditKind.SNAPSHOT, who, camera=row.camera_id, event=row.id)
+    return web.Response(body=jpeg, content_type="image/jpeg")
 
 
 @contextmanager
@@ -458,11 +536,15 @@ async def _owner_clip(
     key = (OWNER, tuple(row.id for row in segments))
     body = await serve_clip(ctx, key, segments, open_segment)
     response = ranged(request, body, "video/mp4")
+    download = request.query.get("download") == "1"
+    if download:
+        cam = ctx.cameras.get(camera_id)
+        response.headers["Content-Disposition"] = attachment(cam.name if cam else camera_id, start)
     shown = response.status != web.HTTPRequestRangeNotSatisfiable.status_code
     if shown and is_first_request(request):  # logged before any of it leaves
         await audit(
             ctx,
-            AuditKind.CLIP,
+            AuditKind.CLIP_DOWNLOADED if download else AuditKind.CLIP,
             actor(request),
             camera=camera_id,
             start=round(start, 3),
@@ -510,9 +592,16 @@ async def serve_clip(
 
 
 def share_json(row: ShareRow, now: float) -> dict[str, Any]:
+    """A share as the owner's list shows it. A used-up share whose last viewer may
+    still seek (its grace time) is "used up" already, with `grace_until`; it can still
+    be revoked (`revocable`), which ends that viewer's access at once."""
     state = row.end_reason.value if row.end_reason else "live"
+    grace_until = None
     if row.end_reason is None and row.expires <= now:
         state = ShareEnd.EXPIRED.value
+    elif row.end_reason is None and row.max_views is not None and row.views >= row.max_views:
+        state = ShareEnd.USED_UP.value
+        grace_until = min((row.last_used or now) + USED_UP_GRACE, row.expires)
     return {
         "id": row.id,
         "label": row.label,
@@ -526,6 +615,8 @@ def share_json(row: ShareRow, now: float) -> dict[str, Any]:
         "views": row.views,
         "last_used": row.last_used,
         "state": state,
+        "grace_until": grace_until,
+        "revocable": row.ended is None,
     }
 
 
@@ -553,6 +644,7 @@ async def new_share(request: web.Request) -> web.Response:
         AuditKind.SHARE_CREATED,
         actor(request),
         share=row.id,
+        label=row.label,
         camera=row.camera_id,
         start=round(row.start_time, 3),
         end=round(row.end_time, 3),
@@ -629,7 +721,9 @@ async def revoke_share(request: web.Request) -> web.Response:
     if not ended:
         raise json_error(web.HTTPNotFound, "no live share with that id")
     ctx.clips.drop(lambda key: key == ("share", share_id))
-    await audit(ctx, AuditKind.SHARE_REVOKED, actor(request), share=share_id)
+    share = ctx.index.get_share(share_id)
+    label = share.label if share is not None else ""
+    await audit(ctx, AuditKind.SHARE_REVOKED, actor(request), share=share_id, label=label)
     return web.Response(status=204)
 
 

@@ -18,12 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from hub.alerts.bus import AlertBus
+from hub.alerts.service import Alerts
 from hub.archive import Archive
-from hub.audit import AuditKind, AuditLog, RepeatFilter
+from hub.audit import AuditKind, AuditLog, RepeatFilter, SnapshotBursts
 from hub.logs import printable
 from hub.store import Index
 from hub.web.auth import LoginThrottle, Session, Sessions
@@ -31,6 +33,9 @@ from hub.web.clips import ClipCache
 from hub.web.hdlive import StreamFeed
 from hub.web.hosts import HostCheck
 from hub.web.live import LiveFeed
+
+if TYPE_CHECKING:
+    from hub.alerts.mqtt import MqttStatus
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +46,8 @@ BODY_SECONDS = 10.0  # to send that body: a client trickling it is cut off
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-    "media-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "media-src 'self' blob:; connect-src 'self'; manifest-src 'self'; worker-src 'self'; "
+    "form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
 STATIC_TYPES = {
@@ -50,6 +56,7 @@ STATIC_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
     ".png": "image/png",
+    ".webmanifest": "application/manifest+json",
 }
 
 
@@ -81,10 +88,14 @@ class WebContext:
     clips: ClipCache
     secure_cookies: bool
     repeats: RepeatFilter = field(default_factory=RepeatFilter)
+    bursts: SnapshotBursts = field(default_factory=SnapshotBursts)
     origins: frozenset[str] = frozenset()  # besides the hub's own, e.g. a reverse proxy's
     listen_host: str = "127.0.0.1"  # web.listen's host: a name here is a known Host
     login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     clip_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    alerts: Alerts | None = None  # the owner's alerts (push, webhook); None in some tests
+    bus: AlertBus = field(default_factory=AlertBus)  # what the page's stream tells
+    mqtt_status: Callable[[], MqttStatus | None] = lambda: None  # None: MQTT is off
 
 
 CONTEXT = web.AppKey("context", WebContext)
@@ -96,6 +107,14 @@ SESSION_COOKIE = "camhub_session"
 def public(handler: Handler) -> Handler:
     """Declare a route reachable without the owner's session."""
     handler.camhub_public = True  # type: ignore[attr-defined]
+    return handler
+
+
+def not_use(handler: Handler) -> Handler:
+    """Declare a route that needs the owner's session but does not reset its idle
+    clock: the page opens it on its own (its event stream, reconnecting after a drop),
+    so it says nothing about whether the owner is still there (§8.2)."""
+    handler.camhub_not_use = True  # type: ignore[attr-defined]
     return handler
 
 
@@ -235,7 +254,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Deny by default: only handlers marked @public run without the owner's session."""
     route_handler = request.match_info.route.handler
     ctx = context(request)
-    session = ctx.sessions.get(request.cookies.get(SESSION_COOKIE), time.time())
+    touch = not getattr(route_handler, "camhub_not_use", False)
+    session = ctx.sessions.get(request.cookies.get(SESSION_COOKIE), time.time(), touch=touch)
     if session is not None:
         request[SESSION] = session
     elif not getattr(route_handler, "camhub_public", False) and not _unmatched(request):
@@ -301,6 +321,14 @@ async def static_file(request: web.Request) -> web.Response:
 
 
 @public
+async def service_worker(request: web.Request) -> web.Response:
+    """The push service worker, served from the root so that its scope covers the page
+    (a worker under /static/ could only control /static/). `no-store` like every route
+    outside /static/: the browser fetches it anew each time it checks for an update."""
+    return request.app[STATIC].response("sw.js")
+
+
+@public
 async def index_page(request: web.Request) -> web.Response:
     return request.app[STATIC].response("index.html")
 
@@ -318,7 +346,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def make_app(ctx: WebContext) -> web.Application:
-    from hub.web import api, share_pages  # the route modules import this one
+    from hub.web import alert_routes, api, footage, share_pages  # these import this one
 
     app = web.Application(
         middlewares=[
@@ -335,8 +363,11 @@ def make_app(ctx: WebContext) -> web.Application:
     app[STATIC] = StaticFiles()
     app.router.add_get("/", index_page)
     app.router.add_get("/static/{name}", static_file)
+    app.router.add_get("/sw.js", service_worker)
     app.router.add_get("/healthz", health)
     api.add_routes(app)
+    alert_routes.add_routes(app)
+    footage.add_routes(app)
     share_pages.add_routes(app)
     app.on_response_prepare.append(drop_server_header)
     app.on_shutdown.append(_lock_all)

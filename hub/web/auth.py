@@ -71,8 +71,9 @@ class Sessions:
             self._sessions[hash_token(token)] = Session(private_key, client, now, now)
         return token
 
-    def get(self, token: str | None, now: float) -> Session | None:
-        """The live session for a token, its idle clock reset; None if unknown or idle."""
+    def get(self, token: str | None, now: float, *, touch: bool = True) -> Session | None:
+        """The live session for a token, its idle clock reset (unless `touch` is false:
+        a request the page makes on its own, not the owner); None if unknown or idle."""
         if not token:
             return None
         key = hash_token(token)
@@ -83,7 +84,8 @@ class Sessions:
             if now - session.last_seen > self.idle_seconds:
                 self._ended.append((self._sessions.pop(key), "idle"))
                 return None
-            session.last_seen = now
+            if touch:
+                session.last_seen = now
             return session
 
     def alive(self, token: str | None, now: float) -> bool:

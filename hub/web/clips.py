@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import mmap
+import re
 import threading
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
+from datetime import datetime
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -280,6 +283,23 @@ def _unsatisfiable(size: int) -> web.Response:
         content_type="application/json",
         text='{"error": "range not satisfiable"}',
     )
+
+
+# What may stand in a quoted Content-Disposition file name as it is.
+_NOT_PLAIN = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def attachment(camera: str, start: float) -> str:
+    """A Content-Disposition that saves a clip as `<camera>-<local time>.mp4`: a plain
+    ASCII name for every browser, and the camera's own name (RFC 6266 filename*, UTF-8)
+    when it is not plain ASCII."""
+    when = datetime.fromtimestamp(start).astimezone().strftime("%Y-%m-%d_%H-%M-%S")
+    name = f"{camera}-{when}.mp4"
+    plain = _NOT_PLAIN.sub("_", name).strip("_.") or f"clip-{when}.mp4"
+    header = f'attachment; filename="{plain}"'
+    if plain != name:
+        header += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return header
 
 
 def is_first_request(request: web.Request) -> bool:

@@ -38,7 +38,7 @@ from aiohttp import WSMsgType, web
 
 from hub.fmp4 import Fragment, FragmentMuxer, MuxError
 from hub.media import Packet, StreamInfo
-from hub.web.live import STALL_TIMEOUT, Watchdog
+from hub.web.live import STALL_TIMEOUT, StreamWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,11 @@ class StreamFeed:
             self._stop_muxer()
 
     def offer(self, packet: Packet) -> None:
-        """Take note of a packet; mux it if someone watches. Never blocks on viewers."""
+        """Take note of a packet; mux it if someone watches. Never blocks on viewers.
+        Sound packets are passed by: live view is video only so far (hub/fmp4.py says
+        where sound would be muxed)."""
+        if packet.audio:
+            return
         arrived = time.monotonic()
         if packet.keyframe:
             self._gop, self._gop_bytes = [packet], len(packet.data)
@@ -390,7 +394,8 @@ async def websocket_response(
     try:
         await ws.prepare(request)
         async with feed.subscribe() as viewer:
-            watchdog = Watchdog(request, viewer._end, feed.camera_id, stall_timeout, still_allowed)
+            what = f"{feed.camera_id}: an {feed.name} stream live viewer"
+            watchdog = StreamWatchdog(request, viewer._end, what, stall_timeout, still_allowed)
             reader = asyncio.create_task(_read_until_closed(ws, viewer))
             try:
                 await _send(ws, viewer, watchdog)
@@ -407,7 +412,7 @@ async def websocket_response(
     return ws
 
 
-async def _send(ws: web.WebSocketResponse, viewer: StreamViewer, watchdog: Watchdog) -> None:
+async def _send(ws: web.WebSocketResponse, viewer: StreamViewer, watchdog: StreamWatchdog) -> None:
     latencies = viewer.feed.latencies
     while not viewer.closed:
         for item in await viewer.take():

@@ -434,7 +434,8 @@ async def mjpeg_response(
     try:
         await response.prepare(request)
         async with feed.subscribe() as viewer:
-            watchdog = Watchdog(request, viewer._end, feed.camera_id, stall_timeout, still_allowed)
+            what = f"{feed.camera_id}: a live viewer"
+            watchdog = StreamWatchdog(request, viewer._end, what, stall_timeout, still_allowed)
             try:
                 async for still in viewer:
                     watchdog.writing_since = time.monotonic()
@@ -442,7 +443,7 @@ async def mjpeg_response(
                     watchdog.writing_since = None
             finally:
                 watchdog.stop()
-        if not _client_gone(request):
+        if not client_gone(request):
             await response.write(f"--{BOUNDARY}--\r\n".encode())
     except ConnectionError:
         pass  # the client left mid-write: the usual way a live view ends
@@ -452,27 +453,28 @@ async def mjpeg_response(
     return response
 
 
-class Watchdog:
-    """Lets a stream go when its client has left or stopped reading.
+class StreamWatchdog:
+    """Lets a stream go when its client has left or stopped reading, or its session ended.
 
     A departed client is otherwise noticed only by the next write, which a camera that
     stopped sending never makes; a client that stops reading leaves a write waiting
-    for ever. One check a second per stream replaces a timer per picture per viewer.
-    `end()` ends the stream's viewer (MJPEG here, fMP4 in hdlive.py).
+    for ever. One check a second per stream replaces a timer per write. `end()` is
+    called once, on the loop, when the stream must end; for a stalled client the
+    connection is aborted first, so the waiting write fails.
     """
 
     def __init__(
         self,
         request: web.Request,
         end: Callable[[], None],
-        camera_id: str,
+        what: str,
         stall_timeout: float,
         still_allowed: Callable[[], bool] | None,
     ) -> None:
         self.writing_since: float | None = None  # set by the stream around each write
         self._request = request
         self._end = end
-        self._camera_id = camera_id
+        self._what = what  # for the log: "porch: a live viewer"
         self._stall_timeout = stall_timeout
         self._still_allowed = still_allowed
         self._task = asyncio.create_task(self._run())
@@ -483,18 +485,14 @@ class Watchdog:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(DISCONNECT_POLL)
-            if _client_gone(self._request) or (
+            if client_gone(self._request) or (
                 self._still_allowed is not None and not self._still_allowed()
             ):
                 self._end()
                 return
             since = self.writing_since
             if since is not None and time.monotonic() - since > self._stall_timeout:
-                log.info(
-                    "%s: a live viewer took nothing for %.0f s; dropped",
-                    self._camera_id,
-                    self._stall_timeout,
-                )
+                log.info("%s took nothing for %.0f s; dropped", self._what, self._stall_timeout)
                 transport = self._request.transport
                 if transport is not None:
                     transport.abort()  # the waiting write fails with ConnectionResetError
@@ -502,7 +500,7 @@ class Watchdog:
                 return
 
 
-def _client_gone(request: web.Request) -> bool:
+def client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
 

@@ -102,14 +102,26 @@ async def open_link(request: web.Request) -> web.Response:
     except ShareRefused as exc:
         raise await _refused(request, share_id, exc) from None
     share = use.share
-    await _audit_use(request, AuditKind.SHARE_USED, share_id, views=share.views, reload=use.reload)
+    await _audit_use(
+        request,
+        AuditKind.SHARE_USED,
+        share_id,
+        label=share.label,
+        views=share.views,
+        reload=use.reload,
+    )
     cam = ctx.cameras.get(share.camera_id)
+    # What the clip really plays, as the owner's page shows it (whole segments).
+    span = await asyncio.to_thread(
+        ctx.index.clip_span, share.camera_id, share.start_time, share.end_time
+    )
+    start, end = span if span is not None else (share.start_time, share.end_time)
     # No label: it is the owner's note ("only you see it"), never the recipient's.
     response = json_response(
         {
             "camera": cam.name if cam else share.camera_id,
-            "start": share.start_time,
-            "end": share.end_time,
+            "start": start,
+            "end": end,
             "expires": share.expires,
             "views": share.views,
             "max_views": share.max_views,
@@ -143,7 +155,9 @@ async def shared_clip(request: web.Request) -> web.Response:
         )
     except ShareRefused as exc:
         raise await _refused(request, share_id, exc, logged=is_first_request(request)) from None
-    await _audit_use(request, AuditKind.CLIP, share_id, camera=opened.share.camera_id)
+    await _audit_use(
+        request, AuditKind.CLIP, share_id, label=opened.share.label, camera=opened.share.camera_id
+    )
     keys = {row.id: key for row, key in opened.segments}
 
     def open_segment(row: SegmentRow) -> Iterator[bytes]:

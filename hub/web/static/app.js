@@ -8,10 +8,18 @@
   const TABS = ["live", "events", "shares", "log"];
   const EVENTS_PAGE = 30;
   const LOG_PAGE = 100;
-  const CAMERA_POLL_MS = 5000;
   const LIVE_RETRY_MS = 3000;
-  // Status polls reset the session's idle clock on the hub, so an unattended page stops
-  // polling after this long without input and lets the session (and the key) time out.
+  // The hub's updates come over one stream (GET /api/stream, Server-Sent Events). A
+  // dropped stream is opened again after a wait doubling from the first to the second;
+  // one that lasted STREAM_STEADY_MS was working, and the next drop starts over.
+  const STREAM_RETRY_MS = [1000, 60 * 1000];
+  const STREAM_STEADY_MS = 60 * 1000;
+  // The stream does not count as use of the session on the hub (nor do the pictures the
+  // page loads on its own while unattended): input on the page does, by a request at most
+  // this often, so a page in use keeps its session and an untouched one lets it time out.
+  const TOUCH_MS = 60 * 1000;
+  // Past this without input the page is unattended: it loads no pictures on its own and
+  // does not retry a refused stream (each would be a request that counts as use).
   const UNATTENDED_MS = 10 * 60 * 1000;
 
   const state = {
@@ -19,11 +27,23 @@
     tab: null,
     cameras: [], // from /api/cameras
     cameraNames: new Map(),
-    cameraPoll: null,
-    events: { lastId: null, lastDay: null, loading: false, generation: 0, shown: new Set() },
+    cameraStatus: new Map(), // camera id: the newest status from the stream
+    moving: new Set(), // cameras that see motion now
+    stream: { source: null, retry: null, delay: STREAM_RETRY_MS[0], openedAt: 0, paused: false },
+    indexProblem: null,
+    events: {
+      lastId: null,
+      lastDay: null,
+      newestId: null,
+      loading: false,
+      generation: 0,
+      shown: new Set(),
+      pending: new Map(), // events streamed while a page of the list was loading
+    },
     log: { oldest: null, loading: false, generation: 0 },
     playing: null, // the event shown in the player
     lastInput: Date.now(),
+    lastRequest: Date.now(),
   };
 
   // -- small helpers -------------------------------------------------------------------
@@ -123,6 +143,7 @@
   }
 
   async function api(method, path, body) {
+    state.lastRequest = Date.now();
     const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
@@ -152,7 +173,8 @@
     return response.json();
   }
 
-  function notify(message) {
+  function notify(message, info = false) {
+    $("notice").classList.toggle("notice-info", info); // news, not an error
     $("notice-text").textContent = message;
     show($("notice"), true);
   }
@@ -182,21 +204,23 @@
 
   let loginTimer = null;
 
-  function showLogin(message) {
+  function showLogin(message, info = false) {
     state.loggedIn = false;
+    closeStream();
     leaveTab();
     closeDialogs();
     clearOwnerData();
     show($("boot"), false);
     show($("app-view"), false);
     show($("login-view"), true);
-    setLoginError(message || "");
+    setLoginError(message || "", info);
     const password = $("login-password");
     password.value = "";
     password.focus();
   }
 
-  function setLoginError(message) {
+  function setLoginError(message, info = false) {
+    $("login-error").classList.toggle("form-info", info);
     $("login-error").textContent = message;
     show($("login-error"), Boolean(message));
   }
@@ -262,7 +286,7 @@
         return;
       }
     }
-    showLogin("You have logged out. The footage key is locked again.");
+    showLogin("You have logged out. The footage key is locked again.", true);
   }
 
   async function showApp() {
@@ -277,7 +301,10 @@
     } catch (error) {
       reportError(error);
     }
-    if (state.loggedIn) switchTab(tabFromHash());
+    if (!state.loggedIn) return;
+    loadStorage().catch(() => {}); // a figure, not worth an error box
+    openStream();
+    switchTab(tabFromHash());
   }
 
   function clearOwnerData() {
@@ -288,8 +315,14 @@
     $("log-body").replaceChildren();
     $("verify").replaceChildren();
     $("verify").className = "verify";
+    $("storage").textContent = "";
+    show($("storage"), false);
     state.cameras = [];
     state.cameraNames.clear();
+    state.cameraStatus.clear();
+    state.moving.clear();
+    state.indexProblem = null;
+    show($("hub-status"), false);
     clearNotice();
   }
 
@@ -378,6 +411,7 @@
         { class: "camera-info" },
         el("h3", { class: "camera-name", text: cam.name }),
         status,
+        el("span", { class: "motion-badge", text: "Motion", hidden: true }),
         el("span", { class: "live-stats muted" }),
         choices,
         el("span", { class: "camera-meta muted" }),
@@ -424,26 +458,52 @@
     }
   }
 
+  // A camera's status: the stream's newest, else what /api/cameras said.
+  function cameraStatus(cam) {
+    const live = state.cameraStatus.get(cam.id);
+    if (live) return live;
+    const { connected, error, reconnects, last_frame } = cam.status || {};
+    return { online: connected, error, reconnects, last_frame, fps: null, viewers: cam.viewers };
+  }
+
   function updateCard(card, cam) {
+    const { online, error, reconnects, fps, last_frame, viewers } = cameraStatus(cam);
     const status = card.querySelector(".status");
-    const { connected, reconnects, error } = cam.status || {};
-    status.className = `status ${connected ? "ok" : "bad"}`;
-    status.textContent = connected ? "Connected" : error ? `Offline: ${error}` : "Connecting…";
+    status.className = `status ${online ? "ok" : "bad"}`;
+    status.textContent = online ? "Connected" : error ? `Offline: ${error}` : "Connecting…";
+    card.querySelector(".motion-badge").hidden = !state.moving.has(cam.id);
     const meta = [recordText(cam.record)];
+    // Whole numbers from 10 on: measured over 2 s, 10 fps would flicker with 10.5.
+    if (online && fps) meta.push(`${fps >= 10 ? Math.round(fps) : fps} fps`);
+    if (!online && last_frame) meta.push(`last picture ${timeOnly.format(last_frame * 1000)}`);
     if (reconnects) meta.push(`${reconnects} reconnect${reconnects === 1 ? "" : "s"}`);
-    if (cam.viewers > 1) meta.push(`${cam.viewers} watching`);
+    if (viewers > 1) meta.push(`${viewers} watching`);
+    const offsite = (cam.status || {}).offsite; // as of the page's load
+    if (offsite) meta.push(offsiteText(offsite));
     card.querySelector(".camera-meta").textContent = meta.join(" · ");
     card.cam = cam;
     updateChoices(card, cam);
   }
 
-  // Resolution, frame rate and the time of the newest picture: the owner sees it is live.
+  // The view, its resolution and the time of the newest picture, so the owner sees it
+  // is live (the frame rate is in the camera's line, from the hub's status stream).
   function showStats(card, info, mode) {
     const parts = [mode];
     if (info.width) parts.push(`${info.width}×${info.height}`);
-    if (info.fps) parts.push(`${Math.round(info.fps * 10) / 10} fps`);
-    if (info.time) parts.push(timeOnly.format(new Date(info.time * 1000)));
+    if (info.time) parts.push(`picture of ${timeOnly.format(new Date(info.time * 1000))}`);
     card.querySelector(".live-stats").textContent = parts.join(" · ");
+  }
+
+  function offsiteText({ working, pending, lag_seconds: lag, error }) {
+    const waiting = pending ? `${pending} waiting, ${Math.round(lag)} s behind` : "";
+    if (working === false) return `Off-site copy failing (${waiting || "nothing waiting"}): ${error}`;
+    return pending ? `Off-site: ${waiting}` : "Off-site: up to date";
+  }
+
+  function refreshCard(cameraId) {
+    const cam = state.cameras.find((c) => c.id === cameraId);
+    const card = document.querySelector(`.camera-card[data-camera="${CSS.escape(cameraId)}"]`);
+    if (cam && card) updateCard(card, cam);
   }
 
   function startStream(card, cam) {
@@ -507,38 +567,136 @@
       grid.append(card);
       startStream(card, cam);
     }
-    state.cameraPoll = setInterval(pollCameras, CAMERA_POLL_MS);
   }
 
   // The hub records even when its index fails; the owner must hear of it all the same.
   async function checkIndex() {
     const info = await api("GET", "/api/session");
     if (info.index_problem) notify(`The hub's index is failing: ${info.index_problem}`);
-  }
-
-  async function pollCameras() {
-    if (state.tab !== "live" || Date.now() - state.lastInput > UNATTENDED_MS) return;
-    let cameras;
-    try {
-      cameras = await loadCameras();
-      await checkIndex();
-    } catch (error) {
-      reportError(error);
-      return;
-    }
-    for (const cam of cameras) {
-      const card = document.querySelector(`.camera-card[data-camera="${CSS.escape(cam.id)}"]`);
-      if (card) updateCard(card, cam);
-    }
+    state.indexProblem = info.index_problem;
   }
 
   function stopLive() {
-    clearInterval(state.cameraPoll);
-    state.cameraPoll = null;
     // Closing the streams (WebSockets, <img> sources) ends the live views in the
     // access log, and frees the browser's connections for clips and the API.
     for (const card of document.querySelectorAll(".camera-card")) stopStream(card);
     $("cameras").replaceChildren();
+  }
+
+  // -- the hub's updates --------------------------------------------------------------
+
+  function attended() {
+    return !document.hidden && Date.now() - state.lastInput < UNATTENDED_MS;
+  }
+
+  function openStream() {
+    closeStream();
+    if (!state.loggedIn) return;
+    const stream = state.stream;
+    const source = new EventSource("/api/stream");
+    stream.source = source;
+    stream.openedAt = Date.now();
+    const on = (name, handle) =>
+      source.addEventListener(name, (message) => {
+        if (source === stream.source) handle(JSON.parse(message.data));
+      });
+    on("camera", onCameraStatus);
+    on("motion", onMotion);
+    on("event", (change) => onEventChange(change.event));
+    on("hub", onHubStatus);
+    on("ended", () => {
+      closeStream();
+      sessionEnded();
+    });
+    source.addEventListener("error", () => streamDropped(source));
+  }
+
+  function closeStream() {
+    const stream = state.stream;
+    clearTimeout(stream.retry);
+    stream.retry = null;
+    stream.paused = false;
+    if (stream.source) stream.source.close();
+    stream.source = null;
+  }
+
+  // Reopened by the page itself, with its own backoff, rather than by EventSource (which
+  // retries at a fixed pace). A stream the hub refused (logged out, or too many open
+  // pages) is retried only after asking whether the session holds, and only while the
+  // page is attended: that question is use of the session.
+  async function streamDropped(source) {
+    const stream = state.stream;
+    if (source !== stream.source) return;
+    const refused = source.readyState === EventSource.CLOSED;
+    source.close();
+    stream.source = null;
+    if (Date.now() - stream.openedAt > STREAM_STEADY_MS) stream.delay = STREAM_RETRY_MS[0];
+    if (refused) {
+      if (!attended()) {
+        stream.paused = true; // the next input opens it again
+        return;
+      }
+      if (!(await checkSession())) return; // logged out: the login form is shown
+    }
+    if (!state.loggedIn || stream.source || stream.retry) return;
+    const wait = stream.delay * (0.5 + Math.random() / 2);
+    stream.delay = Math.min(stream.delay * 2, STREAM_RETRY_MS[1]);
+    stream.retry = setTimeout(openStream, wait);
+  }
+
+  function onCameraStatus(status) {
+    state.cameraStatus.set(status.id, { ...state.cameraStatus.get(status.id), ...status });
+    refreshCard(status.id);
+  }
+
+  function onMotion(change) {
+    if (change.moving) state.moving.add(change.camera);
+    else state.moving.delete(change.camera);
+    refreshCard(change.camera);
+  }
+
+  function onEventChange(event) {
+    const ev = state.events;
+    if (state.tab !== "events") return; // the list is loaded afresh when the tab opens
+    if (ev.loading) ev.pending.set(event.id, event);
+    else showStreamedEvent(event);
+  }
+
+  const MQTT_STATES = {
+    connecting: ["connecting…", false],
+    connected: ["connected", true],
+    refused: ["the broker refused the login", false],
+    unreachable: ["the broker cannot be reached", false],
+    failed: ["off", false],
+    stopped: ["stopped", false],
+  };
+
+  function onHubStatus(hub) {
+    const mqtt = hub.mqtt;
+    show($("hub-status"), Boolean(mqtt));
+    if (mqtt) {
+      const [text, ok] = MQTT_STATES[mqtt.state] || [mqtt.state, false];
+      const shown = $("mqtt-state");
+      shown.className = `status ${ok ? "ok" : "bad"}`;
+      shown.textContent = mqtt.detail ? `${text}: ${mqtt.detail}` : text;
+    }
+    if (hub.index_problem && hub.index_problem !== state.indexProblem) {
+      notify(`The hub's index is failing: ${hub.index_problem}`);
+    }
+    state.indexProblem = hub.index_problem;
+  }
+
+  // Input on the page: the owner is here. Keep the session open, and do what waited.
+  function onInput() {
+    const now = Date.now();
+    state.lastInput = now;
+    if (!state.loggedIn) return;
+    if (now - state.lastRequest > TOUCH_MS) checkSession();
+    if (state.stream.paused) openStream();
+    for (const img of document.querySelectorAll("img.thumb[data-src]")) {
+      img.src = img.dataset.src;
+      delete img.dataset.src;
+    }
   }
 
   // -- events -------------------------------------------------------------------------
@@ -568,6 +726,7 @@
         list.replaceChildren();
         ev.lastId = null;
         ev.lastDay = null;
+        ev.newestId = page.events.length ? page.events[0].id : null;
         ev.shown.clear();
       }
       for (const event of page.events) {
@@ -589,15 +748,45 @@
       if (generation === ev.generation) {
         more.disabled = false;
         ev.loading = false;
+        for (const event of ev.pending.values()) showStreamedEvent(event);
+        ev.pending.clear();
       }
     }
   }
 
-  function eventItem(event) {
+  // An event from the stream: a new one goes on top of the list, a listed one is
+  // replaced (it ended: now with its length and picture). One older than the newest
+  // listed and not listed belongs to a page not loaded, or another camera's filter.
+  function showStreamedEvent(event) {
+    const ev = state.events;
+    const camera = $("events-camera").value;
+    if (camera && event.camera_id !== camera) return;
+    const list = $("events");
+    const item = eventItem(event, !attended());
+    if (ev.shown.has(event.id)) {
+      const old = list.querySelector(`.event[data-event="${event.id}"]`);
+      if (old) old.closest("li").replaceWith(item);
+      return;
+    }
+    if (ev.newestId !== null && event.id < ev.newestId) return;
+    const day = fmtDay(event.start);
+    const first = list.firstElementChild;
+    if (first && first.classList.contains("day") && first.textContent === day) first.after(item);
+    else list.prepend(el("li", { class: "day", text: day }), item);
+    if (ev.lastDay === null) ev.lastDay = day;
+    ev.shown.add(event.id);
+    ev.newestId = event.id;
+    show($("events-empty"), false);
+  }
+
+  // `deferPicture`: the page is unattended, so the snapshot (a request that counts as
+  // use of the session, and is logged) waits for the owner's next input.
+  function eventItem(event, deferPicture = false) {
     const thumb = event.snapshot_url
       ? el("img", {
           class: "thumb",
-          src: event.snapshot_url,
+          src: deferPicture ? null : event.snapshot_url,
+          dataset: deferPicture ? { src: event.snapshot_url } : null,
           alt: "",
           loading: "lazy",
           decoding: "async",
@@ -645,13 +834,42 @@
     const video = $("player-video");
     const title = `${cameraName(event.camera_id)}`;
     $("player-title").textContent = title;
-    const span = event.end === null ? "in progress" : fmtDuration(event.end - event.start);
-    $("player-meta").textContent = `${fmtTime(event.start)} · motion ${span}`;
+    $("player-meta").textContent = clipSpanText(event);
+    showMotion(event);
     show($("player-error"), false);
     video.src = event.clip_url;
+    $("player-download").href = `${event.clip_url}?download=1`;
+    $("player-delete").disabled = event.end === null;
+    $("player-delete").title = event.end === null ? "It can be deleted once it has ended" : "";
     const dialog = $("player");
     if (!dialog.open) dialog.showModal();
     video.play().catch(() => {}); // the owner can press play if the browser refuses
+  }
+
+  // Mark the motion on a strip under the video, as a share of the clip's length.
+  function showMotion(event) {
+    const track = $("player-motion");
+    const length = event.clip_end - event.clip_start;
+    if (event.clip_start === null || !(length > 0)) {
+      show(track, false);
+      return;
+    }
+    const end = event.end === null ? event.clip_end : Math.min(event.end, event.clip_end);
+    const left = Math.min(1, event.motion_offset / length);
+    const width = Math.max(0.01, Math.min(1 - left, (end - event.start) / length));
+    const span = track.querySelector(".motion-span");
+    span.style.left = `${(left * 100).toFixed(2)}%`; // CSSOM: allowed by the CSP
+    span.style.width = `${(width * 100).toFixed(2)}%`;
+    show(track, true);
+  }
+
+  // The clip's real span, as the event JSON gives it: pre-roll, motion, post-roll.
+  function clipSpanText(event) {
+    const motion = event.end === null ? "in progress" : fmtDuration(event.end - event.start);
+    if (event.clip_start === null) return `${fmtTime(event.start)} · motion ${motion} · no footage left`;
+    const clip = fmtDuration(event.clip_end - event.clip_start);
+    const offset = fmtDuration(event.motion_offset);
+    return `${fmtTime(event.clip_start)} · clip ${clip}, motion ${motion} from ${offset} in`;
   }
 
   async function playerFailed() {
@@ -681,6 +899,74 @@
     video.pause();
     video.removeAttribute("src");
     video.load(); // drops the buffered clip
+  }
+
+  // -- deleting -----------------------------------------------------------------------
+
+  function openDeleteDialog() {
+    const event = state.playing;
+    if (!event || event.end === null) return;
+    $("player-video").pause();
+    $("delete-what").textContent = `${cameraName(event.camera_id)}, ${clipSpanText(event)}`;
+    show($("delete-error"), false);
+    $("delete-confirm").disabled = false;
+    $("delete-dialog").showModal();
+  }
+
+  async function onConfirmDelete() {
+    const event = state.playing;
+    const button = $("delete-confirm");
+    button.disabled = true;
+    try {
+      const done = await api("DELETE", `/api/events/${event.id}`);
+      closeDialogs();
+      const kept = done.recording ? ` (${done.recording} segment still recording was kept)` : "";
+      notify(`Deleted: ${done.segments + done.snapshots} file(s), ${fmtBytes(done.bytes_freed)}${kept}.`, true);
+      await loadEvents(true).catch(reportError);
+      await loadStorage().catch(() => {});
+    } catch (error) {
+      if (error.status === 401) return;
+      $("delete-error").textContent = error.message;
+      show($("delete-error"), true);
+      button.disabled = false;
+    }
+  }
+
+  // -- storage ------------------------------------------------------------------------
+
+  function fmtBytes(bytes) {
+    const units = ["bytes", "KB", "MB", "GB", "TB"];
+    let value = bytes;
+    let unit = 0;
+    while (value >= 1000 && unit < units.length - 1) {
+      value /= 1000;
+      unit += 1;
+    }
+    return `${unit ? value.toFixed(value < 10 ? 1 : 0) : value} ${units[unit]}`;
+  }
+
+  function fmtAge(seconds) {
+    if (seconds < 60) return "under a minute";
+    if (seconds < 2 * 86400) return fmtDuration(seconds);
+    return `${(seconds / 86400).toFixed(1)} days`;
+  }
+
+  async function loadStorage() {
+    const s = await api("GET", "/api/storage");
+    if (!state.loggedIn) return;
+    const perCamera = s.cameras.map((c) => `${cameraName(c.id)} ${fmtBytes(c.bytes)}`).join(", ");
+    const budget = s.budget_bytes ? ` of a ${fmtBytes(s.budget_bytes)} budget` : "";
+    const age = s.kept_days === null ? null : s.kept_days * 86400;
+    const limit = s.max_age_days ? ` (retention keeps up to ${s.max_age_days} days)` : "";
+    const kept =
+      age === null
+        ? "no footage yet"
+        : `the oldest footage is ${fmtAge(age)} old${limit}`;
+    $("storage").textContent =
+      `Storage: ${fmtBytes(s.footage_bytes)} of footage${budget}` +
+      (perCamera ? ` (${perCamera})` : "") +
+      `; ${fmtBytes(s.free_bytes)} free on the disk; ${kept}.`;
+    show($("storage"), true);
   }
 
   // -- sharing ------------------------------------------------------------------------
@@ -791,7 +1077,7 @@
     const stateName = share.state;
     const views = share.max_views ? `${share.views} of ${share.max_views}` : String(share.views);
     const revoke =
-      stateName === "live"
+      share.revocable
         ? el("button", {
             type: "button",
             class: "button danger small",
@@ -822,12 +1108,18 @@
         el(
           "span",
           { title: fmtTime(share.expires) },
-          stateName === "live" ? fmtTime(share.expires) : `ended (was ${fmtTime(share.expires)})`,
+          expiryText(share),
         ),
       ),
       el("td", { class: "actions" }, revoke),
     );
     return row;
+  }
+
+  function expiryText(share) {
+    if (share.state === "live") return fmtTime(share.expires);
+    if (share.grace_until) return `last viewer may seek until ${fmtTime(share.grace_until)}`;
+    return `ended (was ${fmtTime(share.expires)})`;
   }
 
   async function revokeShare(share) {
@@ -855,7 +1147,10 @@
     "live view started": "footage",
     "live view stopped": "footage",
     "snapshot served": "footage",
+    "snapshots served": "footage",
     "clip served": "footage",
+    "clip downloaded": "footage",
+    "footage deleted by the owner": "warn",
     "share created": "share",
     "share used": "share",
     "share revoked": "share",
@@ -991,14 +1286,17 @@
     $("log-more").addEventListener("click", () => loadLogPage(false).catch(reportError));
     $("player-video").addEventListener("error", playerFailed);
     $("player-share").addEventListener("click", openShareDialog);
+    $("player-delete").addEventListener("click", openDeleteDialog);
+    $("delete-confirm").addEventListener("click", onConfirmDelete);
     $("share-form").addEventListener("submit", onCreateShare);
     $("share-copy").addEventListener("click", onCopyLink);
     for (const kind of ["pointerdown", "keydown", "wheel", "touchstart"]) {
-      document.addEventListener(kind, () => (state.lastInput = Date.now()), { passive: true });
+      document.addEventListener(kind, onInput, { passive: true });
     }
     // A hidden page stops its live streams; coming back starts them again.
     document.addEventListener("visibilitychange", () => {
       if (!state.loggedIn) return;
+      if (!document.hidden) onInput(); // the owner came back to the page
       if (document.hidden && state.tab === "live") stopLive();
       else if (!document.hidden && state.tab === "live" && !$("cameras").childElementCount) {
         enterLive().catch(reportError);

@@ -1,0 +1,234 @@
+"""The S3-compatible bucket, through the `minio` client: streaming, rate-capped, checked.
+
+Every upload reads its file in 1 MiB pieces: one request for a file up to PART_SIZE,
+a multipart upload of PART_SIZE parts (one at a time) above it, so memory stays at about
+three parts (the client joins pieces, signs, sends: 15 MiB measured) whatever the
+file. The SHA-256 of the file goes with it as user metadata, and
+after the upload a HEAD checks that the bucket holds that many bytes under that hash.
+Errors become `BucketError`, which says whether retrying can help on its own
+(`config` errors: a wrong key, a missing bucket, need the owner).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import urllib3
+from minio import Minio
+from minio.error import MinioException, S3Error
+
+from hub.config import OffsiteSettings
+
+PIECE = 64 * 1024  # bytes downloaded at a time
+SEND_PIECE = 2**20  # bytes read, hashed and paced at a time (the client joins them)
+PART_SIZE = 5 * 2**20  # multipart above this, S3's smallest part; ~3 parts in memory
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+# S3 error codes that mean the owner must fix something; retrying alone will not help.
+CONFIG_ERRORS = {
+    "AccessDenied": "access denied: check access_key and secret_key",
+    "InvalidAccessKeyId": "the access key is not known to the service",
+    "SignatureDoesNotMatch": "the secret key is wrong",
+    "NoSuchBucket": "the bucket does not exist (camhub never creates it)",
+    "AllAccessDisabled": "access to the bucket is disabled",
+}
+SHA256_META = "sha256"
+
+
+NOT_FOUND = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
+
+
+class BucketError(Exception):
+    """An operation on the bucket failed; `config`: the owner must fix something;
+    `missing`: the object is not there."""
+
+    def __init__(self, message: str, *, config: bool = False, missing: bool = False) -> None:
+        super().__init__(message)
+        self.config = config
+        self.missing = missing
+
+
+class Stopped(Exception):
+    """The hub is stopping: an upload in progress was abandoned (it resumes next start)."""
+
+
+class RateLimit:
+    """Paces bytes to an average rate; the wait ends early when `stop` is set."""
+
+    def __init__(self, mbit_per_s: float, stop: threading.Event) -> None:
+        self._bytes_per_s = mbit_per_s * 1e6 / 8
+        self._stop = stop
+        self._next = time.monotonic()
+
+    def take(self, size: int) -> None:
+        if self._stop.is_set():
+            raise Stopped
+        if self._bytes_per_s <= 0:
+            return
+        now = time.monotonic()
+        self._next = max(self._next, now - 1.0) + size / self._bytes_per_s  # 1 s of burst
+        if self._next > now and self._stop.wait(self._next - now):
+            raise Stopped
+
+
+class _Sending:
+    """A file as the client reads it: in pieces, paced, hashed as it goes."""
+
+    def __init__(self, src: BinaryIO, rate: RateLimit) -> None:
+        self._src = src
+        self._rate = rate
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        piece = self._src.read(SEND_PIECE if size < 0 else min(size, SEND_PIECE))
+        self._rate.take(len(piece))
+        self.hash.update(piece)
+        self.size += len(piece)
+        return piece
+
+
+class Bucket:
+    def __init__(self, settings: OffsiteSettings, *, stop: threading.Event | None = None) -> None:
+        self.name = settings.bucket
+        self.where = f"bucket {settings.bucket} at {settings.endpoint}"
+        self._stop = stop or threading.Event()
+        self._rate = RateLimit(settings.max_upload_mbps, self._stop)
+        self._client = Minio(
+            settings.host,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            secure=settings.secure,
+            region=settings.region,
+            http_client=urllib3.PoolManager(
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
+                retries=urllib3.Retry(total=0),  # the uploader retries, with its backoff
+                maxsize=2,
+            ),
+        )
+
+    def check(self) -> None:
+        """That the bucket exists and these keys may use it."""
+        with self._errors("checking"):
+            exists = self._client.bucket_exists(self.name)
+        if not exists:
+            raise BucketError(f"{self.where}: {CONFIG_ERRORS['NoSuchBucket']}", config=True)
+
+    def put_file(self, name: str, path: Path) -> tuple[int, str]:
+        """Upload a file; (size, SHA-256 hex) of what the bucket confirmed."""
+        with path.open("rb") as src:
+            size = _size(src)
+            digest = _sha256(src)
+            src.seek(0)
+            return self._put(name, src, size, digest)
+
+    def put_bytes(self, name: str, data: bytes) -> tuple[int, str]:
+        return self._put(name, io.BytesIO(data), len(data), hashlib.sha256(data).hexdigest())
+
+    def _put(self, name: str, src: BinaryIO, size: int, digest: str) -> tuple[int, str]:
+        sending = _Sending(src, self._rate)
+        with self._errors(f"uploading {name}"):
+            self._client.put_object(
+                self.name,
+                name,
+                sending,  # type: ignore[arg-type]
+                size,
+                metadata={SHA256_META: digest},
+                part_size=PART_SIZE,
+                num_parallel_uploads=1,
+            )
+            stat = self._client.stat_object(self.name, name)
+        stored = (stat.metadata or {}).get(f"x-amz-meta-{SHA256_META}")
+        if sending.hash.hexdigest() != digest or sending.size != size:
+            raise BucketError(f"{name}: the file changed while it was uploaded")
+        if stat.size != size or stored != digest:
+            raise BucketError(f"{self.where}: {name} reads back as {stat.size} bytes, not {size}")
+        return size, digest
+
+    def exists(self, name: str) -> bool:
+        try:
+            with self._errors(f"looking for {name}"):
+                self._client.stat_object(self.name, name)
+        except BucketError as exc:
+            if exc.missing:
+                return False
+            raise
+        return True
+
+    def get_into(self, name: str, out: BinaryIO) -> tuple[int, str]:
+        """Download to `out` in pieces; (size, SHA-256 hex) of what came."""
+        digest, size = hashlib.sha256(), 0
+        with self._errors(f"downloading {name}"):
+            response = self._client.get_object(self.name, name)
+            try:
+                for piece in response.stream(PIECE):
+                    digest.update(piece)
+                    size += out.write(piece)
+            finally:
+                response.close()
+                response.release_conn()
+        return size, digest.hexdigest()
+
+    def get_bytes(self, name: str, limit: int) -> bytes:
+        out = io.BytesIO()
+        with self._errors(f"downloading {name}"):
+            stat = self._client.stat_object(self.name, name)
+        if (stat.size or 0) > limit:
+            raise BucketError(f"{name} is {stat.size} bytes, more than the {limit} expected")
+        self.get_into(name, out)
+        return out.getvalue()
+
+    def names(self, prefix: str, *, recursive: bool = True) -> Iterator[str]:
+        with self._errors(f"listing {prefix}"):
+            for obj in self._client.list_objects(self.name, prefix=prefix, recursive=recursive):
+                yield obj.object_name
+
+    def delete(self, name: str) -> None:
+        with self._errors(f"deleting {name}"):
+            self._client.remove_object(self.name, name)
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """One clear message per failure; never the keys (the client does not show them)."""
+        try:
+            yield
+        except Stopped:
+            raise
+        except S3Error as exc:
+            if exc.code in CONFIG_ERRORS:
+                raise BucketError(f"{self.where}: {CONFIG_ERRORS[exc.code]}", config=True) from exc
+            raise BucketError(
+                f"{self.where}: {doing}: {exc.code}: {exc.message}", missing=exc.code in NOT_FOUND
+            ) from exc
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise BucketError(f"{self.where}: {doing}: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause in a few words (urllib3 nests it inside MaxRetryError)."""
+    reason = getattr(exc, "reason", None)
+    while isinstance(reason, BaseException) and getattr(reason, "reason", None) is not None:
+        reason = reason.reason  # type: ignore[attr-defined]
+    text = str(reason or exc)
+    return text.split(": ", 1)[-1] if "Connection refused" in text else text[:200]
+
+
+def _size(src: BinaryIO) -> int:
+    src.seek(0, 2)
+    size = src.tell()
+    src.seek(0)
+    return size
+
+
+def _sha256(src: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while piece := src.read(SEND_PIECE):
+        digest.update(piece)
+    return digest.hexdigest()

@@ -1,0 +1,189 @@
+"""The durable upload queue, kept in the hub's index (tables `offsite`, `offsite_status`).
+
+A sealed file is queued when it closes, in the same index the footage is listed in, so
+a crash, a restart or a day without network loses nothing: the uploader takes up the
+pending rows again, the event footage first and the oldest first within it. A row is
+`confirmed` only after the bucket holds the file *and* a journal describing it; the
+size and SHA-256 of what was sent are kept with it. Confirmed rows stay (they are the
+record of what is off-site, for status and expiry) until the copy is expired.
+
+The queue has its own connection, behind its own lock: the uploader thread must never
+wait behind a camera's commit for its reads, and the cameras' writer threads add rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from hub.store import BUSY_TIMEOUT, _transaction
+
+Kind = Literal["segment", "snapshot", "journal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One file to copy; `time` is when its footage starts (a journal: its newest file)."""
+
+    id: str
+    kind: Kind
+    camera_id: str | None
+    time: float
+    urgent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A file the bucket confirmed: what was sent, to compare with a later download."""
+
+    item: Item
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    pending: int
+    urgent_pending: int
+    oldest_pending: float | None  # when the oldest pending row was queued
+    confirmed: int
+    bytes_offsite: int
+    last_success: float | None
+    last_error: str | None
+    last_error_time: float | None
+
+
+_ITEM_COLUMNS = "id, kind, camera_id, time, urgent"
+
+
+class OffsiteQueue:
+    """Rows of the `offsite` table; safe to share between threads."""
+
+    def __init__(self, index_path: Path) -> None:
+        self._conn = sqlite3.connect(
+            index_path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def add(self, items: Iterable[Item], now: float) -> int:
+        """Queue files not seen before; a queued one that turns out to be an event's is
+        promoted to urgent. Returns how many rows were added or promoted."""
+        rows = [(i.id, i.kind, i.camera_id, i.time, int(i.urgent), now) for i in items]
+        with self._lock, _transaction(self._conn):
+            before = self._conn.total_changes
+            self._conn.executemany(
+                f"INSERT INTO offsite ({_ITEM_COLUMNS}, state, queued) "
+                "VALUES (?, ?, ?, ?, ?, 'pending', ?) "
+                "ON CONFLICT (id) DO UPDATE SET urgent = 1 "
+                "WHERE excluded.urgent = 1 AND urgent = 0 AND state = 'pending'",
+                rows,
+            )
+            return self._conn.total_changes - before
+
+    def next_pending(self, limit: int) -> list[Item]:
+        """Urgent (event) files first, oldest first within each class."""
+        return [
+            _item(row)
+            for row in self._read(
+                f"SELECT {_ITEM_COLUMNS} FROM offsite WHERE state = 'pending' "
+                "ORDER BY urgent DESC, time, id LIMIT ?",
+                (limit,),
+            )
+        ]
+
+    def is_pending(self, file_id: str) -> bool:
+        """Whether a file still waits for its off-site copy (local retention keeps it)."""
+        return bool(
+            self._read("SELECT 1 FROM offsite WHERE id = ? AND state = 'pending'", (file_id,))
+        )
+
+    def confirm(self, sent: Iterable[Sent], now: float) -> None:
+        """Mark files (and the journal naming them) confirmed, all in one transaction."""
+        with self._lock, _transaction(self._conn):
+            for s in sent:
+                i = s.item
+                self._conn.execute(
+                    f"INSERT INTO offsite ({_ITEM_COLUMNS}, state, queued, size, sha256, "
+                    "confirmed) VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET state = 'confirmed', size = excluded.size, "
+                    "sha256 = excluded.sha256, confirmed = excluded.confirmed",
+                    (i.id, i.kind, i.camera_id, i.time, int(i.urgent), now, s.size, s.sha256, now),
+                )
+            self._set_status("last_success = ?", (now,))
+
+    def drop(self, file_id: str) -> None:
+        """Forget a pending file that is gone locally (deleted to keep the disk free)."""
+        self._write("DELETE FROM offsite WHERE id = ? AND state = 'pending'", (file_id,))
+
+    def confirmed_before(self, cutoff: float, limit: int) -> list[Item]:
+        """Confirmed copies of footage older than `cutoff`, oldest first (for expiry)."""
+        return [
+            _item(row)
+            for row in self._read(
+                f"SELECT {_ITEM_COLUMNS} FROM offsite WHERE state = 'confirmed' AND time < ? "
+                "ORDER BY time, id LIMIT ?",
+                (cutoff, limit),
+            )
+        ]
+
+    def forget(self, file_id: str) -> None:
+        """The off-site copy was deleted: the row goes."""
+        self._write("DELETE FROM offsite WHERE id = ?", (file_id,))
+
+    def record_error(self, message: str, now: float) -> None:
+        with self._lock, _transaction(self._conn):
+            self._set_status("last_error = ?, last_error_time = ?", (message, now))
+
+    def clear_error(self) -> None:
+        with self._lock, _transaction(self._conn):
+            self._set_status("last_error = NULL", ())
+
+    def summary(self) -> Summary:
+        with self._lock:
+            pending, urgent, oldest = self._conn.execute(
+                "SELECT count(*), coalesce(sum(urgent), 0), min(queued) FROM offsite "
+                "WHERE state = 'pending' AND kind != 'journal'"
+            ).fetchone()
+            confirmed, size = self._conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM offsite WHERE state = 'confirmed'"
+            ).fetchone()
+            status = self._conn.execute(
+                "SELECT last_success, last_error, last_error_time FROM offsite_status"
+            ).fetchone() or (None, None, None)
+        return Summary(pending, urgent, oldest, confirmed, size, *status)
+
+    def pending_by_camera(self) -> dict[str, tuple[int, float]]:
+        """camera id -> (files pending, when the oldest of them was queued)."""
+        rows = self._read(
+            "SELECT camera_id, count(*), min(queued) FROM offsite "
+            "WHERE state = 'pending' AND kind != 'journal' GROUP BY camera_id",
+            (),
+        )
+        return {str(c): (int(n), float(t)) for c, n, t in rows}  # type: ignore[arg-type]
+
+    def _set_status(self, assignments: str, params: tuple[object, ...]) -> None:
+        """Inside a transaction: update the one status row, creating it first."""
+        self._conn.execute("INSERT OR IGNORE INTO offsite_status (one) VALUES (1)")
+        self._conn.execute(f"UPDATE offsite_status SET {assignments} WHERE one = 1", params)
+
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._lock:
+            self._conn.execute(sql, params)
+
+
+def _item(row: tuple[object, ...]) -> Item:
+    file_id, kind, camera_id, when, urgent = row
+    return Item(str(file_id), kind, camera_id, float(when), bool(urgent))  # type: ignore[arg-type]

@@ -1,0 +1,298 @@
+"""The off-site copy at run time: queues sealed files as they close, and one thread
+("offsite") that uploads them, urgent first, and expires old copies.
+
+Recording never waits for it: the Archive's hook only adds an index row and wakes the
+thread. A failing bucket (down, wrong key, missing bucket) is one log line when it
+starts failing and one when it works again, and a status for the page and
+`camhub offsite status`; the queue waits in the index meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from hub import vault
+from hub.config import OffsiteSettings
+from hub.offsite import journal, naming
+from hub.offsite.bucket import Bucket, BucketError, Stopped
+from hub.offsite.queue import Item, OffsiteQueue, Sent
+from hub.offsite.triage import CameraPolicy, Triage
+from hub.store import EventRow, Index, SegmentRow, SegmentState, SnapshotRow
+from hub.vault import FileKind
+
+log = logging.getLogger(__name__)
+
+BATCH = 16  # files per journal
+IDLE_WAIT = 30.0  # seconds between looks at an empty queue (a new file wakes it at once)
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 60.0  # a bucket that is down is tried at least once a minute
+EXPIRY_EVERY = 3600.0
+EXPIRY_PAGE = 256
+DRAIN_WAIT = 8.0  # seconds stop() lets the last files (the cameras' final segments) go
+STOP_WAIT = 5.0  # then seconds it waits for an abandoned upload to end
+DAY = 86400.0
+
+
+class OffsiteCopy:
+    def __init__(
+        self,
+        settings: OffsiteSettings,
+        index: Index,
+        data_dir: Path,
+        keyfile: vault.KeyFile,
+        cameras: Mapping[str, CameraPolicy],
+    ) -> None:
+        self.settings = settings
+        self.queue = OffsiteQueue(data_dir / "index.sqlite3")
+        self._index = index
+        self._data_dir = data_dir
+        self._keyfile = keyfile
+        self._public_key = keyfile.public_key()
+        self._tag = naming.hub_tag(keyfile.public_bytes)
+        self._triage = Triage(index, cameras, everything=settings.what == "all")
+        self._stop = threading.Event()
+        self._draining = threading.Event()
+        self._wake = threading.Event()
+        self._bucket = Bucket(settings, stop=self._stop)
+        self._thread = threading.Thread(target=self._run, name="offsite", daemon=True)
+        self._error: str | None = None
+        self._working: bool | None = None
+        self._ready = False
+        self._next_expiry = 0.0
+        # camera id -> (pending, oldest queued), refreshed by the thread after each
+        # round: the page reads it without waiting on the queue's lock (and its fsyncs).
+        self._pending: dict[str, tuple[int, float]] = {}
+
+    # -- hooks for the archive and the daemon ------------------------------------------
+
+    def file_sealed(self, kind: FileKind, file_id: str) -> None:
+        """The Archive's hook: a segment or snapshot is closed and durable."""
+        if kind is FileKind.SNAPSHOT:
+            snapshot = self._index.get_snapshot(file_id)
+            items = [Triage.snapshot(snapshot)] if snapshot is not None else []
+        else:  # a row the index could not close yet comes again from Archive.settle
+            segment = self._index.get_segment(file_id)
+            ready = segment is not None and segment.state is not SegmentState.OPEN
+            items = self._triage.segment(segment) if ready else []
+        if items and self.queue.add(items, time.time()):
+            self._pending = self.queue.pending_by_camera()
+            self._wake.set()
+
+    def queue_recovered(self, rows: list[SegmentRow]) -> None:
+        """Segments a crash cut short, salvaged at start: footage like any other."""
+        for row in rows:
+            self.file_sealed(FileKind.SEGMENT, row.id)
+
+    def keep(self, row: SegmentRow | SnapshotRow) -> bool:
+        """Local retention's predicate: not yet off-site, so not deleted for age or budget."""
+        return self.queue.is_pending(row.id)
+
+    def camera_status(self, camera_id: str, now: float) -> dict[str, object]:
+        """For the page, per camera; reads only memory (the web loop calls it)."""
+        pending, oldest = self._pending.get(camera_id, (0, now))
+        return {
+            "working": self._working,
+            "pending": pending,
+            "lag_seconds": round(max(0.0, now - oldest), 1),
+            "error": self._error,
+        }
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Send what is pending for up to DRAIN_WAIT (the cameras have just closed their
+        last segments: an intruder's last seconds), then stop; anything left, an upload
+        in progress included, is sent after the next start."""
+        self._draining.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(DRAIN_WAIT)
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(STOP_WAIT)
+        self.queue.close()
+
+    # -- the thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = BACKOFF_FIRST
+        while not self._stop.is_set():
+            try:
+                self._pending = self.queue.pending_by_camera()
+                if not self._ready:
+                    self._prepare()
+                busy = self._send_batch()
+                self._expire_if_due(time.time())
+            except Stopped:
+                return
+            except BucketError as exc:
+                self._failed(str(exc))
+                if self._draining.is_set():
+                    return
+                wait = BACKOFF_MAX if exc.config else backoff * random.uniform(0.5, 1.0)
+                backoff = min(BACKOFF_MAX, backoff * 2)
+                self._stop.wait(wait)
+                continue
+            except Exception as exc:  # a bug must not end the copy for good
+                log.exception("off-site copy: unexpected failure")
+                self._failed(f"unexpected failure: {exc}")
+                self._stop.wait(BACKOFF_MAX)
+                continue
+            backoff = BACKOFF_FIRST
+            if not busy:
+                if self._draining.is_set():
+                    return
+                self._wake.wait(IDLE_WAIT)
+                self._wake.clear()
+
+    def _prepare(self) -> None:
+        """Check the bucket, and leave a copy of the key file that only the recovery code
+        opens, so a restore on a new box needs nothing that was on the old one."""
+        self._bucket.check()
+        name = naming.keys_object(self.settings.prefix, self._tag)
+        if not self._bucket.exists(name):
+            self._bucket.put_bytes(name, recovery_only(self._keyfile).to_json().encode())
+        self._ready = True
+
+    def _send_batch(self) -> bool:
+        """Upload up to BATCH pending files, then their journal; False if none waited."""
+        self._wake.clear()
+        items = self.queue.next_pending(BATCH)
+        if not items:
+            return False
+        sent: list[journal.JournalFile] = []
+        confirmed: list[Sent] = []
+        for item in items:
+            if confirmed and not item.urgent and self._wake.is_set():
+                break  # something newer may be urgent: journal what is done, look again
+            row = self._row(item)
+            if row is None:
+                continue
+            try:
+                size, digest = self._bucket.put_file(
+                    naming.file_object(self.settings.prefix, self._tag, item.id),
+                    self._data_dir / row.path,
+                )
+            except FileNotFoundError:
+                self._lost(item)
+                continue
+            sent.append(journal.JournalFile(row, digest))
+            confirmed.append(Sent(item, size, digest))
+        if confirmed:
+            confirmed.append(self._send_journal(sent))
+            self.queue.confirm(confirmed, time.time())
+            self._succeeded()
+        return True
+
+    def _send_journal(self, files: list[journal.JournalFile]) -> Sent:
+        events = self._events_of(files)
+        plain = journal.build(journal.Journal(self._tag, time.time(), tuple(files), events))
+        sealed = vault.seal_bytes(plain, self._public_key, FileKind.JOURNAL)
+        journal_id = vault.parse_header(sealed).file_id.hex()
+        size, digest = self._bucket.put_bytes(
+            naming.journal_object(self.settings.prefix, self._tag, journal_id), sealed
+        )
+        newest = max(_when(f.row) for f in files)
+        return Sent(Item(journal_id, "journal", None, newest, urgent=False), size, digest)
+
+    def _events_of(self, files: list[journal.JournalFile]) -> tuple[EventRow, ...]:
+        found: dict[int, EventRow] = {}
+        for f in files:
+            row = f.row
+            if isinstance(row, SegmentRow):
+                end = row.end_time if row.end_time is not None else row.start_time
+                for event in self._index.events_overlapping(row.camera_id, row.start_time, end):
+                    found[event.id] = event
+            elif row.event_id is not None:
+                event = self._index.get_event(row.event_id)
+                if event is not None:
+                    found[event.id] = event
+        return tuple(found[k] for k in sorted(found))
+
+    def _row(self, item: Item) -> SegmentRow | SnapshotRow | None:
+        row = (
+            self._index.get_segment(item.id)
+            if item.kind == "segment"
+            else self._index.get_snapshot(item.id)
+        )
+        if row is None:
+            self._lost(item)
+        return row
+
+    def _lost(self, item: Item) -> None:
+        log.warning(
+            "off-site copy: %s %s… was deleted locally before it was copied (the disk was "
+            "full); it is not off-site",
+            item.kind,
+            item.id[:8],
+        )
+        self.queue.drop(item.id)
+
+    def _expire_if_due(self, now: float) -> None:
+        """Best effort: delete copies of footage older than keep_days (and journals
+        whose newest file is). A bucket lifecycle rule is the sure way."""
+        if not self.settings.keep_days or now < self._next_expiry:
+            return
+        cutoff = now - self.settings.keep_days * DAY
+        deleted = 0
+        while items := self.queue.confirmed_before(cutoff, EXPIRY_PAGE):
+            for item in items:
+                name = (
+                    naming.journal_object(self.settings.prefix, self._tag, item.id)
+                    if item.kind == "journal"
+                    else naming.file_object(self.settings.prefix, self._tag, item.id)
+                )
+                self._bucket.delete(name)
+                self.queue.forget(item.id)
+                deleted += 1
+        if deleted:
+            log.info(
+                "off-site copy: deleted %d object(s) older than %d days",
+                deleted,
+                self.settings.keep_days,
+            )
+        self._next_expiry = now + EXPIRY_EVERY
+
+    def _failed(self, message: str) -> None:
+        """One log line when the copy starts failing, not one per retry; the status
+        keeps the latest reason."""
+        if self._working is not False:
+            pending = self.queue.summary().pending
+            log.error(
+                "off-site copy failing: %s; recording goes on, %d file(s) wait in the queue",
+                message,
+                pending,
+            )
+        if message != self._error:
+            self.queue.record_error(message, time.time())
+        self._error = message
+        self._working = False
+        self._ready = False
+
+    def _succeeded(self) -> None:
+        if self._working is False:
+            log.warning("off-site copy working again")
+        if self._working is not True:  # also after a restart that ended a failing run
+            self.queue.clear_error()
+        self._error = None
+        self._working = True
+
+
+def recovery_only(keyfile: vault.KeyFile) -> vault.KeyFile:
+    """The key file with its password slot replaced by a copy of the recovery slot.
+
+    It is still a valid key file (FORMAT.md §6.3): the recovery code opens it, and no
+    password does (the copied slot's AAD names "recovery"), so the bucket's operator
+    cannot try passwords against it, only 150-bit recovery codes.
+    """
+    return vault.KeyFile(keyfile.public_bytes, keyfile.recovery, keyfile.recovery)
+
+
+def _when(row: SegmentRow | SnapshotRow) -> float:
+    return row.start_time if isinstance(row, SegmentRow) else row.time
