@@ -27,6 +27,7 @@ from aiohttp import web
 from rtsp_camera import RtspCamera
 
 from hub.capture import open_source
+from hub.capture.av_source import AVSource
 from hub.cli import init_data_dir
 from hub.config import parse_config
 from hub.daemon import DataPaths, Hub
@@ -157,6 +158,39 @@ async def test_a_viewer_joining_with_fragments_undelivered_gets_each_once(
         assert len(await first.take(2.0)) == len(packets) - 1  # all but the last
     times = [f.time for f in got if isinstance(f, Fragment)]
     assert times == [p.time for p in packets[:-1]]
+
+
+async def test_a_camera_with_sound_plays_its_video(crowd_av_clip: Path) -> None:
+    """Sound packets travel with the video (every one a keyframe): the live feed passes
+    them by, so the view is the video, from its keyframe, every picture decodable."""
+    source = AVSource(str(crowd_av_clip), decode=False, audio=True)
+    info = source.open()
+    assert info is not None and info.audio is not None
+    items: list[Packet] = []
+    try:
+        for item in source.read():
+            if isinstance(item, Packet):
+                items.append(item)
+                if len(items) == 120:
+                    break
+    finally:
+        source.close()
+    video = [p for p in items if not p.audio]
+    assert len(video) < len(items), "the clip's sound did not come"
+    feed = StreamFeed("door", "main")
+    feed.start_stream(info)
+    async with feed.subscribe() as viewer:
+        for packet in items:
+            feed.offer(packet)
+        got: list[Start | Fragment] = []
+        while len(got) < len(video):
+            taken = await viewer.take(2.0)
+            assert taken, f"the viewer got {len(got)} items, then nothing"
+            got += taken
+    start, fragments = got[0], [f for f in got[1:] if isinstance(f, Fragment)]
+    assert isinstance(start, Start) and len(fragments) == len(video) - 1
+    frames = decoded(start.init, [f.data for f in fragments])
+    assert frames[0].key_frame and len(frames) == len(fragments)
 
 
 # -- over a real WebSocket ----------------------------------------------------------------

@@ -14,7 +14,6 @@ window.camhubLive = (() => {
   const CATCH_UP = 1.1; // playback rate while between the two, to creep back unseen
   const KEEP = 6; // seconds of played picture kept in the buffer
   const MAX_QUEUE = 250; // pictures waiting to be appended: past this, start over
-  const FPS_WINDOW = 2; // seconds of picture times the frame rate is counted over
 
   function supported() {
     return Boolean(Source && window.WebSocket);
@@ -26,7 +25,7 @@ window.camhubLive = (() => {
     return url.href;
   }
 
-  // Play `path` in `video`. onInfo({width, height, fps, time}) a few times a second;
+  // Play `path` in `video`. onInfo({width, height, time, stream}) a few times a second;
   // onFail(reason, canRetry) once if it ends by itself. Returns stop().
   function play(video, path, { onInfo, onFail }) {
     let ws = null;
@@ -37,7 +36,6 @@ window.camhubLive = (() => {
     let stopped = false;
     let description = null;
     let newest = 0;
-    let times = [];
     let told = 0;
 
     function fail(reason, canRetry = true) {
@@ -86,10 +84,7 @@ window.camhubLive = (() => {
         queue.push(new Uint8Array(event.data));
       } else {
         const time = new DataView(event.data).getFloat64(0);
-        newest = Math.max(newest, time);
-        // Pictures come in decode order (B-frames: not time order): keep the window's.
-        times.push(time);
-        times = times.filter((t) => t > newest - FPS_WINDOW);
+        newest = Math.max(newest, time); // decode order: B-frames come before their time
         queue.push(new Uint8Array(event.data, 8));
       }
       if (queue.length > MAX_QUEUE) fail("the browser fell behind");
@@ -137,11 +132,9 @@ window.camhubLive = (() => {
       const now = performance.now();
       if (now - told < 250) return;
       told = now;
-      const span = times.length > 1 ? Math.max(...times) - Math.min(...times) : 0;
       onInfo({
         width: video.videoWidth || description.width,
         height: video.videoHeight || description.height,
-        fps: span > 0 ? (times.length - 1) / span : description.fps,
         time: newest,
         stream: description.stream,
       });
