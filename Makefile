@@ -19,6 +19,7 @@ test: $(VENV)/.installed-test test-system-deps
 	$(BIN)/python -m pytest -q
 	$(BIN)/python bench/bench_pipeline.py --short
 	$(BIN)/python bench/bench_live.py --short
+	$(BIN)/python bench/bench_hdlive.py --short
 	$(BIN)/python bench/bench_alerts.py --short
 	$(BIN)/python bench/bench_faults.py --short
 	$(BIN)/python bench/bench_events_page.py --short

@@ -33,6 +33,7 @@ from hub.motion import (
     TrackerSettings,
 )
 from hub.record import Recorder, RecordMode, RecordSettings, SegmentSink
+from hub.web.hdlive import StreamFeed
 from hub.web.live import LiveFeed
 from hub.writer import DiskWriter
 
@@ -113,6 +114,10 @@ class Camera:
         self._gate = DetectGate(motion.detect_fps)
         # Live view shows the decoded stream: the detect substream when there is one.
         self.live = LiveFeed(settings.id)
+        # HD live view: the camera's own packets, main stream and detect substream.
+        self.streams = {"main": StreamFeed(settings.id, "main")}
+        if settings.detect_url:
+            self.streams["sub"] = StreamFeed(settings.id, "sub")
         self._event_id: int | None = None  # used on the writer thread only
         self._peak = _Peak()
         self._reported = (0.0, 0.0)  # (peak score, frame time) last told for the open event
@@ -134,7 +139,10 @@ class Camera:
         if s.detect_url:
             loops = [
                 CaptureLoop(
-                    f"{s.id}/detect", self._detect_source, self._ignore_stream, self._on_item
+                    f"{s.id}/detect",
+                    self._detect_source,
+                    self.streams["sub"].start_stream,
+                    self._on_detect_item,
                 )
             ]
             if record:
@@ -146,28 +154,29 @@ class Camera:
             return loops
         return [CaptureLoop(s.id, self._main_source, self._on_stream, self._on_item)]
 
-    def _open(self, url: str, *, decode: bool, keep_packets: bool) -> Source:
+    def _open(self, url: str, *, decode: bool, record: bool) -> Source:
+        """Packets are always kept (they are the HD/SD live view); sound only to record."""
         s = self.settings
         return open_source(
             url,
             decode=decode,
-            keep_packets=keep_packets,
+            keep_packets=True,
             rtsp_transport=s.rtsp_transport,
             realtime=s.realtime,
-            audio=s.audio and keep_packets,
+            audio=s.audio and record,
             v4l2_size=(s.v4l2.width, s.v4l2.height, s.v4l2.fps),
         )
 
     def _main_source(self) -> Source:
         record = self._mode is not RecordMode.OFF
-        source = self._open(self.settings.url, decode=True, keep_packets=record)
+        source = self._open(self.settings.url, decode=True, record=record)
         return self._recordable(source) if record else source
 
     def _detect_source(self) -> Source:
-        return self._open(self.settings.detect_url, decode=True, keep_packets=False)
+        return self._open(self.settings.detect_url, decode=True, record=False)
 
     def _record_source(self) -> Source:
-        return self._recordable(self._open(self.settings.url, decode=False, keep_packets=True))
+        return self._recordable(self._open(self.settings.url, decode=False, record=True))
 
     def _recordable(self, source: Source) -> Source:
         """Any source, ready to record: only once open does it tell whether its stream
@@ -187,6 +196,8 @@ class Camera:
         for loop in self._loops:
             loop.stop()
         self.live.close()
+        for feed in self.streams.values():
+            feed.close()
         with self._lock:
             for change in self._tracker.flush(self._last_frame_time):
                 self._on_event(change)
@@ -208,15 +219,24 @@ class Camera:
 
     # -- hot path ------------------------------------------------------------------------
 
-    def _ignore_stream(self, info: StreamInfo | None) -> None:
-        """The detect substream is never recorded."""
-
     def _on_stream(self, info: StreamInfo | None) -> None:
+        self.streams["main"].start_stream(info)
         self._writer.put(partial(self._recorder.start_stream, info))
+
+    def _on_detect_item(self, item: Packet | Frame) -> None:
+        """The detect substream: packets go to SD live view only, never to the recorder."""
+        if isinstance(item, Packet):
+            self.streams["sub"].offer(item)
+        else:
+            self._on_item(item)
 
     def _on_item(self, item: Packet | Frame) -> None:
         if isinstance(item, Packet):
-            self._record(item)
+            # Live view first (it muxes only while watched), then the disk. The feed
+            # passes sound packets by for now (see hub/fmp4.py for where they would go).
+            self.streams["main"].offer(item)
+            if self._mode is not RecordMode.OFF:
+                self._record(item)
             return
         self._last_frame_time = item.time
         self.frames += 1

@@ -496,7 +496,9 @@ def _camera_view(camera: Camera, offsite: OffsiteCopy | None = None) -> CameraVi
             shown["offsite"] = offsite.camera_status(camera.id, time.time())
         return shown
 
-    return CameraView(s.id, s.name, s.record, s.pre_roll, s.post_roll, camera.live, status)
+    return CameraView(
+        s.id, s.name, s.record, s.pre_roll, s.post_roll, camera.live, status, camera.streams
+    )
 
 
 def _config_digest(config: Config) -> str:

@@ -14,6 +14,7 @@ Needs Debian's `chromium` at /usr/bin/chromium and the `playwright` Python packa
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -248,7 +249,7 @@ def wait_until(page: Page, script: str, arg: object = None, timeout: int = STEP_
     return handle.json_value()
 
 
-# Draw an <img> on a canvas and sum a sample of its pixels: a cheap fingerprint of the
+# Draw an <img> or <video> on a canvas and sum a sample of its pixels: a cheap fingerprint of the
 # picture currently shown, to see that a live view keeps changing.
 FINGERPRINT = """img => {
   const c = document.createElement('canvas');
@@ -262,21 +263,27 @@ FINGERPRINT = """img => {
 }"""
 
 
-def expect_live_pictures(page: Page) -> None:
-    """Every camera card shows a decoded picture, the picture keeps changing, and the
-    camera's frame rate is shown (from the page's event stream)."""
+HD_VIEW, MJPEG_VIEW = ".live-video", ".live-img"
+SHOWING = {
+    HD_VIEW: "v => !v.hidden && v.readyState >= 2 && v.videoWidth > 0",
+    MJPEG_VIEW: "i => !i.hidden && i.complete && i.naturalWidth > 0",
+}
+HD_SECONDS = 20  # watched for the live-edge check
+MAX_LIVE_LAG = 1.5  # seconds of buffered picture ahead of the playhead
+
+
+def expect_live_pictures(page: Page, view: str = HD_VIEW) -> None:
+    """Every camera card shows a decoded picture in `view` (HD <video>, or the MJPEG
+    <img> fallback), the picture keeps changing, and the camera's frame rate is shown
+    (from the page's event stream)."""
     cards = page.locator(".camera-card")
     pw_expect(cards).to_have_count(2)
-    wait_until(
-        page,
-        "() => [...document.querySelectorAll('.live-img')]"
-        ".every(i => i.complete && i.naturalWidth > 0)",
-    )
+    wait_until(page, f"() => [...document.querySelectorAll('{view}')].every({SHOWING[view]})")
     for camera_id in ("porch", "hall"):
-        img = page.locator(f'.camera-card[data-camera="{camera_id}"] .live-img')
-        first = img.evaluate(FINGERPRINT)
+        picture = page.locator(f'.camera-card[data-camera="{camera_id}"] {view}')
+        first = picture.evaluate(FINGERPRINT)
         deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
-        while img.evaluate(FINGERPRINT) == first:
+        while picture.evaluate(FINGERPRINT) == first:
             assert time.monotonic() < deadline, f"{camera_id}: the live picture never changed"
             page.wait_for_timeout(100)
     for meta in page.locator(".camera-card .camera-meta").all():
@@ -348,7 +355,51 @@ def check_live(page: Page) -> None:
     for status in page.locator(".camera-card .status").all():
         pw_expect(status).to_have_text("Connected")
     pw_expect(page.locator(".camera-card .camera-name")).to_have_text(["Front porch", "Hallway"])
+    # The view, its resolution and the clock of the newest picture.
+    stats = page.locator('.camera-card[data-camera="hall"] .live-stats')
+    pw_expect(stats).to_have_text(re.compile(r"^HD · 768\u00d7432 · picture of \S+"))
     shot(page, "live.png")
+
+
+def check_hd_live_edge(page: Page) -> None:
+    """The HD view plays the camera's own picture at its size and stays near the live
+    edge: sampled once a second for HD_SECONDS, playback advances and the buffered
+    picture ahead of the playhead stays under MAX_LIVE_LAG."""
+    video = page.locator('.camera-card[data-camera="hall"] .live-video').element_handle()
+    samples = []
+    for _ in range(HD_SECONDS):
+        samples.append(
+            video.evaluate(
+                "v => ({t: v.currentTime, w: v.videoWidth, h: v.videoHeight, "
+                "lag: v.buffered.length ? v.buffered.end(v.buffered.length - 1) - v.currentTime"
+                " : null, error: v.error && v.error.message})"
+            )
+        )
+        page.wait_for_timeout(1000)
+    assert all(s["error"] is None for s in samples), samples
+    assert {(s["w"], s["h"]) for s in samples} == {(768, 432)}
+    assert samples[-1]["t"] > samples[0]["t"] + HD_SECONDS / 2, samples
+    lags = [s["lag"] for s in samples]
+    assert all(lag is not None and lag < MAX_LIVE_LAG for lag in lags), lags
+    print(f"HD live edge lag over {HD_SECONDS} s: median {sorted(lags)[len(lags) // 2]:.2f} s")
+
+
+def check_mjpeg_fallback(
+    browser: Browser, owner: BrowserContext, base: str, problems: PageProblems
+) -> None:
+    """A browser without Media Source Extensions gets the MJPEG view instead."""
+    old = new_context(browser, DESKTOP, storage_state=owner.storage_state())
+    old.add_init_script("delete window.MediaSource; delete window.ManagedMediaSource;")
+    try:
+        page = problems.watch(old.new_page())
+        page.goto(base + "/#live")
+        expect_live_pictures(page, MJPEG_VIEW)
+        pw_expect(page.locator(HD_VIEW)).to_have_count(2)
+        assert page.locator(HD_VIEW).evaluate_all("vs => vs.every(v => v.hidden)")
+        stats = page.locator('.camera-card[data-camera="hall"] .live-stats')
+        pw_expect(stats).to_have_text(re.compile(r"^MJPEG · 768\u00d7432"))
+    finally:
+        old.close()
 
 
 def check_live_on_a_phone(
@@ -557,6 +608,8 @@ def test_owner_page_and_share_link(running_hub: RunningHub, browser: Browser) ->
         page.goto(base + "/")
         log_in_past_the_throttle(page)
         check_live(page)
+        check_hd_live_edge(page)
+        check_mjpeg_fallback(browser, owner, base, problems)
         check_live_on_a_phone(browser, owner, base, problems)
         item = check_events(page, running_hub.event_id)
         link, share_id = play_and_share(page, item, base)
@@ -914,3 +967,78 @@ def test_a_clip_with_sound_plays_its_sound(
 def av_kinds(path: Path) -> list[str]:
     with av.open(str(path)) as container:
         return [stream.type for stream in container.streams]
+
+
+# -- HD and SD ---------------------------------------------------------------------------
+
+TWO_STREAMS = """
+[hub]
+data_dir = "{data_dir}"
+log_level = "warning"
+
+[storage]
+min_free_gb = 0
+
+[web]
+listen = "127.0.0.1:0"
+tls = false
+
+[[camera]]
+id = "door"
+name = "Front door"
+url = "{main}"
+detect_url = "{sub}"
+"""
+
+
+@pytest.fixture(scope="module")
+def two_stream_hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
+    """A hub with one RTSP camera that has a main stream and a substream."""
+    root = tmp_path_factory.mktemp("two-streams")
+    init_data_dir(DataPaths(root / "data"), PASSWORD, kdf=FAST_KDF)
+    with RtspCamera(person_clip) as main, RtspCamera(person_clip) as sub:
+        text = TWO_STREAMS.format(data_dir=root / "data", main=main.url, sub=sub.url)
+        hub = Hub(parse_config(text, base_dir=root))
+        hub.start()
+        try:
+            assert hub.web is not None, "the hub's web server did not start"
+            streams = hub.cameras[0].streams.values()
+            deadline = time.monotonic() + 60
+            while not all(feed.info for feed in streams):
+                assert time.monotonic() < deadline, f"no RTSP streams: {hub.cameras[0].status}"
+                time.sleep(0.1)
+            yield hub
+        finally:
+            hub.stop()
+
+
+def test_hd_and_sd_buttons_switch_the_live_stream(two_stream_hub: Hub, browser: Browser) -> None:
+    assert two_stream_hub.web is not None
+    base = f"http://127.0.0.1:{two_stream_hub.web.port}"
+    since = two_stream_hub.audit.recent(0, 1)[0].seq
+    problems = PageProblems()
+    context = new_context(browser, DESKTOP)
+    try:
+        page = problems.watch(context.new_page())
+        page.goto(base + "/")
+        log_in(page)
+        card = page.locator('.camera-card[data-camera="door"]')
+        buttons = card.locator(".live-choice button")
+        stats = card.locator(".live-stats")
+        video = card.locator(HD_VIEW)
+        pw_expect(buttons).to_have_text(["HD", "SD"])
+        for pressed, label in ((0, "HD"), (1, "SD")):
+            if pressed:
+                buttons.nth(pressed).click()
+            pw_expect(buttons.nth(pressed)).to_have_attribute("aria-pressed", "true")
+            pw_expect(buttons.nth(1 - pressed)).to_have_attribute("aria-pressed", "false")
+            pw_expect(stats).to_have_text(re.compile(rf"^{label} · 768\u00d7432 · "))
+            wait_until(page, SHOWING[HD_VIEW], video.element_handle())
+            start = video.evaluate("v => v.currentTime")
+            wait_until(page, "([v, t]) => v.currentTime > t + 0.5", [video.element_handle(), start])
+    finally:
+        context.close()
+    assert not problems.found, problems.found
+    rows = two_stream_hub.index.audit_records(since, 100)
+    views = [json.loads(r.detail).get("stream") for r in rows if r.kind == "live view started"]
+    assert views == ["HD", "SD"]

@@ -127,6 +127,7 @@ OWNER_ROUTES = [
     ("POST", "/api/logout"),
     ("GET", "/api/cameras"),
     ("GET", "/api/cameras/porch/live.mjpeg"),
+    ("GET", "/api/cameras/porch/live.ws"),
     ("GET", "/api/cameras/porch/snapshot.jpg"),
     ("GET", "/api/cameras/hall/clip.mp4?start=0&end=10"),
     ("GET", "/api/events"),

@@ -51,6 +51,7 @@ from hub.web.clips import (
     ranged,
 )
 from hub.web.events_stream import PAGE_STREAMS, PageStreams, StreamsFull
+from hub.web.hdlive import StreamFeed, websocket_response
 from hub.web.live import mjpeg_response
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/cameras", cameras)
     # Footage routes answer GET only: a HEAD would decrypt (and log a look) for nothing.
     r.add_get("/api/cameras/{camera}/live.mjpeg", live, allow_head=False)
+    r.add_get("/api/cameras/{camera}/live.ws", live_ws, allow_head=False)
     r.add_get("/api/cameras/{camera}/snapshot.jpg", live_snapshot, allow_head=False)
     r.add_get("/api/cameras/{camera}/clip.mp4", range_clip, allow_head=False)
     r.add_get("/api/events", events)
@@ -255,8 +257,9 @@ async def cameras(request: web.Request) -> web.Response:
                 "name": cam.name,
                 "record": cam.record,
                 "status": cam.status(),
-                "viewers": cam.live.viewers,
+                "viewers": cam.live.viewers + sum(f.viewers for f in cam.streams.values()),
                 "live_url": f"/api/cameras/{cam.id}/live.mjpeg",
+                "streams": _streams_json(cam.id, cam.streams),
                 "snapshot_url": f"/api/cameras/{cam.id}/snapshot.jpg",
             }
             for cam in ctx.cameras.values()
@@ -264,20 +267,78 @@ async def cameras(request: web.Request) -> web.Response:
     )
 
 
+STREAM_LABELS = {"main": "HD", "sub": "SD"}
+
+
+def _streams_json(camera_id: str, feeds: dict[str, StreamFeed]) -> list[dict[str, Any]]:
+    """The streams a browser can play as they are (H.264, connected): main, then sub."""
+    found = []
+    for name, feed in feeds.items():
+        info = feed.info
+        if info is not None:
+            found.append(
+                {
+                    "name": name,
+                    "label": STREAM_LABELS[name],
+                    "width": info.width,
+                    "height": info.height,
+                    "fps": info.fps,
+                    "url": f"/api/cameras/{camera_id}/live.ws?stream={name}",
+                }
+            )
+    return found
+
+
 async def live(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     cam = _camera(request)
     who = actor(request)
-    await audit(ctx, AuditKind.LIVE_START, who, camera=cam.id)
+    await audit(ctx, AuditKind.LIVE_START, who, camera=cam.id, stream="MJPEG")
 
     token = request.cookies.get(SESSION_COOKIE)
 
     async def ended(seconds: float) -> None:
-        await audit(ctx, AuditKind.LIVE_STOP, who, camera=cam.id, seconds=round(seconds, 1))
+        await audit(
+            ctx, AuditKind.LIVE_STOP, who, camera=cam.id, stream="MJPEG", seconds=round(seconds, 1)
+        )
 
     return await mjpeg_response(
         request,
         cam.live,
+        on_end=ended,
+        set_headers=set_security_headers,
+        still_allowed=lambda: ctx.sessions.alive(token, time.time()),
+    )
+
+
+async def live_ws(request: web.Request) -> web.StreamResponse:
+    """The camera's own H.264 as fMP4 over a WebSocket (hub/web/hdlive.py); `stream`
+    is main (HD, the default) or sub (SD, the detect substream)."""
+    ctx = context(request)
+    cam = _camera(request)
+    name = request.query.get("stream", "main")
+    feed = cam.streams.get(name)
+    if name not in STREAM_LABELS:
+        raise json_error(web.HTTPBadRequest, "stream: must be main or sub")
+    if feed is None or feed.info is None:
+        raise json_error(
+            web.HTTPNotFound, f"this camera has no {name} stream to play as it is; use live.mjpeg"
+        )
+    if not web.WebSocketResponse().can_prepare(request).ok:
+        raise json_error(web.HTTPBadRequest, "open this route as a WebSocket")
+    who, label = actor(request), STREAM_LABELS[name]
+    await audit(ctx, AuditKind.LIVE_START, who, camera=cam.id, stream=label)
+
+    token = request.cookies.get(SESSION_COOKIE)
+
+    async def ended(seconds: float) -> None:
+        await audit(
+            ctx, AuditKind.LIVE_STOP, who, camera=cam.id, stream=label, seconds=round(seconds, 1)
+        )
+
+    return await websocket_response(
+        request,
+        feed,
         on_end=ended,
         set_headers=set_security_headers,
         still_allowed=lambda: ctx.sessions.alive(token, time.time()),

@@ -30,6 +30,7 @@ from hub.logs import printable
 from hub.store import Index
 from hub.web.auth import LoginThrottle, Session, Sessions
 from hub.web.clips import ClipCache
+from hub.web.hdlive import StreamFeed
 from hub.web.hosts import HostCheck
 from hub.web.live import LiveFeed
 
@@ -70,6 +71,7 @@ class CameraView:
     post_roll: float
     live: LiveFeed
     status: Callable[[], dict[str, Any]]
+    streams: dict[str, StreamFeed] = field(default_factory=dict)  # HD live: "main", "sub"
 
 
 @dataclass(slots=True)
@@ -258,9 +260,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request[SESSION] = session
     elif not getattr(route_handler, "camhub_public", False) and not _unmatched(request):
         raise json_error(web.HTTPUnauthorized, "log in first")
-    if request.method not in SAFE_METHODS:
+    # A WebSocket is opened by a GET that browsers send cross-site with its Origin.
+    if request.method not in SAFE_METHODS or _is_websocket(request):
         _check_origin(request)
     return await handler(request)
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 def _unmatched(request: web.Request) -> bool:

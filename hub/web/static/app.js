@@ -375,33 +375,87 @@
     );
   }
 
+  // Live view: the camera's own H.264 (HD main stream or SD substream) played with MSE
+  // (live-player.js) where the browser can; the hub's MJPEG otherwise.
+  const liveChoice = new Map(); // camera id -> "main" | "sub", for this page's life
+
+  function chosenStream(cam) {
+    if (!window.camhubLive || !camhubLive.supported() || cam.mjpegOnly) return null;
+    const streams = cam.streams || [];
+    const wanted = liveChoice.get(cam.id) || "main";
+    return streams.find((s) => s.name === wanted) || streams[0] || null;
+  }
+
+  function toggleFullscreen(node) {
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+    else if (node.requestFullscreen) node.requestFullscreen().catch(() => {});
+  }
+
   function cameraCard(cam) {
     const img = el("img", { class: "live-img", alt: `Live view of ${cam.name}` });
+    const video = el("video", {
+      class: "live-video",
+      muted: true,
+      playsinline: true,
+      "aria-label": `Live view of ${cam.name}`,
+    });
     const placeholder = el("div", { class: "live-placeholder", text: "Waiting for a picture…" });
     const status = el("span", { class: "status" });
+    const choices = el("div", { class: "live-choice", role: "group", "aria-label": "Quality" });
     const card = el(
       "article",
       { class: "camera-card", dataset: { camera: cam.id } },
-      el("div", { class: "live-frame" }, img, placeholder),
+      el("div", { class: "live-frame" }, img, video, placeholder),
       el(
         "div",
         { class: "camera-info" },
         el("h3", { class: "camera-name", text: cam.name }),
         status,
         el("span", { class: "motion-badge", text: "Motion", hidden: true }),
+        el("span", { class: "live-stats muted" }),
+        choices,
         el("span", { class: "camera-meta muted" }),
       ),
     );
-    img.addEventListener("load", () => {
+    const shown = () => {
       placeholder.hidden = true;
       card.classList.add("has-picture");
-    });
+    };
+    img.addEventListener("load", shown);
+    video.addEventListener("playing", shown);
     img.addEventListener("error", () => liveFailed(card, cam));
-    img.addEventListener("click", () => {
-      if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
-      else if (img.requestFullscreen) img.requestFullscreen().catch(() => {});
-    });
+    img.addEventListener("click", () => toggleFullscreen(img));
+    video.addEventListener("click", () => toggleFullscreen(video));
     return card;
+  }
+
+  function updateChoices(card, cam) {
+    const choices = card.querySelector(".live-choice");
+    const streams = chosenStream(cam) ? cam.streams : [];
+    const current = chosenStream(cam);
+    const names = streams.map((s) => s.name).join(" ");
+    if (choices.dataset.names !== names) {
+      choices.dataset.names = names;
+      choices.replaceChildren(
+        ...(streams.length > 1 ? streams : []).map((s) =>
+          el("button", {
+            type: "button",
+            class: "chip",
+            dataset: { stream: s.name },
+            title: `${s.width}×${s.height}`,
+            text: s.label,
+            onclick: () => {
+              liveChoice.set(cam.id, s.name);
+              stopStream(card);
+              startStream(card, cam);
+            },
+          }),
+        ),
+      );
+    }
+    for (const button of choices.querySelectorAll("button")) {
+      button.setAttribute("aria-pressed", String(current && button.dataset.stream === current.name));
+    }
   }
 
   // A camera's status: the stream's newest, else what /api/cameras said.
@@ -427,6 +481,17 @@
     const offsite = (cam.status || {}).offsite; // as of the page's load
     if (offsite) meta.push(offsiteText(offsite));
     card.querySelector(".camera-meta").textContent = meta.join(" · ");
+    card.cam = cam;
+    updateChoices(card, cam);
+  }
+
+  // The view, its resolution and the time of the newest picture, so the owner sees it
+  // is live (the frame rate is in the camera's line, from the hub's status stream).
+  function showStats(card, info, mode) {
+    const parts = [mode];
+    if (info.width) parts.push(`${info.width}×${info.height}`);
+    if (info.time) parts.push(`picture of ${timeOnly.format(new Date(info.time * 1000))}`);
+    card.querySelector(".live-stats").textContent = parts.join(" · ");
   }
 
   function offsiteText({ working, pending, lag_seconds: lag, error }) {
@@ -444,21 +509,50 @@
   function startStream(card, cam) {
     if (state.tab !== "live") return;
     const img = card.querySelector(".live-img");
+    const video = card.querySelector(".live-video");
+    const stream = chosenStream(cam);
+    card.dataset.mode = stream ? stream.label : "MJPEG";
+    show(video, Boolean(stream));
+    show(img, !stream);
+    updateChoices(card, cam);
+    if (stream) {
+      card.stopVideo = camhubLive.play(video, stream.url, {
+        onInfo: (info) => showStats(card, info, stream.label),
+        onFail: (reason, canRetry) => {
+          card.stopVideo = null;
+          if (!canRetry) cam.mjpegOnly = true; // e.g. a codec this browser cannot play
+          liveFailed(card, cam, canRetry ? reason : null);
+        },
+      });
+      return;
+    }
     // A fresh URL each time, so the browser opens a new stream instead of reusing a dead one.
     img.src = `${cam.live_url}?t=${Date.now()}`;
+    img.onload = () => showStats(card, { width: img.naturalWidth, height: img.naturalHeight }, "MJPEG");
   }
 
-  async function liveFailed(card, cam) {
+  function stopStream(card) {
+    clearTimeout(card.retry);
+    if (card.stopVideo) card.stopVideo();
+    card.stopVideo = null;
+    card.querySelector(".live-img").removeAttribute("src");
+  }
+
+  async function liveFailed(card, cam, reason) {
     if (state.tab !== "live" || !card.isConnected) return;
     const img = card.querySelector(".live-img");
-    if (!img.getAttribute("src")) return; // stopped on purpose
+    if (reason === undefined && !img.getAttribute("src")) return; // stopped on purpose
+    if (reason === null) {
+      startStream(card, cam); // this browser cannot play it: MJPEG at once
+      return;
+    }
     card.classList.remove("has-picture");
     const placeholder = card.querySelector(".live-placeholder");
     placeholder.textContent = "No picture. Retrying…";
     placeholder.hidden = false;
     img.removeAttribute("src");
     if (!(await checkSession())) return;
-    card.retry = setTimeout(() => startStream(card, cam), LIVE_RETRY_MS);
+    card.retry = setTimeout(() => startStream(card, card.cam || cam), LIVE_RETRY_MS);
   }
 
   async function enterLive() {
@@ -483,13 +577,9 @@
   }
 
   function stopLive() {
-    // Dropping the <img> elements closes their streams, which ends the live views in the
+    // Closing the streams (WebSockets, <img> sources) ends the live views in the
     // access log, and frees the browser's connections for clips and the API.
-    for (const card of document.querySelectorAll(".camera-card")) {
-      clearTimeout(card.retry);
-      const img = card.querySelector(".live-img");
-      img.removeAttribute("src");
-    }
+    for (const card of document.querySelectorAll(".camera-card")) stopStream(card);
     $("cameras").replaceChildren();
   }
 

@@ -1,0 +1,494 @@
+"""HD live view: the camera's own H.264 as fMP4 over a WebSocket, muxed once, fanned out.
+
+Real packets (the person clip, the 720p crowd clip), a real aiohttp server and real
+WebSocket clients on 127.0.0.1, and a real hub watching the RTSP test camera. What a
+viewer receives is decoded with PyAV: it must play from its first picture on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import av
+import pytest
+from aiohttp import web
+from rtsp_camera import RtspCamera
+
+from hub.capture import open_source
+from hub.capture.av_source import AVSource
+from hub.cli import init_data_dir
+from hub.config import parse_config
+from hub.daemon import DataPaths, Hub
+from hub.fmp4 import Fragment, FragmentMuxer
+from hub.media import Packet, StreamInfo
+from hub.vault import KdfParams
+from hub.web.hdlive import VIEWER_MAX_BYTES, Start, StreamFeed, websocket_response
+
+PASSWORD = "correct horse battery"
+FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
+
+
+def packets_of(clip: Path, count: int) -> tuple[StreamInfo, list[Packet]]:
+    source = open_source(str(clip), decode=False, keep_packets=True)
+    info = source.open()
+    assert info is not None
+    packets: list[Packet] = []
+    try:
+        for item in source.read():
+            if isinstance(item, Packet):
+                packets.append(item)
+                if len(packets) == count:
+                    break
+    finally:
+        source.close()
+    return info, packets
+
+
+def decoded(init: bytes, fragments: list[bytes]) -> list[av.VideoFrame]:
+    """Every picture in init + fragments (wire form: 8-byte time, moof+mdat)."""
+    data = init + b"".join(f[8:] for f in fragments)
+    with av.open(io.BytesIO(data)) as container:
+        return list(container.decode(video=0))
+
+
+# -- the muxer -------------------------------------------------------------------------
+
+
+def test_fragments_are_the_camera_packets_one_picture_each(person_clip: Path) -> None:
+    info, packets = packets_of(person_clip, 35)
+    muxer = FragmentMuxer(info)
+    fragments = [f for p in packets for f in muxer.push(p, time.monotonic())]
+    muxer.close()
+    assert muxer.init is not None and muxer.init[4:8] == b"ftyp" and b"moov" in muxer.init
+    assert muxer.codec == "avc1.4d401f"  # Main profile, level 3.1, as the clip's SPS says
+    # One fragment per picture, the last held back until the next packet comes.
+    assert len(fragments) == len(packets) - 1
+    assert all(f.data[12:16] == b"moof" for f in fragments)
+    assert [f.keyframe for f in fragments] == [p.keyframe for p in packets[:-1]]
+    assert [f.time for f in fragments] == [p.time for p in packets[:-1]]
+    assert [struct.unpack(">d", f.data[:8])[0] for f in fragments] == [f.time for f in fragments]
+    frames = decoded(muxer.init, [f.data for f in fragments])
+    assert len(frames) == len(fragments)
+    assert (frames[0].width, frames[0].height) == (768, 432) and frames[0].key_frame
+
+
+# -- the feed -------------------------------------------------------------------------
+
+
+async def test_a_new_viewer_starts_at_once_at_the_gops_keyframe(person_clip: Path) -> None:
+    """Nobody watching: nothing is muxed. A viewer gets the init and the current GOP
+    (from its keyframe) as soon as the next packet comes, and plays from there."""
+    info, packets = packets_of(person_clip, 40)
+    feed = StreamFeed("door", "main")
+    feed.start_stream(info)
+    first_key = [i for i, p in enumerate(packets) if p.keyframe][1]
+    for packet in packets[: first_key + 4]:
+        feed.offer(packet)
+    assert feed.fragments == 0
+    async with feed.subscribe() as viewer:
+        assert await viewer.take(0.05) == []
+        for packet in packets[first_key + 4 :]:
+            feed.offer(packet)
+        got = []
+        while len(got) < len(packets) - first_key:
+            items = await viewer.take(2.0)
+            assert items, "the viewer got nothing"
+            got += items
+    start, fragments = got[0], got[1:]
+    assert isinstance(start, Start)
+    assert json.loads(start.description)["codec"] == "avc1.4d401f"
+    assert fragments[0].keyframe and fragments[0].time == packets[first_key].time
+    assert len(fragments) == len(packets) - first_key - 1
+    frames = decoded(start.init, [f.data for f in fragments])
+    assert frames[0].key_frame and len(frames) == len(fragments)
+    assert feed.viewers == 0
+
+
+async def test_a_viewer_joining_before_the_first_fragment_gets_the_stream(
+    person_clip: Path,
+) -> None:
+    """The muxer has written its init but no fragment yet (one packet in): a viewer
+    joining then still gets the init and every fragment, once each."""
+    info, packets = packets_of(person_clip, 12)
+    feed = StreamFeed("door", "main")
+    feed.start_stream(info)
+    async with feed.subscribe() as first:
+        feed.offer(packets[0])
+        assert isinstance((await first.take(2.0))[0], Start)
+        async with feed.subscribe() as late:
+            for packet in packets[1:]:
+                feed.offer(packet)
+            got: list[Start | Fragment] = []
+            while len(got) < len(packets):
+                items = await late.take(2.0)
+                assert items, f"the late viewer got {len(got)} items, then nothing"
+                got += items
+    assert isinstance(got[0], Start)
+    assert [f.time for f in got[1:] if isinstance(f, Fragment)] == [p.time for p in packets[:-1]]
+
+
+async def test_a_viewer_joining_with_fragments_undelivered_gets_each_once(
+    person_clip: Path,
+) -> None:
+    """Fragments already published to the loop but not yet handed out are in the GOP a
+    new viewer starts with: it must not get them a second time."""
+    info, packets = packets_of(person_clip, 8)
+    feed = StreamFeed("door", "main")
+    feed.start_stream(info)
+    async with feed.subscribe() as first:
+        feed.offer(packets[0])
+        assert isinstance((await first.take(2.0))[0], Start)
+        for packet in packets[1:]:
+            feed.offer(packet)  # the loop does not run: fragments wait in its outbox
+        async with feed.subscribe() as late:
+            await asyncio.sleep(0.05)  # now the loop hands them out
+            got = await late.take(2.0)
+        assert len(await first.take(2.0)) == len(packets) - 1  # all but the last
+    times = [f.time for f in got if isinstance(f, Fragment)]
+    assert times == [p.time for p in packets[:-1]]
+
+
+async def test_a_camera_with_sound_plays_its_video(crowd_av_clip: Path) -> None:
+    """Sound packets travel with the video (every one a keyframe): the live feed passes
+    them by, so the view is the video, from its keyframe, every picture decodable."""
+    source = AVSource(str(crowd_av_clip), decode=False, audio=True)
+    info = source.open()
+    assert info is not None and info.audio is not None
+    items: list[Packet] = []
+    try:
+        for item in source.read():
+            if isinstance(item, Packet):
+                items.append(item)
+                if len(items) == 120:
+                    break
+    finally:
+        source.close()
+    video = [p for p in items if not p.audio]
+    assert len(video) < len(items), "the clip's sound did not come"
+    feed = StreamFeed("door", "main")
+    feed.start_stream(info)
+    async with feed.subscribe() as viewer:
+        for packet in items:
+            feed.offer(packet)
+        got: list[Start | Fragment] = []
+        while len(got) < len(video):
+            taken = await viewer.take(2.0)
+            assert taken, f"the viewer got {len(got)} items, then nothing"
+            got += taken
+    start, fragments = got[0], [f for f in got[1:] if isinstance(f, Fragment)]
+    assert isinstance(start, Start) and len(fragments) == len(video) - 1
+    frames = decoded(start.init, [f.data for f in fragments])
+    assert frames[0].key_frame and len(frames) == len(fragments)
+
+
+# -- over a real WebSocket ----------------------------------------------------------------
+
+
+@asynccontextmanager
+async def serve(feed: StreamFeed) -> AsyncIterator[str]:
+    """The feed at /live; each connection's send buffer is small, as on a slow link, so
+    a client that stops reading is felt at once rather than after megabytes."""
+
+    async def live(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 8192
+        )
+        return await websocket_response(request, feed, stall_timeout=60.0)
+
+    app = web.Application()
+    app.router.add_get("/live", live)
+    runner = web.AppRunner(app, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}/live"
+    finally:
+        feed.close()
+        await runner.cleanup()
+
+
+async def stalled_client(url: str) -> socket.socket:
+    """A WebSocket client that opens and then never reads (tiny receive buffer)."""
+    loop = asyncio.get_running_loop()
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    sock = socket.socket()
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await loop.sock_connect(sock, (host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    await loop.sock_sendall(
+        sock,
+        (
+            f"GET /live HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode(),
+    )
+    assert await loop.sock_recv(sock, 12) == b"HTTP/1.1 101"
+    return sock
+
+
+def feed_paced(feed: StreamFeed, packets: list[Packet], interval: float, stop: threading.Event):
+    """The capture thread: offer the packets, `interval` s apart, until told to stop."""
+
+    def run() -> None:
+        for packet in packets:
+            if stop.wait(interval):
+                return
+            feed.offer(packet)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+async def test_a_stalled_viewer_skips_ahead_and_delays_nobody(crowd_clip: Path) -> None:
+    """One client stops reading: its unsent fragments stay bounded (it skips to a later
+    keyframe), while another client keeps getting every picture, decodable."""
+    info, packets = packets_of(crowd_clip, 340)  # 720p25, 1.6 Mbit/s, a GOP of 128
+    feed = StreamFeed("door", "main")
+    feed.start_stream(info)
+    stop = threading.Event()
+    async with serve(feed) as url, aiohttp.ClientSession() as client:
+        stuck = await stalled_client(url)
+        while not feed.viewers:
+            await asyncio.sleep(0.01)
+        (stalled,) = feed._loops[asyncio.get_running_loop()]
+        async with client.ws_connect(url) as ws:
+            thread = feed_paced(feed, packets, 0.01, stop)  # 4x real time
+            description = json.loads((await ws.receive(timeout=10)).data)
+            init = (await ws.receive(timeout=10)).data
+            fragments: list[bytes] = []
+            biggest = 0
+            while len(fragments) < len(packets) - 1:
+                message = await ws.receive(timeout=10)
+                assert message.type is aiohttp.WSMsgType.BINARY
+                fragments.append(message.data)
+                viewers = feed._loops.get(asyncio.get_running_loop(), set())
+                biggest = max([biggest, *(v.pending_bytes for v in viewers)])
+            stop.set()
+            thread.join(5)
+        stuck.close()
+    assert description["width"] == 1280 and description["codec"].startswith("avc1.")
+    assert biggest <= VIEWER_MAX_BYTES
+    assert stalled.skips >= 1, "the stalled viewer never skipped ahead"
+    frames = decoded(init, fragments)
+    assert len(frames) == len(fragments) and frames[0].key_frame
+
+
+# -- the hub's route ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def door_cameras(person_clip: Path) -> Iterator[tuple[RtspCamera, RtspCamera]]:
+    """The camera's main stream and its substream (the same clip: each its own server,
+    as two clients joining the test server's shared media at once were seen to stall)."""
+    main, sub = RtspCamera(person_clip), RtspCamera(person_clip)
+    main.start()
+    try:
+        sub.start()
+        try:
+            yield main, sub
+        finally:
+            sub.kill()
+    finally:
+        main.kill()
+
+
+@pytest.fixture(scope="module")
+def hub(
+    tmp_path_factory: pytest.TempPathFactory, door_cameras: tuple[RtspCamera, RtspCamera]
+) -> Iterator[Hub]:
+    """A hub watching a camera's main stream and its substream over RTSP."""
+    main, sub = door_cameras
+    root = tmp_path_factory.mktemp("hub")
+    init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
+    config = parse_config(
+        f"""
+        [hub]
+        data_dir = "{root}"
+        [storage]
+        min_free_gb = 0
+        [web]
+        listen = "127.0.0.1:0"
+        tls = false
+        [[camera]]
+        id = "door"
+        url = "{main.url}"
+        detect_url = "{sub.url}"
+        [[camera]]
+        id = "porch"
+        url = "synthetic:porch"
+        record = "off"
+        """,
+        base_dir=root,
+    )
+    running = Hub(config)
+    running.start()
+    try:
+        door = next(c for c in running.cameras if c.id == "door")
+        deadline = time.monotonic() + 60
+        while not all(feed.info for feed in door.streams.values()):
+            assert time.monotonic() < deadline, f"the RTSP camera did not connect: {door.status}"
+            time.sleep(0.1)
+        yield running
+    finally:
+        running.stop()
+
+
+def base(hub: Hub) -> str:
+    assert hub.web is not None
+    return hub.web.url.rstrip("/")
+
+
+async def logged_in(hub: Hub) -> aiohttp.ClientSession:
+    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with client.post(
+        f"{base(hub)}/api/login", json={"password": PASSWORD}, headers={"Origin": base(hub)}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    return client
+
+
+def live_records(hub: Hub, since: int) -> list[tuple[str, dict]]:
+    rows = hub.index.audit_records(since, 10000)
+    return [(r.kind, json.loads(r.detail)) for r in rows if r.kind.startswith("live view")]
+
+
+def last_seq(hub: Hub) -> int:
+    rows = hub.audit.recent(0, 1)
+    return rows[0].seq if rows else 0
+
+
+async def test_cameras_offer_hd_and_sd_streams(hub: Hub) -> None:
+    client = await logged_in(hub)
+    async with client, client.get(base(hub) + "/api/cameras") as resp:
+        cams = {c["id"]: c for c in await resp.json()}
+    door = cams["door"]["streams"]
+    assert [(s["name"], s["label"], s["width"], s["height"]) for s in door] == [
+        ("main", "HD", 768, 432),
+        ("sub", "SD", 768, 432),
+    ]
+    assert door[0]["url"] == "/api/cameras/door/live.ws?stream=main"
+    assert cams["porch"]["streams"] == []  # not recorded, not encoded: MJPEG only
+
+
+async def test_the_websocket_is_refused_without_a_session_or_from_another_site(hub: Hub) -> None:
+    url = base(hub) + "/api/cameras/door/live.ws"
+    async with aiohttp.ClientSession() as anonymous:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await anonymous.ws_connect(url)
+        assert refused.value.status == 401
+    client = await logged_in(hub)
+    async with client:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect(url, headers={"Origin": "https://evil.example"})
+        assert refused.value.status == 403
+        for query, status in (("?stream=bogus", 400), ("", 400)):
+            async with client.get(url + query) as resp:  # not a WebSocket, or a bad stream
+                assert resp.status == status
+                assert "error" in await resp.json()
+        async with client.get(base(hub) + "/api/cameras/porch/live.ws") as resp:
+            assert resp.status == 404  # no H.264 to pass on: the page uses MJPEG
+
+
+async def receive_view(
+    ws: aiohttp.ClientWebSocketResponse, pictures: int
+) -> tuple[dict, bytes, list[bytes]]:
+    description = json.loads((await ws.receive(timeout=10)).data)
+    init = (await ws.receive(timeout=10)).data
+    fragments = []
+    while len(fragments) < pictures:
+        message = await ws.receive(timeout=10)
+        assert message.type is aiohttp.WSMsgType.BINARY, message
+        fragments.append(message.data)
+    return description, init, fragments
+
+
+@pytest.mark.parametrize(("stream", "label"), [("main", "HD"), ("sub", "SD")])
+async def test_a_live_view_plays_from_a_keyframe_and_is_logged(
+    hub: Hub, stream: str, label: str
+) -> None:
+    since = last_seq(hub)
+    client = await logged_in(hub)
+    async with client:
+        url = f"{base(hub)}/api/cameras/door/live.ws?stream={stream}"
+        async with client.ws_connect(url, headers={"Origin": base(hub)}) as ws:
+            description, init, fragments = await receive_view(ws, 25)
+    assert description["stream"] == stream and description["width"] == 768
+    frames = decoded(init, fragments)
+    assert frames[0].key_frame and len(frames) == len(fragments)
+    times = [struct.unpack(">d", f[:8])[0] for f in fragments]
+    assert abs(max(times) - time.time()) < 30  # display times; B-frames come out of order
+    deadline = time.monotonic() + 10
+    while len(live_records(hub, since)) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    (started, start), (stopped, stop) = live_records(hub, since)
+    assert (started, stopped) == ("live view started", "live view stopped")
+    assert start == {"camera": "door", "stream": label}
+    assert stop["stream"] == label and stop["seconds"] >= 0
+
+
+async def ends(ws: aiohttp.ClientWebSocketResponse, within: float = 10.0) -> bool:
+    """Whether the server closes the WebSocket within `within` s (reading meanwhile)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        message = await ws.receive(timeout=within)
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            return True
+    return False
+
+
+async def test_a_live_view_ends_with_its_session(hub: Hub) -> None:
+    client = await logged_in(hub)
+    url = base(hub) + "/api/cameras/door/live.ws"
+    async with client, client.ws_connect(url) as ws:
+        await receive_view(ws, 2)
+        async with client.post(base(hub) + "/api/logout", headers={"Origin": base(hub)}) as out:
+            assert out.status == 204
+        assert await ends(ws), "the live view went on after logout"
+    client = await logged_in(hub)
+    idle = hub.sessions.idle_seconds
+    async with client, client.ws_connect(url) as ws:
+        await receive_view(ws, 2)
+        hub.sessions.idle_seconds = 1.5
+        try:
+            assert await ends(ws), "the live view kept an idle session open"
+        finally:
+            hub.sessions.idle_seconds = idle
+
+
+async def test_a_live_view_starts_over_when_the_camera_comes_back(
+    hub: Hub, door_cameras: tuple[RtspCamera, RtspCamera]
+) -> None:
+    """The camera drops and comes back: the open view gets a new description and init,
+    and plays again from a keyframe, without the owner reopening it."""
+    main, _sub = door_cameras
+    client = await logged_in(hub)
+    async with client, client.ws_connect(base(hub) + "/api/cameras/door/live.ws") as ws:
+        await receive_view(ws, 3)
+        main.restart()
+        deadline = time.monotonic() + 60
+        while (message := await ws.receive(timeout=60)).type is not aiohttp.WSMsgType.TEXT:
+            assert message.type is aiohttp.WSMsgType.BINARY, message
+            assert time.monotonic() < deadline, "no new stream after the camera came back"
+        assert json.loads(message.data)["stream"] == "main"
+        init = (await ws.receive(timeout=10)).data
+        fragments = [(await ws.receive(timeout=10)).data for _ in range(12)]
+    frames = decoded(init, fragments)
+    assert frames[0].key_frame and len(frames) == len(fragments)
