@@ -189,7 +189,8 @@ def report(result: Result) -> None:
             f"{CameraMotion().detect_fps:g} fps): {rule * 1000:.0f} ms; tracker decision -> bus -> "
             f"broker -> subscriber: median {relayed * 1000:.1f} ms; the rest "
             f"({(statistics.median(stamped) - rule - relayed) * 1000:.0f} ms) is how much "
-            "earlier than their arrival the frames are stamped"
+            "earlier than their arrival the frames are stamped (AVSource's clock is anchored "
+            "when open() starts)"
         )
     for label, window in (("idle", result.idle), ("during events", result.busy)):
         verdict = "ok" if window.percent < CPU_TARGET else "OVER"

@@ -13,8 +13,8 @@ Events tab, where a MutationObserver notes when each event's item appears.
 
 Latency: the arrival of each event's `start` message at the pages (every page counted)
 minus the event's `start`, the time of the first frame the detector found moving, and
-the same for the item appearing in Chromium's list. A live stream's frames are
-stamped by their arrivals (hub/capture/timing.py WallClock), and the
+the same for the item appearing in Chromium's list. Frames are stamped about 350 ms
+before they arrive (AVSource anchors its clock when `open()` starts; see §15), so the
 bus-to-page part is given apart: the `start` record's publication on the bus (a tap
 in this process) to its arrival at the pages. CPU: on-CPU time of the hub's "web"
 thread (the event loop that serves the streams; nothing else runs there while no page
@@ -352,8 +352,8 @@ def report(result: Result, pages_in_busy: int) -> None:
             f"first motion frame (by its arrival) -> event on an open page: about "
             f"{by_arrival * 1000:.0f} ms ({verdict}): the detector's rule ({rule * 1000:.0f} ms: "
             f"{CameraMotion().start_frames} moving frames at {CameraMotion().detect_fps:g} fps) "
-            "and bus -> page; any rest of the timestamp figure is how far from their arrival "
-            "AVSource stamps frames"
+            "and bus -> page; the rest of the timestamp figure is how much earlier than their "
+            "arrival AVSource stamps frames (its clock is anchored when open() starts)"
         )
     windows = (
         ("idle, no page", result.idle_none),

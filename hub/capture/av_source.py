@@ -132,11 +132,11 @@ class AVSource(Source):
     yields frames only, whatever `decode` says. A stream stored without pts whose codec
     reorders pictures (H.264 with B-frames in AVI) is decoded whatever `decode` says, to
     learn each packet's pts from the decoder (see DisplayOrder); its packets then come a
-    few pictures late. Times are wall clock, anchored by a live stream's first packets'
-    arrivals (a file's at `open()`; see WallClock), then follow the stream's pts. Both
-    the connect and every read wait at most `timeout` seconds, so a stalled camera
-    raises SourceError instead of hanging the capture thread; `close()` from another
-    thread takes effect at the next packet, or after `timeout` at worst.
+    few pictures late. Times are wall clock anchored when `open()` starts, then follow
+    the stream's pts. Both the connect and every read wait at most `timeout` seconds,
+    so a stalled camera raises SourceError instead of hanging the capture thread;
+    `close()` from another thread takes effect at the next packet, or after `timeout`
+    at worst.
 
     With `audio`, a copied stream's first sound track comes too, as AAC packets marked
     `Packet.audio` (see AudioTrack), timed on the video's timeline and handed out from
@@ -209,10 +209,8 @@ class AVSource(Source):
         self._timestamps = PacketTimestamps(
             time_base, frame_ticks=round(interval / time_base), reorder=_reorder_depth(codec)
         )
-        self._clock = (
-            WallClock(time_base, None, max_drift=_MAX_DRIFT)
-            if self._live
-            else WallClock(time_base, self._anchor, max_drift=None)
+        self._clock = WallClock(
+            time_base, self._anchor, max_drift=_MAX_DRIFT if self._live else None
         )
         self._frame_ts = BestEffort()
         self._b_frames = bool(codec.has_b_frames)

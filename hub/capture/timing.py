@@ -6,7 +6,6 @@ Pure logic, no I/O: the sources feed it numbers and ask for numbers back.
 from __future__ import annotations
 
 import heapq
-import statistics
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,8 +16,6 @@ T = TypeVar("T")
 
 #: H.264 and HEVC hold at most 16 pictures for reordering.
 MAX_REORDER = 16
-# A live clock's anchor is the median of at most this many arrivals (see WallClock).
-MAX_SETTLE_SAMPLES = 256
 
 
 class PacketTimestamps:
@@ -198,34 +195,17 @@ class BestEffort:
 
 
 class WallClock:
-    """Maps stream timestamps to Unix time, anchored where the stream begins.
+    """Maps stream timestamps to Unix time, anchored at the moment the stream was opened.
 
     From the anchor on, time follows the stream's own clock, so frames keep their true
-    spacing even when the network delivers them in bursts. A file is anchored when it
-    is opened. A live stream (`anchor` None) is anchored by its packets' arrivals over
-    the first `settle` seconds of stream time: the median of `now - elapsed` over them,
-    which neither the demuxer's probe (packets buffered, then read at once) nor a
-    server that sends its first picture ahead of the rest can pull far. Anchored at the
-    open instead, every picture was stamped earlier than it was seen by the whole
-    connect (about 0.3 s on the test camera); anchored at the first packet, the test
-    camera's first picture, sent 0.4 s ahead of the others, set the clock for all.
-    For live streams (`max_drift` set) a camera clock that wanders more than
-    `max_drift` seconds from ours (clock drift over days, a camera that resets its
-    timestamps) is re-anchored.
+    spacing even when the network delivers them in bursts. For live streams
+    (`max_drift` set) a camera clock that wanders more than `max_drift` seconds from
+    ours (clock drift over days, a camera that resets its timestamps) is re-anchored.
     """
 
-    def __init__(
-        self,
-        time_base: Fraction,
-        anchor: float | None,
-        *,
-        max_drift: float | None,
-        settle: float = 2.0,
-    ) -> None:
+    def __init__(self, time_base: Fraction, anchor: float, *, max_drift: float | None) -> None:
         self._time_base = time_base
         self._anchor = anchor
-        self._arrivals: list[float] | None = [] if anchor is None else None  # while settling
-        self._settle = settle
         self._max_drift = max_drift
         self._ts0: int | None = None
 
@@ -236,14 +216,7 @@ class WallClock:
         return float((ts - self._ts0) * self._time_base)
 
     def at(self, ts: int, now: float) -> float:
-        elapsed = self.elapsed(ts)
-        if self._arrivals is not None:
-            self._arrivals.append(now - elapsed)
-            self._anchor = statistics.median(self._arrivals)
-            if elapsed >= self._settle or len(self._arrivals) >= MAX_SETTLE_SAMPLES:
-                self._arrivals = None
-        assert self._anchor is not None
-        t = self._anchor + elapsed
+        t = self._anchor + self.elapsed(ts)
         if self._max_drift is not None and abs(t - now) > self._max_drift:
             self._anchor += now - t
             t = now
