@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,9 +149,19 @@ def closed_by_peer(sock: socket.socket, wait: float) -> bool:
         return True  # reset
 
 
-def page_status(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
-        return resp.status
+def page_status(port: int, within: float = HEADER_SECONDS) -> int:
+    """The page's status once the hub has let go of the connections just closed: it
+    learns of a close only when its loop reads the EOF, so until then a new connection
+    may still find the web side at its cap and be closed unread."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
+                return resp.status
+        except (ConnectionError, urllib.error.URLError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 # -- slow heads, slow bodies, many connections ------------------------------------------
