@@ -8,36 +8,11 @@
 (() => {
   const SNOOZE_SECONDS = 3600;
   const EVENT_WAIT_MS = 15000; // for the events list to show the event an alert opened
-  const $ = (id) => document.getElementById(id);
+  const { $, api: call } = camhub;
   const panel = {
     data: null, // the last GET /api/alerts
     subscription: null, // this browser's PushSubscription, if any
   };
-
-  async function call(method, path, body) {
-    const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(path, init);
-    } catch {
-      throw new Error("The hub cannot be reached. Check the connection and try again.");
-    }
-    if (!response.ok) {
-      let message = `${response.status} ${response.statusText}`;
-      try {
-        const data = await response.json();
-        if (data && typeof data.error === "string") message = data.error;
-      } catch {
-        // not JSON: keep the status line
-      }
-      throw new Error(message);
-    }
-    return response.status === 204 ? null : response.json();
-  }
 
   function say(message, bad) {
     const line = $("alerts-message");

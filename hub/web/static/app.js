@@ -5,7 +5,6 @@
 "use strict";
 
 (() => {
-  const TABS = ["live", "events", "shares", "log"];
   const EVENTS_PAGE = 30;
   const LOG_PAGE = 100;
   const LIVE_RETRY_MS = 3000;
@@ -43,135 +42,25 @@
     log: { oldest: null, loading: false, generation: 0 },
     playing: null, // the event shown in the player
     lastInput: Date.now(),
-    lastRequest: Date.now(),
   };
 
   // -- small helpers -------------------------------------------------------------------
 
-  const $ = (id) => document.getElementById(id);
-
-  function el(tag, props, ...children) {
-    const node = document.createElement(tag);
-    if (props) {
-      for (const [key, value] of Object.entries(props)) {
-        if (value === undefined || value === null || value === false) continue;
-        if (key === "class") node.className = value;
-        else if (key === "text") node.textContent = value;
-        else if (key === "dataset") Object.assign(node.dataset, value);
-        else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-        else node.setAttribute(key, value === true ? "" : String(value));
-      }
-    }
-    for (const child of children) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
+  const { $, el, api, ApiError } = camhub;
+  const { time: fmtTime, day: fmtDay, duration: fmtDuration, relative: fmtRelative, bytes: fmtBytes } =
+    camhub.fmt;
 
   function show(node, visible) {
     node.hidden = !visible;
   }
 
-  const dateTime = new Intl.DateTimeFormat(undefined, {
-    dateStyle: "medium",
-    timeStyle: "medium",
-  });
   const timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
-  const dayName = new Intl.DateTimeFormat(undefined, {
-    weekday: "long",
-    day: "numeric",
-    month: "long",
-    year: "numeric",
-  });
-
-  function fmtTime(seconds) {
-    return seconds === null || seconds === undefined ? "—" : dateTime.format(seconds * 1000);
-  }
-
-  function dayKey(date) {
-    return `${date.getFullYear()}-${date.getMonth()}-${date.getDate()}`;
-  }
-
-  function fmtDay(seconds) {
-    const date = new Date(seconds * 1000);
-    const today = new Date();
-    const yesterday = new Date(Date.now() - 86400000);
-    if (dayKey(date) === dayKey(today)) return "Today";
-    if (dayKey(date) === dayKey(yesterday)) return "Yesterday";
-    return dayName.format(date);
-  }
-
-  function fmtDuration(seconds) {
-    if (seconds === null || seconds === undefined) return "ongoing";
-    const s = Math.max(0, Math.round(seconds));
-    if (s < 60) return `${s} s`;
-    const m = Math.floor(s / 60);
-    if (m < 60) return s % 60 ? `${m} min ${s % 60} s` : `${m} min`;
-    const h = Math.floor(m / 60);
-    return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
-  }
-
-  function fmtRelative(seconds) {
-    if (seconds === null || seconds === undefined) return "never";
-    const delta = seconds - Date.now() / 1000;
-    const abs = Math.abs(delta);
-    const units = [
-      [86400, "day"],
-      [3600, "hour"],
-      [60, "minute"],
-    ];
-    const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-    for (const [size, unit] of units) {
-      if (abs >= size) return rtf.format(Math.round(delta / size), unit);
-    }
-    return delta < 0 ? "just now" : "in under a minute";
-  }
 
   function cameraName(id) {
     return state.cameraNames.get(id) || id;
   }
 
   // -- talking to the hub ---------------------------------------------------------------
-
-  class ApiError extends Error {
-    constructor(status, message, retryAfter) {
-      super(message);
-      this.status = status;
-      this.retryAfter = retryAfter;
-    }
-  }
-
-  async function api(method, path, body) {
-    state.lastRequest = Date.now();
-    const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(path, init);
-    } catch {
-      throw new ApiError(0, "The hub cannot be reached. Check the connection and try again.");
-    }
-    if (response.status === 401 && path !== "/api/login") {
-      sessionEnded();
-      throw new ApiError(401, "Log in first.");
-    }
-    if (!response.ok) {
-      let message = `${response.status} ${response.statusText}`;
-      try {
-        const data = await response.json();
-        if (data && typeof data.error === "string") message = data.error;
-      } catch {
-        // not JSON: keep the status line
-      }
-      throw new ApiError(response.status, message, response.headers.get("Retry-After"));
-    }
-    if (response.status === 204) return null;
-    return response.json();
-  }
 
   function notify(message, info = false) {
     $("notice").classList.toggle("notice-info", info); // news, not an error
@@ -210,6 +99,7 @@
     leaveTab();
     closeDialogs();
     clearOwnerData();
+    camhub.emit("logout"); // every part drops what it showed of the owner's
     show($("boot"), false);
     show($("app-view"), false);
     show($("login-view"), true);
@@ -302,6 +192,7 @@
       reportError(error);
     }
     if (!state.loggedIn) return;
+    camhub.emit("login");
     loadStorage().catch(() => {}); // a figure, not worth an error box
     openStream();
     switchTab(tabFromHash());
@@ -330,7 +221,7 @@
 
   function tabFromHash() {
     const name = location.hash.replace(/^#/, "");
-    return TABS.includes(name) ? name : "live";
+    return camhub.tabs.has(name) ? name : "live";
   }
 
   function switchTab(name) {
@@ -343,13 +234,13 @@
       if (current) tab.setAttribute("aria-current", "page");
       else tab.removeAttribute("aria-current");
     }
-    for (const tabName of TABS) show($(`tab-${tabName}`), tabName === name);
-    const enter = { live: enterLive, events: enterEvents, shares: loadShares, log: loadLog }[name];
-    Promise.resolve(enter()).catch(reportError);
+    for (const tabName of camhub.tabs.keys()) show($(`tab-${tabName}`), tabName === name);
+    Promise.resolve(camhub.tabs.get(name).enter()).catch(reportError);
   }
 
   function leaveTab() {
-    if (state.tab === "live") stopLive();
+    const leave = state.tab && camhub.tabs.get(state.tab).leave;
+    if (leave) leave();
     state.tab = null;
   }
 
@@ -364,6 +255,7 @@
     select.replaceChildren(el("option", { value: "", text: "All cameras" }));
     for (const cam of cameras) select.append(el("option", { value: cam.id, text: cam.name }));
     select.value = state.cameraNames.has(chosen) ? chosen : "";
+    camhub.emit("cameras", cameras);
     return cameras;
   }
 
@@ -596,9 +488,13 @@
     const source = new EventSource("/api/stream");
     stream.source = source;
     stream.openedAt = Date.now();
+    // Each message is handled here, then told to the page's other parts as `stream:<name>`.
     const on = (name, handle) =>
       source.addEventListener(name, (message) => {
-        if (source === stream.source) handle(JSON.parse(message.data));
+        if (source !== stream.source) return;
+        const data = JSON.parse(message.data);
+        handle(data);
+        camhub.emit(`stream:${name}`, data);
       });
     on("camera", onCameraStatus);
     on("motion", onMotion);
@@ -691,7 +587,7 @@
     const now = Date.now();
     state.lastInput = now;
     if (!state.loggedIn) return;
-    if (now - state.lastRequest > TOUCH_MS) checkSession();
+    if (now - camhub.activity.lastRequest > TOUCH_MS) checkSession();
     if (state.stream.paused) openStream();
     for (const img of document.querySelectorAll("img.thumb[data-src]")) {
       img.src = img.dataset.src;
@@ -933,17 +829,6 @@
   }
 
   // -- storage ------------------------------------------------------------------------
-
-  function fmtBytes(bytes) {
-    const units = ["bytes", "KB", "MB", "GB", "TB"];
-    let value = bytes;
-    let unit = 0;
-    while (value >= 1000 && unit < units.length - 1) {
-      value /= 1000;
-      unit += 1;
-    }
-    return `${unit ? value.toFixed(value < 10 ? 1 : 0) : value} ${units[unit]}`;
-  }
 
   function fmtAge(seconds) {
     if (seconds < 60) return "under a minute";
@@ -1272,6 +1157,11 @@
   // -- start --------------------------------------------------------------------------
 
   function wire() {
+    camhub.tab("live", { enter: enterLive, leave: stopLive });
+    camhub.tab("events", { enter: enterEvents });
+    camhub.tab("shares", { enter: loadShares });
+    camhub.tab("log", { enter: loadLog });
+    camhub.on("session-ended", sessionEnded);
     $("login-form").addEventListener("submit", onLogin);
     $("logout").addEventListener("click", onLogout);
     $("notice-close").addEventListener("click", clearNotice);
