@@ -64,6 +64,8 @@ class AuditKind(enum.StrEnum):
     SHARE_REVOKED = "share revoked"
     SHARE_EXPIRED = "share expired"
     PASSWORD_CHANGED = "password changed"
+    PASSWORD_REFUSED = "password change refused"
+    SETTINGS_CHANGED = "settings changed"
     CONFIG_CHANGED = "config changed"
     RETENTION = "retention deleted footage"
     HUB_STARTED = "hub started"

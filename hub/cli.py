@@ -48,7 +48,6 @@ from hub.store import DamagedIndex, Index, SchemaError, is_damage
 
 log = logging.getLogger("hub")
 
-MIN_PASSWORD_LENGTH = 10
 PASSWORD_TRIES = 5  # at the terminal, `init` and `passwd` ask again this many times
 
 
@@ -244,12 +243,12 @@ def _new_password(file: Path | None) -> str:
     until it is long enough and typed the same twice (PASSWORD_TRIES at most)."""
     if file is not None:
         password = _read_secret_file(file)
-        if problem := _password_problem(password):
+        if problem := vault.password_problem(password):
             raise CommandError(problem)
         return password
     for _ in range(PASSWORD_TRIES):
         password = _ask("New owner password: ", None)
-        if problem := _password_problem(password):
+        if problem := vault.password_problem(password):
             print(f"camhub: {problem}; try again", file=sys.stderr)
             continue
         if getpass.getpass("Repeat it: ") != password:
@@ -257,12 +256,6 @@ def _new_password(file: Path | None) -> str:
             continue
         return password
     raise CommandError(f"no usable password after {PASSWORD_TRIES} tries; nothing was changed")
-
-
-def _password_problem(password: str) -> str | None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
-    return None
 
 
 # -- commands --------------------------------------------------------------------------

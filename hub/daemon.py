@@ -11,7 +11,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -23,7 +24,8 @@ from hub.alerts.topics import CameraInfo, page_url
 from hub.archive import Archive, RetentionPolicy
 from hub.audit import AuditKind, AuditLog, RepeatFilter, SnapshotBursts
 from hub.camera import Camera, EventSink
-from hub.config import Config
+from hub.config import CameraSettings, Config
+from hub.config_file import ConfigFile
 from hub.fsutil import DirectoryLock
 from hub.logs import RepeatedFailure
 from hub.motion import MotionEvent
@@ -35,6 +37,7 @@ from hub.web.app import CameraView, WebContext, make_app
 from hub.web.auth import LoginThrottle, Sessions
 from hub.web.clips import ClipCache, is_owner_clip
 from hub.web.server import WebServer
+from hub.web.settings_routes import SettingsAccess
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +231,7 @@ class Hub:
         self._index_failure = RepeatedFailure("the index")
         self._index_failures_seen = 0
         self._stopping = threading.Event()
+        self._cameras_lock = threading.Lock()  # a camera restarted from the page, or stop()
         self._started = False  # start() ran to its end
         self._housekeeping = threading.Thread(
             target=self._housekeeping_loop, name="housekeeping", daemon=True
@@ -255,12 +259,11 @@ class Hub:
             self.config.alerts, self.config.webhook, self.index, self.audit, self.paths.vapid
         )
         self.alerts = Alerts(self.config.mqtt, owner_alerts)
-        events = AnnouncingEvents(IndexedEvents(self.index, self.archive), self.alerts.bus)
-        self.cameras = [
-            Camera(cam, storage.segment_seconds, self.archive, events)
-            for cam in self.config.cameras
-            if cam.enabled
-        ]
+        self._events = AnnouncingEvents(IndexedEvents(self.index, self.archive), self.alerts.bus)
+        self.cameras = [self._new_camera(cam) for cam in self.config.cameras if cam.enabled]
+
+    def _new_camera(self, settings: CameraSettings) -> Camera:
+        return Camera(settings, self.config.storage.segment_seconds, self.archive, self._events)
 
     def _offsite_copy(self, keyfile: vault.KeyFile) -> OffsiteCopy | None:
         if self.config.offsite is None:
@@ -305,8 +308,9 @@ class Hub:
         problems = [] if self._started else ["the start failed"]
         if self.web is not None:
             self.web.stop()
-        for camera in self.cameras:
-            camera.stop()
+        with self._cameras_lock:
+            for camera in self.cameras:
+                camera.stop()
         self.alerts.stop()  # after the cameras, so that their last events are told
         if self._housekeeping.is_alive():
             self._housekeeping.join(timeout=5)
@@ -363,6 +367,7 @@ class Hub:
                 alerts=self.alerts,
                 bus=self.alerts.bus,
                 mqtt_status=lambda: self.alerts.mqtt_status,
+                settings=self._settings_access(),
             )
             server = WebServer(make_app(context), web_settings.host, web_settings.port, ssl_context)
             server.start()
@@ -372,11 +377,62 @@ class Hub:
         self.web = server
         log.info("owner page at %s", server.url)
 
+    def _settings_access(self) -> SettingsAccess:
+        path = self.config.path
+        return SettingsAccess(
+            file=ConfigFile(path) if path is not None else None,
+            current=lambda: self.config,
+            restart_camera=self.restart_camera,
+            set_session_idle=self.set_session_idle,
+        )
+
     def _start_alerts(self) -> None:
         served = self.web.url if self.web is not None else None
         link = page_url(self.config.web.origins, served, tls.lan_addresses())
-        cameras = [(CameraInfo(c.id, c.settings.name), c.is_online) for c in self.cameras]
+        cameras = [
+            (CameraInfo(c.id, c.settings.name), partial(self._is_online, c.id))
+            for c in self.cameras
+        ]
         self.alerts.start(cameras, link)
+
+    def _is_online(self, camera_id: str) -> bool:
+        """Asked of the camera running now: the page may have restarted it."""
+        running = next((c for c in self.cameras if c.id == camera_id), None)
+        return running is not None and running.is_online()
+
+    def restart_camera(self, settings: CameraSettings) -> CameraView | None:
+        """Run camera `settings.id` with new settings, the other cameras untouched.
+
+        Its pipeline stops as at the hub's stop (the open event ended, the open segment
+        finished, sealed and indexed), then a new one starts unless the camera is now
+        disabled. What the page shows of it (None: disabled) comes back.
+        """
+        with self._cameras_lock:
+            if self._stopping.is_set():
+                raise RuntimeError("the hub is stopping")
+            for camera in self.cameras:
+                if camera.id == settings.id:
+                    camera.stop()
+            started = self._new_camera(settings) if settings.enabled else None
+            if started is not None:
+                started.start()
+            self.config = replace(
+                self.config,
+                cameras=tuple(settings if c.id == settings.id else c for c in self.config.cameras),
+            )
+            kept = {c.id: c for c in self.cameras if c.id != settings.id}
+            if started is not None:
+                kept[settings.id] = started
+            self.cameras = [kept[c.id] for c in self.config.cameras if c.id in kept]
+        log.info("%s: %s with its new settings", settings.id, "restarted" if started else "stopped")
+        return _camera_view(started, self.offsite) if started is not None else None
+
+    def set_session_idle(self, minutes: int) -> None:
+        """A new session idle time from the page: for sessions open now too."""
+        self.config = replace(
+            self.config, web=replace(self.config.web, session_idle_minutes=minutes)
+        )
+        self.sessions.idle_seconds = minutes * 60.0
 
     def _log_start(self) -> None:
         """An access-log record per start, and one more whenever the config changed."""

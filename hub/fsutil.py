@@ -1,4 +1,4 @@
-"""Small durable writes of private files (keys, certificates), and the data directory's lock."""
+"""Small durable writes (keys, certificates, the config file), and the data directory's lock."""
 
 from __future__ import annotations
 
@@ -13,9 +13,16 @@ def write_private(path: Path, data: bytes) -> None:
     """Write a small file atomically, readable by its owner only, and make it durable:
     a crash leaves the old file or the new one, never half of either."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_durably(path, data, 0o600)
+
+
+def write_durably(path: Path, data: bytes, mode: int) -> None:
+    """Replace `path` atomically with `data` (a temp file beside it, fsynced, renamed
+    over it, the directory fsynced), with exactly these permission bits."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

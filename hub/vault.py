@@ -225,6 +225,16 @@ def _parse_json(data: str | bytes) -> object:
         raise VaultError(f"key file: not valid JSON: {why}") from None
 
 
+MIN_PASSWORD_LENGTH = 10
+
+
+def password_problem(password: str) -> str | None:
+    """Why a new owner password is refused (`init`, `passwd` and the page), or None."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
+    return None
+
+
 def create_owner_keys(password: str, *, kdf: KdfParams | None = None) -> tuple[KeyFile, str]:
     """A new owner key pair, wrapped by `password` and by a recovery code shown once."""
     private_key = X25519PrivateKey.generate()

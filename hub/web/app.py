@@ -36,6 +36,7 @@ from hub.web.live import LiveFeed
 
 if TYPE_CHECKING:
     from hub.alerts.mqtt import MqttStatus
+    from hub.web.settings_routes import SettingsAccess
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class WebContext:
     alerts: Alerts | None = None  # the owner's alerts (push, webhook); None in some tests
     bus: AlertBus = field(default_factory=AlertBus)  # what the page's stream tells
     mqtt_status: Callable[[], MqttStatus | None] = lambda: None  # None: MQTT is off
+    settings: SettingsAccess | None = None  # the page's settings; None in some tests
 
 
 CONTEXT = web.AppKey("context", WebContext)
@@ -346,7 +348,13 @@ async def health(request: web.Request) -> web.Response:
 
 
 def make_app(ctx: WebContext) -> web.Application:
-    from hub.web import alert_routes, api, footage, share_pages  # these import this one
+    from hub.web import (  # these import this one
+        alert_routes,
+        api,
+        footage,
+        settings_routes,
+        share_pages,
+    )
 
     app = web.Application(
         middlewares=[
@@ -368,6 +376,7 @@ def make_app(ctx: WebContext) -> web.Application:
     api.add_routes(app)
     alert_routes.add_routes(app)
     footage.add_routes(app)
+    settings_routes.add_routes(app)
     share_pages.add_routes(app)
     app.on_response_prepare.append(drop_server_header)
     app.on_shutdown.append(_lock_all)
