@@ -213,7 +213,8 @@ def _set(
             parent[key] = tomlkit.inline_table() if inline else tomlkit.table()
         parent = parent[key]
     key = keys[-1]
-    old = parent[key].unwrap() if key in parent else _field_default(defaults, key)
+    old = parent[key] if key in parent else _field_default(defaults, key)
+    old = old.unwrap() if hasattr(old, "unwrap") else old  # tomlkit gives bools bare
     if _same(old, value):
         return None
     path = f"{where}.{'.'.join(keys)}"
