@@ -37,11 +37,22 @@ class ConfigFile:
         return self.path.with_name(self.path.name + BACKUP_SUFFIX)
 
     def not_writable(self) -> str | None:
-        """Why the hub cannot change this file (for the page to say), or None."""
+        """Why the hub cannot change this file (for the page to say), or None. It
+        writes a temp file and the backup beside the file, so it needs the directory."""
+        folder = self.path.parent
+        try:
+            read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        except OSError as exc:
+            return f"cannot look at {folder}: {exc.strerror}"
+        if read_only:
+            return (
+                f"{folder} is read-only to the hub (the systemd unit keeps /etc so; "
+                "README, 'Settings from the page', says how to allow it)"
+            )
         if not os.access(self.path, os.R_OK | os.W_OK):
-            return f"the hub may not write {self.path} (its permissions)"
-        if not os.access(self.path.parent, os.W_OK | os.X_OK):
-            return f"the hub may not write files in {self.path.parent}"
+            return f"the hub's user may not write {self.path}"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"the hub's user may not create files in {folder}"
         return None
 
     def update(self, edit: Edit) -> Edited:
