@@ -16,8 +16,6 @@ from collections.abc import Iterator
 
 import pytest
 from test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     FAST_KDF,
     PASSWORD,
@@ -28,6 +26,7 @@ from test_browser import (
     shot,
     wait_until,
 )
+from test_browser import browser as chromium  # noqa: F401 (the shared Chromium, as a fixture)
 
 from hub.capture.synthetic import SyntheticPorch
 from hub.cli import init_data_dir
@@ -35,10 +34,10 @@ from hub.config import load_config
 from hub.daemon import DataPaths, Hub
 
 try:
-    from playwright.sync_api import Browser, Page, sync_playwright
+    from playwright.sync_api import Browser, Page
     from playwright.sync_api import expect as pw_expect
-except ImportError:  # pragma: no cover - reported by the fixture below
-    sync_playwright = None  # type: ignore[assignment]
+except ImportError:  # pragma: no cover - reported by test_browser's fixture
+    pass
 
 pytestmark = pytest.mark.slow
 
@@ -88,22 +87,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         running.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.fail("the playwright package is missing: pip install -e '.[test]'")
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/system-deps.sh)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
 def base(hub: Hub) -> str:
     assert hub.web is not None
     return hub.web.url.rstrip("/")
@@ -148,10 +131,11 @@ def check_the_settings_view(page: Page, hub: Hub) -> None:
 
 
 def test_a_mask_drawn_on_the_live_picture_suppresses_motion_there(
-    hub: Hub, browser: Browser
+    hub: Hub,
+    chromium: Browser,  # noqa: F811 (the fixture imported above)
 ) -> None:
     problems = PageProblems()
-    context = new_context(browser, DESKTOP)
+    context = new_context(chromium, DESKTOP)
     try:
         page = problems.watch(context.new_page())
         page.goto(base(hub) + "/")
@@ -204,9 +188,12 @@ def test_a_mask_drawn_on_the_live_picture_suppresses_motion_there(
         context.close()
 
 
-def test_the_settings_tab_and_mask_editor_on_a_phone(hub: Hub, browser: Browser) -> None:
+def test_the_settings_tab_and_mask_editor_on_a_phone(
+    hub: Hub,
+    chromium: Browser,  # noqa: F811 (the fixture imported above)
+) -> None:
     problems = PageProblems()
-    context = new_context(browser, PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+    context = new_context(chromium, PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
     try:
         page = problems.watch(context.new_page())
         page.goto(base(hub) + "/")
