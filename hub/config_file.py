@@ -74,4 +74,3 @@ class ConfigFile:
             write_durably(self.backup, data, mode)
             write_durably(self.path, edited.text.encode(), mode)
         return edited
-

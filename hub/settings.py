@@ -8,6 +8,7 @@ the file's reading and writing is hub/config_file.py, the routes hub/web/setting
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -77,6 +78,14 @@ class Change:
 
     def as_json(self) -> dict[str, object]:
         return {"key": self.key, "old": self.old, "new": self.new}
+
+    def as_text(self) -> str:
+        """The change as the access log shows it: `5.0 → 2`."""
+        return f"{_text(self.old)} → {_text(self.new)}"
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,7 @@ async def _edit(request: web.Request, edit: Edit) -> Edited:
             ctx,
             AuditKind.SETTINGS_CHANGED,
             actor(request),
-            changes=[change.as_json() for change in edited.changes],
+            **{change.key: change.as_text() for change in edited.changes},
         )
     return edited
 
@@ -136,13 +136,13 @@ async def change_camera(request: web.Request) -> web.Response:
     body = await read_json(request)
     async with request.app[CHANGES]:
         edited = await _edit(request, lambda text, base: edit_camera(text, base, camera_id, body))
-        settings = next(cam for cam in edited.config.cameras if cam.id == camera_id)
+        camera = next(cam for cam in edited.config.cameras if cam.id == camera_id)
         if edited.changes:
-            view = await asyncio.to_thread(access.restart_camera, settings)
+            view = await asyncio.to_thread(access.restart_camera, camera)
             _show_camera(ctx, access.current(), camera_id, view)
     return json_response(
         {
-            "camera": camera_view(settings),
+            "camera": camera_view(camera),
             "changes": [change.as_json() for change in edited.changes],
             "restarted": bool(edited.changes),
         }
