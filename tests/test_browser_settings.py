@@ -130,6 +130,20 @@ def check_the_settings_view(page: Page, hub: Hub) -> None:
     assert SECRET not in page.content()
 
 
+def check_a_bad_value_is_refused(page: Page, hub: Hub) -> None:
+    """The hub's message names the key; the file is not touched."""
+    assert hub.config.path is not None
+    before = hub.config.path.read_bytes()
+    porch = page.locator('.settings-camera[data-camera="porch"]')
+    porch.locator('input[name="pre_roll"]').fill("99")
+    porch.locator('button[type="submit"]').click()
+    pw_expect(porch.locator(".form-error")).to_have_text(
+        "camera[0].pre_roll: must be 0..30, got 99"
+    )
+    assert hub.config.path.read_bytes() == before
+    porch.locator('input[name="pre_roll"]').fill("5")
+
+
 def test_a_mask_drawn_on_the_live_picture_suppresses_motion_there(
     hub: Hub,
     chromium: Browser,  # noqa: F811 (the fixture imported above)
@@ -143,6 +157,7 @@ def test_a_mask_drawn_on_the_live_picture_suppresses_motion_there(
         open_settings(page, hub)
         check_the_settings_view(page, hub)
         shot(page, "settings.png")
+        check_a_bad_value_is_refused(page, hub)
 
         # Before the mask: the visitor makes events.
         started = time.time()
@@ -183,6 +198,12 @@ def test_a_mask_drawn_on_the_live_picture_suppresses_motion_there(
         last_end = visits[-1][1]
         time.sleep(max(0.0, masked_at + last_end + 3.0 - time.time()))
         assert porch_events(hub, masked_at) == []
+
+        page.click('.tab[data-tab="log"]')
+        change = page.locator('#log-body tr[data-kind="settings changed"]')
+        pw_expect(change).to_have_count(1)
+        pw_expect(change).to_contain_text("camera[0].motion.masks")
+        pw_expect(change).to_contain_text("0 masks → 1 mask")
         assert problems.found == []
     finally:
         context.close()
@@ -202,6 +223,8 @@ def test_the_settings_tab_and_mask_editor_on_a_phone(
         fits = "() => document.documentElement.scrollWidth <= window.innerWidth"
         assert page.evaluate(fits), "the settings tab is wider than the phone"
         shot(page, "settings-phone.png")
+        page.locator("#settings-account").evaluate("e => e.scrollIntoView({block: 'end'})")
+        shot(page, "settings-account-phone.png")
         open_mask_editor(page)
         for x, y in [(0.1, 0.05), (0.4, 0.05), (0.25, 0.15)]:
             click_at(page, x, y)
