@@ -304,6 +304,16 @@ async def test_a_new_camera_url_is_written_but_never_sent_back(
     assert SECRET not in everything and NEW_SECRET not in everything
     status, doc = await call(client, hub, "GET", "/api/settings")
     assert doc["cameras"][2]["url"] == "rtsp://admin:***@127.0.0.1:1/main"
+    assert doc["cameras"][2]["enabled"] is False  # it stays off: nothing connects to it
+
+    placeholder = "rtsp://admin:change-me@127.0.0.1:1/main"
+    status, doc = await call(client, hub, "PUT", "/api/settings/cameras/yard", {"url": placeholder})
+    assert status == 200
+    assert doc["warnings"] == [
+        "camera[2].url: the password is a placeholder (rtsp://admin:***@127.0.0.1:1/main); "
+        "put the camera's real password there"
+    ]
+    assert "change-me" not in json.dumps(doc)
 
 
 async def test_the_session_idle_time_applies_to_open_sessions(

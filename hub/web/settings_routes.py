@@ -19,7 +19,7 @@ from aiohttp import web
 
 from hub import vault
 from hub.audit import AuditKind
-from hub.config import CameraSettings, Config
+from hub.config import CameraSettings, Config, warnings
 from hub.config_file import ConfigFile, ConfigFileBroken, Edit
 from hub.fsutil import write_private
 from hub.settings import (
@@ -136,7 +136,9 @@ async def change_camera(request: web.Request) -> web.Response:
     body = await read_json(request)
     async with request.app[CHANGES]:
         edited = await _edit(request, lambda text, base: edit_camera(text, base, camera_id, body))
-        camera = next(cam for cam in edited.config.cameras if cam.id == camera_id)
+        index, camera = next(
+            (n, cam) for n, cam in enumerate(edited.config.cameras) if cam.id == camera_id
+        )
         if edited.changes:
             view = await asyncio.to_thread(access.restart_camera, camera)
             _show_camera(ctx, access.current(), camera_id, view)
@@ -145,6 +147,9 @@ async def change_camera(request: web.Request) -> web.Response:
             "camera": camera_view(camera),
             "changes": [change.as_json() for change in edited.changes],
             "restarted": bool(edited.changes),
+            # What check-config would point out without refusing it (a placeholder
+            # password, a missing /dev/video*), for this camera.
+            "warnings": [w for w in warnings(edited.config) if w.startswith(f"camera[{index}].")],
         }
     )
 

@@ -210,6 +210,9 @@
     replaceCamera(result.camera, form);
     const card = $("settings-cameras").querySelector(`[data-camera="${CSS.escape(cam.id)}"]`);
     say(card.querySelector("[role=status]"), savedText(result));
+    for (const warning of result.warnings) {
+      card.append(el("p", { class: "settings-warning", role: "status", text: `Note: ${warning}` }));
+    }
   }
 
   function savedText(result) {
