@@ -37,7 +37,7 @@ from hub.web.app import CameraView, WebContext, make_app
 from hub.web.auth import LoginThrottle, Sessions
 from hub.web.clips import ClipCache, is_owner_clip
 from hub.web.server import WebServer
-from hub.web.settings_routes import SettingsAccess
+from hub.web.settings_routes import HubStopping, SettingsAccess
 
 log = logging.getLogger(__name__)
 
@@ -405,15 +405,17 @@ class Hub:
 
         Its pipeline stops as at the hub's stop (the open event ended, the open segment
         finished, sealed and indexed), then a new one starts unless the camera is now
-        disabled. What the page shows of it (None: disabled) comes back.
+        disabled. What the page shows of it (None: disabled) comes back. The new
+        pipeline is built before the old one stops, so settings it refuses leave the
+        camera running as it was.
         """
         with self._cameras_lock:
             if self._stopping.is_set():
-                raise RuntimeError("the hub is stopping")
+                raise HubStopping("the hub is stopping; the new settings apply at its next start")
+            started = self._new_camera(settings) if settings.enabled else None
             for camera in self.cameras:
                 if camera.id == settings.id:
                     camera.stop()
-            started = self._new_camera(settings) if settings.enabled else None
             if started is not None:
                 started.start()
             self.config = replace(

@@ -23,6 +23,7 @@ from hub.config import default_config, load_config
 from hub.daemon import DataPaths, Hub
 from hub.store import SegmentState
 from hub.vault import KdfParams
+from hub.web.settings_routes import HubStopping
 
 PASSWORD = "correct horse battery"
 FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
@@ -371,3 +372,7 @@ async def test_a_hub_without_a_config_file_says_so(tmp_path: Path) -> None:
             assert demo.config.cameras[0].pre_roll == 5.0
     finally:
         demo.stop()
+    stopped = list(demo.cameras)
+    with pytest.raises(HubStopping):  # a change racing the stop: no camera starts again
+        demo.restart_camera(demo.config.cameras[0])
+    assert demo.cameras == stopped

@@ -49,13 +49,18 @@ NO_FILE = (
 MAX_PASSWORD = 1024
 
 
+class HubStopping(Exception):
+    """`restart_camera` asked of a hub that is stopping (the file is written already:
+    the new settings apply at the next start)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SettingsAccess:
     """What the routes need of the running hub (hub/daemon.py builds it)."""
 
     file: ConfigFile | None  # None: no config file (the demo)
     current: Callable[[], Config]  # the settings in force
-    restart_camera: Callable[[CameraSettings], CameraView | None]  # None: now disabled
+    restart_camera: Callable[[CameraSettings], CameraView | None]  # None: disabled; HubStopping
     set_session_idle: Callable[[int], None]
 
 
@@ -140,7 +145,10 @@ async def change_camera(request: web.Request) -> web.Response:
             (n, cam) for n, cam in enumerate(edited.config.cameras) if cam.id == camera_id
         )
         if edited.changes:
-            view = await asyncio.to_thread(access.restart_camera, camera)
+            try:
+                view = await asyncio.to_thread(access.restart_camera, camera)
+            except HubStopping as exc:
+                raise json_error(web.HTTPServiceUnavailable, str(exc)) from None
             _show_camera(ctx, access.current(), camera_id, view)
     return json_response(
         {
