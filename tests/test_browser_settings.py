@@ -6,13 +6,15 @@ walks across its lower part every 20 s, at times known in advance) and a disable
 camera whose URL holds a password. On a desktop viewport the owner sees an event, draws
 a mask over the lower part of the porch's picture, saves it, and no event comes from
 the next two visits. On a 390 px phone the tab and the editor fit the screen. The
-screenshots go to docs/screenshots/ under `make screenshots`.
+demo, which has no config file, says its settings cannot be changed. The screenshots
+go to docs/screenshots/ under `make screenshots`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from test_browser import (
@@ -30,7 +32,7 @@ from test_browser import browser as chromium  # noqa: F401 (the shared Chromium,
 
 from hub.capture.synthetic import SyntheticPorch
 from hub.cli import init_data_dir
-from hub.config import load_config
+from hub.config import default_config, load_config
 from hub.daemon import DataPaths, Hub
 
 try:
@@ -240,3 +242,28 @@ def test_the_settings_tab_and_mask_editor_on_a_phone(
         assert problems.found == []
     finally:
         context.close()
+
+
+def test_the_demo_says_its_settings_cannot_be_changed(
+    tmp_path: Path,
+    chromium: Browser,  # noqa: F811 (the fixture imported above)
+) -> None:
+    init_data_dir(DataPaths(tmp_path), PASSWORD, kdf=FAST_KDF)
+    demo = Hub(default_config(tmp_path, "127.0.0.1:0"))
+    demo.start()
+    context = new_context(chromium, DESKTOP)
+    try:
+        page = context.new_page()
+        page.goto(base(demo) + "/")
+        log_in(page)
+        page.goto(base(demo) + "/#settings")
+        note = page.locator("#settings-read-only")
+        pw_expect(note).to_be_visible()
+        pw_expect(note).to_contain_text("started without a config file")
+        pw_expect(page.locator('.settings-camera button[type="submit"]')).to_be_disabled()
+        pw_expect(page.locator("#settings-idle")).to_be_disabled()
+        pw_expect(page.locator("#settings-current-password")).to_be_enabled()
+        shot(page, "settings-demo.png")
+    finally:
+        context.close()
+        demo.stop()

@@ -43,8 +43,8 @@ from hub.web.app import (
 from hub.web.auth import client_key
 
 NO_FILE = (
-    "this hub was started without a config file (the demo makes its settings in memory), "
-    "so they cannot be changed here; run `camhub run --config FILE` to change them from the page"
+    "this hub was started without a config file (the demo makes its settings in memory); "
+    "run `camhub run --config FILE` to change them from the page"
 )
 MAX_PASSWORD = 1024
 
