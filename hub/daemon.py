@@ -241,6 +241,7 @@ class Hub:
         """The index (checked), the archive and the cameras; under the directory's lock."""
         storage = self.config.storage
         self.index = open_index(self.paths)
+        self._offsite_policies: dict[str, CameraPolicy] = {}
         self.offsite = self._offsite_copy(keyfile)
         self.archive = Archive(
             self.paths.root,
@@ -266,12 +267,14 @@ class Hub:
         return Camera(settings, self.config.storage.segment_seconds, self.archive, self._events)
 
     def _offsite_copy(self, keyfile: vault.KeyFile) -> OffsiteCopy | None:
+        """The off-site copy, if configured. Its triage reads the cameras' policies from
+        `self._offsite_policies`, which a camera restarted from the page updates."""
         if self.config.offsite is None:
             return None
-        cameras = {
-            c.id: CameraPolicy(c.record, c.pre_roll, c.post_roll) for c in self.config.cameras
-        }
-        return OffsiteCopy(self.config.offsite, self.index, self.paths.root, keyfile, cameras)
+        self._offsite_policies.update({c.id: _offsite_policy(c) for c in self.config.cameras})
+        return OffsiteCopy(
+            self.config.offsite, self.index, self.paths.root, keyfile, self._offsite_policies
+        )
 
     def start(self) -> None:
         try:
@@ -422,6 +425,7 @@ class Hub:
                 self.config,
                 cameras=tuple(settings if c.id == settings.id else c for c in self.config.cameras),
             )
+            self._offsite_policies[settings.id] = _offsite_policy(settings)
             kept = {c.id: c for c in self.cameras if c.id != settings.id}
             if started is not None:
                 kept[settings.id] = started
@@ -535,6 +539,10 @@ class Hub:
                     "not_offsite": report.not_offsite,
                 },
             )
+
+
+def _offsite_policy(camera: CameraSettings) -> CameraPolicy:
+    return CameraPolicy(camera.record, camera.pre_roll, camera.post_roll)
 
 
 def _camera_view(camera: Camera, offsite: OffsiteCopy | None = None) -> CameraView:
