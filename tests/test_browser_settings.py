@@ -109,13 +109,20 @@ def open_mask_editor(page: Page) -> None:
     wait_until(page, "() => document.querySelector('.mask-picture').naturalWidth > 0")
 
 
-def click_at(page: Page, x: float, y: float) -> None:
-    """A click at fractions of the mask picture, within half a pixel of its edges."""
-    box = page.locator(".mask-svg").bounding_box()
+def click_at(page: Page, x: float, y: float, *, tap: bool = False) -> None:
+    """A click (or a finger's tap) at fractions of the mask picture, within half a
+    pixel of its edges."""
+    drawing = page.locator(".mask-svg")
+    box = drawing.bounding_box()
     assert box is not None
-    px = min(max(x * box["width"], 0.5), box["width"] - 0.5)
-    py = min(max(y * box["height"], 0.5), box["height"] - 0.5)
-    page.locator(".mask-svg").click(position={"x": px, "y": py})
+    position = {
+        "x": min(max(x * box["width"], 0.5), box["width"] - 0.5),
+        "y": min(max(y * box["height"], 0.5), box["height"] - 0.5),
+    }
+    if tap:
+        drawing.tap(position=position)
+    else:
+        drawing.click(position=position)
 
 
 def check_the_settings_view(page: Page, hub: Hub) -> None:
@@ -229,8 +236,8 @@ def test_the_settings_tab_and_mask_editor_on_a_phone(
         shot(page, "settings-account-phone.png")
         open_mask_editor(page)
         for x, y in [(0.1, 0.05), (0.4, 0.05), (0.25, 0.15)]:
-            click_at(page, x, y)
-        page.locator(".mask-tools .button", has_text="Close shape").click()
+            click_at(page, x, y, tap=True)
+        page.locator(".mask-tools .button", has_text="Close shape").tap()
         pw_expect(page.locator(".mask-shape")).to_have_count(2)
         assert page.evaluate(fits), "the mask editor is wider than the phone"
         page.locator(".mask-editor").evaluate("e => e.scrollIntoView({block: 'start'})")
