@@ -30,7 +30,9 @@ class ConfigFile:
     """One config file the hub was started from."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        # A symlinked config (/etc/camhub/camhub.toml -> a file kept elsewhere) is
+        # written where it really is: renaming over the link would replace the link.
+        self.path = path.resolve()
 
     @property
     def backup(self) -> Path:

@@ -204,3 +204,15 @@ def test_a_file_broken_by_hand_is_not_built_on(config_file: ConfigFile) -> None:
     with pytest.raises(ConfigFileBroken, match=r"storage\.segment_seconds: must be 1\.\.60, got 0"):
         config_file.update(lambda text, base: edit_camera(text, base, "porch", {"post_roll": 20}))
     assert not config_file.backup.exists()
+
+
+def test_a_symlinked_config_is_written_where_it_really_is(tmp_path: Path) -> None:
+    real = tmp_path / "kept" / "camhub.toml"
+    real.parent.mkdir()
+    real.write_text(CONFIG)
+    link = tmp_path / "camhub.toml"
+    link.symlink_to(real)
+    ConfigFile(link).update(lambda text, base: edit_camera(text, base, "porch", {"post_roll": 20}))
+    assert link.is_symlink() and link.resolve() == real
+    assert load_config(link).cameras[0].post_roll == 20.0
+    assert (real.parent / "camhub.toml.bak").read_text() == CONFIG
