@@ -29,6 +29,7 @@ from test_browser import (
     wait_until,
 )
 from test_browser import browser as chromium  # noqa: F401 (the shared Chromium, as a fixture)
+from test_browser_alerts import base
 
 from hub.capture.synthetic import SyntheticPorch
 from hub.cli import init_data_dir
@@ -87,11 +88,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         yield running
     finally:
         running.stop()
-
-
-def base(hub: Hub) -> str:
-    assert hub.web is not None
-    return hub.web.url.rstrip("/")
 
 
 def porch_events(hub: Hub, since: float) -> list:

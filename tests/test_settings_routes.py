@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from test_web import base, origin
 
 from hub import vault
 from hub.cli import init_data_dir
@@ -85,15 +86,6 @@ async def client(hub: Hub) -> AsyncIterator[aiohttp.ClientSession]:
         ) as resp:
             assert resp.status == 200, await resp.text()
         yield session
-
-
-def base(hub: Hub) -> str:
-    assert hub.web is not None
-    return hub.web.url.rstrip("/")
-
-
-def origin(hub: Hub) -> dict[str, str]:
-    return {"Origin": base(hub)}
 
 
 def config_path(hub: Hub) -> Path:
