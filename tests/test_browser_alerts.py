@@ -226,10 +226,12 @@ def send_a_test_alert(page: Page, receiver: Receiver) -> None:
     before = len(receiver.got)
     page.click("#alerts-test")
     pw_expect(page.locator("#alerts-message")).to_have_text(re.compile(r"^Test alert sent"))
-    (request,) = receiver.wait_for(before + 1)[before:]
-    assert json.loads(request.body)["type"] == "test"
+    # The synthetic porch walks by now and then: its motion alerts may come in between.
+    got = receiver.wait_for(before + 1)
+    while not any(json.loads(request.body)["type"] == "test" for request in got[before:]):
+        got = receiver.wait_for(len(got) + 1)  # fails after its timeout
     target = page.locator('#alerts-targets [data-target="webhook"]')
-    pw_expect(target).to_contain_text("working (1 sent)")
+    pw_expect(target).to_contain_text(re.compile(r"working \([1-9]\d* sent\)"))
 
 
 def test_an_alert_link_opens_the_event_after_login(hub: Hub, browser: Browser) -> None:
