@@ -174,6 +174,43 @@ async def test_recordings_merge_segments_into_ranges_with_event_markers(hub: Hub
         assert resp.status == 401
 
 
+async def test_clip_span_says_where_the_clip_of_a_range_starts(hub: Hub) -> None:
+    """From inside a segment, the clip starts at that segment's start and ends where the
+    last one it plays ends: the clip itself (decoded) is that long."""
+    segments = hall_segments(hub)
+    first, last = segments[1], segments[3]
+    start, end = first.start_time + 0.7, last.start_time + 0.2
+    client = await logged_in(hub)
+    async with client:
+        url = f"{base(hub)}/api/cameras/hall/clip-span"
+        async with client.get(url, params={"start": start, "end": end}) as resp:
+            assert resp.status == 200, await resp.text()
+            span = await resp.json()
+        assert span == {"camera": "hall", "start": first.start_time, "end": last.end_time}
+        clip = f"{base(hub)}/api/cameras/hall/clip.mp4"
+        async with client.get(clip, params={"start": start, "end": end}) as resp:
+            assert resp.status == 200
+            body = await resp.read()
+        with av.open(io.BytesIO(body)) as container:
+            stream = container.streams.video[0]
+            assert stream.duration is not None and stream.time_base is not None
+            length = float(stream.duration * stream.time_base)
+        assert abs(length - (span["end"] - span["start"])) < 0.5, (length, span)
+        after = segments[-1].end_time + 3600
+        for params, status in (
+            ({"start": after, "end": after + 10}, 404),  # no footage there
+            ({"start": start, "end": start + 6 * 3600 + 1}, 400),  # longer than a clip
+            ({"start": start}, 400),
+            ({"start": "x", "end": end}, 400),
+        ):
+            async with client.get(url, params=params) as resp:
+                assert resp.status == status, (params, await resp.text())
+        async with client.get(f"{base(hub)}/api/cameras/nope/clip-span?start=0&end=1") as resp:
+            assert resp.status == 404
+    async with aiohttp.ClientSession() as stranger, stranger.get(url, params=params) as resp:
+        assert resp.status == 401
+
+
 def test_recorded_spans_split_at_gaps_on_a_real_index(tmp_path: Path) -> None:
     """Three stretches, a gap tolerance, a result bound, a range that starts inside a
     segment; a day at the end of a month of 4 s segments is found by its own rows."""

@@ -20,7 +20,13 @@
 
   const DAY = 86400;
   const ZOOMS = [DAY, 12 * 3600, 6 * 3600, 3 * 3600, 3600, 1800, 600, 300, 120]; // visible span, s
-  const WINDOW = 180; // seconds of footage per clip: a few minutes, well within the clip bound
+  // A clip window: a few minutes, shorter at a high bitrate, so the window playing and the
+  // one loading behind it stay well inside the hub's clip memory (192 MiB for all clips).
+  const WINDOW = 300; // seconds, at most
+  const WINDOW_MIN = 30;
+  const WINDOW_BYTES = 32e6;
+  const MAX_CLIP = 6 * 3600; // the longest range the hub assembles into one clip
+  const REFRESH_MS = 30 * 1000; // today's bar is asked again this often while shown
   const STEP = 10; // seconds per arrow key
   const TICK_STEPS = [30, 60, 120, 300, 600, 900, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600];
   const TICK_MIN_PX = 70; // room for one tick's label
@@ -203,18 +209,35 @@
     if (!cam) return;
     $("tl-date").value = dateValue(state.day);
     $("tl-next-day").disabled = state.dayEnd > Date.now() / 1000;
-    const params = new URLSearchParams({ start: state.day, end: state.dayEnd });
-    const data = await api("GET", `/api/cameras/${encodeURIComponent(cam)}/recordings?${params}`);
+    const data = await fetchDay();
     if (generation !== state.generation) return;
-    state.data = data;
-    $("tl-play").disabled = !data.ranges.length;
+    takeDay(data);
     if (!data.ranges.length) {
       message(`${cameraName(cam)} recorded nothing on ${dateLong.format(state.day * 1000)}.`);
     } else if (data.more) {
       message("This day has more recordings than the bar shows: zoom in for the rest.");
     }
-    drawBar();
     drawSelection();
+  }
+
+  function fetchDay() {
+    const params = new URLSearchParams({ start: state.day, end: state.dayEnd });
+    return api("GET", `/api/cameras/${encodeURIComponent(state.camera)}/recordings?${params}`);
+  }
+
+  function takeDay(data) {
+    state.data = data;
+    $("tl-play").disabled = !data.ranges.length;
+    drawBar();
+  }
+
+  /** The day's bar asked again, playback going on; whether it was taken. */
+  async function refreshDay() {
+    const generation = state.generation;
+    const data = await fetchDay().catch(() => null);
+    if (!data || generation !== state.generation || !state.active) return false;
+    takeDay(data);
+    return true;
   }
 
   function chooseDay(day) {
@@ -263,8 +286,7 @@
     let stretch = stretchFrom(time);
     while (stretch) {
       const from = Math.max(time, stretch.start);
-      const length = Number($("tab-timeline").dataset.window) || WINDOW; // tests shorten it
-      const to = Math.min(from + length, stretch.end);
+      const to = Math.min(from + windowLength(stretch), stretch.end);
       const cam = encodeURIComponent(state.camera);
       const params = new URLSearchParams({ start: from, end: Math.max(to, from + 0.1) });
       let span;
@@ -289,6 +311,13 @@
       stretch = stretchFrom(time + END_SLACK);
     }
     return null;
+  }
+
+  function windowLength(stretch) {
+    const forced = Number($("tab-timeline").dataset.window); // tests shorten it
+    if (forced) return forced;
+    const rate = stretch.bytes / Math.max(1, stretch.end - stretch.start); // bytes per second
+    return Math.min(WINDOW, Math.max(WINDOW_MIN, WINDOW_BYTES / Math.max(rate, 1)));
   }
 
   function videoTime(current) {
@@ -360,8 +389,14 @@
     const current = player.current;
     if (!current || event.target !== current.video) return;
     const token = player.token;
-    const next = await player.next;
+    let next = await player.next;
     if (token !== player.token) return;
+    if (!next && state.dayEnd > Date.now() / 1000 && (await refreshDay())) {
+      // Today: footage recorded since the bar was drawn follows on.
+      if (token !== player.token) return;
+      next = await loadWindow(otherVideo(current.video), windowEnd(current), token).catch(() => null);
+      if (token !== player.token) return;
+    }
     if (!next) {
       player.wantPlay = false;
       updatePlayButton();
@@ -586,7 +621,11 @@
         "No range selected. Shift-drag on the bar, or mark the start and end while playing.";
       return;
     }
-    $("tl-selection").textContent = `Selected: ${cameraName(state.camera)}, ${describe(selection)}.`;
+    const tooLong = selection.end - selection.start > MAX_CLIP;
+    $("tl-download").hidden = tooLong;
+    $("tl-selection").textContent =
+      `Selected: ${cameraName(state.camera)}, ${describe(selection)}.` +
+      (tooLong ? " A download covers at most 6 h: select less to download it." : "");
     const params = new URLSearchParams({
       start: selection.start,
       end: selection.end,
@@ -648,6 +687,10 @@
 
   async function enter() {
     state.active = true;
+    clearInterval(ticking);
+    ticking = setInterval(() => {
+      if (state.day !== null && state.dayEnd > Date.now() / 1000) refreshDay();
+    }, REFRESH_MS);
     if (!state.cameras.length) fillCameras(await api("GET", "/api/cameras"));
     if (state.day === null) chooseDay(midnight(new Date()));
     else await loadDay();
@@ -655,6 +698,8 @@
 
   function leave() {
     state.active = false;
+    clearInterval(ticking);
+    clearTimeout(refresh);
     stopPlayback();
     $("tl-placeholder").hidden = false;
   }
@@ -673,24 +718,14 @@
   }
 
   let refresh = null; // a day's answer is asked again once events settle
+  let ticking = null; // today's bar, asked again every REFRESH_MS
 
   function onEventNews(change) {
     const event = change && change.event;
     if (!state.active || !event || event.camera_id !== state.camera) return;
     if (event.start < state.day || event.start >= state.dayEnd) return;
     clearTimeout(refresh);
-    refresh = setTimeout(() => {
-      const generation = state.generation;
-      const params = new URLSearchParams({ start: state.day, end: state.dayEnd });
-      api("GET", `/api/cameras/${encodeURIComponent(state.camera)}/recordings?${params}`)
-        .then((data) => {
-          if (generation !== state.generation || !state.active) return;
-          state.data = data;
-          $("tl-play").disabled = !data.ranges.length;
-          drawBar();
-        })
-        .catch(failed);
-    }, 2000);
+    refresh = setTimeout(refreshDay, 2000);
   }
 
   function wire() {
