@@ -344,25 +344,47 @@ def test_the_timeline_on_a_phone(hub: Hub, browser: Browser) -> None:
         target = segments[7].start_time + 0.5
         touch_drag(page, x_of(page, segments[4].start_time), x_of(page, target))
         expect_paused_at(page, target)
-        page.locator("#tl-bar").scroll_into_view_if_needed()
+        # Two fingers drawn together zoom out around their middle; the picture stays.
+        middle = x_of(page, target)
+        pinch(page, middle, 120, 80)  # a third closer: one zoom step
+        pw_expect(page.locator("#tl-zoom-label")).to_have_text("5 min")
+        expect_paused_at(page, target)
+        page.click("#tl-zoom-in")
+        pw_expect(page.locator("#tl-zoom-label")).to_have_text("2 min")
         shot(page, "timeline-phone.png")
     finally:
         context.close()
     assert not problems.found, problems.found
 
 
+TOUCH_STEPS = 6  # moves between a finger's touch and its lift
+
+
 def touch_drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
     """A finger put down at `start`, moved to `end` and lifted (Chromium's touch input)."""
+    fingers(page, [start], [end])
+
+
+def pinch(page: Page, middle: tuple[float, float], apart: float, together: float) -> None:
+    """Two fingers `apart` px either side of `middle`, drawn to `together` px apart."""
+    (x, y) = middle
+    fingers(
+        page,
+        [(x - apart / 2, y), (x + apart / 2, y)],
+        [(x - together / 2, y), (x + together / 2, y)],
+    )
+
+
+def fingers(page: Page, starts: list[tuple[float, float]], ends: list[tuple[float, float]]) -> None:
     cdp = page.context.new_cdp_session(page)
-    steps = 6
-    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [point(start)]})
-    for n in range(1, steps + 1):
-        x = start[0] + (end[0] - start[0]) * n / steps
-        cdp.send(
-            "Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point((x, end[1]))]}
-        )
+
+    def points(step: int) -> list[dict[str, float]]:
+        return [
+            {"x": a[0] + (b[0] - a[0]) * step / TOUCH_STEPS, "y": a[1], "id": n}
+            for n, (a, b) in enumerate(zip(starts, ends, strict=True))
+        ]
+
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": points(0)})
+    for step in range(1, TOUCH_STEPS + 1):
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": points(step)})
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-
-
-def point(xy: tuple[float, float]) -> dict[str, float]:
-    return {"x": xy[0], "y": xy[1]}

@@ -507,12 +507,13 @@
     if (pointers.size === 2) {
       const [a, b] = [...pointers.values()];
       pinch = { distance: Math.abs(a - b), center: timeAt((a + b) / 2) };
+      if (drag && drag.mode === "seek") preview(drag.before); // two fingers: a zoom, not a seek
       drag = null;
       return;
     }
     const time = timeAt(event.clientX);
     const mode = event.shiftKey || state.selecting ? "select" : "seek";
-    drag = { mode, from: time };
+    drag = { mode, from: time, before: state.position };
     if (mode === "select") setSelection(time, time);
     else preview(time);
     event.preventDefault();
