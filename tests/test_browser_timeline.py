@@ -1,12 +1,13 @@
 """The timeline of recordings in a real headless Chromium, on a desktop and a phone.
 
-A real hub runs in this process: the real person clip, played back in real time by a
-file camera and recorded continuously in 2 s segments. The page plays the footage from
-a moment clicked on the bar, on across segment boundaries and from one clip window to
-the next (windows shortened to 3 s so that several follow each other), shows the
-picture's time in the browser's time zone, jumps where the bar is clicked or dragged
-(with a mouse, and with a finger on the phone), and downloads and deletes a range
-selected with Shift-drag: the download is an MP4 that PyAV decodes, the deletion
+A real hub runs in this process with test_browser's cameras: the synthetic porch, and
+the real person clip played back in real time by a file camera and recorded
+continuously in 2 s segments. The page plays the footage from a moment clicked on the
+bar, on across segment boundaries and from one clip window to the next (windows
+shortened to 3 s so that several follow each other), shows the picture's time in the
+browser's time zone, jumps where the bar is clicked or dragged (with a mouse, and with
+a finger on the phone), zooms by wheel, buttons and pinch, and downloads and deletes a
+range selected with Shift-drag: the download is an MP4 that PyAV decodes, the deletion
 removes the files and the index rows and is in the access log. Screenshots of the
 timeline go to docs/screenshots/ under `make screenshots`.
 """
@@ -64,34 +65,16 @@ PLAY_SECONDS = 10.0  # watched for the boundaries
 MAX_STALL = 1.5  # seconds the shown time may stand still while playing
 ZOOM_STEPS = 8  # from the whole day to 2 min
 
-CONFIG = """
-[hub]
-data_dir = "{data_dir}"
-log_level = "warning"
-
-[storage]
-segment_seconds = {segment_seconds}
-min_free_gb = 0
-
-[web]
-listen = "127.0.0.1:0"
-tls = false
-
-[[camera]]
-id = "hall"
-name = "Hallway"
-url = "file://{clip}"
-realtime = true
-record = "continuous"
-"""
-
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
     root = tmp_path_factory.mktemp("timeline-hub")
     data_dir = root / "data"
     init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
-    text = CONFIG.format(data_dir=data_dir, segment_seconds=SEGMENT_SECONDS, clip=person_clip)
+    # test_browser's two cameras: the synthetic porch, and the hall recording all the time
+    text = test_browser.CONFIG.format(
+        data_dir=data_dir, segment_seconds=SEGMENT_SECONDS, clip=person_clip
+    )
     running = Hub(parse_config(text, base_dir=root))
     running.start()
     try:
@@ -135,6 +118,9 @@ def open_timeline(page: Page, hub: Hub, around: float) -> None:
     page.goto(base(hub) + "/#timeline")
     log_in(page)
     pw_expect(page.locator('.tab[data-tab="timeline"]')).to_have_class(re.compile(r"\bactive\b"))
+    # The first camera is shown first; the hallway is picked.
+    pw_expect(page.locator("#tl-camera")).to_have_value("porch")
+    page.select_option("#tl-camera", "hall")
     pw_expect(page.locator("#tl-track .tl-range").first).to_be_attached()
     pw_expect(page.locator("#tl-date")).to_have_value(
         datetime.now(ZoneInfo(TIME_ZONE)).strftime("%Y-%m-%d")

@@ -362,16 +362,17 @@
       return null;
     });
     if (token !== player.token) return;
+    start(loaded, "No recording after this moment on this day.");
+  }
+
+  /** Shows and plays a loaded window, and loads the one after it; with none, says why. */
+  function start(loaded, otherwise) {
     if (!loaded) {
       player.wantPlay = false;
       updatePlayButton();
-      message("No recording after this moment on this day.");
+      message(otherwise);
       return;
     }
-    start(loaded);
-  }
-
-  function start(loaded) {
     const previous = player.current;
     player.current = loaded;
     loaded.video.hidden = false;
@@ -397,13 +398,7 @@
       next = await loadWindow(otherVideo(current.video), windowEnd(current), token).catch(() => null);
       if (token !== player.token) return;
     }
-    if (!next) {
-      player.wantPlay = false;
-      updatePlayButton();
-      message("End of this day's recordings.");
-      return;
-    }
-    start(next);
+    start(next, "End of this day's recordings.");
   }
 
   function unload(video) {
@@ -619,7 +614,8 @@
     for (const id of ["tl-download", "tl-delete", "tl-clear"]) $(id).hidden = !selection;
     if (!selection) {
       $("tl-selection").textContent =
-        "No range selected. Shift-drag on the bar, or mark the start and end while playing.";
+        "No range selected: Shift-drag on the bar (on a touch screen, press Select range, then " +
+        "drag), or mark the start and end while it plays.";
       return;
     }
     const tooLong = selection.end - selection.start > MAX_CLIP;
