@@ -95,9 +95,14 @@
     return Math.min(state.dayEnd, Math.max(state.day, start + fraction * (end - start)));
   }
 
+  /** The span a zoom step shows: the whole day (23 or 25 h when the clocks change), or less. */
+  function spanOf(zoom) {
+    return zoom === 0 ? state.dayEnd - state.day : Math.min(ZOOMS[zoom], state.dayEnd - state.day);
+  }
+
   function setView(center, zoom) {
     state.zoom = Math.min(ZOOMS.length - 1, Math.max(0, zoom));
-    const span = Math.min(ZOOMS[state.zoom], state.dayEnd - state.day);
+    const span = spanOf(state.zoom);
     let start = center - span / 2;
     start = Math.max(state.day, Math.min(state.dayEnd - span, start));
     state.view = [start, start + span];
@@ -114,7 +119,7 @@
     const [start, end] = state.view;
     const fraction = (anchor - start) / (end - start);
     const zoom = Math.min(ZOOMS.length - 1, Math.max(0, state.zoom + steps));
-    const span = Math.min(ZOOMS[zoom], state.dayEnd - state.day);
+    const span = spanOf(zoom);
     setView(anchor - fraction * span + span / 2, zoom);
   }
 
@@ -153,7 +158,8 @@
     if (state.selection) {
       parts.push(block("tl-selected", state.selection.start, state.selection.end));
     }
-    if (state.position !== null && state.position >= state.view[0] && state.position <= state.view[1]) {
+    const [viewStart, viewEnd] = state.view;
+    if (state.position !== null && state.position >= viewStart && state.position <= viewEnd) {
       const head = el("span", { class: "tl-playhead" });
       head.style.left = `${percent(state.position)}%`;
       parts.push(head);
@@ -246,7 +252,7 @@
     state.position = null;
     state.selection = null;
     showClock(null);
-    setView(state.day + DAY / 2, 0);
+    setView((state.day + state.dayEnd) / 2, 0);
     loadDay().catch(failed);
   }
 
@@ -395,7 +401,8 @@
     if (!next && state.dayEnd > Date.now() / 1000 && (await refreshDay())) {
       // Today: footage recorded since the bar was drawn follows on.
       if (token !== player.token) return;
-      next = await loadWindow(otherVideo(current.video), windowEnd(current), token).catch(() => null);
+      const video = otherVideo(current.video);
+      next = await loadWindow(video, windowEnd(current), token).catch(() => null);
       if (token !== player.token) return;
     }
     start(next, "End of this day's recordings.");
@@ -425,11 +432,13 @@
       const current = player.current;
       if (!current) return;
       const time = videoTime(current);
-      if (Math.abs(time - (state.position ?? 0)) >= 0.05) {
+      // (while a finger or the mouse drags, the playhead shows where it would go)
+      if (!drag && Math.abs(time - (state.position ?? 0)) >= 0.05) {
         state.position = time;
         showClock(time);
         const [start, end] = state.view;
-        if (time < start || time > end) setView(time + (end - start) / 2 - (end - start) * 0.1, state.zoom);
+        // Out of sight: the bar moves on, the playhead a tenth in from its left.
+        if (time < start || time > end) setView(time + (end - start) * 0.4, state.zoom);
         else movePlayhead(time);
       }
       player.frame = requestAnimationFrame(tick);
@@ -455,9 +464,11 @@
     if (current && player.wantPlay) {
       player.wantPlay = false;
       current.video.pause();
-    } else if (current) {
+    } else if (current && !current.video.ended) {
       player.wantPlay = true;
       current.video.play().catch(() => {});
+    } else if (current) {
+      playFrom(state.position).catch(failed); // at the end: look again for what follows
     } else {
       const from = state.position ?? (stretchFrom(state.view[0]) || {}).start;
       if (from !== undefined) playFrom(from).catch(failed);
@@ -573,8 +584,8 @@
     const here = state.position ?? state.view[0];
     if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
       const step = event.shiftKey ? tickStep() : STEP;
-      const to = Math.min(state.dayEnd, Math.max(state.day, here + (event.key === "ArrowLeft" ? -step : step)));
-      seekTo(to);
+      const to = here + (event.key === "ArrowLeft" ? -step : step);
+      seekTo(Math.min(state.dayEnd, Math.max(state.day, to)));
     } else if (event.key === "+" || event.key === "=") {
       zoomAround(here, 1);
     } else if (event.key === "-") {
@@ -656,14 +667,14 @@
     const params = new URLSearchParams({ start: selection.start, end: selection.end });
     try {
       stopPlayback(); // the player lets go of the clips about to be shredded
-      const done = await api("DELETE", `/api/cameras/${encodeURIComponent(state.camera)}/footage?${params}`);
+      const path = `/api/cameras/${encodeURIComponent(state.camera)}/footage?${params}`;
+      const done = await api("DELETE", path);
       $("tl-delete-dialog").close();
       clearSelection();
       await loadDay();
       const kept = done.recording ? ` (${done.recording} segment still recording was kept)` : "";
-      message(
-        `Deleted: ${done.segments + done.snapshots} file(s), ${camhub.fmt.bytes(done.bytes_freed)}${kept}.`,
-      );
+      const files = done.segments + done.snapshots;
+      message(`Deleted: ${files} file(s), ${camhub.fmt.bytes(done.bytes_freed)}${kept}.`);
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) return;
       $("tl-delete-error").textContent = error.message;
@@ -677,8 +688,11 @@
   function fillCameras(cameras) {
     state.cameras = cameras;
     const select = $("tl-camera");
-    select.replaceChildren(...cameras.map((cam) => el("option", { value: cam.id, text: cam.name })));
-    if (!cameras.some((cam) => cam.id === state.camera)) state.camera = cameras.length ? cameras[0].id : null;
+    const options = cameras.map((cam) => el("option", { value: cam.id, text: cam.name }));
+    select.replaceChildren(...options);
+    if (!cameras.some((cam) => cam.id === state.camera)) {
+      state.camera = cameras.length ? cameras[0].id : null;
+    }
     select.value = state.camera || "";
   }
 
