@@ -64,6 +64,7 @@ WINDOW = 3  # seconds of footage per clip window here: two 2 s segments a clip
 PLAY_SECONDS = 10.0  # watched for the boundaries
 MAX_STALL = 1.5  # seconds the shown time may stand still while playing
 ZOOM_STEPS = 8  # from the whole day to 2 min
+PORCH_WAIT_MS = 45_000  # the synthetic porch's visits come every 20 s
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +119,19 @@ def open_timeline(page: Page, hub: Hub, around: float) -> None:
     page.goto(base(hub) + "/#timeline")
     log_in(page)
     pw_expect(page.locator('.tab[data-tab="timeline"]')).to_have_class(re.compile(r"\bactive\b"))
-    # The first camera is shown first; the hallway is picked.
+    # The first camera is shown first: the porch, which records on motion, so its
+    # stretches are drawn as recorded on motion (the bar follows its new events).
     pw_expect(page.locator("#tl-camera")).to_have_value("porch")
+    porch = page.locator('#tl-track[data-camera="porch"] .tl-range-motion')
+    pw_expect(porch.first).to_be_attached(timeout=PORCH_WAIT_MS)
+    # The hallway records all the time: none of its stretches is drawn as recorded on
+    # motion, though it saw motion (drawn as such, with the event marks).
     page.select_option("#tl-camera", "hall")
-    pw_expect(page.locator("#tl-track .tl-range").first).to_be_attached()
+    hall = page.locator('#tl-track[data-camera="hall"]')
+    pw_expect(hall.locator(".tl-range").first).to_be_attached()
+    pw_expect(hall.locator(".tl-motion").first).to_be_attached()
+    pw_expect(hall.locator(".tl-event").first).to_be_attached()
+    pw_expect(hall.locator(".tl-range-motion")).to_have_count(0)
     pw_expect(page.locator("#tl-date")).to_have_value(
         datetime.now(ZoneInfo(TIME_ZONE)).strftime("%Y-%m-%d")
     )
@@ -214,7 +224,7 @@ def play_across_boundaries(page: Page, segments: list[SegmentRow]) -> None:
 
 def jump_with_the_mouse(page: Page, segments: list[SegmentRow]) -> None:
     """While paused, a click and a drag each show the picture at that moment (±1 s),
-    and the arrow keys step 10 s."""
+    the arrow keys step 10 s, and Mark start / Mark end select from one to the other."""
     target = segments[8].start_time + 1.2
     page.mouse.click(*x_of(page, target))
     expect_paused_at(page, target)
@@ -231,6 +241,18 @@ def jump_with_the_mouse(page: Page, segments: list[SegmentRow]) -> None:
     expect_paused_at(page, target + 10)
     page.keyboard.press("ArrowLeft")
     expect_paused_at(page, target)
+    # Mark start here, step on, Mark end: that range is selected.
+    shown = float(page.locator("#tl-clock").get_attribute("data-time") or "nan")
+    page.click("#tl-mark-start")
+    page.locator("#tl-bar").focus()
+    page.keyboard.press("ArrowRight")
+    expect_paused_at(page, target + 10)
+    page.click("#tl-mark-end")
+    selection = page.locator("#tl-selection")
+    pw_expect(selection).to_contain_text(f"{local_clock(shown)} to {local_clock(shown + 10)}")
+    pw_expect(selection).to_contain_text("(10 s)")
+    page.click("#tl-clear")
+    pw_expect(selection).to_contain_text("No range selected")
 
 
 def download_a_range(page: Page, start: float, end: float, tmp_path: Path) -> None:

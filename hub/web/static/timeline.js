@@ -233,6 +233,7 @@
 
   function takeDay(data) {
     state.data = data;
+    $("tl-track").dataset.camera = data.camera; // whose bar it is, for tests and tools
     $("tl-play").disabled = !data.ranges.length;
     drawBar();
   }
