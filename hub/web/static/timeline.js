@@ -59,6 +59,7 @@
     token: 0, // bumped when playback is stopped or restarted: stale loads give up
     frame: 0, // requestAnimationFrame handle
     wantPlay: false,
+    unlocked: false, // see unlockVideos()
   };
 
   // -- days and the bar's geometry --------------------------------------------------------
@@ -280,7 +281,10 @@
       const fail = () => {
         video.removeEventListener(name, done);
         video.removeEventListener("error", fail);
-        reject(new Error("This footage cannot be played here."));
+        // A <video> cannot tell why its request failed: an ended session is told by
+        // asking the hub (api() takes the page back to the login form on a 401).
+        api("GET", "/api/session").catch(() => {});
+        reject(new Error("This footage cannot be played now: try again, or another moment."));
       };
       video.addEventListener(name, done);
       video.addEventListener("error", fail);
@@ -461,6 +465,7 @@
   }
 
   function togglePlay() {
+    unlockVideos();
     const current = player.current;
     if (current && player.wantPlay) {
       player.wantPlay = false;
@@ -477,8 +482,24 @@
     updatePlayButton();
   }
 
+  /** Lets both <video> elements play later without a tap of their own. Safari (iOS) allows
+   * sound only to an element first played in answer to the user; the hand-over plays the
+   * second one from an `ended` event, so both are played and paused once in the first
+   * gesture, while still empty (a no-op in Chromium, which asks for a gesture per page). */
+  function unlockVideos() {
+    if (player.unlocked) return;
+    player.unlocked = true;
+    for (const video of player.videos) {
+      if (video.getAttribute("src")) continue;
+      const playing = video.play();
+      if (playing) playing.catch(() => {});
+      video.pause();
+    }
+  }
+
   function seekTo(time) {
     if (!state.data) return;
+    unlockVideos();
     const play = !player.current || player.wantPlay; // a paused picture stays paused
     if (!seekWithin(time, play)) playFrom(time, play).catch(failed);
   }
