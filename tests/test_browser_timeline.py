@@ -19,13 +19,14 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import av
 import pytest
 import test_browser
+from recorded_spans import insert_segments
 from test_browser import (
     DESKTOP,
     FAST_KDF,
@@ -64,6 +65,7 @@ WINDOW = 3  # seconds of footage per clip window here: two 2 s segments a clip
 PLAY_SECONDS = 10.0  # watched for the boundaries
 MAX_STALL = 1.5  # seconds the shown time may stand still while playing
 ZOOM_STEPS = 8  # from the whole day to 2 min
+BUSY_RECORDINGS = 2500  # more than the 2000 stretches one answer holds
 PORCH_WAIT_MS = 45_000  # the synthetic porch's visits come every 20 s
 
 
@@ -417,3 +419,37 @@ def fingers(page: Page, starts: list[tuple[float, float]], ends: list[tuple[floa
     for step in range(1, TOUCH_STEPS + 1):
         cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": points(step)})
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def test_a_busy_day_is_drawn_whole(hub: Hub, browser: Browser) -> None:
+    """Yesterday, 2500 short recordings (a busy camera that records on motion): more
+    than one answer of the recordings route holds, and the bar draws them all. The
+    rows go straight into the real index (no footage behind them: only drawn)."""
+    berlin = ZoneInfo(TIME_ZONE)
+    today = datetime.now(berlin).replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday = today - timedelta(days=1)
+    first = yesterday.replace(hour=8).timestamp()
+    insert_segments(
+        hub.paths.index,
+        [(first + 10 * n, first + 10 * n + 1) for n in range(BUSY_RECORDINGS)],
+        "hall",
+    )
+    problems = PageProblems()
+    context = new_context(browser, DESKTOP, timezone_id=TIME_ZONE, locale=LOCALE)
+    page = problems.watch(context.new_page())
+    try:
+        page.goto(base(hub) + "/#timeline")
+        log_in(page)
+        page.select_option("#tl-camera", "hall")
+        pw_expect(page.locator('#tl-track[data-camera="hall"] .tl-range').first).to_be_attached()
+        page.click("#tl-prev-day")
+        pw_expect(page.locator("#tl-date")).to_have_value(yesterday.strftime("%Y-%m-%d"))
+        pw_expect(page.locator("#tl-track .tl-range")).to_have_count(BUSY_RECORDINGS)
+        pw_expect(page.locator("#tl-message")).to_be_hidden()
+        pw_expect(page.locator("#tl-next-day")).to_be_enabled()
+        page.click("#tl-next-day")
+        pw_expect(page.locator("#tl-date")).to_have_value(today.strftime("%Y-%m-%d"))
+        pw_expect(page.locator("#tl-next-day")).to_be_disabled()  # no footage from tomorrow
+    finally:
+        context.close()
+    assert not problems.found, problems.found

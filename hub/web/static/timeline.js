@@ -27,6 +27,7 @@
   const WINDOW_BYTES = 32e6;
   const MAX_CLIP = 6 * 3600; // the longest range the hub assembles into one clip
   const REFRESH_MS = 30 * 1000; // today's bar is asked again this often while shown
+  const DAY_PAGES = 10; // answers of up to 2000 stretches each for one day's bar
   const STEP = 10; // seconds per arrow key
   const TICK_STEPS = [30, 60, 120, 300, 600, 900, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600];
   const TICK_MIN_PX = 70; // room for one tick's label
@@ -222,14 +223,33 @@
     if (!data.ranges.length) {
       message(`${cameraName(cam)} recorded nothing on ${dateLong.format(state.day * 1000)}.`);
     } else if (data.more) {
-      message("This day has more recordings than the bar shows: zoom in for the rest.");
+      const last = data.ranges[data.ranges.length - 1].end * 1000;
+      message(`More recordings than the bar can take: it shows them up to ${clock.format(last)}.`);
     }
     drawSelection();
   }
 
-  function fetchDay() {
-    const params = new URLSearchParams({ start: state.day, end: state.dayEnd });
-    return api("GET", `/api/cameras/${encodeURIComponent(state.camera)}/recordings?${params}`);
+  /** The day's recordings. An answer holds at most 2000 stretches (`more` says when it
+   * was cut): the rest are asked for from where it ended, up to DAY_PAGES answers. */
+  async function fetchDay() {
+    const path = `/api/cameras/${encodeURIComponent(state.camera)}/recordings`;
+    let day = null;
+    let from = state.day;
+    for (let page = 0; page < DAY_PAGES; page += 1) {
+      const params = new URLSearchParams({ start: from, end: state.dayEnd });
+      const data = await api("GET", `${path}?${params}`);
+      if (day === null) day = data;
+      else {
+        const known = new Set(day.events.map((event) => event.id));
+        day.ranges.push(...data.ranges);
+        day.motion.push(...data.motion);
+        day.events.push(...data.events.filter((event) => !known.has(event.id)));
+        day.more = data.more;
+      }
+      if (!data.more || !data.ranges.length) break;
+      from = data.ranges[data.ranges.length - 1].end;
+    }
+    return day;
   }
 
   function takeDay(data) {
