@@ -606,7 +606,8 @@
   function preview(time) {
     state.position = time;
     showClock(time);
-    drawBar();
+    if (time === null) drawBar();
+    else movePlayhead(time);
   }
 
   function onWheel(event) {
