@@ -550,6 +550,7 @@
   function onPointerDown(event) {
     if (!state.data) return;
     const bar = $("tl-bar");
+    bar.focus({ preventScroll: true }); // the arrow keys step from here next
     bar.setPointerCapture(event.pointerId);
     pointers.set(event.pointerId, event.clientX);
     if (pointers.size === 2) {
