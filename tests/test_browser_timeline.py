@@ -383,6 +383,17 @@ def test_the_timeline_on_a_phone(hub: Hub, browser: Browser) -> None:
         page.click("#tl-zoom-in")
         pw_expect(page.locator("#tl-zoom-label")).to_have_text("2 min")
         shot(page, "timeline-phone.png")
+        # With Select range pressed, a finger's drag selects instead of playing.
+        page.click("#tl-select-mode")
+        pw_expect(page.locator("#tl-select-mode")).to_have_attribute("aria-pressed", "true")
+        a, b = segments[2].start_time + 0.5, segments[6].start_time + 0.5
+        touch_drag(page, x_of(page, a), x_of(page, b))
+        selection = page.locator("#tl-selection")
+        pw_expect(selection).to_contain_text("Selected: Hallway")
+        pw_expect(selection).to_contain_text(re.compile(r"\((7|8|9) s\)"))  # 8 s, to a pixel
+        pw_expect(page.locator("#tl-delete")).to_be_visible()
+        expect_paused_at(page, target)  # the picture did not move
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     finally:
         context.close()
     assert not problems.found, problems.found
