@@ -461,6 +461,26 @@ _SHARE_COLUMNS = (
 )
 
 
+def merge_stretches(
+    rows: Iterable[tuple[float, float, int]], gap: float, limit: int
+) -> list[tuple[float, float, int, int]]:
+    """Segments (start, end, bytes), by start, folded into stretches (start, end,
+    segments, bytes): a segment starting at most `gap` seconds after the previous one
+    ended joins its stretch. Stops reading once `limit` stretches are complete."""
+    stretches: list[tuple[float, float, int, int]] = []
+    previous_end = 0.0
+    for a, b, size in rows:
+        if stretches and a - previous_end <= gap:
+            first, last, count, total = stretches[-1]
+            stretches[-1] = (first, max(last, b), count + 1, total + size)
+        elif len(stretches) == limit:
+            break
+        else:
+            stretches.append((a, b, 1, size))
+        previous_end = b
+    return stretches
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to SCHEMA_VERSION, one migration per transaction."""
     while True:
@@ -667,19 +687,22 @@ class Index:
     ) -> list[tuple[float, float, int, int]]:
         """(start, end, segments, bytes) of the stretches a camera recorded within
         [start, end), oldest first: segments at most `gap` seconds apart are one
-        stretch. Merged inside SQLite (gaps and islands), so a month of short segments
-        comes back as a few rows. A segment being written reaches to `now`."""
-        rows = self._query(
-            "WITH s AS (SELECT start_time AS a, coalesce(end_time, max(start_time, ?)) AS b, "
-            "  coalesce(size, 0) AS size FROM segments "
-            "  WHERE camera_id = ? AND start_time < ? AND coalesce(end_time, ?) > ?), "
-            "g AS (SELECT *, "
-            "  CASE WHEN a - lag(b) OVER (ORDER BY a) <= ? THEN 0 ELSE 1 END AS brk FROM s), "
-            "i AS (SELECT *, sum(brk) OVER (ORDER BY a ROWS UNBOUNDED PRECEDING) AS n FROM g) "
-            "SELECT min(a), max(b), count(*), sum(size) FROM i GROUP BY n ORDER BY n LIMIT ?",
-            (now, camera_id, end, now, start, gap, _limit(limit)),
-        )
-        return [(float(a), float(b), int(n), int(size)) for a, b, n, size in rows]  # type: ignore[arg-type]
+        stretch. A segment being written reaches to `now`.
+
+        The query seeks to the range through the (camera, start) index, as
+        segments_overlapping() does: a day's answer costs that day's rows, however long
+        the camera's history. The rows are folded into stretches as they are read (one
+        pass, constant memory), which costs less than SQLite's window functions did."""
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT start_time, coalesce(end_time, max(start_time, ?)), coalesce(size, 0) "
+                "FROM segments WHERE camera_id = ? AND start_time < ? AND start_time >= "
+                "coalesce((SELECT max(start_time) FROM segments "
+                "  WHERE camera_id = ? AND start_time <= ?), ?) "
+                "AND coalesce(end_time, ?) > ? ORDER BY start_time",
+                (now, camera_id, end, camera_id, start, start, now, start),
+            )
+            return merge_stretches(rows, gap, _limit(limit))
 
     def footage_by_camera(self) -> dict[str, tuple[int, int, float | None]]:
         """Per camera: (sealed files, bytes, start of its oldest footage)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 import aiohttp
 import av
 import pytest
+from recorded_spans import insert_segments, window_spans
 from test_web import FAST, PASSWORD, audit_kinds, base, last_seq, logged_in, open_link, origin
 
 from hub.archive import HEADER_SIZE
@@ -172,15 +174,52 @@ async def test_recordings_merge_segments_into_ranges_with_event_markers(hub: Hub
         assert resp.status == 401
 
 
+async def test_clip_span_says_where_the_clip_of_a_range_starts(hub: Hub) -> None:
+    """From inside a segment, the clip starts at that segment's start and ends where the
+    last one it plays ends: the clip itself (decoded) is that long."""
+    segments = hall_segments(hub)
+    first, last = segments[1], segments[3]
+    start, end = first.start_time + 0.7, last.start_time + 0.2
+    client = await logged_in(hub)
+    async with client:
+        url = f"{base(hub)}/api/cameras/hall/clip-span"
+        async with client.get(url, params={"start": start, "end": end}) as resp:
+            assert resp.status == 200, await resp.text()
+            span = await resp.json()
+        assert span == {"camera": "hall", "start": first.start_time, "end": last.end_time}
+        clip = f"{base(hub)}/api/cameras/hall/clip.mp4"
+        async with client.get(clip, params={"start": start, "end": end}) as resp:
+            assert resp.status == 200
+            body = await resp.read()
+        with av.open(io.BytesIO(body)) as container:
+            stream = container.streams.video[0]
+            assert stream.duration is not None and stream.time_base is not None
+            length = float(stream.duration * stream.time_base)
+        assert abs(length - (span["end"] - span["start"])) < 0.5, (length, span)
+        after = segments[-1].end_time + 3600
+        for params, status in (
+            ({"start": after, "end": after + 10}, 404),  # no footage there
+            ({"start": start, "end": start + 6 * 3600 + 1}, 400),  # longer than a clip
+            ({"start": start}, 400),
+            ({"start": "x", "end": end}, 400),
+        ):
+            async with client.get(url, params=params) as resp:
+                assert resp.status == status, (params, await resp.text())
+        async with client.get(f"{base(hub)}/api/cameras/nope/clip-span?start=0&end=1") as resp:
+            assert resp.status == 404
+    async with aiohttp.ClientSession() as stranger, stranger.get(url, params=params) as resp:
+        assert resp.status == 401
+
+
 def test_recorded_spans_split_at_gaps_on_a_real_index(tmp_path: Path) -> None:
-    """Gaps and islands in SQL: three stretches, a gap tolerance, a result bound, and a
-    month of 4 s segments answered fast (the time is printed, not asserted)."""
+    """Three stretches, a gap tolerance, a result bound, a range that starts inside a
+    segment; a day at the end of a month of 4 s segments is found by its own rows."""
     with Index(tmp_path / "index.db") as index:
         t0 = 1_700_000_000.0
-        rows = [(t0 + 4 * i, t0 + 4 * i + 4) for i in range(100)]  # 400 s
+        rows: list[tuple[float, float | None]] = [(t0 + 4 * i, t0 + 4 * i + 4) for i in range(100)]
         rows += [(t0 + 1000 + 4 * i, t0 + 1000 + 4 * i + 3.5) for i in range(10)]  # 0.5 s gaps
         rows += [(t0 + 2000, t0 + 2004)]
-        _insert(tmp_path / "index.db", rows)
+        insert_segments(tmp_path / "index.db", rows)
         assert index.recorded_spans("cam", t0, t0 + 3000, 1.0, 100, NOW) == [
             (t0, t0 + 400, 100, 100),
             (t0 + 1000, t0 + 1039.5, 10, 10),
@@ -191,33 +230,49 @@ def test_recorded_spans_split_at_gaps_on_a_real_index(tmp_path: Path) -> None:
         # From the middle of a segment: it is included whole.
         assert index.recorded_spans("cam", t0 + 2, t0 + 5, 1.0, 10, NOW) == [(t0, t0 + 8, 2, 2)]
         month = 31 * 86400 // 4
-        _insert(
-            tmp_path / "index.db",
-            [(t0 + 10**6 + 4 * i, t0 + 10**6 + 4 * i + 4) for i in range(month)],
-        )
-        for days in (1, 31):
-            started = time.perf_counter()
-            spans = index.recorded_spans(
-                "cam", t0 + 10**6, t0 + 10**6 + days * 86400, 2.0, 2001, NOW
+        t1 = t0 + 10**6
+        insert_segments(tmp_path / "index.db", [(t1 + 4 * i, t1 + 4 * i + 4) for i in range(month)])
+        last_day = t1 + 30 * 86400
+        assert index.recorded_spans("cam", last_day, last_day + 86400, 2.0, 2001, NOW) == [
+            (last_day, last_day + 86400, 21600, 21600)
+        ]
+
+
+def test_recorded_spans_answer_as_the_former_window_query(tmp_path: Path) -> None:
+    """The query that seeks to the range and folds rows as it reads them gives exactly
+    the former window-function query's answers: on random footage of two cameras with
+    gaps of every size, overlapping and open segments, for random ranges, gap
+    tolerances and bounds."""
+    path = tmp_path / "index.db"
+    rng = random.Random(11)
+    t0 = 1_700_000_000.0
+    with Index(path) as index:
+        for camera in ("cam", "other"):
+            spans: list[tuple[float, float | None]] = []
+            t = t0
+            for _ in range(3000):
+                t += rng.choice([0.0, 0.0, 0.0, 0.3, 1.5, 2.0, 2.5, 40.0, 900.0]) - (
+                    0.2 if rng.random() < 0.05 else 0.0  # now and then overlapping
+                )
+                length = rng.uniform(0.5, 6.0)
+                spans.append((t, t + length))
+                t += length
+            spans.append((t + 1, None))  # being written
+            insert_segments(path, spans, camera, size=rng.randrange(1, 10**6))
+        end_of_all = t + 1
+        now = end_of_all + 30
+        cases = [(t0 - 100, end_of_all + 100, 2.0, 2001), (t0, t0 + 1, 0.0, 10)]
+        for _ in range(300):
+            a = rng.uniform(t0 - 50, end_of_all + 50)
+            b = a + rng.choice([0.5, 10.0, 600.0, 3600.0, 86400.0])
+            cases.append(
+                (a, b, rng.choice([0.0, 0.5, 2.0, 60.0, 3600.0]), rng.choice([1, 3, 2001]))
             )
-            took = time.perf_counter() - started
-            print(f"recorded_spans over {days} day(s) of 4 s segments: {took * 1000:.0f} ms")
-            assert spans == [(t0 + 10**6, t0 + 10**6 + days * 86400, days * 21600, days * 21600)]
-
-
-def _insert(path: Path, spans: list[tuple[float, float]]) -> None:
-    """Complete segment rows straight into the real index file (faster than the archive
-    for a month of them); sizes of 1 byte, ids and seqs unique."""
-    with sqlite3.connect(path) as conn:
-        base_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM segments").fetchone()[0]
-        conn.executemany(
-            "INSERT INTO segments (id, camera_id, start_time, end_time, path, size, frames, "
-            "state, created, seq) VALUES (?, 'cam', ?, ?, ?, 1, 1, 'complete', 0, ?)",
-            [
-                (f"{base_seq + i:032x}", a, b, f"x/{base_seq + i}.seg", base_seq + i + 1)
-                for i, (a, b) in enumerate(spans)
-            ],
-        )
+        for a, b, gap, limit in cases:
+            for camera in ("cam", "other"):
+                assert index.recorded_spans(camera, a, b, gap, limit, now) == window_spans(
+                    path, camera, a, b, gap, limit, now
+                ), (camera, a, b, gap, limit)
 
 
 async def test_a_download_names_the_camera_and_time_plays_and_is_logged(

@@ -19,7 +19,15 @@ from aiohttp import web
 from hub.archive import DAY
 from hub.audit import AuditKind
 from hub.store import EventRow
-from hub.web.api import _camera, _event, _number, actor, event_window, events_json
+from hub.web.api import (
+    MAX_CLIP_SPAN,
+    _camera,
+    _event,
+    _number,
+    actor,
+    event_window,
+    events_json,
+)
 from hub.web.app import audit, context, json_error, json_response
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,7 @@ MAX_DELETE_SPAN = DAY  # a deletion covers at most a day: each file costs a few 
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/cameras/{camera}/recordings", recordings)
+    r.add_get("/api/cameras/{camera}/clip-span", clip_span)
     r.add_delete("/api/cameras/{camera}/footage", delete_range)
     r.add_delete("/api/events/{event}", delete_event)
     r.add_get("/api/storage", storage)
@@ -108,6 +117,30 @@ async def recordings(request: web.Request) -> web.Response:
             "more": len(spans) > MAX_RANGES or len(events) > MAX_EVENTS,
         }
     )
+
+
+async def clip_span(request: web.Request) -> web.Response:
+    """Where the clip of [start, end) (GET .../clip.mp4 with the same range) really
+    begins and ends: it plays whole segments, so its first picture is the first one's
+    start. The timeline maps a clip's playing time to the time of day by it."""
+    ctx = context(request)
+    cam = _camera(request)
+    start, end = _range(request, MAX_CLIP_SPAN)
+    span = await asyncio.to_thread(ctx.index.clip_span, cam.id, start, end)
+    if span is None:
+        raise json_error(web.HTTPNotFound, "no recorded footage in that range")
+    return json_response({"camera": cam.id, "start": span[0], "end": span[1]})
+
+
+def _range(request: web.Request, longest: float) -> tuple[float, float]:
+    """The request's `start` and `end` (Unix seconds), `end` after `start` by at most
+    `longest` seconds."""
+    start, end = _number(request, "start"), _number(request, "end")
+    if start is None or end is None:
+        raise json_error(web.HTTPBadRequest, "start and end (Unix seconds) are required")
+    if not 0 < end - start <= longest:
+        raise json_error(web.HTTPBadRequest, f"end must be after start, by at most {longest:.0f} s")
+    return start, end
 
 
 # -- deletion ------------------------------------------------------------------------
