@@ -243,6 +243,7 @@ async def test_bad_requests_get_clear_4xx(hub: Hub) -> None:
             headers={**origin(hub), "Content-Type": "application/json"},
         ) as resp:
             assert resp.status == 413
+            assert await resp.json() == {"error": "request body too large (at most 64 KiB)"}
 
 
 async def test_cross_site_state_changes_are_refused(hub: Hub) -> None:

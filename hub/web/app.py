@@ -149,10 +149,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise json_error(web.HTTPUnsupportedMediaType, "send a JSON body (application/json)")
     if not _is_utf8(request.charset):
         raise json_error(web.HTTPUnsupportedMediaType, "send the JSON body as UTF-8")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise json_error(web.HTTPRequestEntityTooLarge, "request body too large") from None
+    raw = await request.read()  # already read, within its size, by body_middleware
     try:
         body = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -231,14 +228,20 @@ async def host_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Read a request's (small) body within BODY_SECONDS, so a client that trickles it
-    cannot hold a connection and a handler open; handlers then read it from memory."""
+    """Read a request's (small) body within BODY_SECONDS and MAX_REQUEST_BYTES, so a
+    client that trickles it cannot hold a connection and a handler open; handlers then
+    read it from memory."""
     if request.body_exists:
         try:
             async with asyncio.timeout(BODY_SECONDS):
                 await request.read()
         except TimeoutError:
             raise json_error(web.HTTPRequestTimeout, "the request body came too slowly") from None
+        except web.HTTPRequestEntityTooLarge:
+            raise json_error(
+                web.HTTPRequestEntityTooLarge,
+                f"request body too large (at most {MAX_REQUEST_BYTES // 1024} KiB)",
+            ) from None
     return await handler(request)
 
 
