@@ -18,14 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from hub.alerts.bus import AlertBus
 from hub.alerts.service import Alerts
 from hub.archive import Archive
 from hub.audit import AuditKind, AuditLog, RepeatFilter, SnapshotBursts
+from hub.config import MqttSettings
 from hub.logs import printable
 from hub.store import Index
 from hub.web.auth import LoginThrottle, Session, Sessions
@@ -33,9 +33,6 @@ from hub.web.clips import ClipCache
 from hub.web.hdlive import StreamFeed
 from hub.web.hosts import HostCheck
 from hub.web.live import LiveFeed
-
-if TYPE_CHECKING:
-    from hub.alerts.mqtt import MqttStatus
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +90,9 @@ class WebContext:
     listen_host: str = "127.0.0.1"  # web.listen's host: a name here is a known Host
     login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     clip_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
-    alerts: Alerts | None = None  # the owner's alerts (push, webhook); None in some tests
-    bus: AlertBus = field(default_factory=AlertBus)  # what the page's stream tells
-    mqtt_status: Callable[[], MqttStatus | None] = lambda: None  # None: MQTT is off
+    # The owner's alerts: their bus (what the page's stream tells), MQTT's status, push
+    # and webhook. By default all off (the bus still runs), as in tests of the routes.
+    alerts: Alerts = field(default_factory=lambda: Alerts(MqttSettings()))
 
 
 CONTEXT = web.AppKey("context", WebContext)
