@@ -19,21 +19,18 @@ from collections.abc import Iterator
 
 import pytest
 from alert_receivers import Receiver, serve
+from hubkit import base, make_hub, running
 from test_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DESKTOP,
-    FAST_KDF,
-    PASSWORD,
     PageProblems,
     log_in,
     new_context,
     shot,
 )
 
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
+from hub.daemon import Hub
 
 try:
     from playwright.sync_api import Browser, Page, sync_playwright
@@ -44,15 +41,7 @@ except ImportError:  # pragma: no cover - reported by the fixture below
 pytestmark = pytest.mark.slow
 
 SECRET = "browser-alerts-secret-0123"
-CONFIG = """
-[hub]
-data_dir = "{data_dir}"
-log_level = "warning"
-
-[web]
-listen = "127.0.0.1:0"
-tls = false
-
+TABLES = """
 [alerts]
 quiet_hours = ["23:00-06:30"]
 time_zone = "Europe/Berlin"
@@ -84,17 +73,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("browser-alerts")
-    data_dir = root / "data"
-    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
-    text = CONFIG.format(data_dir=data_dir, hook=receiver.url, secret=SECRET)
-    running = Hub(parse_config(text, base_dir=root))
-    running.start()
-    try:
-        assert running.web is not None
-        yield running
-    finally:
-        running.stop()
+    tables = TABLES.format(hook=receiver.url, secret=SECRET)
+    with running(make_hub(tmp_path_factory.mktemp("browser-alerts"), tables)) as hub:
+        yield hub
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +92,6 @@ def browser() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
-
-
-def base(hub: Hub) -> str:
-    assert hub.web is not None
-    return hub.web.url.rstrip("/")
 
 
 def an_event(hub: Hub, camera_id: str) -> int:

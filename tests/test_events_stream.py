@@ -19,19 +19,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hubkit import base, logged_in, make_hub, running
 from rtsp_camera import RtspCamera
 
 from hub.alerts.happenings import EventChanged, Phase
 from hub.alerts.sink import AnnouncingEvents
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub, IndexedEvents
+from hub.daemon import Hub, IndexedEvents
 from hub.motion import MotionEvent
-from hub.vault import KdfParams
 from hub.web.events_stream import PAGE_STREAMS, PageStreams
 
-PASSWORD = "correct horse battery"
-FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
 WAIT = 60.0  # seconds: a bound for things that come within a few seconds
 
 Message = tuple[str, Any]
@@ -45,17 +41,7 @@ def door(person_clip: Path) -> Iterator[RtspCamera]:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, door: RtspCamera) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("hub")
-    init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
-    config = parse_config(
-        f"""
-        [hub]
-        data_dir = "{root}"
-        [storage]
-        min_free_gb = 0
-        [web]
-        listen = "127.0.0.1:0"
-        tls = false
+    cameras = f"""
         [[camera]]
         id = "door"
         name = "Front door"
@@ -64,34 +50,14 @@ def hub(tmp_path_factory: pytest.TempPathFactory, door: RtspCamera) -> Iterator[
         id = "porch"
         url = "synthetic:porch"
         record = "off"
-        """,
-        base_dir=root,
-    )
-    running = Hub(config)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-def base(hub: Hub) -> str:
-    assert hub.web is not None
-    return hub.web.url.rstrip("/")
+        """
+    with running(make_hub(tmp_path_factory.mktemp("hub"), cameras)) as started:
+        yield started
 
 
 def streams(hub: Hub) -> PageStreams:
     assert hub.web is not None
     return hub.web._app[PAGE_STREAMS]
-
-
-async def logged_in(hub: Hub) -> aiohttp.ClientSession:
-    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with client.post(
-        f"{base(hub)}/api/login", json={"password": PASSWORD}, headers={"Origin": base(hub)}
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-    return client
 
 
 async def logout(client: aiohttp.ClientSession, hub: Hub) -> None:

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hubkit import PASSWORD, make_hub
 
 from hub import daemon, vault
 from hub.archive import Archive, NotIndexed, RetentionPolicy
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub, load_keyfile
+from hub.daemon import Hub, load_keyfile
 from hub.shares import ShareRequest, create_share
 from hub.store import Index, SegmentState, ShareEnd
 from hub.vault import CHUNK_SIZE, HEADER_SIZE, SEALED_CHUNK_SIZE
@@ -166,20 +165,8 @@ def sealed_prefix(chunks: int) -> int:
 
 # -- 3. an index damaged on disk while the hub records -------------------------------
 
-PASSWORD = "correct horse battery staple"
-HUB_CONFIG = """
-[hub]
-data_dir = "{data_dir}"
-
-[storage]
-segment_seconds = 1
-min_free_gb = 0
-retention_days = 30
-
-[web]
-listen = "127.0.0.1:0"
-tls = false
-
+STORAGE = "segment_seconds = 1\nretention_days = 30"
+HALL = """
 [[camera]]
 id = "hall"
 url = "file://{clip}"
@@ -299,12 +286,7 @@ def test_a_damaged_index_is_reported_and_recording_goes_on(
 ) -> None:
     monkeypatch.setattr(daemon, "HOUSEKEEPING_INTERVAL", 0.2)  # a round every 0.2 s
     data_dir = tmp_path / "data"
-    init_data_dir(
-        DataPaths(data_dir), PASSWORD, kdf=vault.KdfParams(memory_kib=8, iterations=1, lanes=1)
-    )
-    hub = Hub(
-        parse_config(HUB_CONFIG.format(data_dir=data_dir, clip=person_clip), base_dir=tmp_path)
-    )
+    hub = make_hub(tmp_path, HALL.format(clip=person_clip), storage=STORAGE, data_dir=data_dir)
     footage = data_dir / "footage"
     caplog.set_level(logging.INFO)
     hub.start()
@@ -345,10 +327,7 @@ def test_a_damaged_index_is_reported_and_recording_goes_on(
 
 
 def start_hub(root: Path, data_dir: Path, clip: Path) -> Hub:
-    init_data_dir(
-        DataPaths(data_dir), PASSWORD, kdf=vault.KdfParams(memory_kib=8, iterations=1, lanes=1)
-    )
-    hub = Hub(parse_config(HUB_CONFIG.format(data_dir=data_dir, clip=clip), base_dir=root))
+    hub = make_hub(root, HALL.format(clip=clip), storage=STORAGE, data_dir=data_dir)
     hub.start()
     return hub
 
