@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real camera clips live, and an MJPEG camera serving one."""
+"""Shared fixtures: where the real camera clips live, an MJPEG camera serving one, an
+owner's key pair and an index in a test's own folder."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from hub.store import Index
 
 DATA_DIR = Path(
     os.environ.get("CAMHUB_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -57,6 +61,19 @@ def crowd_av_clip(crowd_clip: Path, tmp_path_factory: pytest.TempPathFactory) ->
         check=True,
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def owner() -> X25519PrivateKey:
+    """The owner's key pair, as the vault seals footage to it."""
+    return X25519PrivateKey.generate()
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Iterator[Index]:
+    """A new, real SQLite index in the test's folder."""
+    with Index(tmp_path / "index.sqlite3") as idx:
+        yield idx
 
 
 @pytest.fixture

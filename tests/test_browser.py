@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from mosquitto import PASSWORD as BROKER_PASSWORD
 from mosquitto import USER as BROKER_USER
 from mosquitto import Broker
 from rtsp_camera import RtspCamera
+from test_footage import ffprobe_frames
 
 from hub.alerts.sink import AnnouncingEvents
 from hub.daemon import Hub, IndexedEvents
@@ -766,26 +766,7 @@ def test_download_and_delete_from_the_player(
         )
         saved = tmp_path / download.suggested_filename
         download.save_as(saved)
-        probe = subprocess.run(
-            [
-                "ffprobe",
-                "-v",
-                "error",
-                "-count_frames",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "stream=nb_read_frames",
-                "-of",
-                "csv=p=0",
-                str(saved),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        assert int(probe.stdout) > 10
+        assert ffprobe_frames(saved) > 10
 
         check_player_buttons_on_a_phone(browser, running_hub.base, event_id, problems)
 

@@ -20,11 +20,10 @@ from collections.abc import Iterator
 import pytest
 from alert_receivers import Receiver, serve
 from hubkit import base, make_hub, running
-from test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+from test_browser import (  # the same module-scoped browser fixture and helpers
     DESKTOP,
     PageProblems,
+    browser,
     log_in,
     new_context,
     shot,
@@ -33,10 +32,12 @@ from test_browser import (
 from hub.daemon import Hub
 
 try:
-    from playwright.sync_api import Browser, Page, sync_playwright
+    from playwright.sync_api import Browser, Page
     from playwright.sync_api import expect as pw_expect
-except ImportError:  # pragma: no cover - reported by the fixture below
-    sync_playwright = None  # type: ignore[assignment]
+except ImportError:  # pragma: no cover - reported by the browser fixture
+    pass
+
+__all__ = ["browser"]  # the fixture, imported for pytest
 
 pytestmark = pytest.mark.slow
 
@@ -76,22 +77,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterato
     tables = TABLES.format(hook=receiver.url, secret=SECRET)
     with running(make_hub(tmp_path_factory.mktemp("browser-alerts"), tables)) as hub:
         yield hub
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.fail("the playwright package is missing: pip install -e '.[test]'")
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/system-deps.sh)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def an_event(hub: Hub, camera_id: str) -> int:

@@ -168,6 +168,14 @@ class Site:
     config: Path
     password_file: Path
 
+    @property
+    def keys(self) -> Path:
+        return self.data / "keys.json"
+
+    def segments(self) -> list[Path]:
+        """The sealed segment files on disk, indexed or not."""
+        return sorted((self.data / "footage").rglob("*.seg"))
+
 
 def new_site(
     root: Path, camera_url: str, *, record: str, segment_seconds: int, camera_extra: str = ""

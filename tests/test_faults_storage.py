@@ -33,17 +33,6 @@ DAY = 86400.0
 NO_LIMITS = RetentionPolicy(max_age_days=0, max_footage_bytes=0, min_free_bytes=0)
 
 
-@pytest.fixture(scope="module")
-def owner() -> X25519PrivateKey:
-    return X25519PrivateKey.generate()
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[Index]:
-    with Index(tmp_path / "index.sqlite3") as idx:
-        yield idx
-
-
 def payload(size: int, seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(size)
 

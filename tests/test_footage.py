@@ -23,7 +23,7 @@ import aiohttp
 import av
 import pytest
 from hubkit import base, logged_in, make_hub, origin, running, wait_until
-from test_web import audit_kinds, last_seq, open_link
+from test_web import audit_kinds, hall_and_porch, last_seq, open_link
 
 from hub.archive import HEADER_SIZE
 from hub.audit import SnapshotBursts
@@ -37,16 +37,7 @@ NOW = 1_800_000_000.0  # "now" for index queries on made-up footage
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
-    cameras = f"""
-        [[camera]]
-        id = "hall"
-        url = "file://{person_clip}"
-        record = "continuous"
-        [[camera]]
-        id = "porch"
-        url = "synthetic:porch"
-        record = "continuous"
-        """
+    cameras = hall_and_porch(person_clip, "continuous")
     made = make_hub(tmp_path_factory.mktemp("footage"), cameras, storage="segment_seconds = 2")
     with running(made) as started:
         wait_until(

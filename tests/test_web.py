@@ -27,21 +27,26 @@ from hub.daemon import Hub
 from hub.web.clips import ClipCache, is_owner_clip
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
-    cameras = f"""
+def hall_and_porch(clip: Path, porch_record: str) -> str:
+    """The config's cameras: "hall" records the clip (as fast as it decodes), "porch"
+    is the synthetic camera."""
+    return f"""
         [[camera]]
         id = "hall"
-        url = "file://{person_clip}"
+        url = "file://{clip}"
         record = "continuous"
         [[camera]]
         id = "porch"
         url = "synthetic:porch"
-        record = "off"
+        record = "{porch_record}"
         """
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
     made = make_hub(
         tmp_path_factory.mktemp("hub"),
-        cameras,
+        hall_and_porch(person_clip, "off"),
         storage="segment_seconds = 2",
         web='origins = ["https://Cams.Home.arpa/"]',
     )
