@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from rtsp_camera import CameraUnavailable, RtspCamera
+from rtsp_camera import serving
 from test_daemon import (
     CLIP_SIZE,
     CONNECTED,
@@ -84,12 +84,7 @@ def recording(person_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Re
     """Record a few short segments and stop cleanly; then record again with long segments
     and kill -9 the hub once the one in flight holds a whole chunk. That leaves complete
     segments and one half-written, as a power cut does."""
-    cam = RtspCamera(person_clip)
-    try:
-        cam.start()
-    except CameraUnavailable as err:
-        pytest.fail(str(err))
-    try:
+    with serving(person_clip) as cam:
         site = new_site(
             tmp_path_factory.mktemp("recorded"), cam.url, record="continuous", segment_seconds=2
         )
@@ -105,8 +100,6 @@ def recording(person_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Re
             hub.wait_for(CONNECTED, timeout=20)
             _wait(lambda: _grown(sealed(site) - complete), hub, "a whole chunk in flight")
             hub.kill9()
-    finally:
-        cam.kill()
     with Index(site.data / "index.sqlite3") as index:  # also checkpoints the WAL
         [crashed] = index.open_segments()
     return Recording(site, crashed)
