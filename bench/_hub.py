@@ -47,6 +47,15 @@ class Window:
         return 100.0 * self.cpu_ns / 1e9 / self.seconds if self.seconds > 0 else 0.0
 
 
+def cpu_line(threads: str, label: str, window: Window, target: float) -> str:
+    """How a bench prints a CPU figure, with its verdict against `target` (%)."""
+    verdict = "ok" if window.percent < target else "OVER"
+    return (
+        f"{threads} CPU, {label}: {window.percent:.3f} % of one core over "
+        f"{window.seconds:.0f} s (target < {target:g} %: {verdict})"
+    )
+
+
 def threads_cpu(wanted: Callable[[str], bool]) -> int:
     """Nanoseconds on CPU so far of every thread alive now whose name is `wanted`, from
     /proc/self/task/<tid>/schedstat."""

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _hub import DATA, Window, door_hub, find_clip, threads_cpu
+from _hub import DATA, Window, cpu_line, door_hub, find_clip, threads_cpu
 from mosquitto import PASSWORD, USER, Broker, Subscriber
 from rtsp_camera import RtspCamera
 
@@ -142,11 +142,7 @@ def report(result: Result) -> None:
             "when open() starts)"
         )
     for label, window in (("idle", result.idle), ("during events", result.busy)):
-        verdict = "ok" if window.percent < CPU_TARGET else "OVER"
-        print(
-            f"alert threads CPU, {label}: {window.percent:.3f} % of one core over "
-            f"{window.seconds:.0f} s (target < {CPU_TARGET:g} %: {verdict})"
-        )
+        print(cpu_line("alert threads", label, window, CPU_TARGET))
 
 
 def main() -> int:

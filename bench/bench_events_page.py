@@ -41,7 +41,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _hub import DATA, Window, door_hub, find_clip, threads_cpu
+from _hub import DATA, Window, cpu_line, door_hub, find_clip, threads_cpu
 from rtsp_camera import RtspCamera
 
 from hub.alerts.bus import Subscription
@@ -319,13 +319,8 @@ def report(result: Result, pages_in_busy: int) -> None:
         (f"during events, {pages_in_busy} pages", result.busy_pages),
     )
     for label, window in windows:
-        if window is None:
-            continue
-        verdict = "ok" if window.percent < CPU_TARGET else "OVER"
-        print(
-            f"web thread CPU, {label}: {window.percent:.3f} % of one core over "
-            f"{window.seconds:.0f} s (target < {CPU_TARGET:g} %: {verdict})"
-        )
+        if window is not None:
+            print(cpu_line("web thread", label, window, CPU_TARGET))
 
 
 def main() -> int:
