@@ -63,8 +63,8 @@ def wait_until(done: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not done():
         if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {seconds:.0f} s")
-        time.sleep(0.1)
+            pytest.fail(f"gave up after {seconds:g} s waiting for {what}")
+        time.sleep(0.02)
 
 
 def base(hub: Hub) -> str:

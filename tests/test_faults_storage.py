@@ -14,12 +14,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from hubkit import PASSWORD, make_hub
+from hubkit import PASSWORD, make_hub, wait_until
 
 from hub import daemon, vault
 from hub.archive import Archive, NotIndexed, RetentionPolicy
@@ -166,14 +166,6 @@ ROUNDS = 12  # failing housekeeping rounds to watch
 WAIT = 60.0  # seconds, for anything the hub is expected to do
 
 
-def wait_until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
-
-
 def damage(index: Index, db: Path, name: str) -> None:
     """Overwrite the root page of table or index `name` in the index file with garbage,
     as a bad SD card block would, and make the open connections read it from disk."""
@@ -282,20 +274,23 @@ def test_a_damaged_index_is_reported_and_recording_goes_on(
     try:
         assert hub.web is not None
         health = f"http://127.0.0.1:{hub.web.port}/healthz"
-        wait_until("two segments indexed", lambda: len(hub.index.segments()) >= 2)
+        wait_until(lambda: len(hub.index.segments()) >= 2, WAIT, "two segments indexed")
         assert get(health) == (200, {"ok": True})
         damage(hub.index, hub.paths.index, "segments")
         damage(hub.index, hub.paths.index, "shares_live")  # share expiry fails each round too
         damaged = set(footage.rglob("*.seg"))
-        wait_until("/healthz says the index fails", lambda: get(health)[0] == 503)
+        wait_until(lambda: get(health)[0] == 503, WAIT, "/healthz to say the index fails")
         assert get(health) == (503, {"ok": False, "reason": "the index is failing"})
         problem = owner_session(f"http://127.0.0.1:{hub.web.port}")["index_problem"]
         assert isinstance(problem, str) and "malformed" in problem  # on the owner's page
         # Footage goes on being sealed to disk, rows or not.
-        wait_until("three more segments", lambda: len(set(footage.rglob("*.seg")) - damaged) >= 3)
         wait_until(
-            "retention to fail",
+            lambda: len(set(footage.rglob("*.seg")) - damaged) >= 3, WAIT, "three more segments"
+        )
+        wait_until(
             lambda: any(r.getMessage().startswith("retention failed") for r in caplog.records),
+            WAIT,
+            "retention to fail",
         )
         time.sleep(ROUNDS * daemon.HOUSEKEEPING_INTERVAL)  # more failing rounds
         assert hub._housekeeping.is_alive()
@@ -333,11 +328,12 @@ def test_a_hub_whose_disk_fills_while_recording_closes_what_it_cut_short(
     data = small_disk / "data"
     hub = start_hub(tmp_path, data, person_clip)
     try:
-        wait_until("two segments indexed", lambda: len(hub.index.segments()) >= 2)
+        wait_until(lambda: len(hub.index.segments()) >= 2, WAIT, "two segments indexed")
         filler = fill(small_disk, leave=0)
         wait_until(
-            "a segment cut short by the full disk",
             lambda: any("aborted segment" in r.msg for r in caplog.records),
+            WAIT,
+            "a segment cut short by the full disk",
         )
         aborted = next(r.args[1] for r in caplog.records if "aborted segment" in r.msg)
         [cut] = [  # the segment that was being written when the disk filled
@@ -345,7 +341,7 @@ def test_a_hub_whose_disk_fills_while_recording_closes_what_it_cut_short(
         ]
         if space_returns:
             filler.unlink()
-            wait_until("the cut segment closed", lambda: closed(hub.index, data, cut.id))
+            wait_until(lambda: closed(hub.index, data, cut.id), WAIT, "the cut segment to close")
     finally:
         hub.stop()
     with Index(data / "index.sqlite3") as index:

@@ -54,7 +54,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator
         wait_until(
             lambda: started.cameras[0].status[0].finished,
             60,
-            "the file camera did not finish recording",
+            "the file camera to finish recording",
         )
         segments = started.index.segments("hall", limit=1000)
         assert len(segments) > 20
