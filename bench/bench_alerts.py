@@ -24,91 +24,40 @@ from /proc/self/task/<tid>/schedstat (nanoseconds), over the quiet start of the 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path.insert(0, str(TESTS))
+from _hub import DATA, Window, cpu_line, door_hub, find_clip, threads_cpu
+from mosquitto import PASSWORD, USER, Broker, Subscriber
+from rtsp_camera import RtspCamera
 
-from mosquitto import PASSWORD, USER, Broker, Subscriber  # noqa: E402
-from rtsp_camera import RtspCamera  # noqa: E402
+from hub.alerts.bus import Subscription
+from hub.alerts.happenings import MotionChanged
+from hub.config import CameraMotion, MqttSettings
+from hub.daemon import Hub
 
-from hub.alerts.bus import Subscription  # noqa: E402
-from hub.alerts.happenings import MotionChanged  # noqa: E402
-from hub.config import (  # noqa: E402
-    CameraMotion,
-    CameraSettings,
-    Config,
-    HubSettings,
-    MqttSettings,
-    StorageSettings,
-    WebSettings,
-)
-from hub.daemon import Hub  # noqa: E402
-from hub.vault import KdfParams, create_owner_keys  # noqa: E402
-
-DATA = Path(
-    os.environ.get("CAMHUB_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
-CLIP = "one-by-one-person-detection.mp4"
-FIRST_VISITOR = 6.0  # seconds into the clip (shared/data/README.md)
 LATENCY_TARGETS = (0.300, 1.0)  # median, p95
 CPU_TARGET = 1.0  # % of one core
 ALERT_THREADS = ("mqtt", "paho-mqtt-client-", "camera-watch")
-FAST_KDF = KdfParams(memory_kib=256, iterations=1, lanes=1)
 SECONDS = {True: 50.0, False: 140.0}  # --short: of the clip, from the camera's connection
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    seconds: float
-    cpu_ns: int
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.cpu_ns / 1e9 / self.seconds if self.seconds > 0 else 0.0
 
 
 def alert_threads_cpu() -> int:
     """Nanoseconds on CPU so far of every alert thread alive now."""
-    total = 0
-    for thread in threading.enumerate():
-        if thread.native_id is None or not thread.name.startswith(ALERT_THREADS):
-            continue
-        try:
-            stat = Path(f"/proc/self/task/{thread.native_id}/schedstat").read_text()
-        except OSError:
-            continue  # ended meanwhile
-        total += int(stat.split()[0])
-    return total
+    return threads_cpu(lambda name: name.startswith(ALERT_THREADS))
 
 
 def make_hub(root: Path, camera_url: str, broker: Broker) -> Hub:
-    data = root / "data"
-    data.mkdir(mode=0o700)
-    keyfile, _ = create_owner_keys("bench", kdf=FAST_KDF)
-    (data / "keys.json").write_text(keyfile.to_json())
-    camera = CameraSettings(
-        id="door",
-        name="Front door",
-        url=camera_url,
-        record="motion",
-        motion=CameraMotion(quiet_seconds=1.0),  # people stand still: more, shorter events
-    )
-    return Hub(
-        Config(
-            hub=HubSettings(data_dir=data),
-            storage=StorageSettings(min_free_gb=0),
-            web=WebSettings(listen="127.0.0.1:0", tls=False),
-            cameras=(camera,),
-            mqtt=MqttSettings(enabled=True, url=broker.url, username=USER, password=PASSWORD),
-        )
+    return door_hub(
+        root / "data",
+        camera_url,
+        "bench",
+        CameraMotion(quiet_seconds=1.0),  # people stand still: more, shorter events
+        MqttSettings(enabled=True, url=broker.url, username=USER, password=PASSWORD),
     )
 
 
@@ -193,11 +142,7 @@ def report(result: Result) -> None:
             "when open() starts)"
         )
     for label, window in (("idle", result.idle), ("during events", result.busy)):
-        verdict = "ok" if window.percent < CPU_TARGET else "OVER"
-        print(
-            f"alert threads CPU, {label}: {window.percent:.3f} % of one core over "
-            f"{window.seconds:.0f} s (target < {CPU_TARGET:g} %: {verdict})"
-        )
+        print(cpu_line("alert threads", label, window, CPU_TARGET))
 
 
 def main() -> int:
@@ -205,9 +150,8 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="about 60 s (CI)")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
-    clip = args.data / CLIP
-    if not clip.exists():
-        print(f"bench_alerts: clip missing: {clip} (pass --data or set CAMHUB_TEST_DATA)")
+    clip = find_clip(args.data, "bench_alerts")
+    if clip is None:
         return 2
     with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp:
         result = measure(Path(tmp), clip, SECONDS[args.short])

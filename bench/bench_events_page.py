@@ -41,82 +41,40 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path.insert(0, str(TESTS))
+from _hub import DATA, Window, cpu_line, door_hub, find_clip, threads_cpu
+from rtsp_camera import RtspCamera
 
-from rtsp_camera import RtspCamera  # noqa: E402
+from hub.alerts.bus import Subscription
+from hub.alerts.happenings import EventChanged, Phase
+from hub.config import CameraMotion, MqttSettings
+from hub.daemon import Hub
+from hub.web.events_stream import PAGE_STREAMS
 
-from hub.alerts.bus import Subscription  # noqa: E402
-from hub.alerts.happenings import EventChanged, Phase  # noqa: E402
-from hub.config import (  # noqa: E402
-    CameraMotion,
-    CameraSettings,
-    Config,
-    HubSettings,
-    StorageSettings,
-    WebSettings,
-)
-from hub.daemon import Hub  # noqa: E402
-from hub.vault import KdfParams, create_owner_keys  # noqa: E402
-from hub.web.events_stream import PAGE_STREAMS  # noqa: E402
-
-DATA = Path(
-    os.environ.get("CAMHUB_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
-CLIP = "one-by-one-person-detection.mp4"
 PASSWORD = "bench"
 PAGES = 5
 LATENCY_TARGET = 0.500  # median, seconds
 CPU_TARGET = 1.0  # % of one core
-FAST_KDF = KdfParams(memory_kib=256, iterations=1, lanes=1)
 CHROMIUM = Path("/usr/bin/chromium")
 # --short / full: seconds of each idle window, and of the clip with events.
 IDLE_SECONDS = {True: 8.0, False: 30.0}
 EVENT_SECONDS = {True: 28.0, False: 140.0}
 
 
-def web_thread_cpu() -> int:
-    """Nanoseconds on CPU so far of the hub's web thread."""
-    for thread in threading.enumerate():
-        if thread.name == "web" and thread.native_id is not None:
-            return int(Path(f"/proc/self/task/{thread.native_id}/schedstat").read_text().split()[0])
-    raise RuntimeError("the hub's web thread is not running")
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    seconds: float
-    cpu_ns: int
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.cpu_ns / 1e9 / self.seconds if self.seconds > 0 else 0.0
-
-
 def cpu_over(seconds: float) -> Window:
+    """The hub's web thread's CPU over the next `seconds`."""
+
+    def web_thread_cpu() -> int:
+        return threads_cpu(lambda name: name == "web")
+
     start, cpu = time.monotonic(), web_thread_cpu()
     time.sleep(seconds)
     return Window(time.monotonic() - start, web_thread_cpu() - cpu)
 
 
 def make_hub(root: Path, camera_url: str, *, motion: bool) -> Hub:
-    data = root / "data"
-    data.mkdir(mode=0o700, parents=True)
-    keyfile, _ = create_owner_keys(PASSWORD, kdf=FAST_KDF)
-    (data / "keys.json").write_text(keyfile.to_json())
     # Without motion: a pixel must change by more than 255 to count, which none can.
     detect = CameraMotion(quiet_seconds=1.0) if motion else CameraMotion(threshold=255)
-    camera = CameraSettings(
-        id="door", name="Front door", url=camera_url, record="motion", motion=detect
-    )
-    return Hub(
-        Config(
-            hub=HubSettings(data_dir=data),
-            storage=StorageSettings(min_free_gb=0),
-            web=WebSettings(listen="127.0.0.1:0", tls=False),
-            cameras=(camera,),
-        )
-    )
+    return door_hub(root / "data", camera_url, PASSWORD, detect, MqttSettings())
 
 
 def base_url(hub: Hub) -> str:
@@ -361,13 +319,8 @@ def report(result: Result, pages_in_busy: int) -> None:
         (f"during events, {pages_in_busy} pages", result.busy_pages),
     )
     for label, window in windows:
-        if window is None:
-            continue
-        verdict = "ok" if window.percent < CPU_TARGET else "OVER"
-        print(
-            f"web thread CPU, {label}: {window.percent:.3f} % of one core over "
-            f"{window.seconds:.0f} s (target < {CPU_TARGET:g} %: {verdict})"
-        )
+        if window is not None:
+            print(cpu_line("web thread", label, window, CPU_TARGET))
 
 
 def main() -> int:
@@ -380,9 +333,8 @@ def main() -> int:
     if args.pages:  # the child process
         asyncio.run(_pages(args.pages, os.environ["CAMHUB_BENCH_COOKIES"].split(",")))
         return 0
-    clip = args.data / CLIP
-    if not clip.exists():
-        print(f"bench_events_page: clip missing: {clip} (pass --data or set CAMHUB_TEST_DATA)")
+    clip = find_clip(args.data, "bench_events_page")
+    if clip is None:
         return 2
     browser = not args.no_browser and CHROMIUM.exists()
     result = Result()

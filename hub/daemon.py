@@ -368,8 +368,6 @@ class Hub:
                 origins=frozenset(web_settings.origins),
                 listen_host=web_settings.host,
                 alerts=self.alerts,
-                bus=self.alerts.bus,
-                mqtt_status=lambda: self.alerts.mqtt_status,
                 settings=self._settings_access(),
             )
             server = WebServer(make_app(context), web_settings.host, web_settings.port, ssl_context)

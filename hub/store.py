@@ -34,10 +34,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,9 @@ class SnapshotRow:
     path: str
     size: int
     seq: int = 0  # shares one sequence with segments
+
+
+FootageRow = TypeVar("FootageRow", SegmentRow, SnapshotRow)
 
 
 # Migration N (0-based) takes the schema from version N to N + 1 and sets that version
@@ -576,35 +579,19 @@ class Index:
     def add_segment_open(
         self, segment_id: str, camera_id: str, start_time: float, path: str
     ) -> SegmentRow:
+        row = SegmentRow(
+            id=segment_id,
+            camera_id=camera_id,
+            start_time=start_time,
+            end_time=None,
+            path=path,
+            size=None,
+            frames=None,
+            state=SegmentState.OPEN,
+            created=time.time(),
+        )
         with self._lock, _transaction(self._conn):
-            row = SegmentRow(
-                id=segment_id,
-                camera_id=camera_id,
-                start_time=start_time,
-                end_time=None,
-                path=path,
-                size=None,
-                frames=None,
-                state=SegmentState.OPEN,
-                created=time.time(),
-                seq=self._conn.execute(_NEXT_SEQ).fetchall()[0][0],
-            )
-            self._conn.execute(
-                f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.id,
-                    row.camera_id,
-                    row.start_time,
-                    row.end_time,
-                    row.path,
-                    row.size,
-                    row.frames,
-                    row.state,
-                    row.created,
-                    row.seq,
-                ),
-            )
-        return row
+            return self._insert_footage(row)
 
     def complete_segment(self, segment_id: str, end_time: float, size: int, frames: int) -> None:
         self._update_open(
@@ -780,29 +767,7 @@ class Index:
         order given (after any footage already indexed)."""
         with self._lock, _transaction(self._conn):
             for row in rows:
-                seq = self._conn.execute(_NEXT_SEQ).fetchall()[0][0]
-                if isinstance(row, SegmentRow):
-                    self._conn.execute(
-                        f"INSERT INTO segments ({_SEGMENT_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            row.id,
-                            row.camera_id,
-                            row.start_time,
-                            row.end_time,
-                            row.path,
-                            row.size,
-                            row.frames,
-                            row.state,
-                            row.created,
-                            seq,
-                        ),
-                    )
-                else:
-                    self._conn.execute(
-                        f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (row.id, row.camera_id, row.event_id, row.time, row.path, row.size, seq),
-                    )
+                self._insert_footage(row)
 
     def total_size(self) -> int:
         """Bytes of sealed footage on disk: segments not being written, and snapshots."""
@@ -942,14 +907,9 @@ class Index:
         path: str,
         size: int,
     ) -> SnapshotRow:
+        row = SnapshotRow(snapshot_id, camera_id, event_id, taken, path, size)
         with self._lock, _transaction(self._conn):
-            seq = self._conn.execute(_NEXT_SEQ).fetchall()[0][0]
-            row = SnapshotRow(snapshot_id, camera_id, event_id, taken, path, size, seq)
-            self._conn.execute(
-                f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row.id, row.camera_id, row.event_id, row.time, row.path, row.size, row.seq),
-            )
-        return row
+            return self._insert_footage(row)
 
     def get_snapshot(self, snapshot_id: str) -> SnapshotRow | None:
         rows = self._query(
@@ -1237,6 +1197,21 @@ class Index:
     def _write(self, sql: str, params: tuple[object, ...]) -> int:
         with self._lock:
             return self._conn.execute(sql, params).rowcount
+
+    def _insert_footage(self, row: FootageRow) -> FootageRow:
+        """Insert a segment or snapshot row numbered next in recording order (whatever
+        its `seq` said); in the caller's transaction, under the write lock."""
+        numbered = replace(row, seq=self._conn.execute(_NEXT_SEQ).fetchall()[0][0])
+        table, columns = (
+            ("segments", _SEGMENT_COLUMNS)
+            if isinstance(numbered, SegmentRow)
+            else ("snapshots", _SNAPSHOT_COLUMNS)
+        )
+        values = tuple(getattr(numbered, f.name) for f in fields(numbered))
+        self._conn.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(values))})", values
+        )
+        return numbered
 
     def _segments(self, sql: str, params: tuple[object, ...] = ()) -> list[SegmentRow]:
         return [_segment_row(row) for row in self._query(sql, params)]

@@ -1,4 +1,6 @@
-"""Shared fixtures: where the real camera clips live, and an MJPEG camera serving one."""
+"""Shared fixtures: where the real camera clips live, an MJPEG camera serving one, an
+owner's key pair and an index in a test's own folder, a real MQTT broker, and `camhub
+run` processes."""
 
 from __future__ import annotations
 
@@ -7,10 +9,18 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from mosquitto import Broker
+
+from hub.store import Index
+
+if TYPE_CHECKING:
+    from test_daemon import HubProcess
 
 DATA_DIR = Path(
     os.environ.get("CAMHUB_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -57,6 +67,39 @@ def crowd_av_clip(crowd_clip: Path, tmp_path_factory: pytest.TempPathFactory) ->
         check=True,
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def owner() -> X25519PrivateKey:
+    """The owner's key pair, as the vault seals footage to it."""
+    return X25519PrivateKey.generate()
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Iterator[Index]:
+    """A new, real SQLite index in the test's folder."""
+    with Index(tmp_path / "index.sqlite3") as idx:
+        yield idx
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """Mosquitto on 127.0.0.1, with a password (tests/mosquitto.py)."""
+    b = Broker(tmp_path / "broker")
+    b.start()
+    try:
+        yield b
+    finally:
+        b.kill()
+
+
+@pytest.fixture
+def hubs() -> Iterator[Callable[[Path], HubProcess]]:
+    """Starts `camhub run` processes; any still running at the end is stopped."""
+    from test_daemon import hub_processes  # a test module's helper: imported when used
+
+    with hub_processes() as start:
+        yield start
 
 
 @pytest.fixture

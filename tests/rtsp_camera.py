@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,23 @@ class RtspCamera:
         self.stop()
 
 
+@contextmanager
+def serving(clip: Path, *, loop: bool = True, audio: str = "none") -> Iterator[RtspCamera]:
+    """A started camera for a test, killed at the end. One that cannot start (missing
+    system packages) fails the test with what to install; it never skips it."""
+    import pytest  # here, not at the top: Debian's python runs this file and has no pytest
+
+    camera = RtspCamera(clip, loop=loop, audio=audio)
+    try:
+        camera.start()
+    except CameraUnavailable as err:
+        pytest.fail(str(err))
+    try:
+        yield camera
+    finally:
+        camera.kill()
+
+
 def camera_fixture(
     clip_fixture: str = "person_clip", *, loop: bool = True, audio: str = "none"
 ) -> Callable[..., Any]:
@@ -207,15 +225,8 @@ def camera_fixture(
 
     @pytest.fixture
     def rtsp_camera(request: pytest.FixtureRequest) -> Iterator[RtspCamera]:
-        camera = RtspCamera(request.getfixturevalue(clip_fixture), loop=loop, audio=audio)
-        try:
-            camera.start()
-        except CameraUnavailable as err:
-            pytest.fail(str(err))
-        try:
+        with serving(request.getfixturevalue(clip_fixture), loop=loop, audio=audio) as camera:
             yield camera
-        finally:
-            camera.kill()
 
     return rtsp_camera
 

@@ -40,12 +40,6 @@ PAGE = "https://hub.home.arpa/"
 CONTACT = "mailto:owner@example.org"
 
 
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[Index]:
-    with Index(tmp_path / "index.sqlite3") as opened:
-        yield opened
-
-
 def started(
     tmp_path: Path,
     index: Index,

@@ -16,28 +16,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 from alert_receivers import BrowserKeys, Receiver, b64url, serve, webhook_verifies
+from hubkit import base, logged_in, make_hub, running
 from mosquitto import USER, Broker
 
 from hub.alerts.happenings import EventChanged, Phase
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
+from hub.daemon import Hub
 from hub.store import Index
-from hub.vault import KdfParams
 
-PASSWORD = "correct horse battery"
-FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
 SECRET = "storm-secret-0123456789"
 
-CONFIG = """
-[hub]
-data_dir = "{data_dir}"
-log_level = "warning"
-
-[web]
-listen = "127.0.0.1:0"
-tls = false
-
+TABLES = """
 [alerts]
 {alerts}
 
@@ -54,11 +42,9 @@ record = "off"
 """
 
 
-def make_hub(root: Path, camera: str, hook: str, alerts: str = "", extra: str = "") -> Hub:
-    data_dir = root / "data"
-    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST)
-    text = CONFIG.format(data_dir=data_dir, camera=camera, hook=hook, secret=SECRET, alerts=alerts)
-    return Hub(parse_config(text + extra, base_dir=root))
+def alerts_hub(root: Path, camera: str, hook: str, alerts: str = "", extra: str = "") -> Hub:
+    tables = TABLES.format(camera=camera, hook=hook, secret=SECRET, alerts=alerts)
+    return make_hub(root, tables + extra)
 
 
 def quiet_now() -> str:
@@ -95,16 +81,13 @@ def test_alerts_per_burst_through_the_real_hub(
 ) -> None:
     alerts_table, choice, expected = SCENARIOS[scenario]
     with serve() as receiver:
-        hub = make_hub(tmp_path, f"file://{person_clip}", receiver.url, alerts_table)
+        hub = alerts_hub(tmp_path, f"file://{person_clip}", receiver.url, alerts_table)
         set_choice(hub.index, choice)
         watching = hub.alerts.bus.subscribe()
-        hub.start()
-        try:
+        with running(hub):
             starts = event_starts(hub, watching)
             assert hub.alerts.test()  # queued after the events: it arrives once they are done
             got = wait_for_test(receiver)
-        finally:
-            hub.stop()
     assert len(starts) >= 2, "the clip should give at least two motion events"
     motion = [json.loads(r.body) for r in got if json.loads(r.body)["type"] == "motion"]
     assert all(webhook_verifies(r, SECRET) for r in got)
@@ -141,27 +124,8 @@ def wait_for_test(receiver: Receiver) -> list:  # type: ignore[type-arg]
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     root = tmp_path_factory.mktemp("alerts-hub")
-    with serve() as receiver:
-        running = make_hub(root, "synthetic:porch", receiver.url)
-        running.start()
-        try:
-            yield running
-        finally:
-            running.stop()
-
-
-def base(hub: Hub) -> str:
-    assert hub.web is not None
-    return hub.web.url.rstrip("/")
-
-
-async def logged_in(hub: Hub) -> aiohttp.ClientSession:
-    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with client.post(
-        f"{base(hub)}/api/login", json={"password": PASSWORD}, headers={"Origin": base(hub)}
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-    return client
+    with serve() as receiver, running(alerts_hub(root, "synthetic:porch", receiver.url)) as hub:
+        yield hub
 
 
 def subscription(endpoint: str) -> dict[str, object]:
@@ -288,25 +252,23 @@ async def test_the_panel_shows_a_broker_that_refuses_the_password(tmp_path: Path
         f'[mqtt]\nenabled = true\nurl = "{broker.url}"\nusername = "{USER}"\npassword = "{wrong}"\n'
     )
     try:
-        with serve() as receiver:
-            running = make_hub(tmp_path, "synthetic:porch", receiver.url, extra=mqtt)
-            running.start()
+        with (
+            serve() as receiver,
+            running(alerts_hub(tmp_path, "synthetic:porch", receiver.url, extra=mqtt)) as hub,
+        ):
+            client = await logged_in(hub)
             try:
-                client = await logged_in(running)
-                try:
-                    deadline = time.monotonic() + 30
-                    while True:
-                        async with client.get(f"{base(running)}/api/alerts") as resp:
-                            text = await resp.text()
-                        shown = json.loads(text)["mqtt"]
-                        if shown["state"] == "refused":
-                            break
-                        assert time.monotonic() < deadline, shown
-                        await asyncio.sleep(0.1)
-                finally:
-                    await client.close()
+                deadline = time.monotonic() + 30
+                while True:
+                    async with client.get(f"{base(hub)}/api/alerts") as resp:
+                        text = await resp.text()
+                    shown = json.loads(text)["mqtt"]
+                    if shown["state"] == "refused":
+                        break
+                    assert time.monotonic() < deadline, shown
+                    await asyncio.sleep(0.1)
             finally:
-                running.stop()
+                await client.close()
     finally:
         broker.kill()
     assert shown["broker"] == broker.url and "authori" in shown["detail"].lower()

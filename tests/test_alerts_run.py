@@ -13,25 +13,19 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from alert_receivers import BrowserKeys, b64url, serve, vapid_claims, webhook_verifies
-from rtsp_camera import CameraUnavailable, RtspCamera
-from test_daemon import HubProcess, hub_processes, new_site
+from rtsp_camera import serving
+from test_daemon import HubProcess, new_site
 
 from hub.alerts.vapid import application_server_key, load_or_create
 from hub.store import Index
 
 SECRET = "run-secret-5e6f7a8b9c0d"
 TOKEN = "camhub-door-91b2"
-
-
-@pytest.fixture
-def hubs() -> Iterator[Callable[[Path], HubProcess]]:
-    with hub_processes() as start:
-        yield start
 
 
 @pytest.mark.slow
@@ -41,42 +35,34 @@ def test_camhub_run_alerts_by_webhook_and_web_push(
     hubs: Callable[[Path], HubProcess],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    camera = RtspCamera(person_clip)
-    try:
-        camera.start()
-    except CameraUnavailable as err:
-        pytest.fail(str(err))
     tls = tmp_path / "push-tls"
     tls.mkdir()
-    try:
-        with serve() as hook, serve(tls) as push:
-            push.status = lambda _path: 201
-            # The hub trusts the local push service as it trusts real ones (system CAs).
-            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls / "cert.pem"))
-            site = new_site(
-                tmp_path / "site",
-                camera.url,
-                record="motion",
-                segment_seconds=3,
-                camera_extra='name = "Front door"\n',
+    with serving(person_clip) as camera, serve() as hook, serve(tls) as push:
+        push.status = lambda _path: 201
+        # The hub trusts the local push service as it trusts real ones (system CAs).
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls / "cert.pem"))
+        site = new_site(
+            tmp_path / "site",
+            camera.url,
+            record="motion",
+            segment_seconds=3,
+            camera_extra='name = "Front door"\n',
+        )
+        with site.config.open("a") as config:
+            config.write(
+                '\n[alerts]\ncooldown_seconds = 3600\npush_contact = "mailto:me@example.org"\n'
+                f'\n[webhook]\nenabled = true\nurl = "{hook.url}/{TOKEN}"\n'
+                f'secret = "{SECRET}"\n'
             )
-            with site.config.open("a") as config:
-                config.write(
-                    '\n[alerts]\ncooldown_seconds = 3600\npush_contact = "mailto:me@example.org"\n'
-                    f'\n[webhook]\nenabled = true\nurl = "{hook.url}/{TOKEN}"\n'
-                    f'secret = "{SECRET}"\n'
-                )
-            phone = BrowserKeys.new()
-            with Index(site.data / "index.sqlite3") as index:
-                endpoint = f"{push.url}/push/{TOKEN}"
-                keys = (phone.p256dh, b64url(phone.auth))
-                index.add_push_subscription(endpoint, *keys, time.time(), "owner from test")
-            hub = hubs(site.config)
-            (posted,) = hook.wait_for(1, timeout=60)
-            (pushed,) = push.wait_for(1, timeout=30)
-            assert hub.terminate() == 0, hub.log
-    finally:
-        camera.kill()
+        phone = BrowserKeys.new()
+        with Index(site.data / "index.sqlite3") as index:
+            endpoint = f"{push.url}/push/{TOKEN}"
+            keys = (phone.p256dh, b64url(phone.auth))
+            index.add_push_subscription(endpoint, *keys, time.time(), "owner from test")
+        hub = hubs(site.config)
+        (posted,) = hook.wait_for(1, timeout=60)
+        (pushed,) = push.wait_for(1, timeout=30)
+        assert hub.terminate() == 0, hub.log
 
     assert webhook_verifies(posted, SECRET)
     alert = json.loads(posted.body)

@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,17 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 DAY = 86400.0
 NO_LIMITS = RetentionPolicy(max_age_days=0, max_footage_bytes=0, min_free_bytes=0)
-
-
-@pytest.fixture(scope="module")
-def owner() -> X25519PrivateKey:
-    return X25519PrivateKey.generate()
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[Index]:
-    with Index(tmp_path / "index.sqlite3") as idx:
-        yield idx
 
 
 @pytest.fixture

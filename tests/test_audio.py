@@ -12,7 +12,7 @@ import itertools
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,6 @@ from test_daemon import (
     HubProcess,
     Site,
     decrypt_many,
-    hub_processes,
     leaks,
     new_site,
     read_index,
@@ -43,12 +42,6 @@ SEGMENT_WAIT = 60.0
 
 
 alaw_camera = camera_fixture("crowd_av_clip", audio="alaw")
-
-
-@pytest.fixture
-def hubs() -> Iterator[Callable[[Path], HubProcess]]:
-    with hub_processes() as start:
-        yield start
 
 
 def streams(path: Path) -> dict[str, float]:

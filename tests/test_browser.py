@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,18 +27,17 @@ from typing import Any
 import av
 import cv2
 import pytest
+from hubkit import PASSWORD, make_hub, running
 from mosquitto import PASSWORD as BROKER_PASSWORD
 from mosquitto import USER as BROKER_USER
 from mosquitto import Broker
 from rtsp_camera import RtspCamera
+from test_footage import ffprobe_frames
 
 from hub.alerts.sink import AnnouncingEvents
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub, IndexedEvents
+from hub.daemon import Hub, IndexedEvents
 from hub.motion import MotionEvent
 from hub.store import SegmentState
-from hub.vault import KdfParams
 
 try:
     from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
@@ -65,8 +63,6 @@ SCREENSHOTS = Path(
 )
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-PASSWORD = "correct horse battery staple"
-FAST_KDF = KdfParams(memory_kib=8, iterations=1, lanes=1)
 SEGMENT_SECONDS = 2
 SEGMENTS_WANTED = 3  # complete segments of the file camera before the event is made
 SEGMENT_WAIT = 25.0  # seconds
@@ -76,19 +72,7 @@ EVENTS_PAGE = 30  # as in app.js
 MAX_WRONG_TRIES = 6  # the hub throttles after 3 free failures (hub/web/auth.py)
 THROTTLE_TIMEOUT_MS = 20_000  # the wait it imposes: 1, 2, 4... s
 
-CONFIG = """
-[hub]
-data_dir = "{data_dir}"
-log_level = "warning"
-
-[storage]
-segment_seconds = {segment_seconds}
-min_free_gb = 0
-
-[web]
-listen = "127.0.0.1:0"
-tls = false
-
+CAMERAS = """
 [[camera]]
 id = "porch"
 name = "Front porch"
@@ -117,18 +101,13 @@ class RunningHub:
 def running_hub(
     tmp_path_factory: pytest.TempPathFactory, person_clip: Path
 ) -> Iterator[RunningHub]:
-    root = tmp_path_factory.mktemp("browser-hub")
-    data_dir = root / "data"
-    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
-    text = CONFIG.format(data_dir=data_dir, segment_seconds=SEGMENT_SECONDS, clip=person_clip)
-    hub = Hub(parse_config(text, base_dir=root))
-    hub.start()
-    try:
-        assert hub.web is not None, "the hub's web server did not start"
-        event_id = make_event(hub, person_clip)
-        yield RunningHub(hub, f"http://127.0.0.1:{hub.web.port}", event_id)
-    finally:
-        hub.stop()
+    made = make_hub(
+        tmp_path_factory.mktemp("browser-hub"),
+        CAMERAS.format(clip=person_clip),
+        storage=f"segment_seconds = {SEGMENT_SECONDS}",
+    )
+    with running(made) as hub:
+        yield RunningHub(hub, f"http://127.0.0.1:{hub.web.port}", make_event(hub, person_clip))
 
 
 def make_event(hub: Hub, clip: Path, camera_id: str = "hall") -> int:
@@ -626,18 +605,7 @@ def test_owner_page_and_share_link(running_hub: RunningHub, browser: Browser) ->
 
 # -- the page updates itself -------------------------------------------------------------
 
-DOOR_CONFIG = """
-[hub]
-data_dir = "{data_dir}"
-log_level = "warning"
-
-[storage]
-min_free_gb = 0
-
-[web]
-listen = "127.0.0.1:0"
-tls = false
-
+DOOR_TABLES = """
 [mqtt]
 enabled = true
 url = "{broker}"
@@ -665,26 +633,15 @@ class DoorHub:
 def door_hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[DoorHub]:
     """A hub with one real RTSP camera, publishing to a real MQTT broker."""
     root = tmp_path_factory.mktemp("door-hub")
-    data_dir = root / "data"
-    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
     broker = Broker(root / "broker")
     broker.start()
     try:
         with RtspCamera(person_clip) as door:
-            text = DOOR_CONFIG.format(
-                data_dir=data_dir,
-                url=door.url,
-                broker=broker.url,
-                user=BROKER_USER,
-                password=BROKER_PASSWORD,
+            tables = DOOR_TABLES.format(
+                url=door.url, broker=broker.url, user=BROKER_USER, password=BROKER_PASSWORD
             )
-            hub = Hub(parse_config(text, base_dir=root))
-            hub.start()
-            try:
-                assert hub.web is not None, "the hub's web server did not start"
+            with running(make_hub(root, tables)) as hub:
                 yield DoorHub(hub, door, broker)
-            finally:
-                hub.stop()
     finally:
         broker.kill()
 
@@ -809,26 +766,7 @@ def test_download_and_delete_from_the_player(
         )
         saved = tmp_path / download.suggested_filename
         download.save_as(saved)
-        probe = subprocess.run(
-            [
-                "ffprobe",
-                "-v",
-                "error",
-                "-count_frames",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "stream=nb_read_frames",
-                "-of",
-                "csv=p=0",
-                str(saved),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        assert int(probe.stdout) > 10
+        assert ffprobe_frames(saved) > 10
 
         check_player_buttons_on_a_phone(browser, running_hub.base, event_id, problems)
 
@@ -887,19 +825,7 @@ def check_player_buttons_on_a_phone(
 
 # -- sound --------------------------------------------------------------------------------
 
-SOUND_CONFIG = """
-[hub]
-data_dir = "{data_dir}"
-log_level = "warning"
-
-[storage]
-segment_seconds = {segment_seconds}
-min_free_gb = 0
-
-[web]
-listen = "127.0.0.1:0"
-tls = false
-
+SOUND_CAMERA = """
 [[camera]]
 id = "door"
 name = "Doorbell"
@@ -917,17 +843,13 @@ def test_a_clip_with_sound_plays_its_sound(
 ) -> None:
     """A doorbell sending G.711: its event's clip, from the hub's own route, carries
     AAC that Chromium decodes while the picture plays."""
-    root = tmp_path / "hub"
-    data_dir = root / "data"
-    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
     with RtspCamera(crowd_av_clip, audio="alaw") as camera:
-        text = SOUND_CONFIG.format(
-            data_dir=data_dir, segment_seconds=SEGMENT_SECONDS, url=camera.url
+        made = make_hub(
+            tmp_path / "hub",
+            SOUND_CAMERA.format(url=camera.url),
+            storage=f"segment_seconds = {SEGMENT_SECONDS}",
         )
-        hub = Hub(parse_config(text, base_dir=root))
-        hub.start()
-        try:
-            assert hub.web is not None, "the hub's web server did not start"
+        with running(made) as hub:
             event_id = make_event(hub, crowd_clip, "door")
             base = f"http://127.0.0.1:{hub.web.port}"
             context = new_context(browser, DESKTOP)
@@ -960,8 +882,6 @@ def test_a_clip_with_sound_plays_its_sound(
                 )
             finally:
                 context.close()
-        finally:
-            hub.stop()
 
 
 def av_kinds(path: Path) -> list[str]:
@@ -972,17 +892,6 @@ def av_kinds(path: Path) -> list[str]:
 # -- HD and SD ---------------------------------------------------------------------------
 
 TWO_STREAMS = """
-[hub]
-data_dir = "{data_dir}"
-log_level = "warning"
-
-[storage]
-min_free_gb = 0
-
-[web]
-listen = "127.0.0.1:0"
-tls = false
-
 [[camera]]
 id = "door"
 name = "Front door"
@@ -995,21 +904,17 @@ detect_url = "{sub}"
 def two_stream_hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
     """A hub with one RTSP camera that has a main stream and a substream."""
     root = tmp_path_factory.mktemp("two-streams")
-    init_data_dir(DataPaths(root / "data"), PASSWORD, kdf=FAST_KDF)
-    with RtspCamera(person_clip) as main, RtspCamera(person_clip) as sub:
-        text = TWO_STREAMS.format(data_dir=root / "data", main=main.url, sub=sub.url)
-        hub = Hub(parse_config(text, base_dir=root))
-        hub.start()
-        try:
-            assert hub.web is not None, "the hub's web server did not start"
-            streams = hub.cameras[0].streams.values()
-            deadline = time.monotonic() + 60
-            while not all(feed.info for feed in streams):
-                assert time.monotonic() < deadline, f"no RTSP streams: {hub.cameras[0].status}"
-                time.sleep(0.1)
-            yield hub
-        finally:
-            hub.stop()
+    with (
+        RtspCamera(person_clip) as main,
+        RtspCamera(person_clip) as sub,
+        running(make_hub(root, TWO_STREAMS.format(main=main.url, sub=sub.url))) as hub,
+    ):
+        streams = hub.cameras[0].streams.values()
+        deadline = time.monotonic() + 60
+        while not all(feed.info for feed in streams):
+            assert time.monotonic() < deadline, f"no RTSP streams: {hub.cameras[0].status}"
+            time.sleep(0.1)
+        yield hub
 
 
 def test_hd_and_sd_buttons_switch_the_live_stream(two_stream_hub: Hub, browser: Browser) -> None:

@@ -19,40 +19,30 @@ from collections.abc import Iterator
 
 import pytest
 from alert_receivers import Receiver, serve
-from test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+from hubkit import base, make_hub, running
+from test_browser import (  # the same module-scoped browser fixture and helpers
     DESKTOP,
-    FAST_KDF,
-    PASSWORD,
     PageProblems,
+    browser,
     log_in,
     new_context,
     shot,
 )
 
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
+from hub.daemon import Hub
 
 try:
-    from playwright.sync_api import Browser, Page, sync_playwright
+    from playwright.sync_api import Browser, Page
     from playwright.sync_api import expect as pw_expect
-except ImportError:  # pragma: no cover - reported by the fixture below
-    sync_playwright = None  # type: ignore[assignment]
+except ImportError:  # pragma: no cover - reported by the browser fixture
+    pass
+
+__all__ = ["browser"]  # the fixture, imported for pytest
 
 pytestmark = pytest.mark.slow
 
 SECRET = "browser-alerts-secret-0123"
-CONFIG = """
-[hub]
-data_dir = "{data_dir}"
-log_level = "warning"
-
-[web]
-listen = "127.0.0.1:0"
-tls = false
-
+TABLES = """
 [alerts]
 quiet_hours = ["23:00-06:30"]
 time_zone = "Europe/Berlin"
@@ -84,38 +74,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("browser-alerts")
-    data_dir = root / "data"
-    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
-    text = CONFIG.format(data_dir=data_dir, hook=receiver.url, secret=SECRET)
-    running = Hub(parse_config(text, base_dir=root))
-    running.start()
-    try:
-        assert running.web is not None
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.fail("the playwright package is missing: pip install -e '.[test]'")
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/system-deps.sh)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def base(hub: Hub) -> str:
-    assert hub.web is not None
-    return hub.web.url.rstrip("/")
+    tables = TABLES.format(hook=receiver.url, secret=SECRET)
+    with running(make_hub(tmp_path_factory.mktemp("browser-alerts"), tables)) as hub:
+        yield hub
 
 
 def an_event(hub: Hub, camera_id: str) -> int:

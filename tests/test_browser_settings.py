@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hubkit import FAST
 from test_browser import (
     DESKTOP,
-    FAST_KDF,
     PASSWORD,
     PHONE,
     PageProblems,
@@ -78,7 +78,7 @@ MASK_TOP = 0.2  # the figure's head is at 0.28 of the height, its feet at 0.9
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     root = tmp_path_factory.mktemp("browser-settings")
-    init_data_dir(DataPaths(root / "data"), PASSWORD, kdf=FAST_KDF)
+    init_data_dir(DataPaths(root / "data"), PASSWORD, kdf=FAST)
     path = root / "camhub.toml"
     path.write_text(CONFIG.format(secret=SECRET))
     running = Hub(load_config(path))
@@ -251,7 +251,7 @@ def test_the_demo_says_its_settings_cannot_be_changed(
     tmp_path: Path,
     chromium: Browser,  # noqa: F811 (the fixture imported above)
 ) -> None:
-    init_data_dir(DataPaths(tmp_path), PASSWORD, kdf=FAST_KDF)
+    init_data_dir(DataPaths(tmp_path), PASSWORD, kdf=FAST)
     demo = Hub(default_config(tmp_path, "127.0.0.1:0"))
     demo.start()
     context = new_context(chromium, DESKTOP)

@@ -26,10 +26,10 @@ from zoneinfo import ZoneInfo
 import av
 import pytest
 import test_browser
+from hubkit import FAST
 from recorded_spans import insert_segments
 from test_browser import (
     DESKTOP,
-    FAST_KDF,
     PASSWORD,
     PHONE,
     PLAY_TIMEOUT_MS,
@@ -73,7 +73,7 @@ PORCH_WAIT_MS = 45_000  # the synthetic porch's visits come every 20 s
 def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
     root = tmp_path_factory.mktemp("timeline-hub")
     data_dir = root / "data"
-    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
+    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST)
     # test_browser's two cameras: the synthetic porch, and the hall recording all the time
     text = test_browser.CONFIG.format(
         data_dir=data_dir, segment_seconds=SEGMENT_SECONDS, clip=person_clip

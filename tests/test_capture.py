@@ -8,13 +8,14 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from hubkit import wait_until
 from rtsp_camera import RtspCamera, camera_fixture
 
 from hub.capture import (
@@ -46,14 +47,6 @@ def take(source: Source, frames: int) -> tuple[list[Packet], list[Frame]]:
         if len(pictures) >= frames:
             break
     return packets, pictures
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def rising(values: Iterable[float]) -> bool:

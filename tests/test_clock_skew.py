@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,17 +35,6 @@ class SkewedClock:
     def run(self, seconds: float) -> None:
         self.wall += seconds
         self.elapsed += seconds
-
-
-@pytest.fixture(scope="module")
-def owner() -> X25519PrivateKey:
-    return X25519PrivateKey.generate()
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[Index]:
-    with Index(tmp_path / "index.sqlite3") as idx:
-        yield idx
 
 
 def hub_archive(

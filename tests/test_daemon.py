@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from rtsp_camera import CameraUnavailable, RtspCamera
+from rtsp_camera import RtspCamera, serving
 
 from hub.store import EventRow, Index, SegmentRow, SegmentState
 from hub.vault import HEADER_SIZE, SEALED_CHUNK_SIZE
@@ -150,12 +150,6 @@ def hub_processes() -> Iterator[Callable[[Path], HubProcess]]:
             hub.close()
 
 
-@pytest.fixture
-def hubs() -> Iterator[Callable[[Path], HubProcess]]:
-    with hub_processes() as start:
-        yield start
-
-
 # -- data directories, configs and reading results --------------------------------------
 
 
@@ -167,6 +161,14 @@ class Site:
     data: Path
     config: Path
     password_file: Path
+
+    @property
+    def keys(self) -> Path:
+        return self.data / "keys.json"
+
+    def segments(self) -> list[Path]:
+        """The sealed segment files on disk, indexed or not."""
+        return sorted((self.data / "footage").rglob("*.seg"))
 
 
 def new_site(
@@ -251,15 +253,8 @@ def sealed_files(site: Site, suffix: str) -> set[Path]:
 @pytest.fixture(scope="module")
 def camera(person_clip: Path) -> Iterator[RtspCamera]:
     """One RTSP camera for the module, serving the person clip in a loop."""
-    cam = RtspCamera(person_clip)
-    try:
-        cam.start()
-    except CameraUnavailable as err:
-        pytest.fail(str(err))
-    try:
+    with serving(person_clip) as cam:
         yield cam
-    finally:
-        cam.kill()
 
 
 @dataclass(frozen=True)
@@ -546,12 +541,8 @@ def test_restart_after_kill_9_recovers_the_open_segment(
 def test_hub_reconnects_after_the_camera_drops(
     person_clip: Path, tmp_path: Path, hubs: Callable[[Path], HubProcess]
 ) -> None:
-    cam = RtspCamera(person_clip)  # its own: killing it must not disturb the others
-    try:
-        cam.start()
-    except CameraUnavailable as err:
-        pytest.fail(str(err))
-    try:
+    # A camera of its own: killing it must not disturb the others.
+    with serving(person_clip) as cam:
         site = new_site(tmp_path, cam.url, record="continuous", segment_seconds=2)
         hub = hubs(site.config)
         hub.wait_for(CONNECTED, timeout=20)
@@ -566,8 +557,6 @@ def test_hub_reconnects_after_the_camera_drops(
         hub.wait_for(CONNECTED, timeout=30, count=2)
         time.sleep(3.0)
         assert hub.terminate() == 0, hub.log
-    finally:
-        cam.kill()
 
     log = hub.log
     assert "stopped cleanly" in log and "Traceback" not in log, log

@@ -19,19 +19,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hubkit import base, logged_in, make_hub, running
 from rtsp_camera import RtspCamera
 
 from hub.alerts.happenings import EventChanged, Phase
 from hub.alerts.sink import AnnouncingEvents
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub, IndexedEvents
+from hub.daemon import Hub, IndexedEvents
 from hub.motion import MotionEvent
-from hub.vault import KdfParams
 from hub.web.events_stream import PAGE_STREAMS, PageStreams
 
-PASSWORD = "correct horse battery"
-FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
 WAIT = 60.0  # seconds: a bound for things that come within a few seconds
 
 Message = tuple[str, Any]
@@ -45,17 +41,7 @@ def door(person_clip: Path) -> Iterator[RtspCamera]:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, door: RtspCamera) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("hub")
-    init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
-    config = parse_config(
-        f"""
-        [hub]
-        data_dir = "{root}"
-        [storage]
-        min_free_gb = 0
-        [web]
-        listen = "127.0.0.1:0"
-        tls = false
+    cameras = f"""
         [[camera]]
         id = "door"
         name = "Front door"
@@ -64,34 +50,14 @@ def hub(tmp_path_factory: pytest.TempPathFactory, door: RtspCamera) -> Iterator[
         id = "porch"
         url = "synthetic:porch"
         record = "off"
-        """,
-        base_dir=root,
-    )
-    running = Hub(config)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-def base(hub: Hub) -> str:
-    assert hub.web is not None
-    return hub.web.url.rstrip("/")
+        """
+    with running(make_hub(tmp_path_factory.mktemp("hub"), cameras)) as started:
+        yield started
 
 
 def streams(hub: Hub) -> PageStreams:
     assert hub.web is not None
     return hub.web._app[PAGE_STREAMS]
-
-
-async def logged_in(hub: Hub) -> aiohttp.ClientSession:
-    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with client.post(
-        f"{base(hub)}/api/login", json={"password": PASSWORD}, headers={"Origin": base(hub)}
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-    return client
 
 
 async def logout(client: aiohttp.ClientSession, hub: Hub) -> None:
@@ -199,7 +165,10 @@ async def test_a_page_sees_status_then_an_event_start_and_end(hub: Hub) -> None:
         _, status = await page.until(lambda m: m[0] == "hub")  # in the first write
         assert status == {"mqtt": None, "index_problem": None}
         _, porch = await page.until(camera("camera", "porch", online=True))
-        assert set(porch) == {"id", "online", "error", "reconnects", "fps", "last_frame", "viewers"}
+        assert set(porch) == {
+            "id", "online", "error", "reconnects", "fps", "last_frame", "viewers", "offsite"
+        }  # fmt: skip
+        assert porch["offsite"] is None  # this hub copies nothing off-site
         # The frame rate comes with the next look at the cameras.
         await page.until(lambda m: camera("camera", "porch")(m) and bool(m[1]["fps"]))
 
@@ -250,6 +219,55 @@ async def test_a_real_camera_event_and_the_camera_dropping_reach_the_page(
             door.start()
         await page.until(camera("camera", "door", online=True))
         assert offline["id"] == "door"
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens: an off-site store that is down."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_the_off_site_copy_reaches_the_page_as_it_changes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A card's off-site line follows the copy without a reload: the camera's message
+    first has the copy's state, then, as its store refuses connections, that the copy
+    fails and why, then that files wait, and later that more of them do. The keys are
+    never in it."""
+    secret = "offsite-secret-key-7f1c"
+    tables = f"""
+        [offsite]
+        endpoint = "http://127.0.0.1:{closed_port()}"
+        bucket = "cams"
+        what = "all"
+        access_key = "house"
+        secret_key = "{secret}"
+        [[camera]]
+        id = "porch"
+        url = "synthetic:porch"
+        record = "continuous"
+        """
+    made = make_hub(tmp_path_factory.mktemp("offsite"), tables, storage="segment_seconds = 1")
+    with running(made) as offsite_hub:
+        client = await logged_in(offsite_hub)
+        async with client, client.get(base(offsite_hub) + "/api/stream") as resp:
+            page = Reader(resp)
+
+            def offsite(wanted: Callable[[dict[str, Any]], bool]) -> Callable[[Message], bool]:
+                return lambda m: camera("camera", "porch")(m) and wanted(m[1]["offsite"] or {})
+
+            _, first = await page.until(camera("camera", "porch"))
+            assert set(first["offsite"]) == {"working", "pending", "lag_seconds", "error"}
+            _, failing = await page.until(offsite(lambda o: o.get("working") is False))
+            assert "127.0.0.1" in failing["offsite"]["error"]
+            _, waiting = await page.until(offsite(lambda o: o.get("pending", 0) >= 1))
+            _, later = await page.until(
+                offsite(lambda o: o.get("pending", 0) > waiting["offsite"]["pending"])
+            )
+            assert later["offsite"]["working"] is False
+            assert later["offsite"]["lag_seconds"] > 0
+    assert all(secret not in json.dumps(data) for _, data in page.seen)
 
 
 async def test_the_stream_ends_with_its_session(hub: Hub) -> None:

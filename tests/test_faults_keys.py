@@ -20,11 +20,10 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_daemon import PASSWORD, camhub, camhub_command, hub_processes
+from test_daemon import PASSWORD, Site, camhub, camhub_command, hub_processes
 
 from hub.config import parse_config
 from hub.daemon import Hub
@@ -32,21 +31,6 @@ from hub.store import Index
 
 V1_KEYS = Path(__file__).parent / "fixtures" / "keyfile-v1"  # written by camhub before v2
 REFUSAL_LIMIT = 30.0  # s: a hub that has not refused by then is recording; stop it
-
-
-@dataclass(frozen=True)
-class Site:
-    root: Path
-    data: Path
-    config: Path
-    password_file: Path
-
-    @property
-    def keys(self) -> Path:
-        return self.data / "keys.json"
-
-    def segments(self) -> list[Path]:
-        return sorted((self.data / "footage").rglob("*.seg"))
 
 
 def new_site(root: Path) -> Site:

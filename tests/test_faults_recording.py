@@ -11,12 +11,12 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from clips import reencode
-from rtsp_camera import CameraUnavailable, RtspCamera
+from rtsp_camera import RtspCamera, camera_fixture
 from test_daemon import (
     CLIP_FPS,
     COMMAND_TIMEOUT,
@@ -24,7 +24,6 @@ from test_daemon import (
     HubProcess,
     decrypt,
     decrypt_many,
-    hub_processes,
     new_site,
     probe,
     read_index,
@@ -39,12 +38,6 @@ KILL_AFTER = 4.0  # seconds into a segment: inside its first GOP
 MAX_LOSS = 3.0  # seconds of footage a kill -9 may cost (DESIGN.md §10)
 
 
-@pytest.fixture
-def hubs() -> Iterator[Callable[[Path], HubProcess]]:
-    with hub_processes() as start:
-        yield start
-
-
 @pytest.fixture(scope="module")
 def long_gop_clip(person_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20 s of the person clip at 1 Mbit/s (a modest main stream), one keyframe per 5 s."""
@@ -53,27 +46,8 @@ def long_gop_clip(person_clip: Path, tmp_path_factory: pytest.TempPathFactory) -
     return reencode(person_clip, target, seconds=20, keyframe_frames=frames, bitrate="1M")
 
 
-@pytest.fixture
-def own_camera(person_clip: Path) -> Iterator[RtspCamera]:
-    """A camera of the test's own, free to be frozen."""
-    yield from _serve(person_clip)
-
-
-@pytest.fixture
-def long_gop_camera(long_gop_clip: Path) -> Iterator[RtspCamera]:
-    yield from _serve(long_gop_clip)
-
-
-def _serve(clip: Path) -> Iterator[RtspCamera]:
-    camera = RtspCamera(clip)
-    try:
-        camera.start()
-    except CameraUnavailable as err:
-        pytest.fail(str(err))
-    try:
-        yield camera
-    finally:
-        camera.kill()
+own_camera = camera_fixture("person_clip")  # a camera of the test's own, free to be frozen
+long_gop_camera = camera_fixture("long_gop_clip")
 
 
 def probe_duration(video: Path) -> float:

@@ -17,17 +17,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from hubkit import base, logged_in, origin
 from test_web import (  # the same module-scoped hub fixture and helpers
     audit_kinds,
-    base,
     create_share,
     flush_refusals,
     frames_in,
     hub,
     last_seq,
-    logged_in,
     open_link,
-    origin,
 )
 
 from hub.daemon import Hub

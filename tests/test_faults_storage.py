@@ -14,17 +14,16 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hubkit import PASSWORD, make_hub, wait_until
 
 from hub import daemon, vault
 from hub.archive import Archive, NotIndexed, RetentionPolicy
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub, load_keyfile
+from hub.daemon import Hub, load_keyfile
 from hub.shares import ShareRequest, create_share
 from hub.store import Index, SegmentState, ShareEnd
 from hub.vault import CHUNK_SIZE, HEADER_SIZE, SEALED_CHUNK_SIZE
@@ -32,17 +31,6 @@ from hub.vault import CHUNK_SIZE, HEADER_SIZE, SEALED_CHUNK_SIZE
 T0 = 1_700_000_000.0
 DAY = 86400.0
 NO_LIMITS = RetentionPolicy(max_age_days=0, max_footage_bytes=0, min_free_bytes=0)
-
-
-@pytest.fixture(scope="module")
-def owner() -> X25519PrivateKey:
-    return X25519PrivateKey.generate()
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[Index]:
-    with Index(tmp_path / "index.sqlite3") as idx:
-        yield idx
 
 
 def payload(size: int, seed: int = 1) -> bytes:
@@ -166,20 +154,8 @@ def sealed_prefix(chunks: int) -> int:
 
 # -- 3. an index damaged on disk while the hub records -------------------------------
 
-PASSWORD = "correct horse battery staple"
-HUB_CONFIG = """
-[hub]
-data_dir = "{data_dir}"
-
-[storage]
-segment_seconds = 1
-min_free_gb = 0
-retention_days = 30
-
-[web]
-listen = "127.0.0.1:0"
-tls = false
-
+STORAGE = "segment_seconds = 1\nretention_days = 30"
+HALL = """
 [[camera]]
 id = "hall"
 url = "file://{clip}"
@@ -188,14 +164,6 @@ record = "continuous"
 """
 ROUNDS = 12  # failing housekeeping rounds to watch
 WAIT = 60.0  # seconds, for anything the hub is expected to do
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
 
 
 def damage(index: Index, db: Path, name: str) -> None:
@@ -299,32 +267,30 @@ def test_a_damaged_index_is_reported_and_recording_goes_on(
 ) -> None:
     monkeypatch.setattr(daemon, "HOUSEKEEPING_INTERVAL", 0.2)  # a round every 0.2 s
     data_dir = tmp_path / "data"
-    init_data_dir(
-        DataPaths(data_dir), PASSWORD, kdf=vault.KdfParams(memory_kib=8, iterations=1, lanes=1)
-    )
-    hub = Hub(
-        parse_config(HUB_CONFIG.format(data_dir=data_dir, clip=person_clip), base_dir=tmp_path)
-    )
+    hub = make_hub(tmp_path, HALL.format(clip=person_clip), storage=STORAGE, data_dir=data_dir)
     footage = data_dir / "footage"
     caplog.set_level(logging.INFO)
     hub.start()
     try:
         assert hub.web is not None
         health = f"http://127.0.0.1:{hub.web.port}/healthz"
-        wait_until("two segments indexed", lambda: len(hub.index.segments()) >= 2)
+        wait_until(lambda: len(hub.index.segments()) >= 2, WAIT, "two segments indexed")
         assert get(health) == (200, {"ok": True})
         damage(hub.index, hub.paths.index, "segments")
         damage(hub.index, hub.paths.index, "shares_live")  # share expiry fails each round too
         damaged = set(footage.rglob("*.seg"))
-        wait_until("/healthz says the index fails", lambda: get(health)[0] == 503)
+        wait_until(lambda: get(health)[0] == 503, WAIT, "/healthz to say the index fails")
         assert get(health) == (503, {"ok": False, "reason": "the index is failing"})
         problem = owner_session(f"http://127.0.0.1:{hub.web.port}")["index_problem"]
         assert isinstance(problem, str) and "malformed" in problem  # on the owner's page
         # Footage goes on being sealed to disk, rows or not.
-        wait_until("three more segments", lambda: len(set(footage.rglob("*.seg")) - damaged) >= 3)
         wait_until(
-            "retention to fail",
+            lambda: len(set(footage.rglob("*.seg")) - damaged) >= 3, WAIT, "three more segments"
+        )
+        wait_until(
             lambda: any(r.getMessage().startswith("retention failed") for r in caplog.records),
+            WAIT,
+            "retention to fail",
         )
         time.sleep(ROUNDS * daemon.HOUSEKEEPING_INTERVAL)  # more failing rounds
         assert hub._housekeeping.is_alive()
@@ -345,10 +311,7 @@ def test_a_damaged_index_is_reported_and_recording_goes_on(
 
 
 def start_hub(root: Path, data_dir: Path, clip: Path) -> Hub:
-    init_data_dir(
-        DataPaths(data_dir), PASSWORD, kdf=vault.KdfParams(memory_kib=8, iterations=1, lanes=1)
-    )
-    hub = Hub(parse_config(HUB_CONFIG.format(data_dir=data_dir, clip=clip), base_dir=root))
+    hub = make_hub(root, HALL.format(clip=clip), storage=STORAGE, data_dir=data_dir)
     hub.start()
     return hub
 
@@ -365,11 +328,12 @@ def test_a_hub_whose_disk_fills_while_recording_closes_what_it_cut_short(
     data = small_disk / "data"
     hub = start_hub(tmp_path, data, person_clip)
     try:
-        wait_until("two segments indexed", lambda: len(hub.index.segments()) >= 2)
+        wait_until(lambda: len(hub.index.segments()) >= 2, WAIT, "two segments indexed")
         filler = fill(small_disk, leave=0)
         wait_until(
-            "a segment cut short by the full disk",
             lambda: any("aborted segment" in r.msg for r in caplog.records),
+            WAIT,
+            "a segment cut short by the full disk",
         )
         aborted = next(r.args[1] for r in caplog.records if "aborted segment" in r.msg)
         [cut] = [  # the segment that was being written when the disk filled
@@ -377,7 +341,7 @@ def test_a_hub_whose_disk_fills_while_recording_closes_what_it_cut_short(
         ]
         if space_returns:
             filler.unlink()
-            wait_until("the cut segment closed", lambda: closed(hub.index, data, cut.id))
+            wait_until(lambda: closed(hub.index, data, cut.id), WAIT, "the cut segment to close")
     finally:
         hub.stop()
     with Index(data / "index.sqlite3") as index:

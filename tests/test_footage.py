@@ -23,14 +23,13 @@ from pathlib import Path
 import aiohttp
 import av
 import pytest
+from hubkit import base, logged_in, make_hub, origin, running, wait_until
 from recorded_spans import insert_segments, window_spans
-from test_web import FAST, PASSWORD, audit_kinds, base, last_seq, logged_in, open_link, origin
+from test_web import audit_kinds, hall_and_porch, last_seq, open_link
 
 from hub.archive import HEADER_SIZE
 from hub.audit import SnapshotBursts
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
+from hub.daemon import Hub
 from hub.store import Index, SegmentState
 from hub.web import footage
 from hub.web.clips import attachment
@@ -40,40 +39,15 @@ NOW = 1_800_000_000.0  # "now" for index queries on made-up footage
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("footage")
-    init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
-    config = parse_config(
-        f"""
-        [hub]
-        data_dir = "{root}"
-        [storage]
-        segment_seconds = 2
-        min_free_gb = 0
-        [web]
-        listen = "127.0.0.1:0"
-        tls = false
-        [[camera]]
-        id = "hall"
-        url = "file://{person_clip}"
-        record = "continuous"
-        [[camera]]
-        id = "porch"
-        url = "synthetic:porch"
-        record = "continuous"
-        """,
-        base_dir=root,
-    )
-    running = Hub(config)
-    running.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not running.cameras[0].status[0].finished:
-            if time.monotonic() > deadline:
-                pytest.fail("the file camera did not finish recording within 60 s")
-            time.sleep(0.2)
-        yield running
-    finally:
-        running.stop()
+    cameras = hall_and_porch(person_clip, "continuous")
+    made = make_hub(tmp_path_factory.mktemp("footage"), cameras, storage="segment_seconds = 2")
+    with running(made) as started:
+        wait_until(
+            lambda: started.cameras[0].status[0].finished,
+            60,
+            "the file camera to finish recording",
+        )
+        yield started
 
 
 def hall_segments(hub: Hub) -> list:

@@ -24,20 +24,15 @@ import aiohttp
 import av
 import pytest
 from aiohttp import web
+from hubkit import base, logged_in, make_hub, running
 from rtsp_camera import RtspCamera
 
 from hub.capture import open_source
 from hub.capture.av_source import AVSource
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
+from hub.daemon import Hub
 from hub.fmp4 import Fragment, FragmentMuxer
 from hub.media import Packet, StreamInfo
-from hub.vault import KdfParams
 from hub.web.hdlive import VIEWER_MAX_BYTES, Start, StreamFeed, websocket_response
-
-PASSWORD = "correct horse battery"
-FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
 
 
 def packets_of(clip: Path, count: int) -> tuple[StreamInfo, list[Packet]]:
@@ -316,17 +311,7 @@ def hub(
 ) -> Iterator[Hub]:
     """A hub watching a camera's main stream and its substream over RTSP."""
     main, sub = door_cameras
-    root = tmp_path_factory.mktemp("hub")
-    init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
-    config = parse_config(
-        f"""
-        [hub]
-        data_dir = "{root}"
-        [storage]
-        min_free_gb = 0
-        [web]
-        listen = "127.0.0.1:0"
-        tls = false
+    cameras = f"""
         [[camera]]
         id = "door"
         url = "{main.url}"
@@ -335,34 +320,14 @@ def hub(
         id = "porch"
         url = "synthetic:porch"
         record = "off"
-        """,
-        base_dir=root,
-    )
-    running = Hub(config)
-    running.start()
-    try:
-        door = next(c for c in running.cameras if c.id == "door")
+        """
+    with running(make_hub(tmp_path_factory.mktemp("hub"), cameras)) as started:
+        door = next(c for c in started.cameras if c.id == "door")
         deadline = time.monotonic() + 60
         while not all(feed.info for feed in door.streams.values()):
             assert time.monotonic() < deadline, f"the RTSP camera did not connect: {door.status}"
             time.sleep(0.1)
-        yield running
-    finally:
-        running.stop()
-
-
-def base(hub: Hub) -> str:
-    assert hub.web is not None
-    return hub.web.url.rstrip("/")
-
-
-async def logged_in(hub: Hub) -> aiohttp.ClientSession:
-    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with client.post(
-        f"{base(hub)}/api/login", json={"password": PASSWORD}, headers={"Origin": base(hub)}
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-    return client
+        yield started
 
 
 def live_records(hub: Hub, since: int) -> list[tuple[str, dict]]:

@@ -42,16 +42,6 @@ def settings(broker: Broker, **overrides: object) -> MqttSettings:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.kill()
-
-
-@pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[Broker]:
     b = Broker(tmp_path / "tls-broker", tls=True)
     b.start()

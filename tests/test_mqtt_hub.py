@@ -14,26 +14,10 @@ from pathlib import Path
 
 import pytest
 from mosquitto import PASSWORD, USER, Broker, Subscriber
-from rtsp_camera import CameraUnavailable, RtspCamera
-from test_daemon import HubProcess, Site, camhub, hub_processes, new_site, read_index
+from rtsp_camera import serving
+from test_daemon import HubProcess, Site, camhub, new_site, read_index
 
 DISCOVERY = "homeassistant/binary_sensor/camhub/door_motion/config"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.kill()
-
-
-@pytest.fixture
-def hubs() -> Iterator[Callable[[Path], HubProcess]]:
-    with hub_processes() as start:
-        yield start
 
 
 @pytest.fixture
@@ -75,12 +59,7 @@ def test_motion_reaches_the_broker_which_restarts_and_kill_9_leaves_the_last_wil
     hubs: Callable[[Path], HubProcess],
     subscribers: Callable[[Broker], Subscriber],
 ) -> None:
-    camera = RtspCamera(person_clip)
-    try:
-        camera.start()
-    except CameraUnavailable as err:
-        pytest.fail(str(err))
-    try:
+    with serving(person_clip) as camera:
         site = mqtt_site(tmp_path / "site", camera.url, broker)
         watcher = subscribers(broker)
         hub = hubs(site.config)
@@ -103,8 +82,6 @@ def test_motion_reaches_the_broker_which_restarts_and_kill_9_leaves_the_last_wil
 
         hub.kill9()
         after.wait_for("camhub/availability", "offline", timeout=30)
-    finally:
-        camera.kill()
 
     assert started["type"] == "start" and started["camera"] == "door"
     assert started["camera_name"] == "Front door" and started["end"] is None

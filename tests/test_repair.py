@@ -13,7 +13,6 @@ import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from rtsp_camera import CameraUnavailable, RtspCamera
+from rtsp_camera import serving
 from test_daemon import (
     CLIP_SIZE,
     CONNECTED,
@@ -30,7 +29,6 @@ from test_daemon import (
     HubProcess,
     Site,
     camhub,
-    camhub_command,
     decrypt,
     hub_processes,
     new_site,
@@ -47,7 +45,6 @@ from hub.store import SCHEMA_VERSION, Index, SegmentRow, SegmentState, SnapshotR
 from hub.vault import CHUNK_SIZE, HEADER_SIZE, SEALED_CHUNK_SIZE
 from hub.web.clips import clip_of
 
-REFUSE_TIMEOUT = 30.0  # `camhub run` must refuse well before this; it used to run on
 NO_LIMITS = RetentionPolicy(max_age_days=0, max_footage_bytes=0, min_free_bytes=0)
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 DAY_DIR = "2023-11-14"
@@ -87,12 +84,7 @@ def recording(person_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Re
     """Record a few short segments and stop cleanly; then record again with long segments
     and kill -9 the hub once the one in flight holds a whole chunk. That leaves complete
     segments and one half-written, as a power cut does."""
-    cam = RtspCamera(person_clip)
-    try:
-        cam.start()
-    except CameraUnavailable as err:
-        pytest.fail(str(err))
-    try:
+    with serving(person_clip) as cam:
         site = new_site(
             tmp_path_factory.mktemp("recorded"), cam.url, record="continuous", segment_seconds=2
         )
@@ -108,8 +100,6 @@ def recording(person_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Re
             hub.wait_for(CONNECTED, timeout=20)
             _wait(lambda: _grown(sealed(site) - complete), hub, "a whole chunk in flight")
             hub.kill9()
-    finally:
-        cam.kill()
     with Index(site.data / "index.sqlite3") as index:  # also checkpoints the WAL
         [crashed] = index.open_segments()
     return Recording(site, crashed)
@@ -148,26 +138,6 @@ def footage(site: Site) -> dict[str, bytes]:
     }
 
 
-def run_refused(site: Site) -> subprocess.CompletedProcess[str]:
-    """`camhub run` that must exit by itself; if it runs on, it is killed and the test fails."""
-    proc = subprocess.Popen(
-        [*camhub_command(), "run", "--config", str(site.config)],
-        cwd=site.root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        encoding="utf-8",
-        errors="replace",
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=REFUSE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        stdout, stderr = proc.communicate()
-        pytest.fail(f"camhub run started on a broken index instead of refusing:\n{stderr}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
 # -- the hub refuses a missing, empty or damaged index -----------------------------------
 
 
@@ -180,7 +150,7 @@ def test_run_refuses_a_lost_or_damaged_index_and_keeps_every_file(site: Site, da
     DAMAGE[damage](index)
     left = index.read_bytes() if index.exists() else None
 
-    done = run_refused(site)
+    done = run_expecting_refusal(site)
 
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()

@@ -12,14 +12,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from cryptography import x509
+from hubkit import PASSWORD, make_hub, running
 
 from hub import tls
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
-from hub.vault import KdfParams
-
-PASSWORD = "correct horse battery"
+from hub.daemon import Hub
 
 
 def test_certificate_names_the_box_on_loopback_and_the_lan() -> None:
@@ -41,19 +37,8 @@ def test_lan_addresses_are_never_loopback_or_link_local() -> None:
 
 @pytest.fixture(scope="module")
 def https_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("tls-hub")
-    init_data_dir(DataPaths(root), PASSWORD, kdf=KdfParams(memory_kib=256, iterations=1, lanes=1))
-    config = parse_config(
-        f'[hub]\ndata_dir = "{root}"\n[storage]\nmin_free_gb = 0\n'
-        '[web]\nlisten = "127.0.0.1:0"\ntls = true\n',
-        base_dir=root,
-    )
-    running = Hub(config)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    with running(make_hub(tmp_path_factory.mktemp("tls-hub"), tls=True)) as started:
+        yield started
 
 
 def test_the_hub_serves_https_with_its_pinned_certificate(https_hub: Hub) -> None:

@@ -58,11 +58,6 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
-def owner() -> X25519PrivateKey:
-    return X25519PrivateKey.generate()
-
-
-@pytest.fixture(scope="module")
 def keys() -> tuple[KeyFile, str]:
     return create_owner_keys(PASSWORD, kdf=FAST)
 

@@ -20,61 +20,48 @@ from pathlib import Path
 import aiohttp
 import av
 import pytest
+from hubkit import base, logged_in, make_hub, origin, running, wait_until
 
-from hub.cli import init_data_dir
 from hub.clip import ClipTooLarge
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
-from hub.vault import KdfParams
+from hub.daemon import Hub
 from hub.web.clips import ClipCache, is_owner_clip
 
-PASSWORD = "correct horse battery"
-FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
 
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("hub")
-    init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
-    config = parse_config(
-        f"""
-        [hub]
-        data_dir = "{root}"
-        [storage]
-        segment_seconds = 2
-        min_free_gb = 0
-        [web]
-        listen = "127.0.0.1:0"
-        tls = false
-        origins = ["https://Cams.Home.arpa/"]
+def hall_and_porch(clip: Path, porch_record: str) -> str:
+    """The config's cameras: "hall" records the clip (as fast as it decodes), "porch"
+    is the synthetic camera."""
+    return f"""
         [[camera]]
         id = "hall"
-        url = "file://{person_clip}"
+        url = "file://{clip}"
         record = "continuous"
         [[camera]]
         id = "porch"
         url = "synthetic:porch"
-        record = "off"
-        """,
-        base_dir=root,
+        record = "{porch_record}"
+        """
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
+    made = make_hub(
+        tmp_path_factory.mktemp("hub"),
+        hall_and_porch(person_clip, "off"),
+        storage="segment_seconds = 2",
+        web='origins = ["https://Cams.Home.arpa/"]',
     )
-    running = Hub(config)
-    running.start()
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            hall = running.cameras[0].status[0]
-            if hall.finished:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the file camera did not finish recording within 60 s")
-        segments = running.index.segments("hall", limit=1000)
+    with running(made) as started:
+        wait_until(
+            lambda: started.cameras[0].status[0].finished,
+            60,
+            "the file camera to finish recording",
+        )
+        segments = started.index.segments("hall", limit=1000)
         assert len(segments) > 20
         # An event over three seconds of recorded footage, as the tracker would log it.
         first = min(s.start_time for s in segments)
-        event_id = running.index.add_event("hall", first + 10)
-        running.index.end_event(
+        event_id = started.index.add_event("hall", first + 10)
+        started.index.end_event(
             event_id,
             end_time=first + 13,
             peak_score=0.1,
@@ -82,28 +69,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator
             bbox=None,
             snapshot_id=None,
         )
-        running.test_event = event_id  # type: ignore[attr-defined]
-        yield running
-    finally:
-        running.stop()
-
-
-def base(hub: Hub) -> str:
-    assert hub.web is not None
-    return hub.web.url.rstrip("/")
-
-
-def origin(hub: Hub) -> dict[str, str]:
-    return {"Origin": base(hub)}
-
-
-async def logged_in(hub: Hub) -> aiohttp.ClientSession:
-    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with client.post(
-        f"{base(hub)}/api/login", json={"password": PASSWORD}, headers=origin(hub)
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-    return client
+        started.test_event = event_id  # type: ignore[attr-defined]
+        yield started
 
 
 def audit_kinds(hub: Hub, since: int = 0) -> list[tuple[str, str, dict]]:
@@ -243,6 +210,7 @@ async def test_bad_requests_get_clear_4xx(hub: Hub) -> None:
             headers={**origin(hub), "Content-Type": "application/json"},
         ) as resp:
             assert resp.status == 413
+            assert await resp.json() == {"error": "request body too large (at most 64 KiB)"}
 
 
 async def test_cross_site_state_changes_are_refused(hub: Hub) -> None:

@@ -38,7 +38,7 @@ def add_routes(app: web.Application) -> None:
 
 def _alerts(request: web.Request) -> Alerts:
     alerts = context(request).alerts
-    if alerts is None or alerts.settings is None:
+    if alerts.settings is None:
         raise json_error(web.HTTPServiceUnavailable, "alerts are not running on this hub")
     return alerts
 

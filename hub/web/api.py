@@ -64,7 +64,10 @@ MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER; a bigger one cannot even be 
 def add_routes(app: web.Application) -> None:
     ctx = app[CONTEXT]
     app[PAGE_STREAMS] = PageStreams(
-        ctx.bus, ctx.cameras, lambda: _hub_status(ctx), lambda event_id: _event_doc(ctx, event_id)
+        ctx.alerts.bus,
+        ctx.cameras,
+        lambda: _hub_status(ctx),
+        lambda event_id: _event_doc(ctx, event_id),
     )
     r = app.router
     r.add_post("/api/login", login)
@@ -219,7 +222,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 def _hub_status(ctx: WebContext) -> dict[str, Any]:
-    mqtt = ctx.mqtt_status()
+    mqtt = ctx.alerts.mqtt_status
     return {
         "mqtt": None
         if mqtt is None

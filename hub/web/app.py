@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from hub.alerts.bus import AlertBus
 from hub.alerts.service import Alerts
 from hub.archive import Archive
 from hub.audit import AuditKind, AuditLog, RepeatFilter, SnapshotBursts
+from hub.config import MqttSettings
 from hub.logs import printable
 from hub.store import Index
 from hub.web.auth import LoginThrottle, Session, Sessions
@@ -35,7 +35,6 @@ from hub.web.hosts import HostCheck
 from hub.web.live import LiveFeed
 
 if TYPE_CHECKING:
-    from hub.alerts.mqtt import MqttStatus
     from hub.web.settings_routes import SettingsAccess
 
 log = logging.getLogger(__name__)
@@ -94,9 +93,9 @@ class WebContext:
     listen_host: str = "127.0.0.1"  # web.listen's host: a name here is a known Host
     login_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     clip_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
-    alerts: Alerts | None = None  # the owner's alerts (push, webhook); None in some tests
-    bus: AlertBus = field(default_factory=AlertBus)  # what the page's stream tells
-    mqtt_status: Callable[[], MqttStatus | None] = lambda: None  # None: MQTT is off
+    # The owner's alerts: their bus (what the page's stream tells), MQTT's status, push
+    # and webhook. By default all off (the bus still runs), as in tests of the routes.
+    alerts: Alerts = field(default_factory=lambda: Alerts(MqttSettings()))
     settings: SettingsAccess | None = None  # the page's settings; None in some tests
 
 
@@ -151,10 +150,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise json_error(web.HTTPUnsupportedMediaType, "send a JSON body (application/json)")
     if not _is_utf8(request.charset):
         raise json_error(web.HTTPUnsupportedMediaType, "send the JSON body as UTF-8")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise json_error(web.HTTPRequestEntityTooLarge, "request body too large") from None
+    raw = await request.read()  # already read, within its size, by body_middleware
     try:
         body = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -233,14 +229,20 @@ async def host_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Read a request's (small) body within BODY_SECONDS, so a client that trickles it
-    cannot hold a connection and a handler open; handlers then read it from memory."""
+    """Read a request's (small) body within BODY_SECONDS and MAX_REQUEST_BYTES, so a
+    client that trickles it cannot hold a connection and a handler open; handlers then
+    read it from memory."""
     if request.body_exists:
         try:
             async with asyncio.timeout(BODY_SECONDS):
                 await request.read()
         except TimeoutError:
             raise json_error(web.HTTPRequestTimeout, "the request body came too slowly") from None
+        except web.HTTPRequestEntityTooLarge:
+            raise json_error(
+                web.HTTPRequestEntityTooLarge,
+                f"request body too large (at most {MAX_REQUEST_BYTES // 1024} KiB)",
+            ) from None
     return await handler(request)
 
 

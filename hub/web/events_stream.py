@@ -15,6 +15,8 @@ Costs and bounds:
 - At most `MAX_PER_SESSION` streams per session (browser tabs) and `MAX_STREAMS` in all.
 - Metadata only, as over MQTT (§15): ids, times, scores, status. No picture: a page
   loads an event's snapshot through its own route, which writes the access log.
+- A camera's message carries its off-site copy's state too (hub/offsite/uploader.py,
+  read from memory), so the card follows a failing or catching-up copy as it changes.
 - The stream ends when its session does (logout, idle expiry), as live view does, with
   an `ended` message so the page stops instead of reconnecting. Opening it does not
   count as the owner's use of the session, and neither does anything it sends, so an
@@ -90,6 +92,8 @@ class StatusBoard:
                 "fps": self._fps.get(cam.id),
                 "last_frame": round(last, 1) if isinstance(last, float) else None,
                 "viewers": cam.live.viewers,
+                # working, pending, lag_seconds, error; None when nothing is copied off-site
+                "offsite": status.get("offsite"),
             }
         self.hub = self._hub()
 
