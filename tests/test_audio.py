@@ -8,6 +8,7 @@ from them as the web side builds them.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import subprocess
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import av
 import pytest
 from rtsp_camera import RtspCamera, camera_fixture
 from test_daemon import (
@@ -261,6 +263,47 @@ def test_video_is_recorded_whole_when_sound_starts_late_and_stops(
         tracks.append(streams(path))
         assert tracks[-1]["video"] > 0
     assert any("audio" in t and t["audio"] > 1 for t in tracks)
+
+
+def first_times(data: bytes) -> tuple[float, float]:
+    """(first picture, first sound) presentation times of an MP4, read by PyAV."""
+    firsts = []
+    for kind in ("video", "audio"):
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.get(**{kind: 0})[0]
+            times = [p.pts * p.time_base for p in container.demux(stream) if p.pts is not None]
+            firsts.append(float(min(times)))
+    return firsts[0], firsts[1]
+
+
+def test_sound_that_starts_after_the_picture_keeps_its_place(crowd_av_clip: Path) -> None:
+    """The sound of each segment starts where it came, against the picture: it was put
+    at 0 (the header is written before any sample, and a track starting later had no
+    offset), 0.5 s early in the first segment here, up to an AAC frame in each."""
+    source = AVSource(str(crowd_av_clip), decode=False, audio=True)
+    info = source.open()
+    assert info is not None
+    sink = MemorySink()
+    recorder = Recorder("cam", RecordSettings(mode="continuous", segment_seconds=2), sink)
+    recorder.start_stream(info)
+    pushed: list[Packet] = []
+    try:
+        for packet in source.read():
+            assert isinstance(packet, Packet)
+            if packet.audio and packet.time - pushed[0].time < 0.5:
+                continue  # the sound starts half a second after the picture
+            pushed.append(packet)
+            recorder.push(packet)
+            if packet.time - pushed[0].time > 12:
+                break
+    finally:
+        source.close()
+    recorder.close()
+    assert len(sink.segments) >= 2
+    for segment in sink.segments:
+        sound = min(p.time for p in pushed if p.audio and p.time >= segment.start_time)
+        picture, heard = first_times(segment.data)
+        assert heard - picture == pytest.approx(sound - segment.start_time, abs=0.005)
 
 
 def test_video_reaches_the_disk_while_the_sound_is_missing(crowd_av_clip: Path) -> None:
