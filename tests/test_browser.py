@@ -964,6 +964,53 @@ def test_a_clip_with_sound_plays_its_sound(
             hub.stop()
 
 
+@pytest.mark.parametrize("sound", ["aac", "alaw"])
+def test_the_live_view_is_heard_once_unmuted(
+    browser: Browser, crowd_av_clip: Path, tmp_path: Path, sound: str
+) -> None:
+    """A camera sending AAC, or G.711 as doorbells do: its HD live view plays muted (as
+    browsers autoplay), with a sound button; a click unmutes it, and Chromium decodes
+    the sound while the picture goes on."""
+    data_dir = tmp_path / "data"
+    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
+    problems = PageProblems()
+    with RtspCamera(crowd_av_clip, audio=sound) as camera:
+        text = SOUND_CONFIG.format(
+            data_dir=data_dir, segment_seconds=SEGMENT_SECONDS, url=camera.url
+        )
+        hub = Hub(parse_config(text, base_dir=tmp_path))
+        hub.start()
+        context = new_context(browser, DESKTOP)
+        try:
+            assert hub.web is not None, "the hub's web server did not start"
+            page = problems.watch(context.new_page())
+            page.goto(f"http://127.0.0.1:{hub.web.port}/")
+            log_in(page)
+            card = page.locator('.camera-card[data-camera="door"]')
+            video, button = card.locator(HD_VIEW), card.locator(".live-sound")
+            wait_until(page, SHOWING[HD_VIEW], video.element_handle(), timeout=PLAY_TIMEOUT_MS)
+            pw_expect(button).to_be_visible()
+            pw_expect(button).to_have_attribute("aria-pressed", "false")
+            assert video.evaluate("v => v.muted")
+            button.click()
+            pw_expect(button).to_have_attribute("aria-pressed", "true")
+            start = video.evaluate("v => v.currentTime")
+            wait_until(
+                page,
+                "([v, t]) => !v.muted && !v.paused && v.currentTime > t + 2"
+                " && v.webkitAudioDecodedByteCount > 0",
+                [video.element_handle(), start],
+                timeout=PLAY_TIMEOUT_MS,
+            )
+            button.click()
+            pw_expect(button).to_have_attribute("aria-pressed", "false")
+            assert video.evaluate("v => v.muted")
+        finally:
+            context.close()
+            hub.stop()
+    assert not problems.found, problems.found
+
+
 def av_kinds(path: Path) -> list[str]:
     with av.open(str(path)) as container:
         return [stream.type for stream in container.streams]

@@ -422,14 +422,19 @@ def hub(
     running = Hub(config)
     running.start()
     try:
-        door = next(c for c in running.cameras if c.id == "door")
-        deadline = time.monotonic() + 60
-        while not all(feed.info for feed in door.streams.values()):
-            assert time.monotonic() < deadline, f"the RTSP camera did not connect: {door.status}"
-            time.sleep(0.1)
+        wait_connected(running, "door")
         yield running
     finally:
         running.stop()
+
+
+def wait_connected(hub: Hub, camera_id: str) -> None:
+    """Until each of the camera's streams can be watched."""
+    camera = next(c for c in hub.cameras if c.id == camera_id)
+    deadline = time.monotonic() + 60
+    while not all(feed.info for feed in camera.streams.values()):
+        assert time.monotonic() < deadline, f"the RTSP camera did not connect: {camera.status}"
+        time.sleep(0.1)
 
 
 def base(hub: Hub) -> str:
@@ -573,3 +578,50 @@ async def test_a_live_view_starts_over_when_the_camera_comes_back(
         fragments = [(await ws.receive(timeout=10)).data for _ in range(12)]
     frames = decoded(init, fragments)
     assert frames[0].key_frame and len(frames) == len(fragments)
+
+
+@pytest.mark.parametrize("sound", ["aac", "alaw"])
+async def test_a_doorbells_live_view_carries_its_sound(
+    crowd_av_clip: Path, tmp_path: Path, sound: str
+) -> None:
+    """The real RTSP camera sending AAC as it is, or G.711 A-law (transcoded to AAC
+    once): what the WebSocket brings is one fMP4 with the picture and the sound."""
+    with RtspCamera(crowd_av_clip, audio=sound) as camera:
+        init_data_dir(DataPaths(tmp_path), PASSWORD, kdf=FAST)
+        config = parse_config(
+            f"""
+            [hub]
+            data_dir = "{tmp_path}"
+            [storage]
+            min_free_gb = 0
+            [web]
+            listen = "127.0.0.1:0"
+            tls = false
+            [[camera]]
+            id = "door"
+            url = "{camera.url}"
+            audio = true
+            """,
+            base_dir=tmp_path,
+        )
+        running = Hub(config)
+        running.start()
+        try:
+            wait_connected(running, "door")
+            client = await logged_in(running)
+            url = base(running) + "/api/cameras/door/live.ws"
+            async with client, client.ws_connect(url) as ws:
+                description, init, fragments = await receive_view(ws, 100)
+        finally:
+            running.stop()
+    assert description["codec"] == "avc1.64001f,mp4a.40.2" and description["audio"] is True
+    pictures, samples = tracks(init, fragments)
+    assert pictures[0].key_frame and len(samples) > 20
+    rate = 44100 if sound == "aac" else 8000
+    assert {(s.sample_rate, s.layout.name) for s in samples} == {
+        (rate, "stereo" if sound == "aac" else "mono")
+    }
+    # Sound and picture on one timeline: they start within an AAC frame of each other.
+    first_picture = min(float(p.time) for p in pictures if p.time is not None)
+    assert samples[0].time is not None
+    assert abs(samples[0].time - first_picture) < 1024 / rate + 0.05

@@ -13,8 +13,9 @@ Cost model (the capture loop must never pay for viewers, nor a viewer for anothe
 - Sound (StreamInfo.audio) is a second track of the same fMP4 while it flows: a browser
   plays one SourceBuffer only as far as both tracks reach, so a stream whose sound has
   been missing for SOUND_GONE seconds of video starts over without it at the next
-  keyframe, and with it again at the first keyframe after the sound is back. A picture waits for the sound of its
-  moment (at most LIVE_SOUND_WAIT s): the browser could not show it sooner.
+  keyframe, and with it again at the first keyframe after the sound is back. A picture
+  waits for the sound of its moment (at most LIVE_SOUND_WAIT s): the browser could not
+  show it sooner.
 - Each viewer holds only the fragments it has not sent yet. One that falls behind (its
   oldest unsent fragment older than MAX_LAG at the next keyframe, or more than
   VIEWER_MAX_BYTES unsent) drops them and goes on from the next keyframe: a slow viewer

@@ -426,6 +426,7 @@
     img.addEventListener("error", () => liveFailed(card, cam));
     img.addEventListener("click", () => toggleFullscreen(img));
     video.addEventListener("click", () => toggleFullscreen(video));
+    if (window.camhubSound) camhubSound.attach(card, video); // live-sound.js
     return card;
   }
 
@@ -515,9 +516,14 @@
     show(video, Boolean(stream));
     show(img, !stream);
     updateChoices(card, cam);
+    const heard = (audible) => window.camhubSound && camhubSound.show(card, audible);
+    heard(false);
     if (stream) {
       card.stopVideo = camhubLive.play(video, stream.url, {
-        onInfo: (info) => showStats(card, info, stream.label),
+        onInfo: (info) => {
+          showStats(card, info, stream.label);
+          heard(info.audio);
+        },
         onFail: (reason, canRetry) => {
           card.stopVideo = null;
           if (!canRetry) cam.mjpegOnly = true; // e.g. a codec this browser cannot play
