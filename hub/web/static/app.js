@@ -484,6 +484,7 @@
     card.querySelector(".camera-meta").textContent = meta.join(" · ");
     card.cam = cam;
     updateChoices(card, cam);
+    if (card.dataset.mode === "MJPEG") showMjpegStats(card, last_frame);
   }
 
   // The view, its resolution and the time of the newest picture, so the owner sees it
@@ -493,6 +494,15 @@
     if (info.width) parts.push(`${info.width}×${info.height}`);
     if (info.time) parts.push(`picture of ${timeOnly.format(new Date(info.time * 1000))}`);
     card.querySelector(".live-stats").textContent = parts.join(" · ");
+  }
+
+  // An <img> cannot read the parts' X-Timestamp: the clock is the hub's newest picture
+  // from its status stream (every 2 s), which the MJPEG view shows within a frame or two.
+  function showMjpegStats(card, lastFrame) {
+    const img = card.querySelector(".live-img");
+    if (!img.naturalWidth) return;
+    const info = { width: img.naturalWidth, height: img.naturalHeight, time: lastFrame };
+    showStats(card, info, "MJPEG");
   }
 
   function offsiteText({ working, pending, lag_seconds: lag, error }) {
@@ -534,7 +544,7 @@
     }
     // A fresh URL each time, so the browser opens a new stream instead of reusing a dead one.
     img.src = `${cam.live_url}?t=${Date.now()}`;
-    img.onload = () => showStats(card, { width: img.naturalWidth, height: img.naturalHeight }, "MJPEG");
+    img.onload = () => showMjpegStats(card, cameraStatus(card.cam || cam).last_frame);
   }
 
   function stopStream(card) {
