@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass, replace
 
@@ -57,7 +58,8 @@ class Fragment:
     keyframe: bool  # a viewer may start here (a video keyframe)
     time: float  # wall-clock seconds (Unix time) the packet shows or sounds
     arrived: float  # time.monotonic() when its packet came from the camera
-    audio: bool = False  # sound only, no picture
+    cut: float  # time.monotonic() when the muxer let it go (the next packet came)
+    audio: bool  # sound only, no picture
 
 
 class MuxError(ValueError):
@@ -192,7 +194,8 @@ class FragmentMuxer:
         if first[0] is None:
             return None
         keyframe, when, arrived = first[0]
-        return Fragment(_TIME.pack(when) + box, keyframe, when, arrived, audio=sound)
+        data = _TIME.pack(when) + box
+        return Fragment(data, keyframe, when, arrived, time.monotonic(), audio=sound)
 
 
 def _without_sound(info: StreamInfo) -> StreamInfo:

@@ -40,14 +40,13 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 from aiohttp import WSMsgType, web
 
 from hub.fmp4 import Fragment, FragmentMuxer, MuxError
 from hub.media import Packet, StreamInfo
 from hub.record import TimeOrder
-from hub.web.live import STALL_TIMEOUT, StreamWatchdog
+from hub.web.live import STALL_TIMEOUT, LoopViewer, StreamWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +100,7 @@ class StreamFeed:
         self.fragments = 0  # muxed (stats for tests and benchmarks)
         self.skips = 0  # a viewer or a loop dropped fragments to catch up
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # picture in → ws write
+        self.after_cut: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # muxer out → ws write
 
     # -- what the page is offered -----------------------------------------------------
 
@@ -311,33 +311,19 @@ class StreamFeed:
             self._count -= 1
 
 
-class StreamViewer:
+class StreamViewer(LoopViewer["StreamFeed"]):
     """One viewer's unsent fragments, from a keyframe on; lives on one asyncio loop."""
 
     def __init__(self, feed: StreamFeed) -> None:
-        self.feed = feed
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.closed = False
+        super().__init__(feed)
         self.skips = 0
         self._pending: list[Start | Fragment] = []
         self._bytes = 0
         self._started = False  # has had a Start
         self._waiting = True  # for a keyframe
         self._known = 0  # items at the head of the loop's outbox it started with
-        self._ready = asyncio.Event()
 
-    async def __aenter__(self) -> StreamViewer:
-        self.loop = asyncio.get_running_loop()
-        self.feed._attach(self)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.feed._detach(self)
+    def _forget(self) -> None:
         self._pending = []
 
     @property
@@ -347,13 +333,8 @@ class StreamViewer:
     async def take(self, timeout: float | None = None) -> list[Start | Fragment]:
         """Everything not yet sent, waiting up to `timeout` s for something (None: for
         ever); empty if the wait ran out or the viewer ended (see `closed`)."""
-        if not self._pending and not self.closed:
-            self._ready.clear()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
-            except TimeoutError:
-                return []
+        if not self._pending and not self.closed and not await self._wait(timeout):
+            return []
         taken, self._pending, self._bytes = self._pending, [], 0
         return taken
 
@@ -395,10 +376,6 @@ class StreamViewer:
         self._waiting = True
         self.skips += 1
         self.feed.skips += 1
-
-    def _end(self) -> None:
-        self.closed = True
-        self._ready.set()
 
 
 # -- the WebSocket ------------------------------------------------------------------------
@@ -444,7 +421,7 @@ async def websocket_response(
 
 
 async def _send(ws: web.WebSocketResponse, viewer: StreamViewer, watchdog: StreamWatchdog) -> None:
-    latencies = viewer.feed.latencies
+    feed = viewer.feed
     while not viewer.closed:
         for item in await viewer.take():
             watchdog.writing_since = time.monotonic()
@@ -454,7 +431,9 @@ async def _send(ws: web.WebSocketResponse, viewer: StreamViewer, watchdog: Strea
             else:
                 await ws.send_bytes(item.data)
                 if not item.audio:
-                    latencies.append(time.monotonic() - item.arrived)
+                    now = time.monotonic()
+                    feed.latencies.append(now - item.arrived)
+                    feed.after_cut.append(now - item.cut)
             watchdog.writing_since = None
 
 
