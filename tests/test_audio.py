@@ -265,6 +265,17 @@ def test_video_is_recorded_whole_when_sound_starts_late_and_stops(
     assert any("audio" in t and t["audio"] > 1 for t in tracks)
 
 
+def continuous_recording(clip: Path) -> tuple[AVSource, Recorder, MemorySink]:
+    """The clip opened with its sound, and a recorder of 2 s segments ready for it."""
+    source = AVSource(str(clip), decode=False, audio=True)
+    info = source.open()
+    assert info is not None
+    sink = MemorySink()
+    recorder = Recorder("cam", RecordSettings(mode="continuous", segment_seconds=2), sink)
+    recorder.start_stream(info)
+    return source, recorder, sink
+
+
 def first_times(data: bytes) -> tuple[float, float]:
     """(first picture, first sound) presentation times of an MP4, read by PyAV."""
     firsts = []
@@ -280,12 +291,7 @@ def test_sound_that_starts_after_the_picture_keeps_its_place(crowd_av_clip: Path
     """The sound of each segment starts where it came, against the picture: it was put
     at 0 (the header is written before any sample, and a track starting later had no
     offset), 0.5 s early in the first segment here, up to an AAC frame in each."""
-    source = AVSource(str(crowd_av_clip), decode=False, audio=True)
-    info = source.open()
-    assert info is not None
-    sink = MemorySink()
-    recorder = Recorder("cam", RecordSettings(mode="continuous", segment_seconds=2), sink)
-    recorder.start_stream(info)
+    source, recorder, sink = continuous_recording(crowd_av_clip)
     pushed: list[Packet] = []
     try:
         for packet in source.read():
@@ -337,12 +343,7 @@ def test_video_reaches_the_disk_while_the_sound_is_missing(crowd_av_clip: Path) 
 def test_a_clip_with_sound_keeps_the_clip_budget(crowd_av_clip: Path, tmp_path: Path) -> None:
     """The sound is plaintext read like the video: it counts against `max_bytes`, and the
     clip (whose moov now indexes sound too) fits the memory reserved for it."""
-    source = AVSource(str(crowd_av_clip), decode=False, audio=True)
-    info = source.open()
-    assert info is not None
-    sink = MemorySink()
-    recorder = Recorder("cam", RecordSettings(mode="continuous", segment_seconds=2), sink)
-    recorder.start_stream(info)
+    source, recorder, sink = continuous_recording(crowd_av_clip)
     try:
         for packet in source.read():
             assert isinstance(packet, Packet)

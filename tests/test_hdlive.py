@@ -397,17 +397,7 @@ def hub(
 ) -> Iterator[Hub]:
     """A hub watching a camera's main stream and its substream over RTSP."""
     main, sub = door_cameras
-    root = tmp_path_factory.mktemp("hub")
-    init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
-    config = parse_config(
-        f"""
-        [hub]
-        data_dir = "{root}"
-        [storage]
-        min_free_gb = 0
-        [web]
-        listen = "127.0.0.1:0"
-        tls = false
+    cameras = f"""
         [[camera]]
         id = "door"
         url = "{main.url}"
@@ -416,25 +406,36 @@ def hub(
         id = "porch"
         url = "synthetic:porch"
         record = "off"
-        """,
-        base_dir=root,
-    )
-    running = Hub(config)
-    running.start()
+        """
+    running = start_hub(tmp_path_factory.mktemp("hub"), cameras)
     try:
-        wait_connected(running, "door")
         yield running
     finally:
         running.stop()
 
 
-def wait_connected(hub: Hub, camera_id: str) -> None:
-    """Until each of the camera's streams can be watched."""
-    camera = next(c for c in hub.cameras if c.id == camera_id)
+def start_hub(root: Path, cameras: str) -> Hub:
+    """A started hub with these `[[camera]]`s, once each stream of "door" can be watched."""
+    init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
+    config = f"""
+        [hub]
+        data_dir = "{root}"
+        [storage]
+        min_free_gb = 0
+        [web]
+        listen = "127.0.0.1:0"
+        tls = false
+        {cameras}"""
+    running = Hub(parse_config(config, base_dir=root))
+    running.start()
+    door = next(c for c in running.cameras if c.id == "door")
     deadline = time.monotonic() + 60
-    while not all(feed.info for feed in camera.streams.values()):
-        assert time.monotonic() < deadline, f"the RTSP camera did not connect: {camera.status}"
+    while not all(feed.info for feed in door.streams.values()):
+        if time.monotonic() > deadline:
+            running.stop()
+            pytest.fail(f"the RTSP camera did not connect: {door.status}")
         time.sleep(0.1)
+    return running
 
 
 def base(hub: Hub) -> str:
@@ -587,27 +588,14 @@ async def test_a_doorbells_live_view_carries_its_sound(
     """The real RTSP camera sending AAC as it is, or G.711 A-law (transcoded to AAC
     once): what the WebSocket brings is one fMP4 with the picture and the sound."""
     with RtspCamera(crowd_av_clip, audio=sound) as camera:
-        init_data_dir(DataPaths(tmp_path), PASSWORD, kdf=FAST)
-        config = parse_config(
-            f"""
-            [hub]
-            data_dir = "{tmp_path}"
-            [storage]
-            min_free_gb = 0
-            [web]
-            listen = "127.0.0.1:0"
-            tls = false
+        cameras = f"""
             [[camera]]
             id = "door"
             url = "{camera.url}"
             audio = true
-            """,
-            base_dir=tmp_path,
-        )
-        running = Hub(config)
-        running.start()
+            """
+        running = start_hub(tmp_path, cameras)
         try:
-            wait_connected(running, "door")
             client = await logged_in(running)
             url = base(running) + "/api/cameras/door/live.ws"
             async with client, client.ws_connect(url) as ws:
