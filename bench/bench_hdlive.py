@@ -17,7 +17,12 @@ is the buffered picture ahead of the playhead, sampled every 0.5 s.
 Targets (issue 10): 10 HD viewers add < 3% of one core; server latency median < 20 ms;
 Chromium lag median < 1 s. This prints, never asserts.
 
-    python bench/bench_hdlive.py [--short] [--no-browser] [--data ../shared/data]
+With `--sound aac|alaw` the camera sends the clip's sound too (as it is, or as G.711
+A-law), the hub has `audio = true` and records continuously (it takes sound only to
+record it), and the HD view carries the sound as a second track: the CPU then includes
+recording, and the latency the pictures' wait for the sound of their moment.
+
+    python bench/bench_hdlive.py [--short] [--no-browser] [--sound aac|alaw] [--data DIR]
 """
 
 from __future__ import annotations
@@ -67,13 +72,16 @@ class Window:
     cpu: float
     wall: float
     latencies: list[float]
+    after_cut: list[float]  # from the muxer letting the fragment go
 
 
-def camera_clip(data: Path, into: Path) -> Path:
-    """The crowd clip as a camera with a 1 s GOP would send it (H.264, no B-frames)."""
+def camera_clip(data: Path, into: Path, sound: bool) -> Path:
+    """The crowd clip as a camera with a 1 s GOP would send it (H.264, no B-frames), with
+    its AAC sound or without."""
     out = into / "crowd-gop25.mp4"
+    audio = ["-c:a", "copy"] if sound else ["-an"]
     subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-i", str(data / CLIP), "-an", "-c:v", "libx264",
+        ["ffmpeg", "-loglevel", "error", "-i", str(data / CLIP), *audio, "-c:v", "libx264",
          "-preset", "veryfast", "-g", "25", "-keyint_min", "25", "-bf", "0",
          "-b:v", "2M", str(out)],
         check=True,
@@ -81,7 +89,7 @@ def camera_clip(data: Path, into: Path) -> Path:
     return out
 
 
-def start_hub(root: Path, url: str) -> Hub:
+def start_hub(root: Path, url: str, sound: bool) -> Hub:
     init_data_dir(DataPaths(root), PASSWORD, kdf=FAST_KDF)
     config = parse_config(
         f"""
@@ -96,7 +104,8 @@ def start_hub(root: Path, url: str) -> Hub:
         [[camera]]
         id = "door"
         url = "{url}"
-        record = "off"
+        {'record = "continuous"' if sound else 'record = "off"'}
+        audio = {str(sound).lower()}
         """,
         base_dir=root,
     )
@@ -135,10 +144,20 @@ def measure_cpu(hub: Hub, base: str, short: bool) -> list[Window]:
                 time.sleep(0.05)
             time.sleep(SETTLE)
             feed.latencies.clear()
+            feed.after_cut.clear()
             cpu0, wall0 = time.process_time(), time.monotonic()
             time.sleep(WINDOW[short])
             cpu1, wall1 = time.process_time(), time.monotonic()
-            windows.append(Window(kind, count, cpu1 - cpu0, wall1 - wall0, list(feed.latencies)))
+            windows.append(
+                Window(
+                    kind,
+                    count,
+                    cpu1 - cpu0,
+                    wall1 - wall0,
+                    list(feed.latencies),
+                    list(feed.after_cut),
+                )
+            )
         client.stdin.write("quit\n")
         client.stdin.flush()
         client.wait(timeout=20)
@@ -187,8 +206,11 @@ def browser_lag(base: str, seconds: float) -> list[float] | str:
             browser.close()
 
 
-def report(windows: list[Window], lags: list[float] | str, width: int, height: int) -> None:
-    print(f"camera: {width}x{height} 25 fps, 1 s GOP, over RTSP; recording off")
+def report(
+    windows: list[Window], lags: list[float] | str, width: int, height: int, sound: str
+) -> None:
+    what = f"{sound} sound, recording on" if sound != "none" else "no sound, recording off"
+    print(f"camera: {width}x{height} 25 fps, 1 s GOP, over RTSP; {what}")
     print(
         f"{'view':>6} {'viewers':>7} {'window s':>8} {'cpu %':>6} {'+ vs 0':>7} {'lat med ms':>10}"
     )
@@ -211,8 +233,16 @@ def report(windows: list[Window], lags: list[float] | str, width: int, height: i
             f"server latency, packet in -> WebSocket write: median "
             f"{statistics.median(hd_lat) * 1000:.1f} ms, p95 "
             f"{hd_lat[round(0.95 * (len(hd_lat) - 1))] * 1000:.1f} ms over {len(hd_lat)} "
-            "writes (target median < 20 ms; one frame interval is the muxer closing a "
-            "picture's fragment when the next packet comes)"
+            "writes (target median < 20 ms)"
+        )
+        cut = sorted(x for w in windows if w.kind == "hd" for x in w.after_cut)
+        wait = statistics.median(hd_lat) - statistics.median(cut)
+        print(
+            f"  of which waiting in the feed (with sound: for the sound of its moment; then"
+            f" the muxer holding the picture until the next packet): ~{wait * 1000:.1f} ms"
+            f" (one frame interval at 25 fps is 40 ms); muxer out -> WebSocket write "
+            f"(fan-out, event loop, write): median {statistics.median(cut) * 1000:.2f} ms, "
+            f"p95 {cut[round(0.95 * (len(cut) - 1))] * 1000:.2f} ms"
         )
     if isinstance(lags, str):
         print(f"Chromium live-edge lag: not measured ({lags})")
@@ -229,9 +259,10 @@ def hub_side(args: argparse.Namespace) -> None:
         sys.exit("ffmpeg is needed to make the camera's clip")
     with tempfile.TemporaryDirectory(prefix="bench-hdlive-") as tmp:
         root = Path(tmp)
-        clip = camera_clip(args.data, root)
-        with RtspCamera(clip) as camera:
-            hub = start_hub(root / "data", camera.url)
+        sound = args.sound != "none"
+        clip = camera_clip(args.data, root, sound)
+        with RtspCamera(clip, audio=args.sound) as camera:
+            hub = start_hub(root / "data", camera.url, sound)
             try:
                 assert hub.web is not None
                 base = f"http://127.0.0.1:{hub.web.port}"
@@ -245,7 +276,7 @@ def hub_side(args: argparse.Namespace) -> None:
                 )
             finally:
                 hub.stop()
-    report(windows, lags, info.width, info.height)
+    report(windows, lags, info.width, info.height, args.sound)
 
 
 # -- the viewers (child process) ----------------------------------------------------------
@@ -291,6 +322,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="short windows (CI), < 60 s")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium part")
+    parser.add_argument("--sound", choices=("none", "aac", "alaw"), default="none")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -232,8 +232,7 @@ class Camera:
 
     def _on_item(self, item: Packet | Frame) -> None:
         if isinstance(item, Packet):
-            # Live view first (it muxes only while watched), then the disk. The feed
-            # passes sound packets by for now (see hub/fmp4.py for where they would go).
+            # Live view first (it muxes only while watched), then the disk; sound too.
             self.streams["main"].offer(item)
             if self._mode is not RecordMode.OFF:
                 self._record(item)

@@ -16,6 +16,11 @@ Invariants:
    kind to pass its time, at most `_SOUND_WAIT` seconds), so a keyframe cut sends the
    sound before it to the segment before it. Sound later than that is dropped; video
    without sound is held back `_SOUND_WAIT` seconds, never stopped.
+5. A segment has a sound track if sound flows at its keyframe (came within `_SOUND_WAIT`
+   seconds before it, or follows it out of `TimeOrder`); else it is video only, and
+   sound that starts later waits for the next segment. Its header is written once every
+   track has a sample (`delay_moov`, which places a track that starts after the video
+   at its own time, not at 0, but would write nothing while a track has no sample).
 """
 
 from __future__ import annotations
@@ -40,8 +45,11 @@ from hub.media import AudioInfo, Packet, StreamInfo
 
 log = logging.getLogger(__name__)
 
-# Fragment at every keyframe, write the header before any sample: nothing ever seeks back.
-_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+# Fragment at every keyframe, write no sample into the header: nothing ever seeks back.
+# `delay_moov` writes the header with the first fragment, once each track's first
+# sample is known: without it a track starting after the video (sound that comes late)
+# was put at 0, and an H.264 stream with in-band SPS/PPS had no codec setup in it.
+MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+delay_moov"
 # ...and at least every second (µs) between keyframes: the muxer holds a fragment until it
 # is cut, so with a 5 s GOP a crash lost the whole segment in flight.
 _FRAGMENT = {"frag_duration": "1000000"}
@@ -51,8 +59,6 @@ _INTERLEAVE = {"max_interleave_delta": "500000"}
 # Video and sound wait at most this long (seconds) for each other: transcoded G.711 comes
 # out of the AAC encoder about 0.3 s after the video of the same moment.
 _SOUND_WAIT = 1.0
-# Without extradata the muxer must see the first keyframe's in-band SPS/PPS before the header.
-_MOVFLAGS_INBAND = _MOVFLAGS + "+delay_moov"
 
 
 class SegmentOutput(Protocol):
@@ -189,6 +195,11 @@ class TimeOrder:
         self._newest = max(self._newest, packet.time)
         return self._release(self._newest - self._wait)
 
+    @property
+    def sound_waiting(self) -> bool:
+        """Sound came that has not left yet (it flows, and is later than what left)."""
+        return bool(self._sound)
+
     def drain(self) -> list[Packet]:
         """Everything still waiting (the stream ended)."""
         return self._release(math.inf)
@@ -247,6 +258,19 @@ def _stream_template(info: StreamInfo) -> VideoStream:
     return template
 
 
+def add_video_stream(
+    container: OutputContainer, info: StreamInfo, template: VideoStream
+) -> VideoStream:
+    """The stream-copy video track of `info` in `container` (see `_stream_template`)."""
+    stream = container.add_stream_from_template(template)
+    stream.codec_context.width = info.width
+    stream.codec_context.height = info.height
+    if info.extradata:
+        stream.codec_context.extradata = info.extradata
+    stream.time_base = info.time_base
+    return stream
+
+
 def _audio_template(info: AudioInfo) -> AudioStream:
     """As `_stream_template`, for the sound (always AAC, see hub.capture.audio)."""
     scratch = av.open(io.BytesIO(), "w", format="mp4")
@@ -256,7 +280,7 @@ def _audio_template(info: AudioInfo) -> AudioStream:
     return template
 
 
-class _SoundTrack:
+class SoundTrack:
     """A segment's sound: each packet placed by its wall-clock time on the video's timeline,
     back to back where they touch (never overlapping)."""
 
@@ -290,14 +314,14 @@ class _SoundTrack:
 
 
 @dataclass(frozen=True, slots=True)
-class _Templates:
+class Templates:
     """Never-opened streams that carry one stream's parameters into each of its segments."""
 
     video: VideoStream
     audio: AudioStream | None
 
     @classmethod
-    def of(cls, info: StreamInfo) -> _Templates:
+    def of(cls, info: StreamInfo) -> Templates:
         audio = _audio_template(info.audio) if info.audio is not None else None
         return cls(_stream_template(info), audio)
 
@@ -309,25 +333,22 @@ class _Segment:
         self,
         output: SegmentOutput,
         info: StreamInfo,
-        templates: _Templates,
+        templates: Templates,
         first: Packet,
         stats: RecorderStats,
+        *,
+        sound: bool,
     ) -> None:
         self.output = output
         self._pipe = _WriteOnly(output, stats)
         self._stats = stats
-        flags = _MOVFLAGS if info.extradata else _MOVFLAGS_INBAND
         self._container = av.open(
-            self._pipe, "w", format="mp4", options={"movflags": flags, **_FRAGMENT, **_INTERLEAVE}
+            self._pipe,
+            "w",
+            format="mp4",
+            options={"movflags": MOVFLAGS, **_FRAGMENT, **_INTERLEAVE},
         )
-        template = templates.video
-        stream = self._container.add_stream_from_template(template)
-        stream.codec_context.width = info.width
-        stream.codec_context.height = info.height
-        if info.extradata:
-            stream.codec_context.extradata = info.extradata
-        stream.time_base = info.time_base
-        self._stream = stream
+        self._stream = add_video_stream(self._container, info, templates.video)
         self._time_base = info.time_base
         self._tick_seconds = float(info.time_base)
         self._frame_ticks = round(1 / info.fps / self._tick_seconds) if info.fps else 0
@@ -338,10 +359,10 @@ class _Segment:
         self._shown_until = self._first_pts  # end of the latest picture, in footage ticks
         self.start_time = first.time
         self.frames = 0
-        self._sound: _SoundTrack | None = None
-        if info.audio is not None and templates.audio is not None:
+        self._sound: SoundTrack | None = None
+        if sound and info.audio is not None and templates.audio is not None:
             zero = first.time - self._first_pts * self._tick_seconds
-            self._sound = _SoundTrack(self._container, info.audio, templates.audio, zero)
+            self._sound = SoundTrack(self._container, info.audio, templates.audio, zero)
 
     @property
     def end_time(self) -> float:
@@ -414,7 +435,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._ring = PreRollRing(settings.pre_roll, settings.ring_max_bytes)
         self._info: StreamInfo | None = None
-        self._templates: _Templates | None = None
+        self._templates: Templates | None = None
         self._segment: _Segment | None = None
         self._order = TimeOrder(_SOUND_WAIT)
         continuous = settings.mode is RecordMode.CONTINUOUS
@@ -422,6 +443,8 @@ class Recorder:
         self._held: list[Packet] = []  # past the window, kept back in case it is extended
         self._held_bytes = 0
         self._fed_until = -math.inf  # time of the last packet a segment has taken
+        self._sound_until = -math.inf  # time of the newest sound packet, in time order
+        self._sound_follows = False  # sound comes in time order after what is taken now
         self._failing = False
 
     @property
@@ -439,12 +462,12 @@ class Recorder:
 
     def start_stream(self, info: StreamInfo | None) -> None:
         """A (re)connection: old packets belong to the old stream. None = idle."""
-        templates = _Templates.of(info) if info is not None else None
+        templates = Templates.of(info) if info is not None else None
         with self._lock:
             self._drain()
             self._end_segment()
             self._ring.clear()
-            self._fed_until = -math.inf
+            self._fed_until = self._sound_until = -math.inf
             self._info = info
             self._templates = templates
 
@@ -458,8 +481,7 @@ class Recorder:
             if self._info.audio is None:
                 self._take(packet)
                 return
-            for item in self._order.push(packet):
-                self._take(item)
+            self._take_ordered(self._order.push(packet))
 
     def want(self, start: float, end: float) -> None:
         """Footage in [start, end] (wall-clock seconds) must be kept."""
@@ -487,11 +509,18 @@ class Recorder:
 
     def _drain(self) -> None:
         """The stream ended: what waits for time order goes where it would have gone."""
-        for packet in self._order.drain():
+        self._take_ordered(self._order.drain())
+
+    def _take_ordered(self, packets: list[Packet]) -> None:
+        """Packets in time order; whether sound follows a keyframe among them is known."""
+        self._sound_follows = self._order.sound_waiting or any(p.audio for p in packets)
+        for packet in packets:
             self._take(packet)
 
     def _take(self, packet: Packet) -> None:
         """One packet in time order: into the pre-roll ring, and recorded if wanted."""
+        if packet.audio:
+            self._sound_until = packet.time
         if self.settings.mode is RecordMode.MOTION:
             self._ring.push(packet)
         self._feed(packet)
@@ -539,7 +568,12 @@ class Recorder:
         output: SegmentOutput | None = None
         try:
             output = self._sink.open_segment(self.camera_id, packet.time)
-            self._segment = _Segment(output, self._info, self._templates, packet, self.stats)
+            # A sound track only while the sound flows (came just before, or waits to
+            # follow): the segment's header waits for the first sample of each track.
+            sound = self._sound_follows or packet.time - self._sound_until < _SOUND_WAIT
+            self._segment = _Segment(
+                output, self._info, self._templates, packet, self.stats, sound=sound
+            )
         except Exception as exc:
             if output is not None:
                 with contextlib.suppress(Exception):

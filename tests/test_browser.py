@@ -20,6 +20,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -376,7 +377,11 @@ def check_mjpeg_fallback(
         pw_expect(page.locator(HD_VIEW)).to_have_count(2)
         assert page.locator(HD_VIEW).evaluate_all("vs => vs.every(v => v.hidden)")
         stats = page.locator('.camera-card[data-camera="hall"] .live-stats')
-        pw_expect(stats).to_have_text(re.compile(r"^MJPEG · 768\u00d7432"))
+        clock = r"picture of \d+:\d\d:\d\d"
+        pw_expect(stats).to_have_text(re.compile(rf"^MJPEG · 768\u00d7432 · {clock}"))
+        # The clock goes on with the pictures (from the hub's status stream).
+        first = re.search(clock, stats.inner_text())
+        pw_expect(stats).not_to_have_text(re.compile(re.escape(first[0]) if first else "^$"))
     finally:
         old.close()
 
@@ -882,6 +887,46 @@ def test_a_clip_with_sound_plays_its_sound(
                 )
             finally:
                 context.close()
+
+
+@pytest.mark.parametrize("sound", ["aac", "alaw"])
+def test_the_live_view_is_heard_once_unmuted(
+    browser: Browser, crowd_av_clip: Path, tmp_path: Path, sound: str
+) -> None:
+    """A camera sending AAC, or G.711 as doorbells do: its HD live view plays muted (as
+    browsers autoplay), with a sound button; a click unmutes it, and Chromium decodes
+    the sound while the picture goes on."""
+    problems = PageProblems()
+    with RtspCamera(crowd_av_clip, audio=sound) as camera:
+        made = make_hub(
+            tmp_path / "hub",
+            SOUND_CAMERA.format(url=camera.url),
+            storage=f"segment_seconds = {SEGMENT_SECONDS}",
+        )
+        with running(made) as hub, closing(new_context(browser, DESKTOP)) as context:
+            page = problems.watch(context.new_page())
+            page.goto(f"http://127.0.0.1:{hub.web.port}/")
+            log_in(page)
+            card = page.locator('.camera-card[data-camera="door"]')
+            video, button = card.locator(HD_VIEW), card.locator(".live-sound")
+            wait_until(page, SHOWING[HD_VIEW], video.element_handle(), timeout=PLAY_TIMEOUT_MS)
+            pw_expect(button).to_be_visible()
+            pw_expect(button).to_have_attribute("aria-pressed", "false")
+            assert video.evaluate("v => v.muted")
+            button.click()
+            pw_expect(button).to_have_attribute("aria-pressed", "true")
+            start = video.evaluate("v => v.currentTime")
+            wait_until(
+                page,
+                "([v, t]) => !v.muted && !v.paused && v.currentTime > t + 2"
+                " && v.webkitAudioDecodedByteCount > 0",
+                [video.element_handle(), start],
+                timeout=PLAY_TIMEOUT_MS,
+            )
+            button.click()
+            pw_expect(button).to_have_attribute("aria-pressed", "false")
+            assert video.evaluate("v => v.muted")
+    assert not problems.found, problems.found
 
 
 def av_kinds(path: Path) -> list[str]:

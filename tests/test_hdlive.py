@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import itertools
 import json
 import os
 import socket
@@ -17,7 +18,7 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -32,7 +33,13 @@ from hub.capture.av_source import AVSource
 from hub.daemon import Hub
 from hub.fmp4 import Fragment, FragmentMuxer
 from hub.media import Packet, StreamInfo
-from hub.web.hdlive import VIEWER_MAX_BYTES, Start, StreamFeed, websocket_response
+from hub.web.hdlive import (
+    LIVE_SOUND_WAIT,
+    VIEWER_MAX_BYTES,
+    Start,
+    StreamFeed,
+    websocket_response,
+)
 
 
 def packets_of(clip: Path, count: int) -> tuple[StreamInfo, list[Packet]]:
@@ -114,14 +121,15 @@ async def test_a_new_viewer_starts_at_once_at_the_gops_keyframe(person_clip: Pat
 async def test_a_viewer_joining_before_the_first_fragment_gets_the_stream(
     person_clip: Path,
 ) -> None:
-    """The muxer has written its init but no fragment yet (one packet in): a viewer
-    joining then still gets the init and every fragment, once each."""
+    """The muxer runs but has written nothing yet (one packet in; the init comes with
+    the first fragment): a viewer joining then still gets the init and every fragment,
+    once each."""
     info, packets = packets_of(person_clip, 12)
     feed = StreamFeed("door", "main")
     feed.start_stream(info)
     async with feed.subscribe() as first:
         feed.offer(packets[0])
-        assert isinstance((await first.take(2.0))[0], Start)
+        assert await first.take(0.05) == []
         async with feed.subscribe() as late:
             for packet in packets[1:]:
                 feed.offer(packet)
@@ -144,21 +152,21 @@ async def test_a_viewer_joining_with_fragments_undelivered_gets_each_once(
     feed.start_stream(info)
     async with feed.subscribe() as first:
         feed.offer(packets[0])
-        assert isinstance((await first.take(2.0))[0], Start)
-        for packet in packets[1:]:
+        feed.offer(packets[1])
+        assert [type(i) for i in await first.take(2.0)] == [Start, Fragment]  # init + 1st
+        for packet in packets[2:]:
             feed.offer(packet)  # the loop does not run: fragments wait in its outbox
         async with feed.subscribe() as late:
             await asyncio.sleep(0.05)  # now the loop hands them out
             got = await late.take(2.0)
-        assert len(await first.take(2.0)) == len(packets) - 1  # all but the last
+        assert len(await first.take(2.0)) == len(packets) - 2  # the rest but the last
     times = [f.time for f in got if isinstance(f, Fragment)]
     assert times == [p.time for p in packets[:-1]]
 
 
-async def test_a_camera_with_sound_plays_its_video(crowd_av_clip: Path) -> None:
-    """Sound packets travel with the video (every one a keyframe): the live feed passes
-    them by, so the view is the video, from its keyframe, every picture decodable."""
-    source = AVSource(str(crowd_av_clip), decode=False, audio=True)
+def camera_packets(clip: Path, count: int) -> tuple[StreamInfo, list[Packet]]:
+    """The first `count` packets of a clip with its sound, as the capture thread has them."""
+    source = AVSource(str(clip), decode=False, audio=True)
     info = source.open()
     assert info is not None and info.audio is not None
     items: list[Packet] = []
@@ -166,26 +174,99 @@ async def test_a_camera_with_sound_plays_its_video(crowd_av_clip: Path) -> None:
         for item in source.read():
             if isinstance(item, Packet):
                 items.append(item)
-                if len(items) == 120:
+                if len(items) == count:
                     break
     finally:
         source.close()
-    video = [p for p in items if not p.audio]
-    assert len(video) < len(items), "the clip's sound did not come"
+    return info, items
+
+
+async def view(feed: StreamFeed, packets: list[Packet]) -> list[Start | Fragment]:
+    """Everything one viewer gets while the packets are offered."""
+    got: list[Start | Fragment] = []
+    async with feed.subscribe() as viewer:
+        for packet in packets:
+            feed.offer(packet)
+        while taken := await viewer.take(1.0):
+            got += taken
+    return got
+
+
+def tracks(init: bytes, fragments: list[bytes]) -> tuple[list[av.VideoFrame], list[av.AudioFrame]]:
+    """The pictures and the sound decoded from init + fragments (wire form)."""
+    data = init + b"".join(f[8:] for f in fragments)
+    with av.open(io.BytesIO(data)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+        pictures = list(container.decode(video=0))
+    with av.open(io.BytesIO(data)) as container:
+        sound = list(container.decode(audio=0))
+    return pictures, sound
+
+
+async def test_a_camera_with_sound_is_heard_in_live_view(crowd_av_clip: Path) -> None:
+    """Sound packets go into a second track of the same fMP4, on the video's timeline:
+    the view plays every picture from its keyframe and decodes its sound."""
+    info, items = camera_packets(crowd_av_clip, 300)
+    video, sound = [p for p in items if not p.audio], [p for p in items if p.audio]
+    assert sound, "the clip's sound did not come"
+    feed = StreamFeed("door", "main")
+    feed.start_stream(info)
+    got = await view(feed, items)
+    start, fragments = got[0], [f for f in got[1:] if isinstance(f, Fragment)]
+    assert isinstance(start, Start)
+    description = json.loads(start.description)
+    assert description["codec"] == "avc1.64001f,mp4a.40.2" and description["audio"] is True
+    pictures = [f for f in fragments if not f.audio]  # each with the sound before it
+    assert len(pictures) == len(video) - 1  # the last one waits for the next picture
+    assert [f.time for f in pictures] == [p.time for p in video[:-1]]
+    frames, samples = tracks(start.init, [f.data for f in fragments])
+    assert frames[0].key_frame and len(frames) == len(pictures)
+    # The sound from the first picture on (what came before it is dropped); the newest
+    # waits for the video of its time.
+    audible = [p for p in sound if p.time >= video[0].time]
+    assert len(audible) - 10 <= len(samples) <= len(audible)
+    # On one timeline, in order, back to back: as the camera's own sound was.
+    starts = [float(s.time) for s in samples if s.time is not None]
+    assert starts == sorted(starts) and len(starts) == len(samples)
+    first_picture = min(float(f.time) for f in frames if f.time is not None)
+    assert abs(starts[0] - first_picture - (audible[0].time - video[0].time)) < 0.03
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert max(gaps) < 1.5 * 1024 / info.audio.sample_rate
+
+
+async def test_live_view_goes_on_without_sound_and_takes_it_back(crowd_av_clip: Path) -> None:
+    """A camera whose sound starts late, or stops: the pictures keep coming; the view
+    starts over without a sound track (a browser would wait for it), and with it again."""
+    info, items = camera_packets(crowd_av_clip, 1000)  # 14.6 s, keyframes at 0, 5.12,
+    first = items[0].time  # 10.24 and 13.63 s
+    # Sound from 6 to 11 s only: video only from the first keyframe, with sound from the
+    # keyframe at 10.24 s, video only again from 13.63 s.
+    late = [p for p in items if not p.audio or 6 <= p.time - first <= 11]
     feed = StreamFeed("door", "main")
     feed.start_stream(info)
     async with feed.subscribe() as viewer:
-        for packet in items:
-            feed.offer(packet)
         got: list[Start | Fragment] = []
-        while len(got) < len(video):
-            taken = await viewer.take(2.0)
-            assert taken, f"the viewer got {len(got)} items, then nothing"
+        for packet in late:
+            feed.offer(packet)
+            await asyncio.sleep(0)  # the loop hands it out
+            got += await viewer.take(0)
+        while taken := await viewer.take(1.0):
             got += taken
-    start, fragments = got[0], [f for f in got[1:] if isinstance(f, Fragment)]
-    assert isinstance(start, Start) and len(fragments) == len(video) - 1
-    frames = decoded(start.init, [f.data for f in fragments])
-    assert frames[0].key_frame and len(frames) == len(fragments)
+    starts = [i for i, item in enumerate(got) if isinstance(item, Start)]
+    descriptions = [json.loads(got[i].description) for i in starts]
+    assert [d["audio"] for d in descriptions] == [False, True, False]
+    parts = [got[a:b] for a, b in itertools.pairwise([*starts, len(got)])]
+    fragments = [[f for f in part if isinstance(f, Fragment)] for part in parts]
+    assert [round(part[0].time - first, 2) for part in fragments] == [0, 10.24, 13.63]
+    assert [any(f.audio for f in part) for part in fragments] == [False, True, False]
+    # Every picture, in order, but the last one or two of each muxer (they wait for a
+    # next packet; FFmpeg's interleaving holds one more while the sound is missing) and
+    # those still waiting for sound at the end.
+    pictures = [f.time for part in fragments for f in part if not f.audio]
+    video = [p.time for p in late if not p.audio]
+    waiting = [t for t in video if t > late[-1].time - LIVE_SOUND_WAIT]
+    assert pictures == sorted(pictures, key=video.index)
+    assert len(video) - 6 - len(waiting) <= len(pictures) <= len(video) - 3 - len(waiting)
 
 
 # -- over a real WebSocket ----------------------------------------------------------------
@@ -321,7 +402,14 @@ def hub(
         url = "synthetic:porch"
         record = "off"
         """
-    with running(make_hub(tmp_path_factory.mktemp("hub"), cameras)) as started:
+    with door_hub(tmp_path_factory.mktemp("hub"), cameras) as started:
+        yield started
+
+
+@contextmanager
+def door_hub(root: Path, cameras: str) -> Iterator[Hub]:
+    """A running hub with these `[[camera]]`s, once each stream of "door" can be watched."""
+    with running(make_hub(root, cameras)) as started:
         door = next(c for c in started.cameras if c.id == "door")
         deadline = time.monotonic() + 60
         while not all(feed.info for feed in door.streams.values()):
@@ -457,3 +545,34 @@ async def test_a_live_view_starts_over_when_the_camera_comes_back(
         fragments = [(await ws.receive(timeout=10)).data for _ in range(12)]
     frames = decoded(init, fragments)
     assert frames[0].key_frame and len(frames) == len(fragments)
+
+
+@pytest.mark.parametrize("sound", ["aac", "alaw"])
+async def test_a_doorbells_live_view_carries_its_sound(
+    crowd_av_clip: Path, tmp_path: Path, sound: str
+) -> None:
+    """The real RTSP camera sending AAC as it is, or G.711 A-law (transcoded to AAC
+    once): what the WebSocket brings is one fMP4 with the picture and the sound."""
+    with RtspCamera(crowd_av_clip, audio=sound) as camera:
+        cameras = f"""
+            [[camera]]
+            id = "door"
+            url = "{camera.url}"
+            audio = true
+            """
+        with door_hub(tmp_path, cameras) as started:
+            client = await logged_in(started)
+            url = base(started) + "/api/cameras/door/live.ws"
+            async with client, client.ws_connect(url) as ws:
+                description, init, fragments = await receive_view(ws, 100)
+    assert description["codec"] == "avc1.64001f,mp4a.40.2" and description["audio"] is True
+    pictures, samples = tracks(init, fragments)
+    assert pictures[0].key_frame and len(samples) > 20
+    rate = 44100 if sound == "aac" else 8000
+    assert {(s.sample_rate, s.layout.name) for s in samples} == {
+        (rate, "stereo" if sound == "aac" else "mono")
+    }
+    # Sound and picture on one timeline: they start within an AAC frame of each other.
+    first_picture = min(float(p.time) for p in pictures if p.time is not None)
+    assert samples[0].time is not None
+    assert abs(samples[0].time - first_picture) < 1024 / rate + 0.05

@@ -133,3 +133,16 @@ class AudioTrack:
                         yield AudioOut(bytes(out), out.pts, out.duration or 0)
         except (av.FFmpegError, ValueError):
             return  # a damaged packet costs its sound, never the video
+
+    def flush(self) -> Iterator[AudioOut]:
+        """The AAC the encoder still holds (about 0.3 s): the input ended. The track
+        takes no more input after this."""
+        if self._encoder is None:
+            return
+        encoder, self._encoder, self._decoder = self._encoder, None, None
+        try:
+            for out in encoder.encode(None):
+                if out.pts is not None:
+                    yield AudioOut(bytes(out), out.pts, out.duration or 0)
+        except (av.FFmpegError, ValueError):
+            return

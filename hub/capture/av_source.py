@@ -19,7 +19,7 @@ from av.video.frame import VideoFrame
 from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
-from hub.capture.audio import AudioTrack
+from hub.capture.audio import AudioOut, AudioTrack
 from hub.capture.base import Guarded, Source, SourceError, redact
 from hub.capture.timing import (
     BestEffort,
@@ -185,6 +185,7 @@ class AVSource(Source):
         self._reorder = False  # pts learnt from the decoder, see _begins()
         self._arrival = False  # time frames by arrival, see _open_container()
         self._audio: AudioTrack | None = None
+        self._sound_anchor: tuple[float, Fraction] | None = None  # see _sound_packet()
         self._timeline = SharedTimeline()
         self._video_seen = 0.0  # monotonic time of the latest video packet
 
@@ -281,6 +282,7 @@ class AVSource(Source):
             while True:
                 yield from self._read_pass()
                 if not self._loop or self._container.closed.is_set():
+                    yield from self._sound_tail()
                     return
                 self._container.drop()
                 self._open_container()
@@ -353,17 +355,30 @@ class AVSource(Source):
         if wall is None or fixed is None:
             return  # before the video's first keyframe: nothing to place it by
         pts = fixed[0]
-        base = self._audio.info.time_base  # the input's, when the sound is copied
+        self._sound_anchor = (wall, pts * time_base)
         for out in self._audio.convert(bytes(packet), pts):
-            yield Packet(
-                data=out.data,
-                pts=out.pts,
-                dts=out.pts,
-                duration=out.duration or packet.duration or 0,
-                keyframe=True,
-                time=wall + float(out.pts * base - pts * time_base),
-                audio=True,
-            )
+            yield self._sound_packet(out, packet.duration or 0)
+
+    def _sound_tail(self) -> Iterator[Packet]:
+        """The sound a transcoding track still holds once the stream has ended."""
+        if self._audio is not None and self._sound_anchor is not None:
+            for out in self._audio.flush():
+                yield self._sound_packet(out, 0)
+
+    def _sound_packet(self, out: AudioOut, duration: int) -> Packet:
+        """An AAC packet, timed by the latest input sound packet's wall-clock time."""
+        assert self._audio is not None and self._sound_anchor is not None
+        wall, start = self._sound_anchor  # (time, pts in seconds) of that input packet
+        base = self._audio.info.time_base  # the input's, when the sound is copied
+        return Packet(
+            data=out.data,
+            pts=out.pts,
+            dts=out.pts,
+            duration=out.duration or duration,
+            keyframe=True,
+            time=wall + float(out.pts * base - start),
+            audio=True,
+        )
 
     def _pace(self, dts: int) -> bool:
         """Wait until this packet is due in real time; False if closed meanwhile."""

@@ -7,7 +7,7 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,6 +15,8 @@ from hub.capture.base import Source, SourceError, redact
 from hub.media import Frame, Packet, StreamInfo
 
 log = logging.getLogger(__name__)
+
+STOP_DRAIN = 1.0  # seconds a stopping loop still hands on what its closed source yields
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,17 +145,28 @@ class CaptureLoop:
             self._update(connected=True)
             log.info("camera %s: connected to %s", self.camera_id, source.name)
             self._on_stream(info)
-            for item in source.read():
+            items = source.read()
+            for item in items:
                 if self._flowing_since is None:
                     self._flowing_since = time.monotonic()
                 self._on_item(item)
                 if self._stop.is_set():
+                    self._take_rest(items)
                     return False
             return source.finite
         finally:
             with self._lock:
                 self._source = None
             source.close()
+
+    def _take_rest(self, items: Iterator[Packet | Frame]) -> None:
+        """Stopping: what the closed source still yields (an encoder's last sound) is
+        handed on, for at most STOP_DRAIN seconds."""
+        deadline = time.monotonic() + STOP_DRAIN
+        for item in items:
+            self._on_item(item)
+            if time.monotonic() > deadline:
+                return
 
     def _report_failure(self, error: str | None) -> None:
         was = self.status

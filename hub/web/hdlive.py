@@ -3,21 +3,28 @@
 Cost model (the capture loop must never pay for viewers, nor a viewer for another):
 
 - Nobody watching: `offer()` appends the packet to the current GOP (a reference; the
-  GOP is dropped at the next keyframe) and reads one counter. Nothing is muxed.
+  GOP is dropped at the next keyframe) and reads one counter. Nothing is muxed. A
+  stream with sound first puts its packets in time order (a deque each way).
 - Somebody watching: each packet is muxed once (hub/fmp4.py, microseconds, no decode,
   no encode), however many viewers there are; the fragment is handed to each asyncio
   loop with viewers (one callback in flight per loop) and from there to each viewer.
 - A new viewer starts at a keyframe at once: it gets the shared init segment and the
   current GOP's fragments (the player then jumps to the live edge).
+- Sound (StreamInfo.audio) is a second track of the same fMP4 while it flows: a browser
+  plays one SourceBuffer only as far as both tracks reach, so a stream whose sound has
+  been missing for SOUND_GONE seconds of video starts over without it at the next
+  keyframe, and with it again at the first keyframe after the sound is back. A picture
+  waits for the sound of its moment (at most LIVE_SOUND_WAIT s): the browser could not
+  show it sooner.
 - Each viewer holds only the fragments it has not sent yet. One that falls behind (its
   oldest unsent fragment older than MAX_LAG at the next keyframe, or more than
   VIEWER_MAX_BYTES unsent) drops them and goes on from the next keyframe: a slow viewer
   sees a jump, never a growing queue, and holds up nobody.
 
 Wire protocol (one WebSocket per view): a text message describing the stream (JSON:
-stream, codec, width, height, fps), then the init segment (binary), then one binary
-message per picture: the picture's Unix time (8-byte big-endian double) and its
-moof+mdat. A new description and init segment may follow at any time (the camera
+stream, codec, width, height, fps, audio), then the init segment (binary), then one
+binary message per picture or sound packet: its Unix time (8-byte big-endian double)
+and its moof+mdat. A new description and init segment may follow at any time (the camera
 reconnected): the player starts over with them.
 """
 
@@ -27,18 +34,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 from aiohttp import WSMsgType, web
 
 from hub.fmp4 import Fragment, FragmentMuxer, MuxError
 from hub.media import Packet, StreamInfo
-from hub.web.live import STALL_TIMEOUT, StreamWatchdog
+from hub.record import TimeOrder
+from hub.web.live import STALL_TIMEOUT, LoopViewer, StreamWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,8 @@ VIEWER_MAX_BYTES = 8 * 1024 * 1024  # unsent per viewer before it skips to a key
 MAX_LAG = 1.0  # seconds a viewer's oldest unsent fragment may wait, checked at keyframes
 LOOP_MAX_BYTES = 32 * 1024 * 1024  # undelivered to a stalled event loop before a skip
 LATENCY_SAMPLES = 2048
+LIVE_SOUND_WAIT = 0.5  # seconds a picture waits for the sound of its moment (G.711 lags 0.3 s)
+SOUND_GONE = 2.0  # seconds of video without sound before the view goes on without it
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +83,9 @@ class StreamFeed:
         self._info: StreamInfo | None = None
         self._gop: list[Packet] = []  # since the newest keyframe; capture thread only
         self._gop_bytes = 0
+        self._order = TimeOrder(LIVE_SOUND_WAIT)  # capture thread only, as are the two below
+        self._arrivals: dict[int, float] = {}  # id(packet) → monotonic arrival, while ordered
+        self._sound_time = -math.inf  # Packet.time of the latest sound packet
         self._count = 0  # viewers; read unlocked by offer(), an int read is atomic
         self._lock = threading.Lock()
         # Guarded by _lock:
@@ -86,7 +99,8 @@ class StreamFeed:
         self._failing = False
         self.fragments = 0  # muxed (stats for tests and benchmarks)
         self.skips = 0  # a viewer or a loop dropped fragments to catch up
-        self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # packet in → ws write
+        self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # picture in → ws write
+        self.after_cut: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # muxer out → ws write
 
     # -- what the page is offered -----------------------------------------------------
 
@@ -106,17 +120,28 @@ class StreamFeed:
         """A (re)connection, with its parameters (None: not connected, or not copyable)."""
         self._info = info
         self._gop, self._gop_bytes = [], 0
+        self._order, self._arrivals = TimeOrder(LIVE_SOUND_WAIT), {}
+        self._sound_time = -math.inf
         with self._lock:
             self._stop_muxer()
 
     def offer(self, packet: Packet) -> None:
-        """Take note of a packet; mux it if someone watches. Never blocks on viewers.
-        Sound packets are passed by: live view is video only so far (hub/fmp4.py says
-        where sound would be muxed)."""
-        if packet.audio:
-            return
+        """Take note of a packet; mux it if someone watches. Never blocks on viewers."""
         arrived = time.monotonic()
-        if packet.keyframe:
+        info = self._info
+        if info is None or info.audio is None:
+            self._take(packet, arrived)
+            return
+        if packet.audio:
+            self._sound_time = max(self._sound_time, packet.time)
+        arrivals = self._arrivals
+        arrivals[id(packet)] = arrived
+        for ordered in self._order.push(packet):
+            self._take(ordered, arrivals.pop(id(ordered), arrived))
+
+    def _take(self, packet: Packet, arrived: float) -> None:
+        """One packet in time order: into the GOP kept, and muxed if someone watches."""
+        if packet.starts_gop:
             self._gop, self._gop_bytes = [packet], len(packet.data)
         elif self._gop:
             self._gop_bytes += len(packet.data)
@@ -147,14 +172,19 @@ class StreamFeed:
                     )
 
     def _mux(self, packet: Packet, arrived: float) -> None:
-        """Under the lock: mux the packet (starting the muxer on the GOP kept so far)."""
+        """Under the lock: mux the packet (starting the muxer on the GOP kept so far, and
+        again at a keyframe where the sound came or went)."""
+        info = self.info
+        assert info is not None
+        sound = info.audio is not None and packet.time - self._sound_time < SOUND_GONE
         muxer = self._muxer
+        if muxer is not None and muxer.sound != sound and packet.starts_gop:
+            self._stop_muxer()
+            muxer = None
         if muxer is None:
             if not self._gop or self._gop[-1] is not packet:
                 return  # mid-GOP with no start kept: wait for the next keyframe
-            info = self.info
-            assert info is not None
-            muxer = self._muxer = FragmentMuxer(info)
+            muxer = self._muxer = FragmentMuxer(info, sound=sound)
             self._gop_fragments = []
             made = [f for p in self._gop[:-1] for f in muxer.push(p, arrived)]
             made += muxer.push(packet, arrived)
@@ -182,6 +212,7 @@ class StreamFeed:
                 "width": info.width,
                 "height": info.height,
                 "fps": info.fps,
+                "audio": muxer.sound,
             }
         )
 
@@ -280,33 +311,19 @@ class StreamFeed:
             self._count -= 1
 
 
-class StreamViewer:
+class StreamViewer(LoopViewer["StreamFeed"]):
     """One viewer's unsent fragments, from a keyframe on; lives on one asyncio loop."""
 
     def __init__(self, feed: StreamFeed) -> None:
-        self.feed = feed
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.closed = False
+        super().__init__(feed)
         self.skips = 0
         self._pending: list[Start | Fragment] = []
         self._bytes = 0
         self._started = False  # has had a Start
         self._waiting = True  # for a keyframe
         self._known = 0  # items at the head of the loop's outbox it started with
-        self._ready = asyncio.Event()
 
-    async def __aenter__(self) -> StreamViewer:
-        self.loop = asyncio.get_running_loop()
-        self.feed._attach(self)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.feed._detach(self)
+    def _forget(self) -> None:
         self._pending = []
 
     @property
@@ -316,13 +333,8 @@ class StreamViewer:
     async def take(self, timeout: float | None = None) -> list[Start | Fragment]:
         """Everything not yet sent, waiting up to `timeout` s for something (None: for
         ever); empty if the wait ran out or the viewer ended (see `closed`)."""
-        if not self._pending and not self.closed:
-            self._ready.clear()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
-            except TimeoutError:
-                return []
+        if not self._pending and not self.closed and not await self._wait(timeout):
+            return []
         taken, self._pending, self._bytes = self._pending, [], 0
         return taken
 
@@ -364,10 +376,6 @@ class StreamViewer:
         self._waiting = True
         self.skips += 1
         self.feed.skips += 1
-
-    def _end(self) -> None:
-        self.closed = True
-        self._ready.set()
 
 
 # -- the WebSocket ------------------------------------------------------------------------
@@ -413,7 +421,7 @@ async def websocket_response(
 
 
 async def _send(ws: web.WebSocketResponse, viewer: StreamViewer, watchdog: StreamWatchdog) -> None:
-    latencies = viewer.feed.latencies
+    feed = viewer.feed
     while not viewer.closed:
         for item in await viewer.take():
             watchdog.writing_since = time.monotonic()
@@ -422,7 +430,10 @@ async def _send(ws: web.WebSocketResponse, viewer: StreamViewer, watchdog: Strea
                 await ws.send_bytes(item.init)
             else:
                 await ws.send_bytes(item.data)
-                latencies.append(time.monotonic() - item.arrived)
+                if not item.audio:
+                    now = time.monotonic()
+                    feed.latencies.append(now - item.arrived)
+                    feed.after_cut.append(now - item.cut)
             watchdog.writing_since = None
 
 

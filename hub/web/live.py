@@ -36,6 +36,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import cv2
 from aiohttp import web
@@ -319,24 +320,29 @@ class LiveFeed:
                 viewer._put(still)
 
 
-class Viewer:
-    """One watcher's slot: holds only the newest picture not yet taken.
+class Attachable(Protocol):
+    """A feed its viewers join on entry and leave on exit (on the viewer's loop)."""
 
-    Lives on one asyncio loop (the one that entered it). Async-iterable: yields Stills
-    until the feed closes; `next(timeout)` is the form that can also give up waiting.
-    """
+    def _attach(self, viewer: Any) -> None: ...
 
-    def __init__(self, feed: LiveFeed) -> None:
+    def _detach(self, viewer: Any) -> None: ...
+
+
+FeedT = TypeVar("FeedT", bound=Attachable)
+
+
+class LoopViewer(Generic[FeedT]):
+    """What every live viewer (MJPEG and HD) shares: it lives on the asyncio loop that
+    entered it, counts as watching from entry to exit, and sleeps until the feed puts
+    something for it or ends."""
+
+    def __init__(self, feed: FeedT) -> None:
         self.feed = feed
         self.loop: asyncio.AbstractEventLoop | None = None  # set on entry
         self.closed = False
-        self.received = 0
-        self.missed = 0  # pictures replaced before this viewer took them
-        self._slot: Still | None = None
-        self._last: Still | None = None  # the last still put, so a repeat is not news
         self._ready = asyncio.Event()
 
-    async def __aenter__(self) -> Viewer:
+    async def __aenter__(self) -> Self:
         self.loop = asyncio.get_running_loop()
         self.feed._attach(self)
         return self
@@ -348,6 +354,42 @@ class Viewer:
         tb: TracebackType | None,
     ) -> None:
         self.feed._detach(self)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop whatever was not taken (the viewer left)."""
+
+    async def _wait(self, timeout: float | None) -> bool:
+        """Sleep until the feed puts something or ends; False if `timeout` seconds (None:
+        for ever) passed first."""
+        self._ready.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _end(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+
+class Viewer(LoopViewer["LiveFeed"]):
+    """One watcher's slot: holds only the newest picture not yet taken.
+
+    Lives on one asyncio loop (the one that entered it). Async-iterable: yields Stills
+    until the feed closes; `next(timeout)` is the form that can also give up waiting.
+    """
+
+    def __init__(self, feed: LiveFeed) -> None:
+        super().__init__(feed)
+        self.received = 0
+        self.missed = 0  # pictures replaced before this viewer took them
+        self._slot: Still | None = None
+        self._last: Still | None = None  # the last still put, so a repeat is not news
+
+    def _forget(self) -> None:
         self._slot = None
 
     def __aiter__(self) -> Viewer:
@@ -364,16 +406,8 @@ class Viewer:
     async def next(self, timeout: float | None = None) -> Still | None:
         """The newest picture not yet taken, waiting up to `timeout` seconds (None:
         for ever); None if the wait ran out or the feed closed (see `closed`)."""
-        if self._slot is None and not self.closed:
-            self._ready.clear()
-            if timeout is None:
-                await self._ready.wait()
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._ready.wait()
-                except TimeoutError:
-                    return None
+        if self._slot is None and not self.closed and not await self._wait(timeout):
+            return None
         still, self._slot = self._slot, None
         if still is not None:
             self.received += 1
@@ -387,10 +421,6 @@ class Viewer:
             self.missed += 1
             self.feed._missed += 1
         self._slot = self._last = still
-        self._ready.set()
-
-    def _end(self) -> None:
-        self.closed = True
         self._ready.set()
 
 

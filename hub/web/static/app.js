@@ -318,6 +318,7 @@
     img.addEventListener("error", () => liveFailed(card, cam));
     img.addEventListener("click", () => toggleFullscreen(img));
     video.addEventListener("click", () => toggleFullscreen(video));
+    if (window.camhubSound) camhubSound.attach(card, video); // live-sound.js
     return card;
   }
 
@@ -375,6 +376,7 @@
     card.querySelector(".camera-meta").textContent = meta.join(" · ");
     card.cam = cam;
     updateChoices(card, cam);
+    if (card.dataset.mode === "MJPEG") showMjpegStats(card, last_frame);
   }
 
   // The view, its resolution and the time of the newest picture, so the owner sees it
@@ -384,6 +386,15 @@
     if (info.width) parts.push(`${info.width}×${info.height}`);
     if (info.time) parts.push(`picture of ${timeOnly.format(new Date(info.time * 1000))}`);
     card.querySelector(".live-stats").textContent = parts.join(" · ");
+  }
+
+  // An <img> cannot read the parts' X-Timestamp: the clock is the hub's newest picture
+  // from its status stream (every 2 s), which the MJPEG view shows within a frame or two.
+  function showMjpegStats(card, lastFrame) {
+    const img = card.querySelector(".live-img");
+    if (!img.naturalWidth) return;
+    const info = { width: img.naturalWidth, height: img.naturalHeight, time: lastFrame };
+    showStats(card, info, "MJPEG");
   }
 
   function offsiteText({ working, pending, lag_seconds: lag, error }) {
@@ -407,9 +418,14 @@
     show(video, Boolean(stream));
     show(img, !stream);
     updateChoices(card, cam);
+    const heard = (audible) => window.camhubSound && camhubSound.show(card, audible);
+    heard(false);
     if (stream) {
       card.stopVideo = camhubLive.play(video, stream.url, {
-        onInfo: (info) => showStats(card, info, stream.label),
+        onInfo: (info) => {
+          showStats(card, info, stream.label);
+          heard(info.audio);
+        },
         onFail: (reason, canRetry) => {
           card.stopVideo = null;
           if (!canRetry) cam.mjpegOnly = true; // e.g. a codec this browser cannot play
@@ -420,7 +436,7 @@
     }
     // A fresh URL each time, so the browser opens a new stream instead of reusing a dead one.
     img.src = `${cam.live_url}?t=${Date.now()}`;
-    img.onload = () => showStats(card, { width: img.naturalWidth, height: img.naturalHeight }, "MJPEG");
+    img.onload = () => showMjpegStats(card, cameraStatus(card.cam || cam).last_frame);
   }
 
   function stopStream(card) {

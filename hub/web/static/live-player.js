@@ -3,8 +3,10 @@
 // is what the browser has (Safari on iOS 17.1+). Nothing here decodes: the browser does.
 //
 // Messages: a JSON text describing the stream, then the init segment, then one binary
-// message per picture (its Unix time as an 8-byte big-endian double, then moof+mdat).
-// A new description may come at any time (the camera reconnected): start over with it.
+// message per picture or sound (its Unix time as an 8-byte big-endian double, then
+// moof+mdat). A stream with sound has both tracks in one SourceBuffer (codecs
+// "avc1…,mp4a.40.2"). A new description may come at any time (the camera reconnected,
+// its sound came or went): start over with it.
 "use strict";
 
 window.camhubLive = (() => {
@@ -25,7 +27,8 @@ window.camhubLive = (() => {
     return url.href;
   }
 
-  // Play `path` in `video`. onInfo({width, height, time, stream}) a few times a second;
+  // Play `path` in `video` (muted unless the page unmuted it: browsers autoplay only
+  // muted). onInfo({width, height, time, stream, audio}) a few times a second;
   // onFail(reason, canRetry) once if it ends by itself. Returns stop().
   function play(video, path, { onInfo, onFail }) {
     let ws = null;
@@ -137,6 +140,7 @@ window.camhubLive = (() => {
         height: video.videoHeight || description.height,
         time: newest,
         stream: description.stream,
+        audio: Boolean(description.audio),
       });
     }
 
@@ -147,7 +151,6 @@ window.camhubLive = (() => {
       video.load();
     }
 
-    video.muted = true; // autoplay needs it, and the hub sends no sound (yet)
     video.playsInline = true;
     ws = new WebSocket(wsUrl(path));
     ws.binaryType = "arraybuffer";
