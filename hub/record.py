@@ -409,9 +409,13 @@ class _Segment:
         self._sound.write(packet)
         self._stats.audio_packets_written += 1
 
-    def finish(self) -> None:
+    def finish(self, next_start: float | None = None) -> None:
+        """Close the segment; `next_start` is when the segment that follows on begins
+        (footage cannot overlap: a camera whose pictures come faster than their
+        timestamps say would have this one's own length run past it)."""
         self._container.close()
-        self.output.finish(self.end_time, self.frames)
+        end = self.end_time if next_start is None else min(self.end_time, next_start)
+        self.output.finish(max(end, self.start_time), self.frames)
         self._stats.segments_written += 1
 
     def abort(self) -> None:
@@ -535,7 +539,7 @@ class Recorder:
                 self._fed_until = packet.time
                 elapsed = packet.time - segment.start_time  # < 0: the clock was set back
                 if packet.starts_gop and not 0 <= elapsed < self.settings.segment_seconds:
-                    self._end_segment()
+                    self._end_segment(next_start=packet.time if elapsed >= 0 else None)
                     self._open(packet)
                 else:
                     self._write(segment, packet)
@@ -588,13 +592,13 @@ class Recorder:
         except Exception as exc:
             self._abort(exc)
 
-    def _end_segment(self) -> None:
+    def _end_segment(self, next_start: float | None = None) -> None:
         segment = self._segment
         self._held, self._held_bytes = [], 0
         if segment is None:
             return
         try:
-            segment.finish()
+            segment.finish(next_start)
         except Exception as exc:
             self._abort(exc)
             return

@@ -26,11 +26,10 @@ from zoneinfo import ZoneInfo
 import av
 import pytest
 import test_browser
-from hubkit import FAST
+from hubkit import make_hub, running
 from recorded_spans import insert_segments
 from test_browser import (
     DESKTOP,
-    PASSWORD,
     PHONE,
     PLAY_TIMEOUT_MS,
     PageProblems,
@@ -41,9 +40,7 @@ from test_browser import (
 )
 
 from hub.audit import AuditKind
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
+from hub.daemon import Hub
 from hub.store import SegmentRow, SegmentState
 
 try:
@@ -71,21 +68,15 @@ PORCH_WAIT_MS = 45_000  # the synthetic porch's visits come every 20 s
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("timeline-hub")
-    data_dir = root / "data"
-    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST)
     # test_browser's two cameras: the synthetic porch, and the hall recording all the time
-    text = test_browser.CONFIG.format(
-        data_dir=data_dir, segment_seconds=SEGMENT_SECONDS, clip=person_clip
+    made = make_hub(
+        tmp_path_factory.mktemp("timeline-hub"),
+        test_browser.CAMERAS.format(clip=person_clip),
+        storage=f"segment_seconds = {SEGMENT_SECONDS}",
     )
-    running = Hub(parse_config(text, base_dir=root))
-    running.start()
-    try:
-        assert running.web is not None, "the hub's web server did not start"
-        complete(running, SEGMENTS_WANTED)
-        yield running
-    finally:
-        running.stop()
+    with running(made) as started:
+        complete(started, SEGMENTS_WANTED)
+        yield started
 
 
 def complete(hub: Hub, wanted: int) -> list[SegmentRow]:

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -265,6 +265,23 @@ def test_continuous_cuts_valid_stream_copied_segments_at_keyframes(
     assert recorder.stats.bytes_muxed == sum(len(s.data) for s in segments)
     assert recorder.stats.errors == 0
     assert not recorder.recording
+
+
+def test_a_segment_ends_no_later_than_the_next_one_starts(person: Clip) -> None:
+    # A camera whose pictures arrive faster than their timestamps say (an encoder's
+    # nominal rate above the real one, or a late first picture): the footage's own
+    # length ran 59 ms past the next segment's start, and the index had them overlap.
+    info, packets = person
+    hurried = [replace(p, time=T0 + (p.time - T0) * 0.95) for p in packets]
+    settings = RecordSettings(mode=RecordMode.CONTINUOUS, segment_seconds=4.0)
+    _, sink = _record(hurried, info, settings)
+
+    segments = sink.segments
+    assert len(segments) >= 3
+    for segment, following in itertools.pairwise(segments):
+        assert segment.end_time is not None
+        assert segment.end_time <= following.start_time
+        assert segment.end_time == pytest.approx(following.start_time, abs=0.01)
 
 
 def test_motion_records_wanted_windows_with_pre_roll_from_the_ring(person: Clip) -> None:
