@@ -18,6 +18,7 @@ import numpy as np
 from hub.capture import open_source
 from hub.capture.base import Source
 from hub.capture.encode import EncodingSource
+from hub.capture.meter import StreamMeter
 from hub.capture.supervisor import CaptureLoop, CaptureStatus
 from hub.config import CameraSettings
 from hub.media import Frame, Packet, StreamInfo
@@ -122,7 +123,8 @@ class Camera:
         self._peak = _Peak()
         self._reported = (0.0, 0.0)  # (peak score, frame time) last told for the open event
         self._last_frame_time = 0.0
-        self.frames = 0  # decoded frames since start, for the page's frame rate
+        # The main stream's frame rate, bit rate and size, for the camera's health.
+        self.meter = StreamMeter()
         # The recorder and the event sink run on the writer thread, which takes the
         # record stream's packets and the detect stream's decisions in arrival order.
         self._writer = DiskWriter(settings.id)
@@ -220,6 +222,7 @@ class Camera:
     # -- hot path ------------------------------------------------------------------------
 
     def _on_stream(self, info: StreamInfo | None) -> None:
+        self.meter.restart(None if info is None else (info.width, info.height))
         self.streams["main"].start_stream(info)
         self._writer.put(partial(self._recorder.start_stream, info))
 
@@ -235,11 +238,12 @@ class Camera:
             # Live view first (it muxes only while watched), then the disk. The feed
             # passes sound packets by for now (see hub/fmp4.py for where they would go).
             self.streams["main"].offer(item)
+            self.meter.packet(len(item.data), video=not item.audio)
             if self._mode is not RecordMode.OFF:
                 self._record(item)
             return
         self._last_frame_time = item.time
-        self.frames += 1
+        self.meter.picture(item.width, item.height)
         if self._gate.due(item.time):
             self._detect(item)
         # From here the live feed may convert the frame on its own thread, while this one

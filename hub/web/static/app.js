@@ -303,6 +303,7 @@
         { class: "camera-info" },
         el("h3", { class: "camera-name", text: cam.name }),
         status,
+        el("span", { class: "camera-reason", hidden: true }),
         el("span", { class: "motion-badge", text: "Motion", hidden: true }),
         el("span", { class: "live-stats muted" }),
         choices,
@@ -354,25 +355,26 @@
   function cameraStatus(cam) {
     const live = state.cameraStatus.get(cam.id);
     if (live) return live;
-    const { connected, error, reconnects, last_frame } = cam.status || {};
-    return { online: connected, error, reconnects, last_frame, fps: null, viewers: cam.viewers };
+    const { connected, ...status } = cam.status || {};
+    return { ...status, online: connected, viewers: cam.viewers };
   }
 
   function updateCard(card, cam) {
-    const { online, error, reconnects, fps, last_frame, viewers } = cameraStatus(cam);
+    const health = camhubHealth.describe(cameraStatus(cam));
+    const { viewers } = cameraStatus(cam);
     const status = card.querySelector(".status");
-    status.className = `status ${online ? "ok" : "bad"}`;
-    status.textContent = online ? "Connected" : error ? `Offline: ${error}` : "Connecting…";
+    status.className = `status ${health.ok ? "ok" : "bad"}`;
+    status.textContent = health.label;
+    const reason = card.querySelector(".camera-reason");
+    reason.textContent = health.reason;
+    reason.hidden = !health.reason;
     card.querySelector(".motion-badge").hidden = !state.moving.has(cam.id);
-    const meta = [recordText(cam.record)];
-    // Whole numbers from 10 on: measured over 2 s, 10 fps would flicker with 10.5.
-    if (online && fps) meta.push(`${fps >= 10 ? Math.round(fps) : fps} fps`);
-    if (!online && last_frame) meta.push(`last picture ${timeOnly.format(last_frame * 1000)}`);
-    if (reconnects) meta.push(`${reconnects} reconnect${reconnects === 1 ? "" : "s"}`);
+    const meta = [recordText(cam.record), ...health.parts];
     if (viewers > 1) meta.push(`${viewers} watching`);
     const offsite = (cam.status || {}).offsite; // as of the page's load
     if (offsite) meta.push(offsiteText(offsite));
-    card.querySelector(".camera-meta").textContent = meta.join(" · ");
+    // One span a phrase: a narrow card wraps between them, never inside one.
+    card.querySelector(".camera-meta").replaceChildren(...meta.map((text) => el("span", { text })));
     card.cam = cam;
     updateChoices(card, cam);
   }
