@@ -35,7 +35,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/bench_audio.py
 
 screenshots: $(VENV)/.installed-test test-system-deps
-	CAMHUB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_alerts.py
+	CAMHUB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_alerts.py tests/test_browser_health.py
 
 system-deps:
 	scripts/system-deps.sh runtime

@@ -249,13 +249,16 @@ class Archive:
         free_space: Callable[[Path], int] = disk_free,
         on_sealed: Callable[[FileKind, str], None] | None = None,
         keep: Callable[[SegmentRow | SnapshotRow], bool] | None = None,
+        on_owner_delete: Callable[[str], None] | None = None,
         clock: Callable[[], Reading] = system_reading,
     ) -> None:
         self.data_dir = data_dir
         # Off-site copy hooks (hub/offsite): told of every file once it is durable; asked
-        # before an age or budget delete whether a file must stay (not yet copied).
+        # before an age or budget delete whether a file must stay (not yet copied); told
+        # before the owner deletes a file, so its copy goes too (retention's never do).
         self._on_sealed = on_sealed
         self._keep = keep
+        self._on_owner_delete = on_owner_delete
         self.index = index
         self.policy = policy
         self._public_key = public_key
@@ -622,6 +625,8 @@ class Archive:
         def delete(row: SegmentRow | SnapshotRow) -> None:
             # One file at a time under the retention lock: a retention pass (or a camera
             # short of space) waits for one file, not for the whole deletion.
+            if self._on_owner_delete is not None:
+                self._on_owner_delete(row.id)
             with self._retention_lock:
                 self._delete(row)
             counts["bytes"] += row.size or 0

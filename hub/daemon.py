@@ -249,6 +249,7 @@ class Hub:
             ),
             on_sealed=self.offsite.file_sealed if self.offsite else None,
             keep=self.offsite.keep if self.offsite else None,
+            on_owner_delete=self.offsite.owner_deleted if self.offsite else None,
         )
         self.audit = AuditLog(self.index)
         owner_alerts = OwnerAlerts(

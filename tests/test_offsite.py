@@ -27,6 +27,7 @@ from test_daemon import PASSWORD, HubProcess, camhub, hub_processes, leaks, prob
 
 from hub import vault
 from hub.archive import Archive, RetentionPolicy
+from hub.cli import offsite_status_lines
 from hub.config import OffsiteSettings
 from hub.offsite import journal, naming, restore
 from hub.offsite.bucket import PART_SIZE, Bucket
@@ -494,7 +495,8 @@ def copy_for(s3: S3Server, bucket: str, root: Path, **settings: object):
     index = Index(root / "index.sqlite3")
     copy = OffsiteCopy(offsite, index, root, keyfile, {})
     archive = Archive(root, index, keyfile.public_key(), RetentionPolicy(0, 0, 0),
-                      on_sealed=copy.file_sealed, keep=copy.keep)  # fmt: skip
+                      on_sealed=copy.file_sealed, keep=copy.keep,
+                      on_owner_delete=copy.owner_deleted)  # fmt: skip
     copy_for.keyfile = keyfile  # type: ignore[attr-defined]  # the last one made
     return index, copy, archive, naming.hub_tag(keyfile.public_bytes)
 
@@ -559,6 +561,93 @@ def test_copies_older_than_keep_days_are_deleted_from_the_bucket(
     assert naming.file_object("", tag, old) not in names
     assert naming.keys_object("", tag) in names
     assert any("/j/" in name for name in names)  # the new segment's journal stays
+
+
+# -- the owner's deletion reaches the bucket; retention's does not ----------------------------
+
+
+def in_bucket(s3: S3Server, bucket: str, tag: str, file_id: str) -> bool:
+    return naming.file_object("", tag, file_id) in s3.objects(bucket)
+
+
+def test_what_the_owner_deletes_is_deleted_off_site_and_retention_leaves_the_copy(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    now = time.time()
+    index, copy, archive, tag = copy_for(s3, bucket, tmp_path)
+    try:
+        aged = record_segment(archive, now - 3 * 86400, b"footage past retention" * 500)
+        doomed = record_segment(archive, now - 600, b"footage the owner deletes" * 500)
+        kept = record_segment(archive, now - 300, b"footage the owner keeps" * 500)
+        copy.start()
+        wait_until(lambda: {aged, doomed, kept} <= confirmed_in(tmp_path), "all three off-site")
+
+        # Local retention (by age) deletes the old file here, never its copy (§16).
+        archive.policy = RetentionPolicy(1, 0, 0, keep_newest_seconds=0)
+        assert archive.enforce_retention(now).by_age == 1
+        assert index.get_segment(aged) is None and in_bucket(s3, bucket, tag, aged)
+
+        # The owner deletes one: gone here and, soon, from the bucket.
+        deletion = archive.delete_footage("door", now - 600, now - 599)
+        assert deletion.segments == 1 and index.get_segment(doomed) is None
+        wait_until(lambda: not in_bucket(s3, bucket, tag, doomed), "the copy deleted")
+        wait_until(lambda: copy.queue.summary().owner_deleted == 1, "the deletion counted")
+        summary = copy.queue.summary()
+        copy.stop()
+    finally:
+        index.close()
+    assert in_bucket(s3, bucket, tag, kept) and in_bucket(s3, bucket, tag, aged)
+    assert doomed not in confirmed_in(tmp_path, ("pending", "confirmed"))
+    assert summary.deletions_pending == 0 and summary.last_owner_delete is not None
+    lines = offsite_status_lines(summary, time.time())
+    assert any("0 object(s) still to delete off-site, 1 deleted" in line for line in lines)
+
+
+def test_a_deletion_while_the_store_is_down_is_done_when_it_is_back(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    now = time.time()
+    index, copy, archive, tag = copy_for(s3, bucket, tmp_path)
+    try:
+        doomed = record_segment(archive, now - 600, b"footage the owner deletes" * 500)
+        copy.start()
+        wait_until(lambda: doomed in confirmed_in(tmp_path), "the segment off-site")
+        s3.kill()
+        try:
+            archive.delete_footage("door", now - 600, now - 599)
+            wait_until(lambda: copy.queue.summary().last_error is not None, "the failure seen")
+            assert copy.queue.summary().deletions_pending == 1
+        finally:
+            s3.start()
+        wait_until(lambda: copy.queue.summary().deletions_pending == 0, "the deletion retried")
+        copy.stop()
+    finally:
+        index.close()
+    assert not in_bucket(s3, bucket, tag, doomed)
+
+
+def test_a_file_the_owner_deletes_during_its_upload_is_not_kept_off_site(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """The upload thread took the file, the owner deletes it, the upload ends: the
+    confirmation must not bring its row back, and its object must go."""
+    now = time.time()
+    index, copy, archive, tag = copy_for(s3, bucket, tmp_path)
+    try:
+        doomed = record_segment(archive, now - 600, b"footage the owner deletes" * 500)
+        (taken,) = copy.queue.next_pending(16)  # as the thread takes it
+        name = naming.file_object("", tag, doomed)
+        path = tmp_path / index.get_segment(doomed).path
+        size, digest = copy._bucket.put_file(name, path)  # the upload, under way
+        archive.delete_footage("door", now - 600, now - 599)
+        copy.queue.confirm([Sent(taken, size, digest)], time.time())  # the upload ends
+        assert doomed not in confirmed_in(tmp_path, ("pending", "confirmed"))
+        assert in_bucket(s3, bucket, tag, doomed)
+        copy.start()
+        wait_until(lambda: not in_bucket(s3, bucket, tag, doomed), "the late copy deleted")
+        copy.stop()
+    finally:
+        index.close()
 
 
 def test_restore_rejects_altered_files_skips_forged_journals_and_reports_missing(

@@ -373,8 +373,10 @@
     if (viewers > 1) meta.push(`${viewers} watching`);
     const offsite = (cam.status || {}).offsite; // as of the page's load
     if (offsite) meta.push(offsiteText(offsite));
-    // One span a phrase: a narrow card wraps between them, never inside one.
-    card.querySelector(".camera-meta").replaceChildren(...meta.map((text) => el("span", { text })));
+    // One span a phrase: a narrow card wraps between them. The spaces between are not
+    // drawn in a flex box (the gap is), but they keep the text readable as text.
+    const phrases = meta.flatMap((text, i) => [i ? " " : "", el("span", { text })]);
+    card.querySelector(".camera-meta").replaceChildren(...phrases);
     card.cam = cam;
     updateChoices(card, cam);
   }
