@@ -700,7 +700,6 @@
         thumb.replaceWith(el("span", { class: "thumb thumb-none", text: "No picture" }));
       });
     }
-    const duration = event.end === null ? null : event.end - event.start;
     const button = el(
       "button",
       {
@@ -715,11 +714,7 @@
         { class: "event-text" },
         el("span", { class: "event-time", text: timeOnly.format(event.start * 1000) }),
         el("span", { class: "event-camera", text: cameraName(event.camera_id) }),
-        el(
-          "span",
-          { class: "event-meta muted" },
-          event.end === null ? "in progress" : fmtDuration(duration),
-        ),
+        el("span", { class: "event-meta muted", text: eventLengthText(event) }),
       ),
       el("span", { class: "event-play", "aria-hidden": "true" }),
     );
@@ -761,6 +756,15 @@
     span.style.left = `${(left * 100).toFixed(2)}%`; // CSSOM: allowed by the CSP
     span.style.width = `${(width * 100).toFixed(2)}%`;
     show(track, true);
+  }
+
+  // The list says how long the clip plays (pre-roll, motion, post-roll, whole
+  // segments), as the player and the share page do, and how long the motion was.
+  function eventLengthText(event) {
+    if (event.end === null) return "in progress";
+    const motion = `motion ${fmtDuration(event.end - event.start)}`;
+    if (event.clip_start === null) return `${motion} · no footage left`;
+    return `clip ${fmtDuration(event.clip_end - event.clip_start)} · ${motion}`;
   }
 
   // The clip's real span, as the event JSON gives it: pre-roll, motion, post-roll.
@@ -1060,6 +1064,7 @@
         el("strong", { text: "Access log verified." }),
         ` All ${verdict.records} records are intact: the hash chain is unbroken. `,
         sealText(verdict),
+        verdict.sealed_through == null ? null : el("span", { class: "verify-note", text: SEAL_MEANS }),
       );
     } else {
       box.className = "verify bad";
@@ -1070,6 +1075,14 @@
       );
     }
   }
+
+  // What the seal is, in the owner's words: the chain alone can be recomputed by
+  // whoever rewrites the database; the seal cannot be made without the owner's key.
+  const SEAL_MEANS =
+    "The seal is a check only your password's key can make (at each login, at logout " +
+    "and every minute while you are logged in). Someone who gets at the hub's database " +
+    "could rewrite records and redo the chain, but not the seal: a record up to the " +
+    "sealed one that was changed, removed or cut off would show here as tampering.";
 
   // The seal is made with the owner's key at each login and logout and every minute
   // while logged in: a seal older than the owner's last visit means it was rolled back.
