@@ -21,17 +21,19 @@ import aiohttp
 import pytest
 from aiohttp import web
 from rtsp_camera import RtspCamera
-from test_events_stream import Reader, base, camera, logged_in
+from test_events_stream import (  # the door camera and the hub that records it
+    Reader,
+    base,
+    camera,
+    door,  # noqa: F401 - a fixture
+    hub,  # noqa: F401 - a fixture
+    logged_in,
+)
 
-from hub.capture import AVSource, SourceError
+from hub.capture import AVSource, SourceError, V4L2Source
 from hub.capture.meter import WINDOW, StreamMeter
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
-from hub.vault import KdfParams
+from hub.daemon import Hub
 
-PASSWORD = "correct horse battery"
-FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
 WAIT = 60.0  # seconds: a bound for what comes within a few seconds
 CLIP_SIZE = (768, 432)
 CLIP_FPS = 10.0
@@ -150,6 +152,13 @@ def test_nobody_listening_is_a_refused_connection() -> None:
     assert error.reason == "cannot connect: connection refused"
 
 
+def test_an_unplugged_usb_camera_is_said_so(tmp_path: Path) -> None:
+    source = V4L2Source(str(tmp_path / "video9"), 640, 480, 15)
+    with pytest.raises(SourceError) as caught:
+        source.open()
+    assert caught.value.reason == "the USB camera is not plugged in"
+
+
 def test_a_stalled_camera_is_no_picture_for_the_timeout(person_clip: Path) -> None:
     with RtspCamera(person_clip) as cam:
         source = AVSource(cam.url, timeout=2.0)
@@ -171,54 +180,20 @@ def test_a_stalled_camera_is_no_picture_for_the_timeout(person_clip: Path) -> No
 # -- through the hub -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def door(person_clip: Path) -> Iterator[RtspCamera]:
-    with RtspCamera(person_clip) as cam:
-        yield cam
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory, door: RtspCamera) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("health-hub")
-    init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
-    config = parse_config(
-        f"""
-        [hub]
-        data_dir = "{root}"
-        [storage]
-        min_free_gb = 0
-        [web]
-        listen = "127.0.0.1:0"
-        tls = false
-        [[camera]]
-        id = "door"
-        name = "Front door"
-        url = "{door.url}"
-        """,
-        base_dir=root,
-    )
-    running = Hub(config)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-async def door_status(client: aiohttp.ClientSession, hub: Hub) -> dict[str, Any]:
-    async with client.get(base(hub) + "/api/cameras") as resp:
+async def door_status(client: aiohttp.ClientSession, running: Hub) -> dict[str, Any]:
+    async with client.get(base(running) + "/api/cameras") as resp:
         assert resp.status == 200
         cameras = await resp.json()
-    (door,) = [c for c in cameras if c["id"] == "door"]
-    return door["status"]
+    (found,) = [c for c in cameras if c["id"] == "door"]
+    return found["status"]
 
 
 async def until_status(
-    client: aiohttp.ClientSession, hub: Hub, ok: Callable[[dict[str, Any]], bool], what: str
+    client: aiohttp.ClientSession, running: Hub, ok: Callable[[dict[str, Any]], bool], what: str
 ) -> dict[str, Any]:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        status = await door_status(client, hub)
+        status = await door_status(client, running)
         if ok(status):
             return status
         await asyncio.sleep(0.5)
@@ -230,7 +205,8 @@ def measured(status: dict[str, Any]) -> bool:
 
 
 async def test_a_real_camera_s_health_through_the_api_and_the_stream(
-    hub: Hub, door: RtspCamera
+    hub: Hub,  # noqa: F811 - the fixture
+    door: RtspCamera,  # noqa: F811 - the fixture
 ) -> None:
     client = await logged_in(hub)
     async with client:

@@ -570,6 +570,13 @@ def in_bucket(s3: S3Server, bucket: str, tag: str, file_id: str) -> bool:
     return naming.file_object("", tag, file_id) in s3.objects(bucket)
 
 
+def with_doomed_segment(s3: S3Server, bucket: str, root: Path, now: float):
+    """copy_for's four, and a segment of ten minutes ago the owner is going to delete."""
+    index, copy, archive, tag = copy_for(s3, bucket, root)
+    doomed = record_segment(archive, now - 600, b"footage the owner deletes" * 500)
+    return index, copy, archive, tag, doomed
+
+
 def test_what_the_owner_deletes_is_deleted_off_site_and_retention_leaves_the_copy(
     s3: S3Server, bucket: str, tmp_path: Path
 ) -> None:
@@ -607,9 +614,8 @@ def test_a_deletion_while_the_store_is_down_is_done_when_it_is_back(
     s3: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     now = time.time()
-    index, copy, archive, tag = copy_for(s3, bucket, tmp_path)
+    index, copy, archive, tag, doomed = with_doomed_segment(s3, bucket, tmp_path, now)
     try:
-        doomed = record_segment(archive, now - 600, b"footage the owner deletes" * 500)
         copy.start()
         wait_until(lambda: doomed in confirmed_in(tmp_path), "the segment off-site")
         s3.kill()
@@ -632,9 +638,8 @@ def test_a_file_the_owner_deletes_during_its_upload_is_not_kept_off_site(
     """The upload thread took the file, the owner deletes it, the upload ends: the
     confirmation must not bring its row back, and its object must go."""
     now = time.time()
-    index, copy, archive, tag = copy_for(s3, bucket, tmp_path)
+    index, copy, archive, tag, doomed = with_doomed_segment(s3, bucket, tmp_path, now)
     try:
-        doomed = record_segment(archive, now - 600, b"footage the owner deletes" * 500)
         (taken,) = copy.queue.next_pending(16)  # as the thread takes it
         name = naming.file_object("", tag, doomed)
         path = tmp_path / index.get_segment(doomed).path
