@@ -25,6 +25,7 @@ test: $(VENV)/.installed-test test-system-deps
 	$(BIN)/python bench/bench_events_page.py --short
 	$(BIN)/python bench/bench_offsite.py --short
 	$(BIN)/python bench/bench_audio.py --short
+	$(BIN)/python bench/bench_health.py --short
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check hub tests bench
