@@ -28,7 +28,8 @@ from test_daemon import PASSWORD, HubProcess, camhub, hub_processes, leaks, prob
 from hub import vault
 from hub.archive import Archive, RetentionPolicy
 from hub.cli import offsite_status_lines
-from hub.config import OffsiteSettings
+from hub.config import OffsiteSettings, load_config
+from hub.daemon import Hub
 from hub.offsite import journal, naming, restore
 from hub.offsite.bucket import PART_SIZE, Bucket
 from hub.offsite.queue import Item, OffsiteQueue, Sent
@@ -608,6 +609,55 @@ def test_what_the_owner_deletes_is_deleted_off_site_and_retention_leaves_the_cop
     assert summary.deletions_pending == 0 and summary.last_owner_delete is not None
     lines = offsite_status_lines(summary, time.time())
     assert any("0 object(s) still to delete off-site, 1 deleted" in line for line in lines)
+
+
+def owner_request(
+    opener: urllib.request.OpenerDirector, base: str, method: str, path: str, body: object = None
+) -> int:
+    """One request of the owner's page (JSON, same Origin); its status."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Origin": base, "Content-Type": "application/json"}
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    with opener.open(request, timeout=30) as resp:
+        return resp.status
+
+
+def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """Through the running hub: the event's footage reaches the bucket, the owner
+    deletes the event with the page's route, its copies go from the bucket, the rest
+    stays, and `camhub offsite status` says how many went."""
+    config = site(tmp_path / "hub", s3, bucket)
+    hub = Hub(load_config(config))
+    hub.start()
+    try:
+        assert hub.web is not None
+        base = f"http://127.0.0.1:{hub.web.port}"
+        wait_until(lambda: any(e.end_time for e in hub.index.events()), "an event ended")
+        wait_until(lambda: all_confirmed(config), "the event's files off-site")
+        event = next(e for e in hub.index.events() if e.end_time)
+        before = local_files(config)
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        assert owner_request(opener, base, "POST", "/api/login", {"password": PASSWORD}) == 200
+        assert owner_request(opener, base, "DELETE", f"/api/events/{event.id}") == 200
+        gone = set(before) - set(local_files(config))
+        assert gone, "the deletion deleted no file"
+        keys = KeyFile.from_json((config.parent / "data" / "keys.json").read_bytes())
+        tag = naming.hub_tag(keys.public_bytes)
+
+        def copies(ids: set[str]) -> set[str]:
+            names = set(s3.objects(bucket))
+            return {i for i in ids if naming.file_object("friends/house/", tag, i) in names}
+
+        wait_until(lambda: not copies(gone), "the deleted event's copies gone from the bucket")
+        kept = {r[0] for r in queue_rows(config) if r[1] != "journal" and r[2] == "confirmed"}
+        assert copies(kept) == kept  # the rest of the footage is still off-site
+    finally:
+        hub.stop()
+    status = camhub("offsite", "status", "--config", config, cwd=config.parent)
+    assert status.returncode == 0, status.stderr
+    assert f"0 object(s) still to delete off-site, {len(gone)} deleted" in status.stdout
 
 
 def test_a_deletion_while_the_store_is_down_is_done_when_it_is_back(
