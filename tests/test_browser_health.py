@@ -6,8 +6,9 @@ served over RTSP by GStreamer (768x432 at 10 fps), and a camera whose address no
 answers (refused). On a desktop and on a 390 px phone the cards say, without a
 reload: connected with size, frame rate and bit rate; offline with the reason in
 words and the reconnects; and no text of a card is cut (every text box is as wide as
-its text). The manifest is read by Chromium itself (DevTools' `Page.getAppManifest`)
-and every icon it names is served as the PNG of the size it states. Screenshots go to
+its text). The manifest is read by Chromium itself (DevTools' `Page.getAppManifest`),
+which finds the page installable, and every icon it names is served as the PNG of the
+size it states. Screenshots go to
 docs/screenshots/ under `make screenshots`.
 """
 
@@ -186,6 +187,9 @@ def test_chromium_reads_the_manifest_and_every_icon_is_the_png_it_says(
         found = cdp.send("Page.getAppManifest")
         assert found["url"] == base(hub) + "/static/manifest.webmanifest"
         assert found["errors"] == [], found["errors"]
+        # Installable but for the test's own browser: a Playwright context is incognito.
+        errors = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+        assert {e["errorId"] for e in errors} <= {"in-incognito"}, errors
         theme = page.locator('meta[name="theme-color"]').get_attribute("content")
         touch = page.locator('link[rel="apple-touch-icon"]').get_attribute("href")
     finally:
