@@ -227,11 +227,15 @@ class Camera:
         self._writer.put(partial(self._recorder.start_stream, info))
 
     def _on_detect_item(self, item: Packet | Frame) -> None:
-        """The detect substream: packets go to SD live view only, never to the recorder."""
+        """The detect substream: packets go to SD live view only, never to the recorder.
+        Its pictures are measured only when no record stream is read (one thread each
+        meter)."""
         if isinstance(item, Packet):
             self.streams["sub"].offer(item)
-        else:
-            self._on_item(item)
+            return
+        if self._mode is RecordMode.OFF:
+            self.meter.picture(item.width, item.height)
+        self._on_frame(item)
 
     def _on_item(self, item: Packet | Frame) -> None:
         if isinstance(item, Packet):
@@ -242,14 +246,18 @@ class Camera:
             if self._mode is not RecordMode.OFF:
                 self._record(item)
             return
-        self._last_frame_time = item.time
         self.meter.picture(item.width, item.height)
-        if self._gate.due(item.time):
-            self._detect(item)
+        self._on_frame(item)
+
+    def _on_frame(self, frame: Frame) -> None:
+        """A decoded picture (the detect stream's, when there is one): motion, live view."""
+        self._last_frame_time = frame.time
+        if self._gate.due(frame.time):
+            self._detect(frame)
         # From here the live feed may convert the frame on its own thread, while this one
         # may still be using it (an EncodingSource encodes it next): Frame.bgr() is
         # thread-safe for every source.
-        self.live.offer(item)
+        self.live.offer(frame)
 
     def _record(self, packet: Packet) -> None:
         if self._skipping and not packet.starts_gop:
