@@ -22,6 +22,10 @@ import pytest
 from aiohttp import web
 from rtsp_camera import RtspCamera
 from test_events_stream import (  # the door camera and the hub that records it
+    FAST as FAST_KDF,
+)
+from test_events_stream import (
+    PASSWORD,
     Reader,
     base,
     camera,
@@ -32,7 +36,9 @@ from test_events_stream import (  # the door camera and the hub that records it
 
 from hub.capture import AVSource, SourceError, V4L2Source
 from hub.capture.meter import WINDOW, StreamMeter
-from hub.daemon import Hub
+from hub.cli import init_data_dir
+from hub.config import parse_config
+from hub.daemon import DataPaths, Hub
 
 WAIT = 60.0  # seconds: a bound for what comes within a few seconds
 CLIP_SIZE = (768, 432)
@@ -56,16 +62,18 @@ def test_the_meter_publishes_a_window_of_packets_and_goes_stale() -> None:
     clock = Clock()
     meter = StreamMeter(clock)
     meter.restart((1920, 1080))
-    for _ in range(50):  # 25 fps of 5000-byte pictures and 200-byte sound, for 2 s
+    clock.now += 5.0  # the stream's first keyframe comes late: the window waits for it
+    published = []
+    for _ in range(51):  # 25 fps of 5000-byte pictures and 200-byte sound, for 2 s
         clock.now += 0.04
         meter.packet(200, video=False)
         meter.packet(5000, video=True)
         meter.picture(640, 360)  # a detect substream's pictures: not the stream's size
-    rates = meter.rates()
-    assert rates is not None
+        published.append(meter.rates())
+    rates = next(r for r in published if r is not None)  # the first window
     # Within a packet: the window closes at the first item 2 s after it opened.
     assert rates.fps == pytest.approx(25, abs=1)
-    assert rates.kbit_s == pytest.approx(50 * 5200 * 8 / 1000 / WINDOW, abs=5000 * 8 / 1000)
+    assert rates.kbit_s == pytest.approx(51 * 5200 * 8 / 1000 / WINDOW, abs=5200 * 8 / 1000)
     assert meter.size == (1920, 1080)
     clock.now += 3 * WINDOW + 0.1  # the stream stopped: the old rate says nothing of now
     assert meter.rates() is None
@@ -76,7 +84,7 @@ def test_a_stream_of_pictures_has_a_frame_rate_and_no_bit_rate() -> None:
     meter = StreamMeter(clock)
     meter.restart(None)
     assert meter.rates() is None
-    for _ in range(21):
+    for _ in range(22):
         clock.now += 0.1
         meter.picture(1280, 720)
     rates = meter.rates()
@@ -247,3 +255,42 @@ async def test_a_real_camera_s_health_through_the_api_and_the_stream(
                 lambda m: camera("camera", "door", online=True)(m) and bool(m[1]["fps"])
             )
             assert back["reconnects"] > before and back["error"] is None
+
+
+async def test_a_camera_with_a_substream_is_measured_on_its_main_stream(
+    tmp_path: Path, person_clip: Path, crowd_av_clip: Path
+) -> None:
+    """Main stream: the crowd clip, 1280x720 at 25 fps with AAC sound (recorded);
+    detect substream: the person clip, 768x432 at 10 fps. The figures are the main
+    stream's, its sound counted in the bit rate, never the substream's size or rate."""
+    init_data_dir(DataPaths(tmp_path), PASSWORD, kdf=FAST_KDF)
+    with RtspCamera(crowd_av_clip, audio="aac") as main, RtspCamera(person_clip) as sub:
+        config = parse_config(
+            f"""
+            [hub]
+            data_dir = "{tmp_path}"
+            [storage]
+            min_free_gb = 0
+            [web]
+            listen = "127.0.0.1:0"
+            tls = false
+            [[camera]]
+            id = "door"
+            url = "{main.url}"
+            detect_url = "{sub.url}"
+            record = "continuous"
+            audio = true
+            """,
+            base_dir=tmp_path,
+        )
+        running = Hub(config)
+        running.start()
+        try:
+            client = await logged_in(running)
+            async with client:
+                status = await until_status(client, running, measured, "the door's figures")
+        finally:
+            running.stop()
+    assert (status["width"], status["height"]) == (1280, 720)
+    assert status["fps"] == pytest.approx(25, abs=3)
+    assert 1000 < status["kbit_s"] < 4000  # ~1.6 Mbit/s of video, 128 kbit/s of sound

@@ -32,7 +32,7 @@ class StreamMeter:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._begun = clock()
+        self._begun: float | None = None  # the window opens at the first item
         self._packets = 0
         self._pictures = 0
         self._bytes = 0
@@ -40,8 +40,10 @@ class StreamMeter:
         self.size: tuple[int, int] | None = None  # width, height of the newest picture
 
     def restart(self, size: tuple[int, int] | None) -> None:
-        """A new connection: counts start over, with the size it says it sends."""
-        self._begun = self._clock()
+        """A new connection: counts start over, with the size it says it sends. Its
+        first window opens at its first item, not now: a stream starts at a keyframe,
+        which may be seconds away."""
+        self._begun = None
         self._packets = self._pictures = self._bytes = 0
         self._published = None
         self.size = size
@@ -71,6 +73,8 @@ class StreamMeter:
 
     def _tick(self) -> None:
         now = self._clock()
+        if self._begun is None:
+            self._begun = now
         elapsed = now - self._begun
         if elapsed < WINDOW:
             return
