@@ -127,6 +127,8 @@ def check_health(page: Page) -> None:
     pw_expect(garage.locator(".status")).to_have_text("Offline", timeout=HEALTH_TIMEOUT_MS)
     reason = garage.locator(".camera-reason")
     pw_expect(reason).to_have_text("cannot connect: connection refused")
+    placeholder = garage.locator(".live-placeholder")
+    pw_expect(placeholder).to_have_text("No picture while the camera is offline.")
     pw_expect(garage.locator(".camera-meta")).to_contain_text(
         re.compile(r"\d+ reconnects? since start"), timeout=HEALTH_TIMEOUT_MS
     )

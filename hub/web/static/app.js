@@ -368,6 +368,10 @@
     const reason = card.querySelector(".camera-reason");
     reason.textContent = health.reason;
     reason.hidden = !health.reason;
+    const placeholder = card.querySelector(".live-placeholder");
+    const offline = "No picture while the camera is offline.";
+    if (health.reason) placeholder.textContent = offline;
+    else if (placeholder.textContent === offline) placeholder.textContent = "Waiting for a picture…";
     card.querySelector(".motion-badge").hidden = !state.moving.has(cam.id);
     const meta = [recordText(cam.record), ...health.parts];
     if (viewers > 1) meta.push(`${viewers} watching`);
