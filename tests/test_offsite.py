@@ -597,7 +597,8 @@ def test_what_the_owner_deletes_is_deleted_off_site_and_retention_leaves_the_cop
 
         # The owner deletes one: gone here and, soon, from the bucket.
         deletion = archive.delete_footage("door", now - 600, now - 599)
-        assert deletion.segments == 1 and index.get_segment(doomed) is None
+        assert (deletion.segments, deletion.offsite) == (1, 1)
+        assert index.get_segment(doomed) is None
         wait_until(lambda: not in_bucket(s3, bucket, tag, doomed), "the copy deleted")
         wait_until(lambda: copy.queue.summary().owner_deleted == 1, "the deletion counted")
         summary = copy.queue.summary()
@@ -613,13 +614,13 @@ def test_what_the_owner_deletes_is_deleted_off_site_and_retention_leaves_the_cop
 
 def owner_request(
     opener: urllib.request.OpenerDirector, base: str, method: str, path: str, body: object = None
-) -> int:
-    """One request of the owner's page (JSON, same Origin); its status."""
+) -> tuple[int, dict]:
+    """One request of the owner's page (JSON, same Origin); its status and answer."""
     data = None if body is None else json.dumps(body).encode()
     headers = {"Origin": base, "Content-Type": "application/json"}
     request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     with opener.open(request, timeout=30) as resp:
-        return resp.status
+        return resp.status, json.loads(resp.read() or b"{}")
 
 
 def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
@@ -639,9 +640,11 @@ def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
         event = next(e for e in hub.index.events() if e.end_time)
         before = local_files(config)
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-        assert owner_request(opener, base, "POST", "/api/login", {"password": PASSWORD}) == 200
-        assert owner_request(opener, base, "DELETE", f"/api/events/{event.id}") == 200
+        assert owner_request(opener, base, "POST", "/api/login", {"password": PASSWORD})[0] == 200
+        status, answer = owner_request(opener, base, "DELETE", f"/api/events/{event.id}")
+        assert status == 200
         gone = set(before) - set(local_files(config))
+        assert answer["offsite"] == len(gone)  # every file of the event was off-site
         assert gone, "the deletion deleted no file"
         keys = KeyFile.from_json((config.parent / "data" / "keys.json").read_bytes())
         tag = naming.hub_tag(keys.public_bytes)

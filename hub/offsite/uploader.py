@@ -89,12 +89,15 @@ class OffsiteCopy:
         for row in rows:
             self.file_sealed(FileKind.SEGMENT, row.id)
 
-    def owner_deleted(self, file_id: str) -> None:
+    def owner_deleted(self, file_id: str) -> bool:
         """The Archive's hook, before the owner's deletion of a file: never send it, and
-        delete its copy from the bucket (soon, on the thread). Its errors stop the
-        owner's deletion: footage must not be gone here and still kept off the box."""
-        if self.queue.owner_deleted(file_id, time.time()):
-            self._wake.set()
+        delete its copy from the bucket (soon, on the thread); whether it had one (or one
+        on its way). Its errors stop the owner's deletion: footage must not be gone here
+        and still kept off the box."""
+        if not self.queue.owner_deleted(file_id, time.time()):
+            return False
+        self._wake.set()
+        return True
 
     def keep(self, row: SegmentRow | SnapshotRow) -> bool:
         """Local retention's predicate: not yet off-site, so not deleted for age or budget."""

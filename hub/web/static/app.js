@@ -829,7 +829,8 @@
       const done = await api("DELETE", `/api/events/${event.id}`);
       closeDialogs();
       const kept = done.recording ? ` (${done.recording} segment still recording was kept)` : "";
-      notify(`Deleted: ${done.segments + done.snapshots} file(s), ${fmtBytes(done.bytes_freed)}${kept}.`, true);
+      const offsite = done.offsite ? ` Its ${done.offsite} off-site cop${done.offsite === 1 ? "y goes" : "ies go"} too.` : "";
+      notify(`Deleted: ${done.segments + done.snapshots} file(s), ${fmtBytes(done.bytes_freed)}${kept}.${offsite}`, true);
       await loadEvents(true).catch(reportError);
       await loadStorage().catch(() => {});
     } catch (error) {
