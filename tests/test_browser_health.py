@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,8 @@ from test_browser import (
 
 from hub.cli import init_data_dir
 from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
+from hub.daemon import DataPaths, Hub, IndexedEvents
+from hub.motion import MotionEvent
 
 try:
     from playwright.sync_api import Browser, Page
@@ -137,6 +139,23 @@ def check_health(page: Page) -> None:
         assert each.evaluate(CUT_TEXT) == []
 
 
+def check_events_uncut(page: Page, running: Hub) -> None:
+    """The Events list on the phone: the long camera name wraps, nothing is cut."""
+    now = time.time()
+    events = IndexedEvents(running.index, running.archive)
+    box = (0.2, 0.2, 0.3, 0.5)
+    event_id = events.event_started("door", MotionEvent(now - 4, None, 0.2, now - 3, box, now - 3))
+    events.event_ended("door", event_id, MotionEvent(now - 4, now, 0.2, now - 3, box, now), None)
+    page.click('.tab[data-tab="events"]')
+    item = page.locator(f'.event[data-event="{event_id}"]')
+    pw_expect(item.locator(".event-camera")).to_have_text(DOOR)
+    cut = item.evaluate(
+        """item => [...item.querySelectorAll('.event-time, .event-camera, .event-meta')]
+            .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)"""
+    )
+    assert cut == []
+
+
 def test_the_live_cards_say_each_camera_s_health_uncut_on_a_desktop_and_a_phone(
     hub: Hub,
     browser: Browser,  # noqa: F811 - the fixture
@@ -168,6 +187,7 @@ def test_the_live_cards_say_each_camera_s_health_uncut_on_a_desktop_and_a_phone(
             )
             card(small, "garage").scroll_into_view_if_needed()
             shot(small, "live-health-phone.png")
+            check_events_uncut(small, hub)
         finally:
             phone.close()
     finally:
