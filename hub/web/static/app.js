@@ -360,8 +360,8 @@
   }
 
   function updateCard(card, cam) {
-    const health = camhubHealth.describe(cameraStatus(cam));
-    const { viewers } = cameraStatus(cam);
+    const current = cameraStatus(cam);
+    const health = camhubHealth.describe(current);
     const status = card.querySelector(".status");
     status.className = `status ${health.ok ? "ok" : "bad"}`;
     status.textContent = health.label;
@@ -374,7 +374,7 @@
     else if (placeholder.textContent === offline) placeholder.textContent = "Waiting for a picture…";
     card.querySelector(".motion-badge").hidden = !state.moving.has(cam.id);
     const meta = [recordText(cam.record), ...health.parts];
-    if (viewers > 1) meta.push(`${viewers} watching`);
+    if (current.viewers > 1) meta.push(`${current.viewers} watching`);
     const offsite = (cam.status || {}).offsite; // as of the page's load
     if (offsite) meta.push(offsiteText(offsite));
     // One span a phrase: a narrow card wraps between them. The spaces between are not

@@ -26,5 +26,5 @@
     return { ok: Boolean(online), label, reason: online ? "" : error || "", parts };
   }
 
-  window.camhubHealth = Object.freeze({ describe, bitRate });
+  window.camhubHealth = Object.freeze({ describe });
 })();
