@@ -26,6 +26,7 @@ test: $(VENV)/.installed-test test-system-deps
 	$(BIN)/python bench/bench_offsite.py --short
 	$(BIN)/python bench/bench_audio.py --short
 	$(BIN)/python bench/bench_recordings.py --short
+	$(BIN)/python bench/bench_health.py --short
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check hub tests bench
@@ -36,7 +37,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/bench_audio.py
 
 screenshots: $(VENV)/.installed-test test-system-deps
-	CAMHUB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_alerts.py tests/test_browser_settings.py tests/test_browser_timeline.py
+	CAMHUB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_alerts.py tests/test_browser_settings.py tests/test_browser_timeline.py tests/test_browser_health.py
 
 system-deps:
 	scripts/system-deps.sh runtime

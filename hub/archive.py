@@ -231,6 +231,7 @@ class Deletion:
     bytes_freed: int
     events: int
     recording: int  # segments being written in the range, left alone
+    offsite: int = 0  # of the files deleted, those whose off-site copy goes too
 
     def detail(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -249,13 +250,16 @@ class Archive:
         free_space: Callable[[Path], int] = disk_free,
         on_sealed: Callable[[FileKind, str], None] | None = None,
         keep: Callable[[SegmentRow | SnapshotRow], bool] | None = None,
+        on_owner_delete: Callable[[str], bool] | None = None,
         clock: Callable[[], Reading] = system_reading,
     ) -> None:
         self.data_dir = data_dir
         # Off-site copy hooks (hub/offsite): told of every file once it is durable; asked
-        # before an age or budget delete whether a file must stay (not yet copied).
+        # before an age or budget delete whether a file must stay (not yet copied); told
+        # before the owner deletes a file, so its copy goes too (retention's never do).
         self._on_sealed = on_sealed
         self._keep = keep
+        self._on_owner_delete = on_owner_delete
         self.index = index
         self.policy = policy
         self._public_key = public_key
@@ -617,11 +621,13 @@ class Archive:
         _check_camera_id(camera_id)
         if not end > start:
             raise ValueError("the end of a deletion must be after its start")
-        counts = {"segments": 0, "snapshots": 0, "bytes": 0, "recording": 0}
+        counts = {"segments": 0, "snapshots": 0, "bytes": 0, "recording": 0, "offsite": 0}
 
         def delete(row: SegmentRow | SnapshotRow) -> None:
             # One file at a time under the retention lock: a retention pass (or a camera
             # short of space) waits for one file, not for the whole deletion.
+            if self._on_owner_delete is not None and self._on_owner_delete(row.id):
+                counts["offsite"] += 1
             with self._retention_lock:
                 self._delete(row)
             counts["bytes"] += row.size or 0
@@ -655,6 +661,7 @@ class Archive:
             bytes_freed=counts["bytes"],
             events=events,
             recording=counts["recording"],
+            offsite=counts["offsite"],
         )
 
     def _oldest_first(self) -> Iterator[SegmentRow | SnapshotRow]:

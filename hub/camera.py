@@ -18,6 +18,7 @@ import numpy as np
 from hub.capture import open_source
 from hub.capture.base import Source
 from hub.capture.encode import EncodingSource
+from hub.capture.meter import StreamMeter
 from hub.capture.supervisor import CaptureLoop, CaptureStatus
 from hub.config import CameraSettings
 from hub.media import Frame, Packet, StreamInfo
@@ -122,7 +123,8 @@ class Camera:
         self._peak = _Peak()
         self._reported = (0.0, 0.0)  # (peak score, frame time) last told for the open event
         self._last_frame_time = 0.0
-        self.frames = 0  # decoded frames since start, for the page's frame rate
+        # The main stream's frame rate, bit rate and size, for the camera's health.
+        self.meter = StreamMeter()
         # The recorder and the event sink run on the writer thread, which takes the
         # record stream's packets and the detect stream's decisions in arrival order.
         self._writer = DiskWriter(settings.id)
@@ -220,31 +222,41 @@ class Camera:
     # -- hot path ------------------------------------------------------------------------
 
     def _on_stream(self, info: StreamInfo | None) -> None:
+        self.meter.restart(None if info is None else (info.width, info.height))
         self.streams["main"].start_stream(info)
         self._writer.put(partial(self._recorder.start_stream, info))
 
     def _on_detect_item(self, item: Packet | Frame) -> None:
-        """The detect substream: packets go to SD live view only, never to the recorder."""
+        """The detect substream: packets go to SD live view only, never to the recorder.
+        Its pictures are measured only when no record stream is read (one thread each
+        meter)."""
         if isinstance(item, Packet):
             self.streams["sub"].offer(item)
-        else:
-            self._on_item(item)
+            return
+        if self._mode is RecordMode.OFF:
+            self.meter.picture(item.width, item.height)
+        self._on_frame(item)
 
     def _on_item(self, item: Packet | Frame) -> None:
         if isinstance(item, Packet):
             # Live view first (it muxes only while watched), then the disk; sound too.
             self.streams["main"].offer(item)
+            self.meter.packet(len(item.data), video=not item.audio)
             if self._mode is not RecordMode.OFF:
                 self._record(item)
             return
-        self._last_frame_time = item.time
-        self.frames += 1
-        if self._gate.due(item.time):
-            self._detect(item)
+        self.meter.picture(item.width, item.height)
+        self._on_frame(item)
+
+    def _on_frame(self, frame: Frame) -> None:
+        """A decoded picture (the detect stream's, when there is one): motion, live view."""
+        self._last_frame_time = frame.time
+        if self._gate.due(frame.time):
+            self._detect(frame)
         # From here the live feed may convert the frame on its own thread, while this one
         # may still be using it (an EncodingSource encodes it next): Frame.bgr() is
         # thread-safe for every source.
-        self.live.offer(item)
+        self.live.offer(frame)
 
     def _record(self, packet: Packet) -> None:
         if self._skipping and not packet.starts_gop:

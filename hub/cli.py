@@ -609,6 +609,12 @@ def offsite_status_lines(s: OffsiteSummary, now: float) -> list[str]:
         f"off-site: {s.confirmed} object(s), {s.bytes_offsite / 2**20:.1f} MiB",
         "last success: " + (when(s.last_success) if s.last_success else "never"),
     ]
+    if s.deletions_pending or s.owner_deleted:
+        lines.append(
+            f"footage the owner deleted: {s.deletions_pending} object(s) still to delete "
+            f"off-site, {s.owner_deleted} deleted"
+            + (f", the last {when(s.last_owner_delete)}" if s.last_owner_delete else "")
+        )
     if s.last_error:
         lines.append(f"failing; last error {when(s.last_error_time or now)}: {s.last_error}")
     return lines

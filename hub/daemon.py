@@ -254,6 +254,7 @@ class Hub:
             ),
             on_sealed=self.offsite.file_sealed if self.offsite else None,
             keep=self.offsite.keep if self.offsite else None,
+            on_owner_delete=self.offsite.owner_deleted if self.offsite else None,
         )
         self.audit = AuditLog(self.index)
         owner_alerts = OwnerAlerts(
@@ -548,12 +549,17 @@ def _camera_view(camera: Camera, offsite: OffsiteCopy | None = None) -> CameraVi
 
     def status() -> dict[str, object]:
         streams = camera.status
-        errors = [st.last_error for st in streams if st.last_error and not st.connected]
+        reasons = [st.reason for st in streams if st.reason and not st.connected]
+        rates = camera.meter.rates()
+        size = camera.meter.size
         shown: dict[str, object] = {
             "connected": all(st.connected for st in streams),
             "reconnects": sum(st.reconnects for st in streams),
-            "error": errors[0] if errors else None,
-            "frames": camera.frames,
+            "error": reasons[0] if reasons else None,
+            "fps": None if rates is None else round(rates.fps, 1),
+            "kbit_s": None if rates is None or rates.kbit_s is None else round(rates.kbit_s),
+            "width": None if size is None else size[0],
+            "height": None if size is None else size[1],
             "last_frame": camera.last_frame_time,
         }
         if offsite is not None:

@@ -435,6 +435,21 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "PRAGMA user_version = 7",
     ),
+    (
+        # Off-site copies of footage the owner deleted (hub/offsite/queue.py): a row per
+        # object still to delete from the bucket, taken from `offsite` in the deleting
+        # transaction; and how many such deletions the bucket has done.
+        """
+        CREATE TABLE offsite_delete (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('segment', 'snapshot')),
+            queued REAL NOT NULL
+        )
+        """,
+        "ALTER TABLE offsite_status ADD COLUMN owner_deleted INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE offsite_status ADD COLUMN last_owner_delete REAL",
+        "PRAGMA user_version = 8",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 BUSY_TIMEOUT = 10.0  # seconds another process (the CLI) may hold the write lock

@@ -413,7 +413,8 @@ def check_events(page: Page, event_id: int) -> Locator:
     pw_expect(item).to_be_visible()
     wait_until(page, "i => i.complete && i.naturalWidth > 0", item.locator("img").element_handle())
     pw_expect(item.locator(".event-camera")).to_have_text("Hallway")
-    pw_expect(item.locator(".event-meta")).to_have_text(re.compile(r"^\d+ s$"))
+    # The clip's real length (pre-roll, motion, post-roll), then the motion's.
+    pw_expect(item.locator(".event-meta")).to_have_text(re.compile(r"^clip \d+ s · motion \d+ s$"))
     pw_expect(page.locator("#cameras .camera-card")).to_have_count(0)  # live streams closed
     shot(page, "events.png")
     page.select_option("#events-camera", "porch")
@@ -456,11 +457,12 @@ def play_and_share(page: Page, item: Locator, base: str) -> tuple[str, str]:
 
 
 def check_link_plays(
-    browser: Browser, link: str, base: str, share_id: str, problems: PageProblems
+    browser: Browser, link: str, base: str, share_id: str, problems: PageProblems, clip: str
 ) -> None:
     """A friend opens the link in a clean browser: the secret leaves the address bar at
-    once, and the clip plays. The owner's label is nowhere on their page. Opening the
-    link again in the same browser uses no second view, and plays again."""
+    once, and the clip plays, said to be as long as the owner's list says (`clip`). The
+    owner's label is nowhere on their page. Opening the link again in the same browser
+    uses no second view, and plays again."""
     friend = new_context(browser, DESKTOP)
     try:
         page = problems.watch(friend.new_page())
@@ -470,6 +472,9 @@ def check_link_plays(
         assert page.url == f"{base}/share/{share_id}/"
         pw_expect(page.locator("#share-title")).to_have_text("Shared clip")
         pw_expect(page.locator("#share-views")).to_have_text("View 1 of 5")
+        pw_expect(page.locator("#share-camera")).to_have_text(
+            re.compile(rf"^Hallway · recorded .+ · {re.escape(clip)}$")
+        )
         expect_playing(page, "#share-video")
         assert "insurer" not in page.content() and "insurer" not in page.title()
         shot(page, "share-page.png")
@@ -596,8 +601,10 @@ def test_owner_page_and_share_link(running_hub: RunningHub, browser: Browser) ->
         check_mjpeg_fallback(browser, owner, base, problems)
         check_live_on_a_phone(browser, owner, base, problems)
         item = check_events(page, running_hub.event_id)
+        clip = item.locator(".event-meta").inner_text().split(" · ")[0].removeprefix("clip ")
         link, share_id = play_and_share(page, item, base)
-        check_link_plays(browser, link, base, share_id, problems)
+        pw_expect(page.locator("#player-meta")).to_contain_text(f"clip {clip},")
+        check_link_plays(browser, link, base, share_id, problems, clip)
         revoke(page, share_id)
         check_link_refused(browser, link, problems)
         check_access_log(page, share_id)
@@ -689,7 +696,7 @@ def test_the_page_updates_itself(door_hub: DoorHub, browser: Browser) -> None:
         assert still is not None
         ended = MotionEvent(start, start + 4, 0.2, start + 1, (0.2, 0.2, 0.3, 0.5), start + 1)
         sink.event_ended("door", event_id, ended, still.jpeg)
-        pw_expect(item.locator(".event-meta")).to_have_text("4 s")
+        pw_expect(item.locator(".event-meta")).to_contain_text("motion 4 s")
         page.mouse.move(5, 5)
         page.mouse.down()  # the owner is here: pictures load
         page.mouse.up()

@@ -166,10 +166,20 @@ async def test_a_page_sees_status_then_an_event_start_and_end(hub: Hub) -> None:
         assert status == {"mqtt": None, "index_problem": None}
         _, porch = await page.until(camera("camera", "porch", online=True))
         assert set(porch) == {
-            "id", "online", "error", "reconnects", "fps", "last_frame", "viewers", "offsite"
-        }  # fmt: skip
+            "id",
+            "online",
+            "error",
+            "reconnects",
+            "fps",
+            "kbit_s",
+            "width",
+            "height",
+            "last_frame",
+            "viewers",
+            "offsite",
+        }
         assert porch["offsite"] is None  # this hub copies nothing off-site
-        # The frame rate comes with the next look at the cameras.
+        # The frame rate comes with a look at the cameras once a window is measured.
         await page.until(lambda m: camera("camera", "porch")(m) and bool(m[1]["fps"]))
 
         sink = hub_events(hub)

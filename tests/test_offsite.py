@@ -27,7 +27,9 @@ from test_daemon import PASSWORD, HubProcess, camhub, hub_processes, leaks, prob
 
 from hub import vault
 from hub.archive import Archive, RetentionPolicy
-from hub.config import OffsiteSettings
+from hub.cli import offsite_status_lines
+from hub.config import OffsiteSettings, load_config
+from hub.daemon import Hub
 from hub.offsite import journal, naming, restore
 from hub.offsite.bucket import PART_SIZE, Bucket
 from hub.offsite.queue import Item, OffsiteQueue, Sent
@@ -494,7 +496,8 @@ def copy_for(s3: S3Server, bucket: str, root: Path, **settings: object):
     index = Index(root / "index.sqlite3")
     copy = OffsiteCopy(offsite, index, root, keyfile, {})
     archive = Archive(root, index, keyfile.public_key(), RetentionPolicy(0, 0, 0),
-                      on_sealed=copy.file_sealed, keep=copy.keep)  # fmt: skip
+                      on_sealed=copy.file_sealed, keep=copy.keep,
+                      on_owner_delete=copy.owner_deleted)  # fmt: skip
     copy_for.keyfile = keyfile  # type: ignore[attr-defined]  # the last one made
     return index, copy, archive, naming.hub_tag(keyfile.public_bytes)
 
@@ -559,6 +562,150 @@ def test_copies_older_than_keep_days_are_deleted_from_the_bucket(
     assert naming.file_object("", tag, old) not in names
     assert naming.keys_object("", tag) in names
     assert any("/j/" in name for name in names)  # the new segment's journal stays
+
+
+# -- the owner's deletion reaches the bucket; retention's does not ----------------------------
+
+
+def in_bucket(s3: S3Server, bucket: str, tag: str, file_id: str) -> bool:
+    return naming.file_object("", tag, file_id) in s3.objects(bucket)
+
+
+def with_doomed_segment(s3: S3Server, bucket: str, root: Path, now: float):
+    """copy_for's four, and a segment of ten minutes ago the owner is going to delete."""
+    index, copy, archive, tag = copy_for(s3, bucket, root)
+    doomed = record_segment(archive, now - 600, b"footage the owner deletes" * 500)
+    return index, copy, archive, tag, doomed
+
+
+def test_what_the_owner_deletes_is_deleted_off_site_and_retention_leaves_the_copy(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    now = time.time()
+    index, copy, archive, tag = copy_for(s3, bucket, tmp_path)
+    try:
+        aged = record_segment(archive, now - 3 * 86400, b"footage past retention" * 500)
+        doomed = record_segment(archive, now - 600, b"footage the owner deletes" * 500)
+        kept = record_segment(archive, now - 300, b"footage the owner keeps" * 500)
+        copy.start()
+        wait_until(lambda: {aged, doomed, kept} <= confirmed_in(tmp_path), "all three off-site")
+
+        # Local retention (by age) deletes the old file here, never its copy (§16).
+        archive.policy = RetentionPolicy(1, 0, 0, keep_newest_seconds=0)
+        assert archive.enforce_retention(now).by_age == 1
+        assert index.get_segment(aged) is None and in_bucket(s3, bucket, tag, aged)
+
+        # The owner deletes one: gone here and, soon, from the bucket.
+        deletion = archive.delete_footage("door", now - 600, now - 599)
+        assert (deletion.segments, deletion.offsite) == (1, 1)
+        assert index.get_segment(doomed) is None
+        wait_until(lambda: not in_bucket(s3, bucket, tag, doomed), "the copy deleted")
+        wait_until(lambda: copy.queue.summary().owner_deleted == 1, "the deletion counted")
+        summary = copy.queue.summary()
+        copy.stop()
+    finally:
+        index.close()
+    assert in_bucket(s3, bucket, tag, kept) and in_bucket(s3, bucket, tag, aged)
+    assert doomed not in confirmed_in(tmp_path, ("pending", "confirmed"))
+    assert summary.deletions_pending == 0 and summary.last_owner_delete is not None
+    lines = offsite_status_lines(summary, time.time())
+    assert any("0 object(s) still to delete off-site, 1 deleted" in line for line in lines)
+
+
+def owner_request(
+    opener: urllib.request.OpenerDirector, base: str, method: str, path: str, body: object = None
+) -> tuple[int, dict]:
+    """One request of the owner's page (JSON, same Origin); its status and answer."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Origin": base, "Content-Type": "application/json"}
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    with opener.open(request, timeout=30) as resp:
+        return resp.status, json.loads(resp.read() or b"{}")
+
+
+def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """Through the running hub: the event's footage reaches the bucket, the owner
+    deletes the event with the page's route, its copies go from the bucket, the rest
+    stays, and `camhub offsite status` says how many went."""
+    config = site(tmp_path / "hub", s3, bucket)
+    hub = Hub(load_config(config))
+    hub.start()
+    try:
+        assert hub.web is not None
+        base = f"http://127.0.0.1:{hub.web.port}"
+        wait_until(lambda: any(e.end_time for e in hub.index.events()), "an event ended")
+        wait_until(lambda: all_confirmed(config), "the event's files off-site")
+        event = next(e for e in hub.index.events() if e.end_time)
+        before = local_files(config)
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        assert owner_request(opener, base, "POST", "/api/login", {"password": PASSWORD})[0] == 200
+        status, answer = owner_request(opener, base, "DELETE", f"/api/events/{event.id}")
+        assert status == 200
+        gone = set(before) - set(local_files(config))
+        assert answer["offsite"] == len(gone)  # every file of the event was off-site
+        assert gone, "the deletion deleted no file"
+        keys = KeyFile.from_json((config.parent / "data" / "keys.json").read_bytes())
+        tag = naming.hub_tag(keys.public_bytes)
+
+        def copies(ids: set[str]) -> set[str]:
+            names = set(s3.objects(bucket))
+            return {i for i in ids if naming.file_object("friends/house/", tag, i) in names}
+
+        wait_until(lambda: not copies(gone), "the deleted event's copies gone from the bucket")
+        kept = {r[0] for r in queue_rows(config) if r[1] != "journal" and r[2] == "confirmed"}
+        assert copies(kept) == kept  # the rest of the footage is still off-site
+    finally:
+        hub.stop()
+    status = camhub("offsite", "status", "--config", config, cwd=config.parent)
+    assert status.returncode == 0, status.stderr
+    assert f"0 object(s) still to delete off-site, {len(gone)} deleted" in status.stdout
+
+
+def test_a_deletion_while_the_store_is_down_is_done_when_it_is_back(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    now = time.time()
+    index, copy, archive, tag, doomed = with_doomed_segment(s3, bucket, tmp_path, now)
+    try:
+        copy.start()
+        wait_until(lambda: doomed in confirmed_in(tmp_path), "the segment off-site")
+        s3.kill()
+        try:
+            archive.delete_footage("door", now - 600, now - 599)
+            wait_until(lambda: copy.queue.summary().last_error is not None, "the failure seen")
+            assert copy.queue.summary().deletions_pending == 1
+        finally:
+            s3.start()
+        wait_until(lambda: copy.queue.summary().deletions_pending == 0, "the deletion retried")
+        copy.stop()
+    finally:
+        index.close()
+    assert not in_bucket(s3, bucket, tag, doomed)
+
+
+def test_a_file_the_owner_deletes_during_its_upload_is_not_kept_off_site(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """The upload thread took the file, the owner deletes it, the upload ends: the
+    confirmation must not bring its row back, and its object must go."""
+    now = time.time()
+    index, copy, archive, tag, doomed = with_doomed_segment(s3, bucket, tmp_path, now)
+    try:
+        (taken,) = copy.queue.next_pending(16)  # as the thread takes it
+        name = naming.file_object("", tag, doomed)
+        path = tmp_path / index.get_segment(doomed).path
+        size, digest = copy._bucket.put_file(name, path)  # the upload, under way
+        archive.delete_footage("door", now - 600, now - 599)
+        copy.queue.confirm([Sent(taken, size, digest)], time.time())  # the upload ends
+        assert doomed not in confirmed_in(tmp_path, ("pending", "confirmed"))
+        assert in_bucket(s3, bucket, tag, doomed)
+        copy.start()
+        wait_until(lambda: not in_bucket(s3, bucket, tag, doomed), "the late copy deleted")
+        copy.stop()
+    finally:
+        index.close()
 
 
 def test_restore_rejects_altered_files_skips_forged_journals_and_reports_missing(

@@ -65,7 +65,10 @@ def open_source(
         return V4L2Source(parts.path, *v4l2_size)
     if scheme == "synthetic" and parts.path == "porch":
         return SyntheticPorch(realtime=True)
-    raise SourceError(f"unsupported camera URL {redact(url)!r}; use {SCHEMES_HELP}")
+    raise SourceError(
+        f"unsupported camera URL {redact(url)!r}; use {SCHEMES_HELP}",
+        "the camera's URL is not one camhub reads",
+    )
 
 
 def needs_encoding(info: StreamInfo | None) -> bool:

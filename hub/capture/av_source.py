@@ -114,6 +114,34 @@ def _describe_error(err: BaseException, timeout: float, *, timed_out: bool = Fal
     return type(err).__name__
 
 
+def _owner_reason(
+    err: BaseException, timeout: float, *, connecting: bool, timed_out: bool = False
+) -> str:
+    """The failure in the owner's words, from FFmpeg's error class (never its text, which
+    may name the URL): what the camera's status on the page says."""
+    if timed_out or isinstance(err, (av.ExitError, av.TimeoutError)):
+        return (
+            f"cannot connect: no answer for {timeout:g} s"
+            if connecting
+            else (f"no picture for {timeout:g} s")
+        )
+    if isinstance(err, (av.HTTPUnauthorizedError, av.HTTPForbiddenError)):
+        return "the camera refused the login"
+    if isinstance(err, av.HTTPNotFoundError):
+        return "the camera has no stream at that address"
+    if isinstance(err, (av.ConnectionRefusedError, ConnectionRefusedError)):
+        return "cannot connect: connection refused"
+    if isinstance(err, (av.ConnectionResetError, av.BrokenPipeError, av.EOFError)):
+        return "the camera closed the connection"
+    if isinstance(err, av.FileNotFoundError):
+        return "no such file" if not connecting else "the camera's address was not found"
+    strerror = getattr(err, "strerror", None)
+    if isinstance(strerror, str) and strerror:
+        words = strerror[0].lower() + strerror[1:]
+        return f"cannot connect: {words}" if connecting else f"the stream broke off: {words}"
+    return "cannot connect" if connecting else "the stream broke off"
+
+
 def _location(url: str) -> tuple[str, bool]:
     """What to hand FFmpeg, and whether it is a network stream."""
     parts = urlsplit(url)
@@ -252,16 +280,17 @@ class AVSource(Source):
             )
         except (av.FFmpegError, OSError) as err:
             timed_out = time.monotonic() - started >= self._timeout
-            reason = _describe_error(err, self._timeout, timed_out=timed_out)
-            raise SourceError(f"{self.name}: {reason}") from None
+            detail = _describe_error(err, self._timeout, timed_out=timed_out)
+            reason = _owner_reason(err, self._timeout, connecting=True, timed_out=timed_out)
+            raise SourceError(f"{self.name}: {detail}", reason) from None
         if not self._container.hold(container):
-            raise SourceError(f"{self.name}: closed while connecting")
+            raise SourceError(f"{self.name}: closed while connecting", "stopped while connecting")
         # PyAV asks FFmpeg to make up missing pts, which it does in decode order (an AVI's
         # B-frames then play out of order); see DisplayOrder for how they are learnt.
         container.flags &= ~ContainerFlags.gen_pts.value
         if not container.streams.video:
             self.close()
-            raise SourceError(f"{self.name}: no video stream")
+            raise SourceError(f"{self.name}: no video stream", "the camera sends no video")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = DECODER_THREADS
@@ -303,7 +332,10 @@ class AVSource(Source):
             except (av.FFmpegError, OSError) as err:
                 if closed.is_set():
                     return
-                raise SourceError(f"{self.name}: {_describe_error(err, self._timeout)}") from None
+                raise SourceError(
+                    f"{self.name}: {_describe_error(err, self._timeout)}",
+                    _owner_reason(err, self._timeout, connecting=False),
+                ) from None
             if packet is None:
                 # The decoder was flushed (demux ends with an empty packet): no more pts.
                 yield from self._reordered(self._display.drain())
@@ -348,7 +380,10 @@ class AVSource(Source):
         """The AAC packets of one sound packet, from the video's first keyframe on."""
         assert self._audio is not None
         if self._live and time.monotonic() - self._video_seen > self._timeout:
-            raise SourceError(f"{self.name}: no video for {self._timeout:g} s (sound only)")
+            raise SourceError(
+                f"{self.name}: no video for {self._timeout:g} s (sound only)",
+                f"no picture for {self._timeout:g} s (sound only)",
+            )
         raw = packet.pts if packet.pts is not None else packet.dts
         wall = None if raw is None or not time_base else self._timeline.at(float(raw * time_base))
         fixed = self._audio_ts.fix(packet.pts, packet.dts) if wall is not None else None
@@ -403,7 +438,8 @@ class AVSource(Source):
             return  # a damaged packet costs its pictures, not the connection
         except av.FFmpegError as err:
             raise SourceError(
-                f"{self.name}: decoding failed: {_describe_error(err, self._timeout)}"
+                f"{self.name}: decoding failed: {_describe_error(err, self._timeout)}",
+                "the camera's picture cannot be decoded",
             ) from None
         for picture in decoded:
             if self._reorder:

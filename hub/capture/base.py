@@ -28,11 +28,18 @@ def redact(text: str) -> str:
     return _SECRET_PARAM.sub(r"\g<head>***", text)
 
 
-class SourceError(Exception):
-    """A camera could not be reached, or its stream broke; the message is safe to show."""
+#: The owner's words for a failure no source explained (details are in the hub's log).
+UNEXPLAINED = "the hub could not read the camera (see the hub's log)"
 
-    def __init__(self, message: str) -> None:
+
+class SourceError(Exception):
+    """A camera could not be reached, or its stream broke. The message (for the log)
+    names the source; `reason` says what happened in the owner's words, without the
+    URL, as the page shows it: "cannot connect: connection refused"."""
+
+    def __init__(self, message: str, reason: str = UNEXPLAINED) -> None:
         super().__init__(redact(message))
+        self.reason = reason
 
 
 class Source(ABC):

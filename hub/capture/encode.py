@@ -48,7 +48,10 @@ def open_encoder(
             continue
         log.debug("encoding %dx%d with %s", width, height, name)
         return encoder
-    raise SourceError(f"no H.264 encoder could be opened ({'; '.join(failures)})")
+    raise SourceError(
+        f"no H.264 encoder could be opened ({'; '.join(failures)})",
+        "no H.264 encoder works on this box",
+    )
 
 
 class EncodingSource(Source):
@@ -85,7 +88,9 @@ class EncodingSource(Source):
             self._frames = self._inner.read()
             self._first = next((f for f in self._frames if isinstance(f, Frame)), None)
             if self._first is None:
-                raise SourceError(f"{self.name}: ended before its first picture")
+                raise SourceError(
+                    f"{self.name}: ended before its first picture", "the camera sent no picture"
+                )
             self._encoder = open_encoder(
                 self._first.width,
                 self._first.height,
@@ -132,7 +137,10 @@ class EncodingSource(Source):
         try:
             packets = self._encoder.encode(picture)
         except av.FFmpegError as err:
-            raise SourceError(f"{self.name}: encoding failed: {err.strerror}") from None
+            raise SourceError(
+                f"{self.name}: encoding failed: {err.strerror}",
+                "encoding the camera's picture failed",
+            ) from None
         for packet in packets:
             assert packet.pts is not None
             yield Packet(

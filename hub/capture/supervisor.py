@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hub.capture.base import Source, SourceError, redact
+from hub.capture.base import UNEXPLAINED, Source, SourceError, redact
 from hub.media import Frame, Packet, StreamInfo
 
 log = logging.getLogger(__name__)
 
 STOP_DRAIN = 1.0  # seconds a stopping loop still hands on what its closed source yields
+ENDED = "stream ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class CaptureStatus:
     connected: bool
     reconnects: int  # reconnection attempts since start
     last_error: str | None  # the latest failure, kept after recovery; free of secrets
+    reason: str | None  # the same in the owner's words, without the URL (SourceError.reason)
     since: float  # Unix time `connected` last changed
     finished: bool = False  # a file reached its end; the loop has stopped for good
 
@@ -66,7 +68,7 @@ class CaptureLoop:
             )
         self.camera_id = camera_id
         self.status = CaptureStatus(
-            connected=False, reconnects=0, last_error=None, since=time.time()
+            connected=False, reconnects=0, last_error=None, reason=None, since=time.time()
         )
         self._make_source = make_source
         self._on_stream = on_stream
@@ -114,11 +116,12 @@ class CaptureLoop:
             self._flowing_since = None
             try:
                 finished = self._session()
-                error = None if finished else "stream ended"
+                error, reason = (None, None) if finished else (ENDED, "the camera ended its stream")
             except SourceError as err:
-                finished, error = False, str(err)
+                finished, error, reason = False, str(err), err.reason
             except Exception as err:
                 finished, error = False, f"{type(err).__name__} in capture: {redact(str(err))}"
+                reason = UNEXPLAINED
                 trace = redact("".join(traceback.format_exception(err))).rstrip()
                 log.warning("camera %s: %s", self.camera_id, trace)
             if self._stop.is_set():
@@ -129,7 +132,7 @@ class CaptureLoop:
                 return
             flowed = time.monotonic() - (self._flowing_since or time.monotonic())
             failures = 1 if flowed >= self._healthy_after else failures + 1
-            self._report_failure(error)
+            self._report_failure(error, reason)
             self._stop.wait(backoff_delay(failures, *self._backoff, self._rng))
         self._update(connected=False)
 
@@ -168,9 +171,11 @@ class CaptureLoop:
             if time.monotonic() > deadline:
                 return
 
-    def _report_failure(self, error: str | None) -> None:
+    def _report_failure(self, error: str | None, reason: str | None) -> None:
         was = self.status
-        self._update(connected=False, last_error=error, reconnects=was.reconnects + 1)
+        self._update(
+            connected=False, last_error=error, reason=reason, reconnects=was.reconnects + 1
+        )
         if was.connected:
             log.info("camera %s: disconnected: %s", self.camera_id, error)
         elif error != was.last_error:  # a camera that stays down is reported once

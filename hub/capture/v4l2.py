@@ -27,11 +27,17 @@ class V4L2Source(Source):
 
     def open(self) -> StreamInfo | None:
         if not Path(self._device).exists():
-            raise SourceError(f"{self.name}: no such device (camera unplugged?)")
+            raise SourceError(
+                f"{self.name}: no such device (camera unplugged?)",
+                "the USB camera is not plugged in",
+            )
         capture = cv2.VideoCapture(self._device, cv2.CAP_V4L2)
         if not capture.isOpened():
             capture.release()
-            raise SourceError(f"{self.name}: cannot open (busy, or not a video capture device)")
+            raise SourceError(
+                f"{self.name}: cannot open (busy, or not a video capture device)",
+                "the USB camera is busy, or not a camera",
+            )
         # MJPG first: USB cameras deliver HD at full rate only compressed.
         capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, self._size[0])
@@ -39,7 +45,7 @@ class V4L2Source(Source):
         capture.set(cv2.CAP_PROP_FPS, self._fps)
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 2)  # fresh pictures, not a backlog
         if not self._capture.hold(capture):
-            raise SourceError(f"{self.name}: closed while opening")
+            raise SourceError(f"{self.name}: closed while opening", "stopped while connecting")
         return None
 
     def read(self) -> Iterator[Frame]:
@@ -52,7 +58,10 @@ class V4L2Source(Source):
                 if self._capture.closed.is_set():
                     return
                 if not ok:
-                    raise SourceError(f"{self.name}: stopped delivering pictures (unplugged?)")
+                    raise SourceError(
+                        f"{self.name}: stopped delivering pictures (unplugged?)",
+                        "the USB camera stopped sending pictures",
+                    )
                 yield Frame(
                     time=times.next(time.time()),
                     luma=cv2.cvtColor(image, cv2.COLOR_BGR2GRAY),

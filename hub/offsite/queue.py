@@ -7,6 +7,12 @@ pending rows again, the event footage first and the oldest first within it. A ro
 size and SHA-256 of what was sent are kept with it. Confirmed rows stay (they are the
 record of what is off-site, for status and expiry) until the copy is expired.
 
+When the owner deletes footage, each of its files with a row here moves, in one
+transaction, to `offsite_delete`: a pending one is never sent, a confirmed one's object
+is deleted from the bucket by the uploader thread (retried until the bucket does it).
+A file being uploaded at that moment is not confirmed afterwards: its object is deleted
+like the others. Local retention never moves a row (§16: the copy must outlive the box).
+
 The queue has its own connection, behind its own lock: the uploader thread must never
 wait behind a camera's commit for its reads, and the cameras' writer threads add rows.
 """
@@ -55,6 +61,9 @@ class Summary:
     last_success: float | None
     last_error: str | None
     last_error_time: float | None
+    deletions_pending: int = 0  # objects of footage the owner deleted, still in the bucket
+    owner_deleted: int = 0  # such objects the bucket has deleted, in all
+    last_owner_delete: float | None = None
 
 
 _ITEM_COLUMNS = "id, kind, camera_id, time, urgent"
@@ -111,18 +120,51 @@ class OffsiteQueue:
         with self._lock, _transaction(self._conn):
             for s in sent:
                 i = s.item
+                row = (i.id, i.kind, i.camera_id, i.time, int(i.urgent), now, s.size, s.sha256)
+                # A file the owner deleted during its upload stays deleted: its row is
+                # gone and its object waits in `offsite_delete`.
                 self._conn.execute(
                     f"INSERT INTO offsite ({_ITEM_COLUMNS}, state, queued, size, sha256, "
-                    "confirmed) VALUES (?, ?, ?, ?, ?, 'confirmed', ?, ?, ?, ?) "
+                    "confirmed) SELECT ?, ?, ?, ?, ?, 'confirmed', ?, ?, ?, ? "
+                    "WHERE NOT EXISTS (SELECT 1 FROM offsite_delete WHERE id = ?) "
                     "ON CONFLICT (id) DO UPDATE SET state = 'confirmed', size = excluded.size, "
                     "sha256 = excluded.sha256, confirmed = excluded.confirmed",
-                    (i.id, i.kind, i.camera_id, i.time, int(i.urgent), now, s.size, s.sha256, now),
+                    (*row, now, i.id),
                 )
             self._set_status("last_success = ?", (now,))
 
-    def drop(self, file_id: str) -> None:
-        """Forget a pending file that is gone locally (deleted to keep the disk free)."""
-        self._write("DELETE FROM offsite WHERE id = ? AND state = 'pending'", (file_id,))
+    def drop(self, file_id: str) -> bool:
+        """Forget a pending file that is gone locally (deleted to keep the disk free);
+        False if it was not pending (the owner deleted it)."""
+        with self._lock:
+            cursor = self._conn.execute(
+                "DELETE FROM offsite WHERE id = ? AND state = 'pending'", (file_id,)
+            )
+            return cursor.rowcount > 0
+
+    def owner_deleted(self, file_id: str, now: float) -> bool:
+        """The owner deleted this file: never send it, and delete its copy if it has one.
+        Returns whether the off-site copy has something to do for it."""
+        with self._lock, _transaction(self._conn):
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO offsite_delete (id, kind, queued) "
+                "SELECT id, kind, ? FROM offsite WHERE id = ? AND kind != 'journal'",
+                (now, file_id),
+            )
+            self._conn.execute("DELETE FROM offsite WHERE id = ?", (file_id,))
+            return cursor.rowcount > 0
+
+    def deletions(self, limit: int) -> list[str]:
+        """Ids of files whose copies are to be deleted, the oldest request first."""
+        rows = self._read("SELECT id FROM offsite_delete ORDER BY queued, id LIMIT ?", (limit,))
+        return [str(file_id) for (file_id,) in rows]
+
+    def deleted(self, file_id: str, now: float) -> None:
+        """The bucket no longer holds this copy of the owner's deleted footage."""
+        with self._lock, _transaction(self._conn):
+            cursor = self._conn.execute("DELETE FROM offsite_delete WHERE id = ?", (file_id,))
+            if cursor.rowcount:
+                self._set_status("owner_deleted = owner_deleted + 1, last_owner_delete = ?", (now,))
 
     def confirmed_before(self, cutoff: float, limit: int) -> list[Item]:
         """Confirmed copies of footage older than `cutoff`, oldest first (for expiry)."""
@@ -159,7 +201,11 @@ class OffsiteQueue:
             status = self._conn.execute(
                 "SELECT last_success, last_error, last_error_time FROM offsite_status"
             ).fetchone() or (None, None, None)
-        return Summary(pending, urgent, oldest, confirmed, size, *status)
+            (deleting,) = self._conn.execute("SELECT count(*) FROM offsite_delete").fetchone()
+            done = self._conn.execute(
+                "SELECT owner_deleted, last_owner_delete FROM offsite_status"
+            ).fetchone() or (0, None)
+        return Summary(pending, urgent, oldest, confirmed, size, *status, deleting, *done)
 
     def pending_by_camera(self) -> dict[str, tuple[int, float]]:
         """camera id -> (files pending, when the oldest of them was queued)."""

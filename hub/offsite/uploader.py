@@ -33,6 +33,7 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0  # a bucket that is down is tried at least once a minute
 EXPIRY_EVERY = 3600.0
 EXPIRY_PAGE = 256
+DELETE_PAGE = 256
 DRAIN_WAIT = 8.0  # seconds stop() lets the last files (the cameras' final segments) go
 STOP_WAIT = 5.0  # then seconds it waits for an abandoned upload to end
 DAY = 86400.0
@@ -88,6 +89,16 @@ class OffsiteCopy:
         for row in rows:
             self.file_sealed(FileKind.SEGMENT, row.id)
 
+    def owner_deleted(self, file_id: str) -> bool:
+        """The Archive's hook, before the owner's deletion of a file: never send it, and
+        delete its copy from the bucket (soon, on the thread); whether it had one (or one
+        on its way). Its errors stop the owner's deletion: footage must not be gone here
+        and still kept off the box."""
+        if not self.queue.owner_deleted(file_id, time.time()):
+            return False
+        self._wake.set()
+        return True
+
     def keep(self, row: SegmentRow | SnapshotRow) -> bool:
         """Local retention's predicate: not yet off-site, so not deleted for age or budget."""
         return self.queue.is_pending(row.id)
@@ -127,7 +138,8 @@ class OffsiteCopy:
                 self._pending = self.queue.pending_by_camera()
                 if not self._ready:
                     self._prepare()
-                busy = self._send_batch()
+                busy = self._delete_for_owner()
+                busy = self._send_batch() or busy
                 self._expire_if_due(time.time())
             except Stopped:
                 return
@@ -190,6 +202,19 @@ class OffsiteCopy:
             self._succeeded()
         return True
 
+    def _delete_for_owner(self) -> bool:
+        """Delete the copies of footage the owner deleted, before sending anything new
+        (a file deleted while it was being sent is among them). False if none waited."""
+        deleted = 0
+        while file_ids := self.queue.deletions(DELETE_PAGE):
+            for file_id in file_ids:
+                self._bucket.delete(naming.file_object(self.settings.prefix, self._tag, file_id))
+                self.queue.deleted(file_id, time.time())
+                deleted += 1
+        if deleted:
+            log.info("off-site copy: deleted %d object(s) the owner deleted", deleted)
+        return bool(deleted)
+
     def _send_journal(self, files: list[journal.JournalFile]) -> Sent:
         events = self._events_of(files)
         plain = journal.build(journal.Journal(self._tag, time.time(), tuple(files), events))
@@ -226,13 +251,13 @@ class OffsiteCopy:
         return row
 
     def _lost(self, item: Item) -> None:
-        log.warning(
-            "off-site copy: %s %s… was deleted locally before it was copied (the disk was "
-            "full); it is not off-site",
-            item.kind,
-            item.id[:8],
-        )
-        self.queue.drop(item.id)
+        if self.queue.drop(item.id):  # not one the owner deleted
+            log.warning(
+                "off-site copy: %s %s… was deleted locally before it was copied (the disk "
+                "was full); it is not off-site",
+                item.kind,
+                item.id[:8],
+            )
 
     def _expire_if_due(self, now: float) -> None:
         """Best effort: delete copies of footage older than keep_days (and journals

@@ -48,7 +48,6 @@ STATUS_INTERVAL = 2.0  # seconds between looks at the cameras' frame rate and th
 HEARTBEAT = 25.0  # a comment line after this long without a message, so proxies keep it
 MAX_PER_SESSION = 4  # open pages (tabs) of one session
 MAX_STREAMS = 32  # open pages in all
-FPS_WINDOW = 1.0  # a frame rate is measured over at least this many seconds
 ENDED_WRITE_TIMEOUT = 2.0  # to tell a page its session ended, if it still reads
 DESCRIBED = 32  # event records described from the index, kept for the other pages
 
@@ -67,43 +66,38 @@ def sse(name: str, data: object) -> bytes:
 
 class StatusBoard:
     """The cameras' and the hub's status as the page shows it; looked at once for
-    every open page (the frame rate needs two looks, and a look reads a few numbers)."""
+    every open page."""
 
     def __init__(self, cameras: dict[str, CameraView], hub: Callable[[], Doc]) -> None:
         self._cameras = cameras
         self._hub = hub
-        self._counts: dict[str, tuple[int, float]] = {}  # frames, monotonic time measured
-        self._fps: dict[str, float | None] = {}
         self.cameras: dict[str, Doc] = {}
         self.hub: Doc = {}
 
-    def look(self, now: float) -> None:
+    def look(self) -> None:
         for cam in self._cameras.values():
-            status = cam.status()
-            frames = status.get("frames")
-            if isinstance(frames, int):
-                self._measure(cam.id, frames, now)
-            last = status.get("last_frame")
-            self.cameras[cam.id] = {
-                "id": cam.id,
-                "online": bool(status.get("connected")),
-                "error": status.get("error"),
-                "reconnects": status.get("reconnects", 0),
-                "fps": self._fps.get(cam.id),
-                "last_frame": round(last, 1) if isinstance(last, float) else None,
-                "viewers": cam.live.viewers,
-                # working, pending, lag_seconds, error; None when nothing is copied off-site
-                "offsite": status.get("offsite"),
-            }
+            self.cameras[cam.id] = camera_health(cam)
         self.hub = self._hub()
 
-    def _measure(self, camera_id: str, frames: int, now: float) -> None:
-        before = self._counts.get(camera_id)
-        if before is None or frames < before[0]:
-            self._counts[camera_id] = (frames, now)
-        elif now - before[1] >= FPS_WINDOW:
-            self._fps[camera_id] = round((frames - before[0]) / (now - before[1]), 1)
-            self._counts[camera_id] = (frames, now)
+
+def camera_health(cam: CameraView) -> Doc:
+    """A camera's health as the page shows it (a `camera` message, §8.10)."""
+    status = cam.status()
+    last = status.get("last_frame")
+    return {
+        "id": cam.id,
+        "online": bool(status.get("connected")),
+        "error": status.get("error"),
+        "reconnects": status.get("reconnects", 0),
+        "fps": status.get("fps"),
+        "kbit_s": status.get("kbit_s"),
+        "width": status.get("width"),
+        "height": status.get("height"),
+        "last_frame": round(last, 1) if isinstance(last, float) else None,
+        "viewers": cam.live.viewers,
+        # working, pending, lag_seconds, error; None when nothing is copied off-site
+        "offsite": status.get("offsite"),
+    }
 
 
 class _Page:
@@ -223,7 +217,7 @@ class PageStreams:
         watchdog = StreamWatchdog(request, page.end, what, self._stall_timeout, still_allowed)
         page.watchdog = watchdog
         try:
-            self.board.look(time.monotonic())  # a new page starts from the newest status
+            self.board.look()  # a new page starts from the newest status
             while not page.ended:
                 message = self._pending(page, subscription)
                 if message:
@@ -260,8 +254,10 @@ class PageStreams:
             doc = {"camera": happening.camera_id, "moving": happening.moving}
             return sse("motion", doc | {"time": happening.time})
         if isinstance(happening, CameraChanged):
-            # Told at once; the next look also brings its frame rate and error.
+            # Told at once; the next look also brings its figures and, if down, why.
             doc = {"id": happening.camera_id, "online": happening.online}
+            if happening.online:
+                doc["error"] = None
             return sse("camera", self.board.cameras.get(happening.camera_id, {}) | doc)
         event = self._describe(happening)
         return b"" if event is None else sse("event", {"phase": happening.phase, "event": event})
@@ -285,7 +281,7 @@ class PageStreams:
         while self._pages:
             await asyncio.sleep(self._status_interval)
             try:
-                self.board.look(time.monotonic())
+                self.board.look()
             except Exception:  # a failing look must not end the streams' status for good
                 log.exception("the page streams' status look failed")
                 continue

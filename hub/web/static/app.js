@@ -303,6 +303,7 @@
         { class: "camera-info" },
         el("h3", { class: "camera-name", text: cam.name }),
         status,
+        el("span", { class: "camera-reason", hidden: true }),
         el("span", { class: "motion-badge", text: "Motion", hidden: true }),
         el("span", { class: "live-stats muted" }),
         choices,
@@ -355,25 +356,32 @@
   function cameraStatus(cam) {
     const live = state.cameraStatus.get(cam.id);
     if (live) return live;
-    const { connected, error, reconnects, last_frame } = cam.status || {};
-    return { online: connected, error, reconnects, last_frame, fps: null, viewers: cam.viewers };
+    const { connected, ...status } = cam.status || {};
+    return { ...status, online: connected, viewers: cam.viewers };
   }
 
   function updateCard(card, cam) {
-    const { online, error, reconnects, fps, last_frame, viewers } = cameraStatus(cam);
+    const current = cameraStatus(cam);
+    const health = camhubHealth.describe(current);
     const status = card.querySelector(".status");
-    status.className = `status ${online ? "ok" : "bad"}`;
-    status.textContent = online ? "Connected" : error ? `Offline: ${error}` : "Connecting…";
+    status.className = `status ${health.ok ? "ok" : "bad"}`;
+    status.textContent = health.label;
+    const reason = card.querySelector(".camera-reason");
+    reason.textContent = health.reason;
+    reason.hidden = !health.reason;
+    const placeholder = card.querySelector(".live-placeholder");
+    const offline = "No picture while the camera is offline.";
+    if (health.reason) placeholder.textContent = offline;
+    else if (placeholder.textContent === offline) placeholder.textContent = "Waiting for a picture…";
     card.querySelector(".motion-badge").hidden = !state.moving.has(cam.id);
-    const meta = [recordText(cam.record)];
-    // Whole numbers from 10 on: measured over 2 s, 10 fps would flicker with 10.5.
-    if (online && fps) meta.push(`${fps >= 10 ? Math.round(fps) : fps} fps`);
-    if (!online && last_frame) meta.push(`last picture ${timeOnly.format(last_frame * 1000)}`);
-    if (reconnects) meta.push(`${reconnects} reconnect${reconnects === 1 ? "" : "s"}`);
-    if (viewers > 1) meta.push(`${viewers} watching`);
-    const offsite = (cam.status || {}).offsite; // as of the page's load
+    const meta = [recordText(cam.record), ...health.parts];
+    if (current.viewers > 1) meta.push(`${current.viewers} watching`);
+    const offsite = cameraStatus(cam).offsite; // from the page's stream as it changes
     if (offsite) meta.push(offsiteText(offsite));
-    card.querySelector(".camera-meta").textContent = meta.join(" · ");
+    // One span a phrase: a narrow card wraps between them. The spaces between are not
+    // drawn in a flex box (the gap is), but they keep the text readable as text.
+    const phrases = meta.flatMap((text, i) => [i ? " " : "", el("span", { text })]);
+    card.querySelector(".camera-meta").replaceChildren(...phrases);
     card.cam = cam;
     updateChoices(card, cam);
     if (card.dataset.mode === "MJPEG") showMjpegStats(card, last_frame);
@@ -712,7 +720,6 @@
         thumb.replaceWith(el("span", { class: "thumb thumb-none", text: "No picture" }));
       });
     }
-    const duration = event.end === null ? null : event.end - event.start;
     const button = el(
       "button",
       {
@@ -727,11 +734,7 @@
         { class: "event-text" },
         el("span", { class: "event-time", text: timeOnly.format(event.start * 1000) }),
         el("span", { class: "event-camera", text: cameraName(event.camera_id) }),
-        el(
-          "span",
-          { class: "event-meta muted" },
-          event.end === null ? "in progress" : fmtDuration(duration),
-        ),
+        el("span", { class: "event-meta muted", text: eventLengthText(event) }),
       ),
       el("span", { class: "event-play", "aria-hidden": "true" }),
     );
@@ -773,6 +776,15 @@
     span.style.left = `${(left * 100).toFixed(2)}%`; // CSSOM: allowed by the CSP
     span.style.width = `${(width * 100).toFixed(2)}%`;
     show(track, true);
+  }
+
+  // The list says how long the clip plays (pre-roll, motion, post-roll, whole
+  // segments), as the player and the share page do, and how long the motion was.
+  function eventLengthText(event) {
+    if (event.end === null) return "in progress";
+    const motion = `motion ${fmtDuration(event.end - event.start)}`;
+    if (event.clip_start === null) return `${motion} · no footage left`;
+    return `clip ${fmtDuration(event.clip_end - event.clip_start)} · ${motion}`;
   }
 
   // The clip's real span, as the event JSON gives it: pre-roll, motion, post-roll.
@@ -833,7 +845,8 @@
       const done = await api("DELETE", `/api/events/${event.id}`);
       closeDialogs();
       const kept = done.recording ? ` (${done.recording} segment still recording was kept)` : "";
-      notify(`Deleted: ${done.segments + done.snapshots} file(s), ${fmtBytes(done.bytes_freed)}${kept}.`, true);
+      const offsite = done.offsite ? ` Its ${done.offsite} off-site cop${done.offsite === 1 ? "y goes" : "ies go"} too.` : "";
+      notify(`Deleted: ${done.segments + done.snapshots} file(s), ${fmtBytes(done.bytes_freed)}${kept}.${offsite}`, true);
       await loadEvents(true).catch(reportError);
       await loadStorage().catch(() => {});
     } catch (error) {
@@ -1072,6 +1085,7 @@
         el("strong", { text: "Access log verified." }),
         ` All ${verdict.records} records are intact: the hash chain is unbroken. `,
         sealText(verdict),
+        verdict.sealed_through == null ? null : el("span", { class: "verify-note", text: SEAL_MEANS }),
       );
     } else {
       box.className = "verify bad";
@@ -1082,6 +1096,14 @@
       );
     }
   }
+
+  // What the seal is, in the owner's words: the chain alone can be recomputed by
+  // whoever rewrites the database; the seal cannot be made without the owner's key.
+  const SEAL_MEANS =
+    "The seal is a check only your password's key can make (at each login, at logout " +
+    "and every minute while you are logged in). Someone who gets at the hub's database " +
+    "could rewrite records and redo the chain, but not the seal: a record up to the " +
+    "sealed one that was changed, removed or cut off would show here as tampering.";
 
   // The seal is made with the owner's key at each login and logout and every minute
   // while logged in: a seal older than the owner's last visit means it was rolled back.

@@ -11,8 +11,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
 
-  const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
-  const fmtTime = (seconds) => dateTime.format(seconds * 1000);
+  const { time: fmtTime, duration: fmtDuration } = camhub.fmt;
 
   function refuse(title, text) {
     $("share-loading").hidden = true;
@@ -36,7 +35,9 @@
 
   function showClip(info) {
     $("share-loading").hidden = true;
-    $("share-camera").textContent = `${info.camera} · recorded ${fmtTime(info.start)}`;
+    // The clip's own start and length, as the owner's list and player give them.
+    const length = fmtDuration(info.end - info.start);
+    $("share-camera").textContent = `${info.camera} · recorded ${fmtTime(info.start)} · ${length}`;
     $("share-expires").textContent = `Link works until ${fmtTime(info.expires)}`;
     $("share-views").textContent = info.max_views
       ? `View ${info.views} of ${info.max_views}`
