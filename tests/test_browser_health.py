@@ -25,11 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hubkit import base, make_hub, running
 from rtsp_camera import RtspCamera
 from test_browser import (
     DESKTOP,
-    FAST_KDF,
-    PASSWORD,
     PHONE,
     PageProblems,
     browser,  # noqa: F401 - the fixture
@@ -38,9 +37,7 @@ from test_browser import (
     shot,
 )
 
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub, IndexedEvents
+from hub.daemon import Hub, IndexedEvents
 from hub.motion import MotionEvent
 
 try:
@@ -53,18 +50,7 @@ pytestmark = pytest.mark.slow
 
 DOOR = "Front door by the garden gate, the one with the bell"
 GARAGE = "Garage side entrance beside the recycling bins"
-CONFIG = """
-[hub]
-data_dir = "{data_dir}"
-log_level = "warning"
-
-[storage]
-min_free_gb = 0
-
-[web]
-listen = "127.0.0.1:0"
-tls = false
-
+CAMERAS = """
 [[camera]]
 id = "door"
 name = "{door}"
@@ -93,25 +79,10 @@ def dead_port() -> int:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, person_clip: Path) -> Iterator[Hub]:
-    root = tmp_path_factory.mktemp("health-browser")
-    data_dir = root / "data"
-    init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST_KDF)
     with RtspCamera(person_clip) as door:
-        text = CONFIG.format(
-            data_dir=data_dir, door=DOOR, door_url=door.url, garage=GARAGE, dead_port=dead_port()
-        )
-        running = Hub(parse_config(text, base_dir=root))
-        running.start()
-        try:
-            assert running.web is not None, "the hub's web server did not start"
-            yield running
-        finally:
-            running.stop()
-
-
-def base(hub: Hub) -> str:
-    assert hub.web is not None
-    return f"http://127.0.0.1:{hub.web.port}"
+        cameras = CAMERAS.format(door=DOOR, door_url=door.url, garage=GARAGE, dead_port=dead_port())
+        with running(make_hub(tmp_path_factory.mktemp("health-browser"), cameras)) as started:
+            yield started
 
 
 def card(page: Page, camera_id: str):  # -> Locator

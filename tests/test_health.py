@@ -20,25 +20,18 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from hubkit import base, logged_in, make_hub, running
 from rtsp_camera import RtspCamera
 from test_events_stream import (  # the door camera and the hub that records it
-    FAST as FAST_KDF,
-)
-from test_events_stream import (
-    PASSWORD,
     Reader,
-    base,
     camera,
     door,  # noqa: F401 - a fixture
     hub,  # noqa: F401 - a fixture
-    logged_in,
 )
 
 from hub.capture import AVSource, SourceError, V4L2Source
 from hub.capture.meter import WINDOW, StreamMeter
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
+from hub.daemon import Hub
 
 WAIT = 60.0  # seconds: a bound for what comes within a few seconds
 CLIP_SIZE = (768, 432)
@@ -263,34 +256,19 @@ async def test_a_camera_with_a_substream_is_measured_on_its_main_stream(
     """Main stream: the crowd clip, 1280x720 at 25 fps with AAC sound (recorded);
     detect substream: the person clip, 768x432 at 10 fps. The figures are the main
     stream's, its sound counted in the bit rate, never the substream's size or rate."""
-    init_data_dir(DataPaths(tmp_path), PASSWORD, kdf=FAST_KDF)
     with RtspCamera(crowd_av_clip, audio="aac") as main, RtspCamera(person_clip) as sub:
-        config = parse_config(
-            f"""
-            [hub]
-            data_dir = "{tmp_path}"
-            [storage]
-            min_free_gb = 0
-            [web]
-            listen = "127.0.0.1:0"
-            tls = false
+        cameras = f"""
             [[camera]]
             id = "door"
             url = "{main.url}"
             detect_url = "{sub.url}"
             record = "continuous"
             audio = true
-            """,
-            base_dir=tmp_path,
-        )
-        running = Hub(config)
-        running.start()
-        try:
-            client = await logged_in(running)
+            """
+        with running(make_hub(tmp_path, cameras)) as started:
+            client = await logged_in(started)
             async with client:
-                status = await until_status(client, running, measured, "the door's figures")
-        finally:
-            running.stop()
+                status = await until_status(client, started, measured, "the door's figures")
     assert (status["width"], status["height"]) == (1280, 720)
     assert status["fps"] == pytest.approx(25, abs=3)
     assert 1000 < status["kbit_s"] < 4000  # ~1.6 Mbit/s of video, 128 kbit/s of sound

@@ -376,7 +376,7 @@
     card.querySelector(".motion-badge").hidden = !state.moving.has(cam.id);
     const meta = [recordText(cam.record), ...health.parts];
     if (current.viewers > 1) meta.push(`${current.viewers} watching`);
-    const offsite = cameraStatus(cam).offsite; // from the page's stream as it changes
+    const offsite = current.offsite; // from the page's stream as it changes
     if (offsite) meta.push(offsiteText(offsite));
     // One span a phrase: a narrow card wraps between them. The spaces between are not
     // drawn in a flex box (the gap is), but they keep the text readable as text.
@@ -384,7 +384,7 @@
     card.querySelector(".camera-meta").replaceChildren(...phrases);
     card.cam = cam;
     updateChoices(card, cam);
-    if (card.dataset.mode === "MJPEG") showMjpegStats(card, last_frame);
+    if (card.dataset.mode === "MJPEG") showMjpegStats(card, current.last_frame);
   }
 
   // The view, its resolution and the time of the newest picture, so the owner sees it
