@@ -8,7 +8,7 @@
 (() => {
   const SNOOZE_SECONDS = 3600;
   const EVENT_WAIT_MS = 15000; // for the events list to show the event an alert opened
-  const { $, api: call } = camhub;
+  const { $, api: call, el } = camhub;
   const panel = {
     data: null, // the last GET /api/alerts
     subscription: null, // this browser's PushSubscription, if any
@@ -99,17 +99,6 @@
   }
 
   // -- the panel ------------------------------------------------------------------------
-
-  function el(tag, props, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(props || {})) {
-      if (name === "text") node.textContent = value;
-      else if (name === "class") node.className = value;
-      else node.setAttribute(name, value);
-    }
-    node.append(...children);
-    return node;
-  }
 
   function renderPush() {
     const problem = pushSupport();

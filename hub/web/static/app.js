@@ -844,9 +844,7 @@
     try {
       const done = await api("DELETE", `/api/events/${event.id}`);
       closeDialogs();
-      const kept = done.recording ? ` (${done.recording} segment still recording was kept)` : "";
-      const offsite = done.offsite ? ` Its ${done.offsite} off-site cop${done.offsite === 1 ? "y goes" : "ies go"} too.` : "";
-      notify(`Deleted: ${done.segments + done.snapshots} file(s), ${fmtBytes(done.bytes_freed)}${kept}.${offsite}`, true);
+      notify(camhub.fmt.deletion(done), true);
       await loadEvents(true).catch(reportError);
       await loadStorage().catch(() => {});
     } catch (error) {

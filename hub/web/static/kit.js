@@ -95,6 +95,15 @@
     return `${unit ? value.toFixed(value < 10 ? 1 : 0) : value} ${units[unit]}`;
   }
 
+  /** What a deletion's answer (DELETE /api/events/{id} or …/footage) did, in a sentence. */
+  function fmtDeletion(done) {
+    const kept = done.recording ? ` (${done.recording} segment still recording was kept)` : "";
+    const copies = done.offsite === 1 ? "copy goes" : "copies go";
+    const offsite = done.offsite ? ` Its ${done.offsite} off-site ${copies} too.` : "";
+    const files = done.segments + done.snapshots;
+    return `Deleted: ${files} file(s), ${fmtBytes(done.bytes_freed)}${kept}.${offsite}`;
+  }
+
   // -- news between the page's parts ----------------------------------------------------
 
   const listeners = new Map();
@@ -183,6 +192,7 @@
       duration: fmtDuration,
       relative: fmtRelative,
       bytes: fmtBytes,
+      deletion: fmtDeletion,
     }),
   });
 })();

@@ -9,8 +9,7 @@
 "use strict";
 
 (() => {
-  const $ = (id) => document.getElementById(id);
-
+  const { $ } = camhub;
   const { time: fmtTime, duration: fmtDuration } = camhub.fmt;
 
   function refuse(title, text) {

@@ -716,9 +716,7 @@
       $("tl-delete-dialog").close();
       clearSelection();
       await loadDay();
-      const kept = done.recording ? ` (${done.recording} segment still recording was kept)` : "";
-      const files = done.segments + done.snapshots;
-      message(`Deleted: ${files} file(s), ${camhub.fmt.bytes(done.bytes_freed)}${kept}.`);
+      message(camhub.fmt.deletion(done));
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) return;
       $("tl-delete-error").textContent = error.message;
