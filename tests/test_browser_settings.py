@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hubkit import FAST
+from hubkit import FAST, base
 from test_browser import (
     DESKTOP,
     PASSWORD,
@@ -29,7 +29,6 @@ from test_browser import (
     wait_until,
 )
 from test_browser import browser as chromium  # noqa: F401 (the shared Chromium, as a fixture)
-from test_browser_alerts import base
 
 from hub.capture.synthetic import SyntheticPorch
 from hub.cli import init_data_dir

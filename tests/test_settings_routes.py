@@ -16,18 +16,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from test_web import base, origin
+from hubkit import FAST, PASSWORD, base, origin
 
 from hub import vault
 from hub.cli import init_data_dir
 from hub.config import default_config, load_config
 from hub.daemon import DataPaths, Hub
 from hub.store import SegmentState
-from hub.vault import KdfParams
 from hub.web.settings_routes import HubStopping
 
-PASSWORD = "correct horse battery"
-FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
 SECRET = "s3cret-camera-pw"
 NEW_SECRET = "n3w-camera-pw"
 WAIT = 30.0  # seconds for segments to appear
