@@ -450,6 +450,21 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE offsite_status ADD COLUMN last_owner_delete REAL",
         "PRAGMA user_version = 8",
     ),
+    (
+        # The last event number given out. Alerts link to `/#event-N` and are told
+        # apart by N, so a deleted event's number never comes back; numbers a share
+        # still names count as used.
+        """
+        CREATE TABLE event_seq (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            last INTEGER NOT NULL
+        )
+        """,
+        "INSERT INTO event_seq SELECT 1, max("
+        "(SELECT coalesce(max(id), 0) FROM events), "
+        "(SELECT coalesce(max(event_id), 0) FROM shares))",
+        "PRAGMA user_version = 9",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 BUSY_TIMEOUT = 10.0  # seconds another process (the CLI) may hold the write lock
@@ -470,8 +485,10 @@ _OVERLAPPING = (
     "  (SELECT max(start_time) FROM segments WHERE camera_id = ? AND start_time <= ?), ?) "
     "AND coalesce(end_time, start_time) > ?"
 )
-# The next footage sequence number, taken inside the inserting transaction.
+# The next footage sequence number and event number, taken inside the inserting
+# transaction.
 _NEXT_SEQ = "UPDATE footage_seq SET last = last + 1 WHERE one = 1 RETURNING last"
+_NEXT_EVENT = "UPDATE event_seq SET last = last + 1 WHERE one = 1 RETURNING last"
 _AUDIT_COLUMNS = "seq, time, kind, actor, detail, hash"
 _SHARE_COLUMNS = (
     "id, secret_hash, label, camera_id, start_time, end_time, event_id, created, expires, "
@@ -804,11 +821,13 @@ class Index:
 
     def add_event(self, camera_id: str, start_time: float) -> int:
         with self._lock:
-            cursor = self._conn.execute(
-                "INSERT INTO events (camera_id, start_time) VALUES (?, ?)", (camera_id, start_time)
-            )
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
+            with _transaction(self._conn):
+                (event_id,) = self._conn.execute(_NEXT_EVENT).fetchone()
+                self._conn.execute(
+                    "INSERT INTO events (id, camera_id, start_time) VALUES (?, ?, ?)",
+                    (event_id, camera_id, start_time),
+                )
+            return int(event_id)
 
     def update_event(
         self, event_id: int, *, peak_score: float, peak_time: float, bbox: BBox | None
@@ -881,6 +900,9 @@ class Index:
                     for e in events
                 ],
             )  # fmt: skip
+            self._conn.execute(
+                "UPDATE event_seq SET last = max(last, (SELECT coalesce(max(id), 0) FROM events))"
+            )
 
     def close_open_events(self) -> list[EventRow]:
         """End every event a crash left open, at its last known moment (peak or start)."""

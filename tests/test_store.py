@@ -12,6 +12,7 @@ import pytest
 
 from hub.store import (
     SCHEMA_VERSION,
+    EventRow,
     Index,
     SchemaError,
     SegmentRow,
@@ -241,6 +242,45 @@ def test_event_lifecycle(index: Index) -> None:
     assert index.get_snapshot(snapshot.id) == snapshot
     with pytest.raises(LookupError, match="no event 999"):
         index.end_event(999, end_time=T0, peak_score=0, peak_time=T0, bbox=None)
+
+
+def test_an_event_number_is_never_given_twice(index: Index) -> None:
+    """Alerts link to `/#event-N` and are told apart by N: a deleted event's number
+    must not come back as the next event's."""
+    first = index.add_event("porch", T0)
+    index.delete_event(first)  # the newest event goes (the owner deleted it)
+    second = index.add_event("porch", T0 + 10)
+    assert second > first
+    assert index.get_event(first) is None
+
+
+def test_events_restored_under_their_own_numbers_are_not_numbered_again(index: Index) -> None:
+    restored = EventRow(7, "porch", T0, T0 + 5, 0.3, T0 + 1, None, None)
+    index.add_restored_events([restored])
+    assert index.add_event("porch", T0 + 20) == 8
+    assert index.get_event(7) == restored
+
+
+def test_an_index_from_before_event_numbering_goes_on_after_every_number_used(
+    db_path: Path,
+) -> None:
+    from hub.store import _MIGRATIONS
+
+    numbering = next(i for i, m in enumerate(_MIGRATIONS) if any("event_seq" in s for s in m))
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for migration in _MIGRATIONS[:numbering]:
+        for statement in migration:
+            conn.execute(statement)
+    conn.execute("INSERT INTO events (id, camera_id, start_time) VALUES (4, 'porch', ?)", (T0,))
+    # A share still names event 9, which the owner has since deleted.
+    conn.execute(
+        "INSERT INTO shares (id, secret_hash, label, camera_id, start_time, end_time, "
+        "event_id, created, expires) VALUES ('s', x'00', 'l', 'porch', ?, ?, 9, ?, ?)",
+        (T0, T0 + 5, T0, T0 + 99),
+    )
+    conn.close()
+    with Index(db_path) as index:
+        assert index.add_event("porch", T0 + 20) == 10
 
 
 def test_event_listing_filters_and_pages(index: Index) -> None:
