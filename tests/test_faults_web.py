@@ -25,18 +25,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from hubkit import PASSWORD, make_hub, running
 
-from hub.cli import init_data_dir
-from hub.config import parse_config
-from hub.daemon import DataPaths, Hub
+from hub.daemon import Hub
 from hub.logs import RepeatLogFilter
-from hub.vault import KdfParams
 from hub.web.auth import DEVICE_COOKIE, GLOBAL_FAILURES, GLOBAL_SPACING, LoginThrottle
 from hub.web.connections import PER_CLIENT
 from hub.web.server import HEADER_SECONDS
 
-PASSWORD = "correct horse battery"
-FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
 NOFILE = 256  # the hub's file limit here: its web cap is then 64 connections
 FLOOD = 300  # slow connections held open at once, well past the cap and the limit
 ATTACKERS = [f"127.0.0.{n}" for n in range(2, 12)]  # the flood's source addresses
@@ -244,37 +240,13 @@ def test_a_repeated_error_is_logged_once_per_interval_with_a_count(
 # -- the login flood -------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def in_process_hub(root: Path, *, tls: bool) -> Iterator[Hub]:
-    """A real hub in this process (its web server on its own thread), camera off."""
-    init_data_dir(DataPaths(root), PASSWORD, kdf=FAST)
-    config = parse_config(
-        f"""
-        [hub]
-        data_dir = "{root}"
-        [storage]
-        min_free_gb = 0
-        [web]
-        listen = "127.0.0.1:0"
-        tls = {str(tls).lower()}
-        [[camera]]
-        id = "porch"
-        url = "synthetic:porch"
-        record = "off"
-        """,
-        base_dir=root,
-    )
-    hub = Hub(config)
-    hub.start()
-    try:
-        yield hub
-    finally:
-        hub.stop()
+# The hub's own camera is off: these tests are about its web edge.
+QUIET_PORCH = '[[camera]]\nid = "porch"\nurl = "synthetic:porch"\nrecord = "off"\n'
 
 
 @pytest.fixture(scope="module")
 def web_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    with in_process_hub(tmp_path_factory.mktemp("loginhub"), tls=False) as hub:
+    with running(make_hub(tmp_path_factory.mktemp("loginhub"), QUIET_PORCH)) as hub:
         yield hub
 
 
@@ -299,7 +271,7 @@ def test_one_address_cannot_take_every_connection(web_hub: Hub) -> None:
 
 
 def test_a_tls_handshake_that_never_comes_is_cut_off(tmp_path: Path) -> None:
-    with in_process_hub(tmp_path, tls=True) as hub:
+    with running(make_hub(tmp_path, QUIET_PORCH, tls=True)) as hub:
         assert hub.web is not None and hub.web.url.startswith("https://")
         with socket.create_connection(("127.0.0.1", hub.web.port), timeout=5) as sock:
             assert closed_by_peer(sock, 3 * HEADER_SECONDS)

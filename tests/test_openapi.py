@@ -17,17 +17,17 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hubkit import FAST, PASSWORD
 
 from hub.archive import Archive, RetentionPolicy
 from hub.audit import AuditLog
 from hub.store import Index
-from hub.vault import KdfParams, create_owner_keys
+from hub.vault import create_owner_keys
 from hub.web.app import SESSION_COOKIE, WebContext, make_app
 from hub.web.auth import LoginThrottle, Sessions
 from hub.web.clips import ClipCache
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
-FAST = KdfParams(memory_kib=256, iterations=1, lanes=1)
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TEMPLATE_PARAM = re.compile(r"\{([^}/]+)\}")
@@ -42,7 +42,7 @@ def spec() -> dict[str, Any]:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[web.Application]:
-    keyfile, _ = create_owner_keys("correct horse battery", kdf=FAST)
+    keyfile, _ = create_owner_keys(PASSWORD, kdf=FAST)
     keys_path = tmp_path / "keys.json"
     keys_path.write_text(keyfile.to_json())
     index = Index(tmp_path / "index.sqlite3")
