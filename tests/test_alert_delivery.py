@@ -16,6 +16,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from hub.alerts.topics import CameraInfo
 from hub.alerts.webhook import Webhook
 from hub.audit import AuditLog
 from hub.config import AlertSettings, MqttSettings, WebhookSettings
+from hub.health import DISABLED
 from hub.store import Index
 
 SECRET = "hook-secret-4f1c9a2b7d"
@@ -55,7 +57,8 @@ def started(
         tmp_path / "vapid.pem",
     )
     alerts = Alerts(MqttSettings(), owner)
-    alerts.start([(CameraInfo("door", "Front door"), lambda: True)], PAGE)
+    online = replace(DISABLED, enabled=True, online=True)
+    alerts.start([(CameraInfo("door", "Front door"), lambda: online)], PAGE)
     return alerts
 
 
