@@ -109,6 +109,21 @@ def test_a_webhook_alert_is_signed_and_carries_metadata_only(
     assert SECRET not in caplog.text and "porch-7f3a9c" not in caplog.text
 
 
+def test_a_camera_renamed_on_the_page_is_alerted_under_its_new_name(
+    tmp_path: Path, index: Index
+) -> None:
+    with serve() as receiver:
+        hook = WebhookSettings(enabled=True, url=receiver.url + TOKEN_PATH, secret=SECRET)
+        alerts = started(tmp_path, index, webhook=hook)
+        try:
+            alerts.cameras_changed([CameraInfo("door", "Porch door")])
+            alerts.bus.publish(event_start(8))
+            (request,) = receiver.wait_for(1)
+        finally:
+            alerts.stop()
+    assert json.loads(request.body)["camera_name"] == "Porch door"
+
+
 def test_the_webhook_target_is_logged_when_it_changes_only(tmp_path: Path, index: Index) -> None:
     hook = WebhookSettings(enabled=True, url="http://127.0.0.1:9/x", secret=SECRET)
     for settings in (hook, hook, WebhookSettings(), WebhookSettings(), hook):

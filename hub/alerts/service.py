@@ -85,10 +85,12 @@ class Alerts:
             self._sender.stop()
 
     def cameras_changed(self, cameras: list[CameraInfo]) -> None:
-        """The cameras' names after a change from the page: Home Assistant is told in the
-        background (this never waits for the broker)."""
+        """The cameras' names after a change from the page, for the alerts from now on;
+        Home Assistant is told in the background (this never waits for the broker)."""
         if self._mqtt is not None:
             self._mqtt.cameras_changed(cameras)
+        if self._sender is not None:
+            self._sender.rename({camera.id: camera.name for camera in cameras})
 
     @property
     def mqtt_status(self) -> MqttStatus | None:
