@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the camera is only read here; this keeps happenings free of it
+if TYPE_CHECKING:  # for the annotation only: the pure happenings and topics import
+    # this module, and need none of the camera's pipeline (OpenCV, PyAV) with it.
     from hub.camera import Camera
 
 
@@ -30,7 +31,7 @@ class CameraHealth:
 
     @property
     def state(self) -> str:
-        """ "online", "offline" or "disabled"."""
+        """One of "online", "offline" and "disabled", as Home Assistant shows it."""
         if not self.enabled:
             return "disabled"
         return "online" if self.online else "offline"
