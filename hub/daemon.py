@@ -27,6 +27,7 @@ from hub.camera import Camera, EventSink
 from hub.config import CameraSettings, Config
 from hub.config_file import ConfigFile
 from hub.fsutil import DirectoryLock
+from hub.health import DISABLED, CameraHealth, camera_health
 from hub.logs import RepeatedFailure
 from hub.motion import MotionEvent
 from hub.offsite.triage import CameraPolicy
@@ -391,16 +392,18 @@ class Hub:
     def _start_alerts(self) -> None:
         served = self.web.url if self.web is not None else None
         link = page_url(self.config.web.origins, served, tls.lan_addresses())
-        cameras = [
-            (CameraInfo(c.id, c.settings.name), partial(self._is_online, c.id))
-            for c in self.cameras
-        ]
+        # Every camera of the config, the disabled ones too: Home Assistant shows those
+        # unavailable rather than forgetting them (docs/DESIGN.md §15).
+        cameras = [(info, partial(self._health, info.id)) for info in self._camera_infos()]
         self.alerts.start(cameras, link)
 
-    def _is_online(self, camera_id: str) -> bool:
-        """Asked of the camera running now: the page may have restarted it."""
+    def _camera_infos(self) -> list[CameraInfo]:
+        return [CameraInfo(c.id, c.name) for c in self.config.cameras]
+
+    def _health(self, camera_id: str) -> CameraHealth:
+        """Asked of the camera running now: the page may have restarted or disabled it."""
         running = next((c for c in self.cameras if c.id == camera_id), None)
-        return running is not None and running.is_online()
+        return camera_health(running) if running is not None else DISABLED
 
     def restart_camera(self, settings: CameraSettings) -> CameraView | None:
         """Run camera `settings.id` with new settings, the other cameras untouched.
@@ -429,6 +432,7 @@ class Hub:
             if started is not None:
                 kept[settings.id] = started
             self.cameras = [kept[c.id] for c in self.config.cameras if c.id in kept]
+        self.alerts.cameras_changed(self._camera_infos())  # a new name; never waits
         log.info("%s: %s with its new settings", settings.id, "restarted" if started else "stopped")
         return _camera_view(started, self.offsite) if started is not None else None
 
@@ -548,19 +552,16 @@ def _camera_view(camera: Camera, offsite: OffsiteCopy | None = None) -> CameraVi
     s = camera.settings
 
     def status() -> dict[str, object]:
-        streams = camera.status
-        reasons = [st.reason for st in streams if st.reason and not st.connected]
-        rates = camera.meter.rates()
-        size = camera.meter.size
+        health = camera_health(camera)
         shown: dict[str, object] = {
-            "connected": all(st.connected for st in streams),
-            "reconnects": sum(st.reconnects for st in streams),
-            "error": reasons[0] if reasons else None,
-            "fps": None if rates is None else round(rates.fps, 1),
-            "kbit_s": None if rates is None or rates.kbit_s is None else round(rates.kbit_s),
-            "width": None if size is None else size[0],
-            "height": None if size is None else size[1],
-            "last_frame": camera.last_frame_time,
+            "connected": health.online,
+            "reconnects": health.reconnects,
+            "error": health.reason,
+            "fps": None if health.fps is None else round(health.fps, 1),
+            "kbit_s": None if health.kbit_s is None else round(health.kbit_s),
+            "width": health.width,
+            "height": health.height,
+            "last_frame": health.last_frame,
         }
         if offsite is not None:
             shown["offsite"] = offsite.camera_status(camera.id, time.time())

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from hub.cli import init_data_dir
-from hub.config import parse_config
+from hub.config import load_config, parse_config
 from hub.daemon import DataPaths, Hub
 from hub.vault import KdfParams
 
@@ -32,10 +32,12 @@ def make_hub(
     web: str = "",
     tls: bool = False,
     data_dir: Path | None = None,
+    in_file: bool = False,
 ) -> Hub:
     """A hub, not started yet, over a data directory made now (`root`/data unless given).
     `tables` is the rest of the config ([[camera]], [alerts]...); `storage` and `web`
-    are more lines for those tables."""
+    are more lines for those tables. `in_file`: the config is read from
+    `root`/camhub.toml, so that the page can change its settings."""
     data_dir = data_dir or root / "data"
     init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST)
     text = (
@@ -44,6 +46,10 @@ def make_hub(
         f'[web]\nlisten = "127.0.0.1:0"\ntls = {str(tls).lower()}\n{web}\n'
         f"{tables}"
     )
+    if in_file:
+        path = root / "camhub.toml"
+        path.write_text(text)
+        return Hub(load_config(path))
     return Hub(parse_config(text, base_dir=root))
 
 

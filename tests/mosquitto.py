@@ -19,6 +19,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,16 +207,35 @@ class Subscriber:
         self, topic: str, payload: str | None = None, *, timeout: float = 20.0, after: int = 0
     ) -> Received:
         """The first message on `topic` (with `payload`, if given) at index >= `after`."""
+        wanted = None if payload is None else payload.encode()
+        return self.wait_until(
+            topic,
+            lambda msg: wanted is None or msg.payload == wanted,
+            timeout=timeout,
+            after=after,
+            what=repr(payload),
+        )
+
+    def wait_until(
+        self,
+        topic: str,
+        check: Callable[[Received], bool],
+        *,
+        timeout: float = 20.0,
+        after: int = 0,
+        what: str = "the message awaited",
+    ) -> Received:
+        """The first message on `topic` that passes `check`, at index >= `after`."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
                 for msg in self.messages[after:]:
-                    if msg.topic == topic and (payload is None or msg.payload == payload.encode()):
+                    if msg.topic == topic and check(msg):
                         return msg
                 left = deadline - time.monotonic()
                 if left <= 0:
                     seen = "\n".join(f"  {m.topic} {m.payload[:80]!r}" for m in self.messages)
-                    pytest.fail(f"no {payload!r} on {topic} within {timeout} s; seen:\n{seen}")
+                    pytest.fail(f"no {what} on {topic} within {timeout} s; seen:\n{seen}")
                 self._cond.wait(left)
 
     def mark(self) -> int:

@@ -16,6 +16,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from hub.alerts.topics import CameraInfo
 from hub.alerts.webhook import Webhook
 from hub.audit import AuditLog
 from hub.config import AlertSettings, MqttSettings, WebhookSettings
+from hub.health import DISABLED
 from hub.store import Index
 
 SECRET = "hook-secret-4f1c9a2b7d"
@@ -55,7 +57,8 @@ def started(
         tmp_path / "vapid.pem",
     )
     alerts = Alerts(MqttSettings(), owner)
-    alerts.start([(CameraInfo("door", "Front door"), lambda: True)], PAGE)
+    online = replace(DISABLED, enabled=True, online=True)
+    alerts.start([(CameraInfo("door", "Front door"), lambda: online)], PAGE)
     return alerts
 
 
@@ -104,6 +107,21 @@ def test_a_webhook_alert_is_signed_and_carries_metadata_only(
     assert who == "config file" and detail["url"] == receiver.url and detail["enabled"]
     assert SECRET not in json.dumps(detail) and "porch-7f3a9c" not in json.dumps(detail)
     assert SECRET not in caplog.text and "porch-7f3a9c" not in caplog.text
+
+
+def test_a_camera_renamed_on_the_page_is_alerted_under_its_new_name(
+    tmp_path: Path, index: Index
+) -> None:
+    with serve() as receiver:
+        hook = WebhookSettings(enabled=True, url=receiver.url + TOKEN_PATH, secret=SECRET)
+        alerts = started(tmp_path, index, webhook=hook)
+        try:
+            alerts.cameras_changed([CameraInfo("door", "Porch door")])
+            alerts.bus.publish(event_start(8))
+            (request,) = receiver.wait_for(1)
+        finally:
+            alerts.stop()
+    assert json.loads(request.body)["camera_name"] == "Porch door"
 
 
 def test_the_webhook_target_is_logged_when_it_changes_only(tmp_path: Path, index: Index) -> None:

@@ -5,20 +5,29 @@ from __future__ import annotations
 import ipaddress
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 
 from hub.alerts.bus import AlertBus
-from hub.alerts.happenings import CameraChanged, EventChanged, MotionChanged, Phase
+from hub.alerts.happenings import (
+    CameraChanged,
+    EventChanged,
+    HealthChanged,
+    MotionChanged,
+    Phase,
+)
 from hub.alerts.topics import (
     CameraInfo,
     HubInfo,
     Topics,
     discovery_messages,
     event_json,
+    health_json,
     messages_for,
     page_url,
 )
+from hub.health import DISABLED, CameraHealth
 
 BOX = (0.1, 0.2, 0.3, 0.4)
 
@@ -143,7 +152,14 @@ def test_topics_under_a_nested_prefix() -> None:
     assert topics.events == "home/cams/events"
     assert topics.node == "home_cams"
     assert topics.discovery("door") == "homeassistant/binary_sensor/home_cams/door_motion/config"
-    assert topics.discovery_filter == "homeassistant/binary_sensor/home_cams/+/config"
+    assert topics.health("door") == "home/cams/door/health"
+    assert (
+        topics.sensor_discovery("door", "fps") == "homeassistant/sensor/home_cams/door_fps/config"
+    )
+    assert topics.discovery_filters == (
+        "homeassistant/binary_sensor/home_cams/+/config",
+        "homeassistant/sensor/home_cams/+/config",
+    )
 
 
 def test_what_each_happening_becomes() -> None:
@@ -193,21 +209,43 @@ def test_discovery_announces_or_removes_each_camera() -> None:
     announced = discovery_messages(topics, cameras, hub, announce=True)
     removed = discovery_messages(topics, cameras, hub, announce=False)
 
-    assert (
-        [m.topic for m in announced]
-        == [m.topic for m in removed]
-        == [
-            "ha/binary_sensor/camhub/door_motion/config",
-            "ha/binary_sensor/camhub/yard_motion/config",
-        ]
-    )
+    entities = [
+        f"ha/{component}/camhub/{camera}_{entity}/config"
+        for camera in ("door", "yard")
+        for component, entity in (
+            ("binary_sensor", "motion"),
+            ("sensor", "fps"),
+            ("sensor", "kbit_s"),
+            ("sensor", "status"),
+        )
+    ]
+    assert [m.topic for m in announced] == [m.topic for m in removed] == entities
     assert all(m.retain for m in announced + removed)
     assert all(m.payload == b"" for m in removed)
-    door = json.loads(announced[0].payload)
+    configs = [json.loads(m.payload) for m in announced]
+    door = configs[0]
     assert door["unique_id"] == "camhub_camhub_door_motion"
     assert door["device"]["identifiers"] == ["camhub_camhub"]
     assert "configuration_url" not in door["device"]  # no page link known
-    assert json.loads(announced[1].payload)["device"] == door["device"]  # one device
+    assert all(config["device"] == door["device"] for config in configs)  # one device
+    assert len({config["unique_id"] for config in configs}) == len(configs)
+
+
+def test_health_is_figures_and_words_for_home_assistant() -> None:
+    topics = Topics("camhub", "homeassistant")
+    measured = CameraHealth(True, True, None, 9.96, 811.6, 768, 432, 2, 1.7e9 + 0.123)
+    [message] = messages_for(topics, HealthChanged("door", measured, 1.0), {})
+    assert (message.topic, message.retain) == ("camhub/door/health", True)
+    assert json.loads(message.payload) == {
+        "status": "online", "reason": None, "fps": 10.0, "kbit_s": 812, "width": 768,
+        "height": 432, "reconnects": 2, "last_frame": 1700000000.1,
+    }  # fmt: skip
+
+    refused = replace(measured, online=False, reason="x" * 1000, fps=None, kbit_s=None)
+    doc = json.loads(health_json(refused))
+    assert doc["status"] == "offline" and doc["fps"] is None and doc["kbit_s"] is None
+    assert doc["reason"] == "x" * 255  # the longest state Home Assistant takes
+    assert json.loads(health_json(DISABLED))["status"] == "disabled"
 
 
 @pytest.mark.parametrize(

@@ -6,16 +6,25 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from hub.alerts.bus import AlertBus, Subscription
-from hub.alerts.happenings import CameraChanged, EventChanged, Happening, MotionChanged, Phase
+from hub.alerts.happenings import (
+    CameraChanged,
+    EventChanged,
+    Happening,
+    HealthChanged,
+    MotionChanged,
+    Phase,
+)
 from hub.alerts.sink import AnnouncingEvents
-from hub.alerts.watch import StatusWatch
+from hub.alerts.watch import HEALTH_EVERY, StatusWatch
 from hub.camera import Camera, EventSink
 from hub.config import CameraSettings
+from hub.health import DISABLED, CameraHealth
 from hub.motion import MotionEvent
 
 
@@ -87,7 +96,8 @@ def test_the_watch_tells_each_change_of_a_camera_once() -> None:
     bus = AlertBus()
     sub = bus.subscribe()
     online = {"door": False}
-    watch = StatusWatch(bus, {"door": lambda: online["door"]}, interval=0.01)
+    up = replace(DISABLED, enabled=True)
+    watch = StatusWatch(bus, {"door": lambda: replace(up, online=online["door"])}, interval=0.01)
     watch.start()
     try:
         collect(sub, lambda s: s, timeout=10)
@@ -98,3 +108,56 @@ def test_the_watch_tells_each_change_of_a_camera_once() -> None:
     assert [(h.camera_id, h.online) for h in seen if isinstance(h, CameraChanged)] == [
         ("door", True)
     ]
+
+
+class Looked:
+    """A camera's health as the watch reads it, set by the test; counts the looks."""
+
+    def __init__(self, health: CameraHealth) -> None:
+        self.health = health
+        self.looks = 0
+
+    def __call__(self) -> CameraHealth:
+        self.looks += 1
+        return self.health
+
+    def wait_looks(self, more: int) -> None:
+        until = self.looks + more
+        deadline = time.monotonic() + 10
+        while self.looks < until:
+            assert time.monotonic() < deadline, "the watch stopped looking"
+            time.sleep(0.01)
+
+
+def test_health_is_told_on_a_change_else_every_ten_seconds() -> None:
+    bus = AlertBus()
+    sub = bus.subscribe()
+    now = [0.0]
+    door = Looked(CameraHealth(True, True, None, None, None, 768, 432, 0, None))
+    watch = StatusWatch(bus, {"door": door}, interval=0.01, clock=lambda: now[0])
+
+    def told() -> list[CameraHealth]:
+        return [h.health for h in sub.drain() if isinstance(h, HealthChanged)]
+
+    watch.start()
+    try:
+        first = collect(sub, lambda seen: any(isinstance(h, HealthChanged) for h in seen))
+        assert first[-1] == HealthChanged("door", door.health, first[-1].time)  # the first look
+        door.health = replace(door.health, fps=10.0, kbit_s=800.0)
+        door.wait_looks(2)
+        assert told() == [door.health]  # figures at last: told at once
+        for fps in (9.9, 10.1, 10.0):  # figures that move a little: not told
+            door.health = replace(door.health, fps=fps)
+            door.wait_looks(10)
+        assert told() == []
+        now[0] += HEALTH_EVERY  # ten seconds on: the newest figures
+        door.wait_looks(2)
+        assert told() == [door.health]
+        door.health = replace(door.health, online=False, reason="connection refused", fps=None)
+        door.wait_looks(2)
+        assert told() == [door.health]  # a camera that went offline: at once, with why
+        door.health = replace(door.health, reason="the camera refused the login")
+        door.wait_looks(2)
+        assert told() == [door.health]
+    finally:
+        watch.stop()

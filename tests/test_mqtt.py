@@ -18,15 +18,23 @@ from mosquitto import PASSWORD, USER, Broker, Subscriber
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.alerts.bus import AlertBus
-from hub.alerts.happenings import CameraChanged, EventChanged, MotionChanged, Phase
+from hub.alerts.happenings import (
+    CameraChanged,
+    EventChanged,
+    HealthChanged,
+    MotionChanged,
+    Phase,
+)
 from hub.alerts.mqtt import MqttPublisher, MqttState
 from hub.alerts.service import Alerts
 from hub.alerts.topics import CameraInfo
 from hub.config import MqttSettings
+from hub.health import CameraHealth
 
 DOOR = CameraInfo("door", "Front door")
 YARD = CameraInfo("yard", "Back yard")
 PAGE = "https://cams.home.arpa/"
+ONLINE = CameraHealth(True, True, None, 9.96, 811.6, 768, 432, 1, 1.7e9)
 
 
 def settings(broker: Broker, **overrides: object) -> MqttSettings:
@@ -104,24 +112,66 @@ def retained_now(broker: Broker, running: Running, pattern: str = "#") -> dict[s
     return {m.topic: m.payload for m in subscriber.messages if m.retain}
 
 
-def assert_home_assistant_binary_sensor(config: dict, camera: CameraInfo) -> None:
-    """The fields Home Assistant's MQTT binary_sensor needs, grouped under one device."""
-    assert config["name"] == f"{camera.name} motion"
-    assert isinstance(config["unique_id"], str) and camera.id in config["unique_id"]
-    assert config["state_topic"] == f"camhub/{camera.id}/motion"
-    assert config["device_class"] == "motion"
-    assert (config["payload_on"], config["payload_off"]) == ("ON", "OFF")
+def entity_topics(camera_id: str) -> dict[str, str]:
+    """Each Home Assistant entity of a camera: its discovery topic."""
+    sensors = {key: f"homeassistant/sensor/camhub/{camera_id}_{key}/config" for key in SENSORS}
+    return {"motion": f"homeassistant/binary_sensor/camhub/{camera_id}_motion/config"} | sensors
+
+
+SENSORS = ("fps", "kbit_s", "status")
+
+
+def assert_under_the_hubs_device(config: dict, camera_id: str, *, needs_camera: bool) -> None:
+    """Available while the hub is (and the camera, if `needs_camera`); one device."""
     topics = [a["topic"] for a in config["availability"]]
-    assert topics == ["camhub/availability", f"camhub/{camera.id}/status"]
+    camera = [f"camhub/{camera_id}/status"] if needs_camera else []
+    assert topics == ["camhub/availability", *camera]
     for availability in config["availability"]:
         assert availability["payload_available"] == "online"
         assert availability["payload_not_available"] == "offline"
-    assert config["availability_mode"] == "all"
+    assert config.get("availability_mode", "latest") == ("all" if needs_camera else "latest")
     device = config["device"]
     assert device["identifiers"] == ["camhub_camhub"]
     assert device["name"] and device["manufacturer"] and device["model"]
     assert device["sw_version"] == "9.9.9"
     assert device["configuration_url"] == PAGE
+
+
+def assert_home_assistant_binary_sensor(config: dict, camera: CameraInfo) -> None:
+    """The fields Home Assistant's MQTT binary_sensor needs, grouped under one device."""
+    assert config["name"] == f"{camera.name} motion"
+    assert config["unique_id"] == f"camhub_camhub_{camera.id}_motion"
+    assert config["state_topic"] == f"camhub/{camera.id}/motion"
+    assert config["device_class"] == "motion"
+    assert (config["payload_on"], config["payload_off"]) == ("ON", "OFF")
+    assert_under_the_hubs_device(config, camera.id, needs_camera=True)
+
+
+def assert_home_assistant_health_sensors(configs: dict[str, dict], camera: CameraInfo) -> None:
+    """Home Assistant's MQTT sensors of the camera's health, by key: each reads the
+    health topic with a template, is diagnostic, and has a unique id of the camera's id;
+    the figures are measurements with units HA knows."""
+    for key, config in configs.items():
+        assert config["state_topic"] == f"camhub/{camera.id}/health"
+        assert config["unique_id"] == f"camhub_camhub_{camera.id}_{key}"
+        assert config["entity_category"] == "diagnostic"  # the only one HA allows a sensor
+        assert config["value_template"].startswith("{{ value_json.")
+        assert_under_the_hubs_device(config, camera.id, needs_camera=key != "status")
+    fps, kbit_s, status = configs["fps"], configs["kbit_s"], configs["status"]
+    assert fps["name"] == f"{camera.name} frame rate" and fps["unit_of_measurement"] == "fps"
+    assert fps["state_class"] == kbit_s["state_class"] == "measurement"
+    assert kbit_s["name"] == f"{camera.name} bit rate"
+    assert (kbit_s["device_class"], kbit_s["unit_of_measurement"]) == ("data_rate", "kbit/s")
+    assert status["name"] == f"{camera.name} status"
+    assert "state_class" not in status and "unit_of_measurement" not in status  # words
+
+
+def assert_home_assistant_entities(retained: dict[str, bytes], camera: CameraInfo) -> None:
+    """All of the camera's entities, as Home Assistant would read them off the broker."""
+    topics = entity_topics(camera.id)
+    assert_home_assistant_binary_sensor(json.loads(retained[topics["motion"]]), camera)
+    sensors = {key: json.loads(retained[topics[key]]) for key in SENSORS}
+    assert_home_assistant_health_sensors(sensors, camera)
 
 
 # -- states, events, discovery ------------------------------------------------------------
@@ -145,7 +195,13 @@ def test_states_events_and_discovery_reach_a_real_subscriber(
     assert not on.retain  # live delivery; the broker keeps it retained (below)
     bus.publish(EventChanged(Phase.END, "door", 7, start, start + 9, 0.2, (0.1, 0.2, 0.5, 0.6)))
     bus.publish(MotionChanged("door", False, start + 9))
+    bus.publish(HealthChanged("door", ONLINE, start + 9))
     watcher.wait_for("camhub/door/motion", "OFF", after=mark)
+    health = watcher.wait_for("camhub/door/health", after=mark).json()
+    assert health == {
+        "status": "online", "reason": None, "fps": 10.0, "kbit_s": 812, "width": 768,
+        "height": 432, "reconnects": 1, "last_frame": 1.7e9,
+    }  # fmt: skip
 
     events = [m.json() for m in watcher.on("camhub/events")]
     assert [e["type"] for e in events] == ["start", "end"]
@@ -159,10 +215,10 @@ def test_states_events_and_discovery_reach_a_real_subscriber(
     assert retained["camhub/availability"] == b"online"
     assert retained["camhub/door/motion"] == b"OFF"
     assert retained["camhub/door/status"] == b"online"
+    assert json.loads(retained["camhub/door/health"]) == health
     assert "camhub/events" not in retained  # records are not states
     for camera in (DOOR, YARD):
-        topic = f"homeassistant/binary_sensor/camhub/{camera.id}_motion/config"
-        assert_home_assistant_binary_sensor(json.loads(retained[topic]), camera)
+        assert_home_assistant_entities(retained, camera)
     assert publisher.status.state is MqttState.CONNECTED
 
     publisher.stop()
@@ -175,31 +231,55 @@ def test_states_events_and_discovery_reach_a_real_subscriber(
 def test_discovery_off_removes_every_entity_the_hub_announced(
     broker: Broker, running: Running
 ) -> None:
-    config = "homeassistant/binary_sensor/camhub/{}_motion/config"
+    door, yard = set(entity_topics("door").values()), set(entity_topics("yard").values())
     first = running.publisher(settings(broker), AlertBus(), [DOOR, YARD])
     watcher = running.subscriber(broker)
-    watcher.wait_for(config.format("yard"))
+    watcher.wait_for(entity_topics("yard")["status"])  # announced last
     first.stop()
-    assert set(retained_now(broker, running, "homeassistant/#")) == {
-        config.format("door"),
-        config.format("yard"),
-    }
+    assert set(retained_now(broker, running, "homeassistant/#")) == door | yard
 
-    # The yard camera left the config, discovery stays on: only its entity goes.
+    # The yard camera left the config, discovery stays on: only its entities go.
     mark = watcher.mark()
     second = running.publisher(settings(broker), AlertBus(), [DOOR])
-    watcher.wait_for(config.format("yard"), "", after=mark)
+    for topic in yard:
+        watcher.wait_for(topic, "", after=mark)
     second.stop()
-    assert set(retained_now(broker, running, "homeassistant/#")) == {config.format("door")}
+    assert set(retained_now(broker, running, "homeassistant/#")) == door
 
-    # Discovery turned off: the remaining entity goes too, and nothing is announced.
+    # Discovery turned off: the remaining entities go too, the health sensors with the
+    # motion sensor, and nothing is announced.
     mark = watcher.mark()
     running.publisher(settings(broker, discovery=False), AlertBus(), [DOOR])
-    watcher.wait_for(config.format("door"), "", after=mark)
+    for topic in door:
+        watcher.wait_for(topic, "", after=mark)
     assert retained_now(broker, running, "homeassistant/#") == {}
     assert retained_now(broker, running, "camhub/availability") == {
         "camhub/availability": b"online"
     }
+
+
+def test_a_renamed_camera_is_announced_again_under_the_same_ids(
+    broker: Broker, running: Running
+) -> None:
+    bus = AlertBus()
+    publisher = running.publisher(settings(broker), bus, [DOOR, YARD])
+    watcher = running.subscriber(broker)
+    watcher.wait_for(entity_topics("yard")["status"])
+    mark = watcher.mark()
+
+    renamed = CameraInfo("door", "Porch door")
+    publisher.cameras_changed([renamed])  # the yard camera is gone as well
+    for topic in entity_topics("yard").values():
+        watcher.wait_for(topic, "", after=mark)  # its entities removed
+    for topic in entity_topics("door").values():
+        watcher.wait_for(topic, after=mark)
+    retained = retained_now(broker, running, "homeassistant/#")
+    assert set(retained) == set(entity_topics("door").values())
+    assert_home_assistant_entities(retained, renamed)  # the new name, the same unique ids
+
+    # Event records carry the new name too.
+    bus.publish(EventChanged(Phase.START, "door", 3, time.time(), None, 0.1, (0, 0, 1, 1)))
+    assert watcher.wait_for("camhub/events", after=mark).json()["camera_name"] == "Porch door"
 
 
 def test_state_is_told_again_after_the_broker_restarts(
@@ -266,12 +346,12 @@ def test_refused_credentials_give_one_clear_line_and_a_status(
 
 def test_the_hubs_alerts_show_the_mqtt_status(broker: Broker) -> None:
     off = Alerts(MqttSettings())
-    off.start([(DOOR, lambda: True)], None)
+    off.start([(DOOR, lambda: ONLINE)], None)
     off.stop()
     assert off.mqtt_status is None
 
     alerts = Alerts(settings(broker, password="wrong-pw-for-status"))
-    alerts.start([(DOOR, lambda: True)], None)
+    alerts.start([(DOOR, lambda: ONLINE)], None)
     try:
         deadline = time.monotonic() + 30
         while (status := alerts.mqtt_status) is None or status.state is not MqttState.REFUSED:

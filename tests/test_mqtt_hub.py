@@ -16,6 +16,7 @@ import pytest
 from mosquitto import PASSWORD, USER, Broker, Subscriber
 from rtsp_camera import serving
 from test_daemon import HubProcess, Site, camhub, new_site, read_index
+from test_mqtt_settings import assert_plausible, measured
 
 DISCOVERY = "homeassistant/binary_sensor/camhub/door_motion/config"
 
@@ -68,6 +69,8 @@ def test_motion_reaches_the_broker_which_restarts_and_kill_9_leaves_the_last_wil
         watcher.wait_for("camhub/door/status", "online", timeout=30)
         watcher.wait_for("camhub/door/motion", "OFF")
         watcher.wait_for("camhub/door/motion", "ON", timeout=45)
+        health = watcher.wait_until("camhub/door/health", measured)
+        assert_plausible(health, (768, 432))  # the person clip over RTSP
         started = json.loads(watcher.wait_for("camhub/events").payload)
         config = json.loads(watcher.wait_for(DISCOVERY).payload)
 

@@ -1,11 +1,14 @@
 """What the hub tells its listeners: motion on a camera, a camera going on- or offline,
-and the records of motion events. Metadata only: no picture ever travels with them."""
+its health now and then, and the records of motion events. Metadata only: no picture
+ever travels with them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
+
+from hub.health import CameraHealth
 
 BBox = tuple[float, float, float, float]  # x, y, width, height as fractions of the frame
 
@@ -47,6 +50,22 @@ class CameraChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthChanged:
+    """A camera's health, sampled (hub/alerts/watch.py): on a change of its state or
+    reason, else at most every `watch.HEALTH_EVERY` seconds."""
+
+    camera_id: str
+    health: CameraHealth
+    time: float
+
+    is_state: ClassVar[bool] = True
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("health", self.camera_id)
+
+
+@dataclass(frozen=True, slots=True)
 class EventChanged:
     """A motion event as the index records it: started, grown, or ended."""
 
@@ -66,4 +85,4 @@ class EventChanged:
         return ("event", self.camera_id, str(self.event_id), self.phase.value)
 
 
-Happening = MotionChanged | CameraChanged | EventChanged
+Happening = MotionChanged | CameraChanged | HealthChanged | EventChanged

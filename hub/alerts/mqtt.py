@@ -6,7 +6,9 @@ drains the bus subscription and publishes. No camera ever waits here: the bus ta
 happenings without blocking, and while the broker is away this side keeps only the
 newest states (the bus's) and counts the event records it could not send. On every
 (re)connection it tells the broker everything again (availability, discovery, every
-current state), since a restarted broker may have lost its retained messages.
+current state), since a restarted broker may have lost its retained messages. A camera
+renamed from the page is announced again from the "mqtt" thread too: the caller only
+leaves the new names, newest wins, and wakes it.
 
 A broker that refuses the credentials gets one log line and the `refused` status,
 not a line per retry; it is retried (at most every `BACKOFF_MAX`) so that fixing the
@@ -36,6 +38,7 @@ from hub.alerts.topics import (
     Message,
     Topics,
     camera_status,
+    discovery_configs,
     discovery_messages,
     hub_availability,
     messages_for,
@@ -98,8 +101,11 @@ class MqttPublisher:
     ) -> None:
         self._settings = settings
         self._topics = Topics(settings.topic_prefix, settings.discovery_prefix)
-        self._cameras = {camera.id: camera for camera in cameras}
-        self._announced = {self._topics.discovery(camera.id) for camera in cameras}
+        self._hub = HubInfo(version, None)
+        self._cameras: dict[str, CameraInfo] = {}
+        self._announced: set[str] = set()  # discovery topics of the current cameras
+        self._take_cameras(cameras)
+        self._new_cameras: deque[list[CameraInfo]] = deque(maxlen=1)  # newest wins
         self._bus = bus
         self._version = version
         self._backoff = backoff
@@ -112,7 +118,6 @@ class MqttPublisher:
         self._unsent = 0  # event records dropped while the broker was away
         self._dropped = 0  # event records the bus dropped for this publisher, as told
         self._status = MqttStatus(MqttState.CONNECTING, "", time.time())
-        self._hub = HubInfo(version, None)
         self._client: paho.Client | None = None
         self._last: paho.MQTTMessageInfo | None = None
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
@@ -144,6 +149,12 @@ class MqttPublisher:
         client.loop_start()
         self._thread.start()
         log.info("MQTT: publishing to %s under %s/", self.where, self._topics.prefix)
+
+    def cameras_changed(self, cameras: list[CameraInfo]) -> None:
+        """New names (or cameras) from the page; from any thread, never waits: the "mqtt"
+        thread announces what changed and removes the entities of cameras gone."""
+        self._new_cameras.append(list(cameras))
+        self._wake.set()
 
     def stop(self) -> None:
         """Say goodbye (cameras and hub offline) if connected, and disconnect."""
@@ -201,7 +212,7 @@ class MqttPublisher:
                 )
             self._set_status(MqttState.REFUSED, str(reason))
             return
-        client.subscribe(self._topics.discovery_filter, qos=QOS)
+        client.subscribe([(topic, QOS) for topic in self._topics.discovery_filters])
         self._connected.set()
         self._fresh.set()
         self._set_status(MqttState.CONNECTED, "")
@@ -259,6 +270,9 @@ class MqttPublisher:
         self._goodbye()
 
     def _pump(self) -> None:
+        before = self._cameras
+        if self._new_cameras:
+            self._take_cameras(self._new_cameras.popleft())
         happenings = self._subscription.drain()
         if self._subscription.dropped > self._dropped:
             log.warning(
@@ -272,6 +286,8 @@ class MqttPublisher:
         if self._fresh.is_set():
             self._fresh.clear()
             self._tell_everything()
+        elif self._cameras is not before:
+            self._tell_cameras(before)
         for happening in happenings:
             for message in messages_for(self._topics, happening, self._cameras):
                 self._send(message)
@@ -280,6 +296,30 @@ class MqttPublisher:
             if not (self._settings.discovery and topic in self._announced):
                 self._send(Message(topic, b"", retain=True))
                 log.info("MQTT: removed the Home Assistant entity announced at %s", topic)
+
+    def _take_cameras(self, cameras: list[CameraInfo]) -> None:
+        self._cameras = {camera.id: camera for camera in cameras}
+        self._announced = {
+            topic
+            for camera in cameras
+            for topic in discovery_configs(self._topics, camera, self._hub)
+        }
+
+    def _tell_cameras(self, before: dict[str, CameraInfo]) -> None:
+        """Announce the cameras that are new or renamed since `before`; remove those gone."""
+        changed = [c for c in self._cameras.values() if before.get(c.id) != c]
+        gone = [c for c in before.values() if c.id not in self._cameras]
+        announce = self._settings.discovery
+        told = discovery_messages(self._topics, changed, self._hub, announce=announce)
+        told += discovery_messages(self._topics, gone, self._hub, announce=False)
+        for message in told:
+            self._send(message)
+        if announce and (changed or gone):
+            log.info(
+                "MQTT: Home Assistant told of %d camera(s) changed and %d gone",
+                len(changed),
+                len(gone),
+            )
 
     def _tell_everything(self) -> None:
         if self._unsent:

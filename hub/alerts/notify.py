@@ -97,6 +97,11 @@ class AlertSender:
     def statuses(self) -> list[TargetStatus]:
         return list(self._status.values())
 
+    def rename(self, names: dict[str, str]) -> None:
+        """The cameras' names after a change on the page; replaced whole, so the alert
+        thread reads either the old names or the new ones."""
+        self._names = dict(names)
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wake.wait()

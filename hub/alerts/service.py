@@ -30,6 +30,7 @@ from hub.alerts.watch import StatusWatch
 from hub.alerts.webhook import Webhook
 from hub.audit import AuditKind, AuditLog
 from hub.config import AlertSettings, MqttSettings, WebhookSettings
+from hub.health import CameraHealth
 from hub.store import Index
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,10 @@ class Alerts:
             self._vapid = _load_vapid(owner.vapid_path)
 
     def start(
-        self, cameras: list[tuple[CameraInfo, Callable[[], bool]]], page_url: str | None
+        self, cameras: list[tuple[CameraInfo, Callable[[], CameraHealth]]], page_url: str | None
     ) -> None:
-        """`cameras`: each camera and how to tell whether it is online now."""
-        self._watch = StatusWatch(self.bus, {info.id: online for info, online in cameras})
+        """`cameras`: each camera and how to read its health now."""
+        self._watch = StatusWatch(self.bus, {info.id: health for info, health in cameras})
         self._watch.start()
         if self._mqtt_settings.enabled:
             infos = [info for info, _ in cameras]
@@ -82,6 +83,14 @@ class Alerts:
             self._mqtt.stop()
         if self._sender is not None:
             self._sender.stop()
+
+    def cameras_changed(self, cameras: list[CameraInfo]) -> None:
+        """The cameras' names after a change from the page, for the alerts from now on;
+        Home Assistant is told in the background (this never waits for the broker)."""
+        if self._mqtt is not None:
+            self._mqtt.cameras_changed(cameras)
+        if self._sender is not None:
+            self._sender.rename({camera.id: camera.name for camera in cameras})
 
     @property
     def mqtt_status(self) -> MqttStatus | None:

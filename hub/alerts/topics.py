@@ -3,8 +3,10 @@
     <prefix>/availability          online | offline (retained; the last will says offline)
     <prefix>/<camera>/motion       ON | OFF (retained)
     <prefix>/<camera>/status       online | offline (retained)
+    <prefix>/<camera>/health       JSON: state, reason, frame and bit rate... (retained)
     <prefix>/events                one JSON object per event start, update and end
-    <discovery>/binary_sensor/<node>/<camera>_motion/config   Home Assistant discovery
+    <discovery>/binary_sensor/<node>/<camera>_motion/config   Home Assistant discovery,
+    <discovery>/sensor/<node>/<camera>_{fps,kbit_s,status}/config   one per entity
 
 Only metadata: ids, times, scores and boxes. No picture or footage is ever a payload.
 """
@@ -17,10 +19,18 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from hub.alerts.happenings import CameraChanged, EventChanged, Happening, MotionChanged
+from hub.alerts.happenings import (
+    CameraChanged,
+    EventChanged,
+    Happening,
+    HealthChanged,
+    MotionChanged,
+)
+from hub.health import CameraHealth
 
 ON, OFF = "ON", "OFF"
 ONLINE, OFFLINE = "online", "offline"
+MAX_STATE = 255  # characters in a Home Assistant state; a longer one is refused
 _NODE_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -70,13 +80,24 @@ class Topics:
     def status(self, camera_id: str) -> str:
         return f"{self.prefix}/{camera_id}/status"
 
+    def health(self, camera_id: str) -> str:
+        return f"{self.prefix}/{camera_id}/health"
+
     def discovery(self, camera_id: str) -> str:
+        """The camera's motion binary_sensor."""
         return f"{self.discovery_prefix}/binary_sensor/{self.node}/{camera_id}_motion/config"
 
+    def sensor_discovery(self, camera_id: str, sensor: str) -> str:
+        """One of the camera's health sensors: "fps", "kbit_s" or "status"."""
+        return f"{self.discovery_prefix}/sensor/{self.node}/{camera_id}_{sensor}/config"
+
     @property
-    def discovery_filter(self) -> str:
-        """Matches every discovery topic this hub may have announced, in any run."""
-        return f"{self.discovery_prefix}/binary_sensor/{self.node}/+/config"
+    def discovery_filters(self) -> tuple[str, ...]:
+        """Match every discovery topic this hub may have announced, in any run."""
+        return tuple(
+            f"{self.discovery_prefix}/{component}/{self.node}/+/config"
+            for component in ("binary_sensor", "sensor")
+        )
 
 
 def messages_for(
@@ -88,6 +109,9 @@ def messages_for(
         return [Message(topics.motion(happening.camera_id), payload.encode(), retain=True)]
     if isinstance(happening, CameraChanged):
         return [camera_status(topics, happening.camera_id, online=happening.online)]
+    if isinstance(happening, HealthChanged):
+        payload = health_json(happening.health)
+        return [Message(topics.health(happening.camera_id), payload, retain=True)]
     camera = cameras.get(happening.camera_id)
     name = camera.name if camera is not None else happening.camera_id
     return [Message(topics.events, event_json(happening, name), retain=False)]
@@ -116,12 +140,92 @@ def event_json(event: EventChanged, camera_name: str) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def discovery_config(topics: Topics, camera: CameraInfo, hub: HubInfo) -> dict[str, object]:
-    """A Home Assistant MQTT binary_sensor for the camera's motion, under the hub's device.
+def health_json(health: CameraHealth) -> bytes:
+    """A camera's health for Home Assistant's sensors: figures and words, no picture."""
+    doc = {
+        "status": health.state,
+        "reason": None if health.reason is None else health.reason[:MAX_STATE],
+        "fps": None if health.fps is None else round(health.fps, 1),
+        "kbit_s": None if health.kbit_s is None else round(health.kbit_s),
+        "width": health.width,
+        "height": health.height,
+        "reconnects": health.reconnects,
+        "last_frame": None if health.last_frame is None else round(health.last_frame, 1),
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
-    Available only while both the hub and the camera are: a camera that lost its stream
-    shows "unavailable" rather than a motion state nobody is watching.
+
+def discovery_configs(
+    topics: Topics, camera: CameraInfo, hub: HubInfo
+) -> dict[str, dict[str, object]]:
+    """The camera's Home Assistant entities by discovery topic, under the hub's device:
+    the motion binary_sensor, and the health sensors (diagnostic ones, as HA files them).
+
+    The unique ids are made of the camera's id, never its name: a camera renamed on the
+    page is announced again under the same ids, and Home Assistant keeps its entities,
+    their history and the owner's customisations. The motion sensor and the stream's
+    figures are available only while both the hub and the camera are: a camera that
+    lost its stream (or is disabled) shows "unavailable" rather than a state nobody is
+    measuring. The status sensor needs only the hub, since it says why the camera is off.
     """
+    both = [_available(topics.availability), _available(topics.status(camera.id))]
+    common: dict[str, object] = {
+        "qos": 1,
+        "device": _device(topics, hub),
+        "origin": {"name": "camhub", "sw_version": hub.version},
+    }
+    measured = {"availability": both, "availability_mode": "all", **common}
+    diagnostic = {"state_topic": topics.health(camera.id), "entity_category": "diagnostic"}
+    unique = f"camhub_{topics.node}_{camera.id}"
+    return {
+        topics.discovery(camera.id): {
+            "name": f"{camera.name} motion",
+            "unique_id": f"{unique}_motion",
+            "device_class": "motion",
+            "state_topic": topics.motion(camera.id),
+            "payload_on": ON,
+            "payload_off": OFF,
+            **measured,
+        },
+        topics.sensor_discovery(camera.id, "fps"): {
+            "name": f"{camera.name} frame rate",
+            "unique_id": f"{unique}_fps",
+            "value_template": "{{ value_json.fps }}",  # null: "None", which HA shows unknown
+            "unit_of_measurement": "fps",
+            "state_class": "measurement",
+            "suggested_display_precision": 1,
+            **diagnostic,
+            **measured,
+        },
+        topics.sensor_discovery(camera.id, "kbit_s"): {
+            "name": f"{camera.name} bit rate",
+            "unique_id": f"{unique}_kbit_s",
+            "value_template": "{{ value_json.kbit_s }}",
+            "device_class": "data_rate",
+            "unit_of_measurement": "kbit/s",
+            "state_class": "measurement",
+            "suggested_display_precision": 0,
+            **diagnostic,
+            **measured,
+        },
+        topics.sensor_discovery(camera.id, "status"): {
+            "name": f"{camera.name} status",
+            "unique_id": f"{unique}_status",
+            # "online", "disabled", or why it is offline in words ("offline" if unknown)
+            "value_template": "{{ value_json.reason or value_json.status }}",
+            **diagnostic,
+            "availability": [_available(topics.availability)],
+            **common,
+        },
+    }
+
+
+def _available(topic: str) -> dict[str, object]:
+    return {"topic": topic, "payload_available": ONLINE, "payload_not_available": OFFLINE}
+
+
+def _device(topics: Topics, hub: HubInfo) -> dict[str, object]:
+    """The one Home Assistant device that all of a hub's entities belong to."""
     device: dict[str, object] = {
         "identifiers": [f"camhub_{topics.node}"],
         "name": "camhub" if topics.node == "camhub" else f"camhub {topics.node}",
@@ -131,38 +235,18 @@ def discovery_config(topics: Topics, camera: CameraInfo, hub: HubInfo) -> dict[s
     }
     if hub.page_url:
         device["configuration_url"] = hub.page_url
-    return {
-        "name": f"{camera.name} motion",
-        "unique_id": f"camhub_{topics.node}_{camera.id}_motion",
-        "device_class": "motion",
-        "state_topic": topics.motion(camera.id),
-        "payload_on": ON,
-        "payload_off": OFF,
-        "availability": [
-            {"topic": topics.availability, "payload_available": ONLINE,
-             "payload_not_available": OFFLINE},
-            {"topic": topics.status(camera.id), "payload_available": ONLINE,
-             "payload_not_available": OFFLINE},
-        ],
-        "availability_mode": "all",
-        "qos": 1,
-        "device": device,
-        "origin": {"name": "camhub", "sw_version": hub.version},
-    }  # fmt: skip
+    return device
 
 
 def discovery_messages(
     topics: Topics, cameras: list[CameraInfo], hub: HubInfo, *, announce: bool
 ) -> list[Message]:
-    """Every camera announced, or (discovery turned off) its entity removed with an
+    """Every camera's entities announced, or (discovery turned off) removed with an
     empty retained payload, which is how Home Assistant forgets a discovered entity."""
     return [
-        Message(
-            topics.discovery(camera.id),
-            json.dumps(discovery_config(topics, camera, hub)).encode() if announce else b"",
-            retain=True,
-        )
+        Message(topic, json.dumps(config).encode() if announce else b"", retain=True)
         for camera in cameras
+        for topic, config in discovery_configs(topics, camera, hub).items()
     ]
 
 

@@ -1,8 +1,12 @@
-"""Camera online/offline for the bus, read from the capture loops' status.
+"""Camera online/offline and health for the bus, read from the capture loops' status.
 
-The capture loops keep only a status snapshot and call nobody, which keeps the capture
-code free of listeners; reading every camera's snapshot once a second costs nothing
-and tells a listener within a second that a camera dropped or came back.
+The capture loops keep only a status snapshot and a meter and call nobody, which keeps
+the capture code free of listeners; reading every camera's health once a second costs
+a few attribute reads and tells a listener within a second that a camera dropped or
+came back. The health itself (frame rate, bit rate...) changes a little at every look,
+so it is told only when the camera's state or reason changes or its figures come or
+go (the first window measured, or the stream stalled), else at most every
+`HEALTH_EVERY` seconds: Home Assistant records every state it gets.
 """
 
 from __future__ import annotations
@@ -12,21 +16,31 @@ import time
 from collections.abc import Callable
 
 from hub.alerts.bus import AlertBus
-from hub.alerts.happenings import CameraChanged
+from hub.alerts.happenings import CameraChanged, HealthChanged
+from hub.health import CameraHealth
 
 INTERVAL = 1.0  # seconds between looks
+HEALTH_EVERY = 10.0  # seconds between health states of one camera whose state holds
 
 
 class StatusWatch:
-    """Publishes a CameraChanged whenever a camera's `online()` answer changes."""
+    """Publishes a CameraChanged whenever a camera's `online` changes, and its
+    HealthChanged on a change (`_shape`), else every `HEALTH_EVERY` s."""
 
     def __init__(
-        self, bus: AlertBus, cameras: dict[str, Callable[[], bool]], interval: float = INTERVAL
+        self,
+        bus: AlertBus,
+        cameras: dict[str, Callable[[], CameraHealth]],
+        interval: float = INTERVAL,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bus = bus
         self._cameras = cameras
         self._interval = interval
+        self._clock = clock
         self._known: dict[str, bool] = {}
+        self._told: dict[str, tuple[float, CameraHealth]] = {}  # when, what: per camera
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="camera-watch", daemon=True)
 
@@ -40,12 +54,28 @@ class StatusWatch:
 
     def _look(self) -> None:
         """One look at every camera, publishing what changed since the last one."""
-        for camera_id, online in self._cameras.items():
-            now = online()
-            if self._known.get(camera_id) is not now:
-                self._known[camera_id] = now
-                self._bus.publish(CameraChanged(camera_id, now, time.time()))
+        for camera_id, look in self._cameras.items():
+            health = look()
+            if self._known.get(camera_id) is not health.online:
+                self._known[camera_id] = health.online
+                self._bus.publish(CameraChanged(camera_id, health.online, time.time()))
+            if self._health_due(camera_id, health):
+                self._told[camera_id] = (self._clock(), health)
+                self._bus.publish(HealthChanged(camera_id, health, time.time()))
+
+    def _health_due(self, camera_id: str, health: CameraHealth) -> bool:
+        told = self._told.get(camera_id)
+        if told is None:
+            return True
+        at, last = told
+        return _shape(last) != _shape(health) or self._clock() - at >= HEALTH_EVERY
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             self._look()
+
+
+def _shape(health: CameraHealth) -> tuple[str, str | None, bool]:
+    """What is told at once when it changes: the state, the reason, and whether there
+    are figures at all (not the figures, which move a little at every look)."""
+    return health.state, health.reason, health.fps is None

@@ -38,7 +38,13 @@ from typing import Any
 from aiohttp import web
 
 from hub.alerts.bus import AlertBus, Subscription
-from hub.alerts.happenings import CameraChanged, EventChanged, Happening, MotionChanged
+from hub.alerts.happenings import (
+    CameraChanged,
+    EventChanged,
+    Happening,
+    HealthChanged,
+    MotionChanged,
+)
 from hub.web.app import CameraView
 from hub.web.live import STALL_TIMEOUT, StreamWatchdog, client_gone
 
@@ -259,6 +265,8 @@ class PageStreams:
             if happening.online:
                 doc["error"] = None
             return sse("camera", self.board.cameras.get(happening.camera_id, {}) | doc)
+        if isinstance(happening, HealthChanged):
+            return b""  # the page has its own look at the cameras' health, every second
         event = self._describe(happening)
         return b"" if event is None else sse("event", {"phase": happening.phase, "event": event})
 
