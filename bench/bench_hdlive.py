@@ -12,7 +12,9 @@ real aiohttp clients in a child process (logged in as the owner), so their work 
 billed to the hub. Server latency: from a packet reaching the live feed to its fragment
 written to the WebSocket (hub/web/hdlive.py keeps the samples). Chromium: the owner's
 page in headless Chromium (Playwright, /usr/bin/chromium) plays the HD view; the lag
-is the buffered picture ahead of the playhead, sampled every 0.5 s.
+is the buffered picture ahead of the playhead, sampled every 0.5 s, beside the pictures
+Chromium decoded and dropped and how far the playhead went meanwhile (a picture dropped
+or a stall would show there, the lag alone would not).
 
 Targets (issue 10): 10 HD viewers add < 3% of one core; server latency median < 20 ms;
 Chromium lag median < 1 s. This prints, never asserts.
@@ -41,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import av
+from av.bitstream import BitStreamFilterContext
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
@@ -50,6 +54,8 @@ from rtsp_camera import RtspCamera  # noqa: E402
 from hub.cli import init_data_dir  # noqa: E402
 from hub.config import parse_config  # noqa: E402
 from hub.daemon import DataPaths, Hub  # noqa: E402
+from hub.fmp4 import FragmentMuxer  # noqa: E402
+from hub.media import Packet, StreamInfo  # noqa: E402
 from hub.vault import KdfParams  # noqa: E402
 
 DATA = Path(
@@ -72,7 +78,7 @@ class Window:
     cpu: float
     wall: float
     latencies: list[float]
-    after_cut: list[float]  # from the muxer letting the fragment go
+    after_cut: list[float]  # from its fragment being written
 
 
 def camera_clip(data: Path, into: Path, sound: bool) -> Path:
@@ -167,8 +173,19 @@ def measure_cpu(hub: Hub, base: str, short: bool) -> list[Window]:
     return windows
 
 
-def browser_lag(base: str, seconds: float) -> list[float] | str:
-    """Live-edge lag samples of the HD view in headless Chromium, or why there are none."""
+@dataclass(frozen=True, slots=True)
+class Playback:
+    """What headless Chromium made of the HD view over the sampled seconds."""
+
+    lags: list[float]  # buffered end - currentTime, every 0.5 s
+    decoded: int  # pictures (getVideoPlaybackQuality().totalVideoFrames)
+    dropped: int  # of them dropped (droppedVideoFrames)
+    played: float  # seconds the playhead advanced
+    wall: float  # seconds sampled
+
+
+def browser_lag(base: str, seconds: float) -> Playback | str:
+    """The HD view's playback in headless Chromium, or why it was not measured."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -192,22 +209,32 @@ def browser_lag(base: str, seconds: float) -> list[float] | str:
                 timeout=20_000,
             )
             page.wait_for_timeout(2000)  # past the start-up jump to the edge
-            lags = []
+            samples = []
             for _ in range(round(seconds * 2)):
-                lag = page.evaluate(
-                    "() => { const v = document.querySelector('.live-video'); const b = v.buffered;"
-                    " return b.length ? b.end(b.length - 1) - v.currentTime : null; }"
+                samples.append(
+                    page.evaluate(
+                        "() => { const v = document.querySelector('.live-video');"
+                        " const b = v.buffered, q = v.getVideoPlaybackQuality();"
+                        " return {lag: b.length ? b.end(b.length - 1) - v.currentTime : null,"
+                        " t: v.currentTime, decoded: q.totalVideoFrames,"
+                        " dropped: q.droppedVideoFrames}; }"
+                    )
                 )
-                if lag is not None:
-                    lags.append(lag)
                 page.wait_for_timeout(500)
-            return lags
+            first, last = samples[0], samples[-1]
+            return Playback(
+                [s["lag"] for s in samples if s["lag"] is not None],
+                last["decoded"] - first["decoded"],
+                last["dropped"] - first["dropped"],
+                last["t"] - first["t"],
+                (len(samples) - 1) * 0.5,
+            )
         finally:
             browser.close()
 
 
 def report(
-    windows: list[Window], lags: list[float] | str, width: int, height: int, sound: str
+    windows: list[Window], playback: Playback | str, width: int, height: int, sound: str
 ) -> None:
     what = f"{sound} sound, recording on" if sound != "none" else "no sound, recording off"
     print(f"camera: {width}x{height} 25 fps, 1 s GOP, over RTSP; {what}")
@@ -238,20 +265,45 @@ def report(
         cut = sorted(x for w in windows if w.kind == "hd" for x in w.after_cut)
         wait = statistics.median(hd_lat) - statistics.median(cut)
         print(
-            f"  of which waiting in the feed (with sound: for the sound of its moment; then"
-            f" the muxer holding the picture until the next packet): ~{wait * 1000:.1f} ms"
-            f" (one frame interval at 25 fps is 40 ms); muxer out -> WebSocket write "
-            f"(fan-out, event loop, write): median {statistics.median(cut) * 1000:.2f} ms, "
+            f"  of which in the feed up to the fragment written (with sound: the wait for"
+            f" the sound of its moment): ~{wait * 1000:.1f} ms; fragment written -> WebSocket"
+            f" write (fan-out, event loop, write): median {statistics.median(cut) * 1000:.2f} ms, "
             f"p95 {cut[round(0.95 * (len(cut) - 1))] * 1000:.2f} ms"
         )
-    if isinstance(lags, str):
-        print(f"Chromium live-edge lag: not measured ({lags})")
-    elif lags:
+    if isinstance(playback, str):
+        print(f"Chromium live-edge lag: not measured ({playback})")
+        return
+    lags = playback.lags
+    if lags:
         print(
             f"Chromium live-edge lag (buffered end - currentTime): median "
             f"{statistics.median(lags):.2f} s, max {max(lags):.2f} s over {len(lags)} samples "
             "(target median < 1 s)"
         )
+    print(
+        f"Chromium playback: {playback.decoded} pictures decoded, {playback.dropped} dropped;"
+        f" the playhead advanced {playback.played:.1f} s in {playback.wall:.1f} s"
+    )
+
+
+def mux_cost(clip: Path) -> float:
+    """Seconds FragmentMuxer.push takes per picture of the clip, given as an RTSP camera's
+    are (Annex B, parameter sets in band): the fastest of 5 passes."""
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        annexb = BitStreamFilterContext("h264_mp4toannexb", stream)
+        raw = [q for p in container.demux(stream) for q in annexb.filter(p) if q.size]
+        ctx = stream.codec_context
+        info = StreamInfo("h264", ctx.width, ctx.height, stream.time_base, None, 25.0)
+    packets = [Packet(bytes(q), q.pts, q.dts, q.duration or 0, q.is_keyframe, 0.0) for q in raw]
+    best = float("inf")
+    for _ in range(5):
+        muxer = FragmentMuxer(info)
+        started = time.perf_counter()
+        for packet in packets:
+            muxer.push(packet, 0.0)
+        best = min(best, (time.perf_counter() - started) / len(packets))
+    return best
 
 
 def hub_side(args: argparse.Namespace) -> None:
@@ -261,6 +313,7 @@ def hub_side(args: argparse.Namespace) -> None:
         root = Path(tmp)
         sound = args.sound != "none"
         clip = camera_clip(args.data, root, sound)
+        per_picture = mux_cost(clip)
         with RtspCamera(clip, audio=args.sound) as camera:
             hub = start_hub(root / "data", camera.url, sound)
             try:
@@ -269,14 +322,15 @@ def hub_side(args: argparse.Namespace) -> None:
                 info = hub.cameras[0].streams["main"].info
                 assert info is not None
                 windows = measure_cpu(hub, base, args.short)
-                lags = (
+                playback = (
                     "--no-browser"
                     if args.no_browser
                     else browser_lag(base, BROWSER_SECONDS[args.short])
                 )
             finally:
                 hub.stop()
-    report(windows, lags, info.width, info.height, args.sound)
+    report(windows, playback, info.width, info.height, args.sound)
+    print(f"muxing (hub/fmp4.py, Annex B in): {per_picture * 1e6:.0f} µs per picture")
 
 
 # -- the viewers (child process) ----------------------------------------------------------
