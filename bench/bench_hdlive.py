@@ -1,9 +1,10 @@
 """HD live view against today's MJPEG, on a real hub watching a 720p25 RTSP camera.
 
 The camera: the 720p crowd clip, re-encoded once with a keyframe every second (as a
-camera set to a 1 s GOP sends it), served over RTSP by GStreamer (tests/rtsp_camera.py)
-in real time, looped. The hub: the real `Hub` in this process (capture, motion decode,
-web server), recording off so the figures are live view's own.
+camera set to a 1 s GOP sends it), repeated in one file for longer than a run (the test
+server's own loop makes the RTSP timestamps jump), served over RTSP by GStreamer
+(tests/rtsp_camera.py) in real time. The hub: the real `Hub` in this process (capture,
+motion decode, web server), recording off so the figures are live view's own.
 
 CPU: this process's CPU time (user + system, all threads) in windows with 0 viewers,
 1 and 10 HD viewers (fMP4 over WebSocket) and 1 and 10 MJPEG viewers, alternating over
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import statistics
@@ -67,6 +69,11 @@ FAST_KDF = KdfParams(memory_kib=256, iterations=1, lanes=1)
 ROUNDS = {True: 1, False: 3}
 WINDOW = {True: 4.0, False: 10.0}  # seconds measured per phase
 BROWSER_SECONDS = {True: 8.0, False: 30.0}
+# Plays of the clip in the camera's file, enough for a whole run: where the test server
+# loops it the RTSP timestamps jump 13.6 s ahead, the sound's wall-clock times with
+# them, and a view with sound stalls until it starts over without the sound.
+PLAYS = {True: 6, False: 20}
+MUX_PICTURES = 500  # timed through the muxer alone
 SETTLE = 1.0  # after the viewer count changes
 PHASES = [("none", 0), ("hd", 1), ("hd", 10), ("mjpeg", 1), ("mjpeg", 10)]
 
@@ -81,15 +88,21 @@ class Window:
     after_cut: list[float]  # from its fragment being written
 
 
-def camera_clip(data: Path, into: Path, sound: bool) -> Path:
+def camera_clip(data: Path, into: Path, sound: bool, plays: int) -> Path:
     """The crowd clip as a camera with a 1 s GOP would send it (H.264, no B-frames), with
-    its AAC sound or without."""
-    out = into / "crowd-gop25.mp4"
+    its AAC sound (cut to the picture's 13.64 s, so the two still meet where it repeats)
+    or without, `plays` times over."""
+    once, out = into / "crowd-gop25.mp4", into / "crowd-camera.mp4"
     audio = ["-c:a", "copy"] if sound else ["-an"]
     subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-i", str(data / CLIP), *audio, "-c:v", "libx264",
-         "-preset", "veryfast", "-g", "25", "-keyint_min", "25", "-bf", "0",
-         "-b:v", "2M", str(out)],
+        ["ffmpeg", "-loglevel", "error", "-fflags", "+genpts", "-i", str(data / CLIP),
+         "-t", "13.64", *audio, "-c:v", "libx264", "-preset", "veryfast", "-g", "25",
+         "-keyint_min", "25", "-bf", "0", "-b:v", "2M", str(once)],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-stream_loop", str(plays - 1), "-i", str(once),
+         "-c", "copy", str(out)],
         check=True,
     )  # fmt: skip
     return out
@@ -292,7 +305,8 @@ def mux_cost(clip: Path) -> float:
     with av.open(str(clip)) as container:
         stream = container.streams.video[0]
         annexb = BitStreamFilterContext("h264_mp4toannexb", stream)
-        raw = [q for p in container.demux(stream) for q in annexb.filter(p) if q.size]
+        demuxed = itertools.islice(container.demux(stream), MUX_PICTURES)
+        raw = [q for p in demuxed for q in annexb.filter(p) if q.size]
         ctx = stream.codec_context
         info = StreamInfo("h264", ctx.width, ctx.height, stream.time_base, None, 25.0)
     packets = [Packet(bytes(q), q.pts, q.dts, q.duration or 0, q.is_keyframe, 0.0) for q in raw]
@@ -312,7 +326,7 @@ def hub_side(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-hdlive-") as tmp:
         root = Path(tmp)
         sound = args.sound != "none"
-        clip = camera_clip(args.data, root, sound)
+        clip = camera_clip(args.data, root, sound, PLAYS[args.short])
         per_picture = mux_cost(clip)
         with RtspCamera(clip, audio=args.sound) as camera:
             hub = start_hub(root / "data", camera.url, sound)

@@ -3,13 +3,14 @@ read back here field by field, as ISO/IEC 14496-12 lays it out."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 from pathlib import Path
 
 import pytest
 from test_hdlive import camera_packets, packets_of
 
-from hub.fmp4 import FragmentMuxer
+from hub.fmp4 import Fragment, FragmentMuxer
 from hub.fmp4_boxes import Sample, Track, avc_config, fragment, length_prefixed, tracks
 
 
@@ -28,6 +29,27 @@ def full_box(content: bytes) -> tuple[int, int, bytes]:
     """(version, flags, the rest) of a full box's content."""
     head = struct.unpack_from(">I", content)[0]
     return head >> 24, head & 0xFFFFFF, content[4:]
+
+
+def timing(made: Fragment) -> tuple[int, int, int]:
+    """(track ID, decode time, duration) of a one-sample fragment, as its boxes say."""
+    (_, moof), _ = boxes(made.data[8:])
+    tfhd, tfdt, trun = (content for _, content in boxes(boxes(moof)[1][1]))
+    return (
+        struct.unpack_from(">I", tfhd, 4)[0],
+        struct.unpack_from(">Q", tfdt, 4)[0],
+        struct.unpack_from(">I", trun, 12)[0],  # after flags, count, data offset
+    )
+
+
+def back_to_back(made: list[Fragment]) -> None:
+    """Within each track, every sample starts where the one before it ended: MSE takes
+    a gap for a discontinuity."""
+    times = [timing(f) for f in made]
+    for track in {t for t, _, _ in times}:
+        mine = [(start, length) for t, start, length in times if t == track]
+        for (start, length), (following, _) in itertools.pairwise(mine):
+            assert start + length == following, (track, start, length, following)
 
 
 def test_a_fragment_is_one_sample_its_moof_describes() -> None:
@@ -115,3 +137,27 @@ def test_the_init_segments_tracks_are_read_from_its_moov(
 def test_an_init_without_a_moov_is_refused() -> None:
     with pytest.raises(ValueError, match="no moov"):
         tracks(struct.pack(">I4s", 16, b"ftyp") + b"isom\x00\x00\x02\x00")
+
+
+def test_a_picture_after_a_lost_one_covers_the_gap(person_clip: Path) -> None:
+    """A camera loses a picture: the next one's sample starts where the previous ended
+    and lasts both intervals (it shows one frame early), so no gap opens."""
+    info, packets = packets_of(person_clip, 12)  # 10 fps, B-frames
+    muxer = FragmentMuxer(info)
+    made = [f for p in packets[:6] + packets[7:] for f in muxer.push(p, 0.0)]
+    back_to_back(made)
+    durations = [length for _, _, length in map(timing, made)]
+    frame = durations[0]
+    assert durations == [frame] * 6 + [2 * frame] + [frame] * (len(made) - 7)
+
+
+def test_picture_and_sound_are_each_back_to_back(crowd_av_clip: Path) -> None:
+    """Both tracks of a camera with sound, in time order as the feed hands them over:
+    every sample of each starts where the one before it ended."""
+    info, items = camera_packets(crowd_av_clip, 400)
+    start = next(i for i, p in enumerate(items) if p.starts_gop)
+    muxer = FragmentMuxer(info, sound=True)
+    ordered = sorted(items[start:], key=lambda p: p.time)
+    made = [f for p in ordered for f in muxer.push(p, 0.0)]
+    assert {f.audio for f in made} == {True, False}
+    back_to_back(made)
