@@ -1,9 +1,10 @@
 """HD live view against today's MJPEG, on a real hub watching a 720p25 RTSP camera.
 
 The camera: the 720p crowd clip, re-encoded once with a keyframe every second (as a
-camera set to a 1 s GOP sends it), served over RTSP by GStreamer (tests/rtsp_camera.py)
-in real time, looped. The hub: the real `Hub` in this process (capture, motion decode,
-web server), recording off so the figures are live view's own.
+camera set to a 1 s GOP sends it), repeated in one file for longer than a run (the test
+server's own loop makes the RTSP timestamps jump), served over RTSP by GStreamer
+(tests/rtsp_camera.py) in real time. The hub: the real `Hub` in this process (capture,
+motion decode, web server), recording off so the figures are live view's own.
 
 CPU: this process's CPU time (user + system, all threads) in windows with 0 viewers,
 1 and 10 HD viewers (fMP4 over WebSocket) and 1 and 10 MJPEG viewers, alternating over
@@ -12,7 +13,9 @@ real aiohttp clients in a child process (logged in as the owner), so their work 
 billed to the hub. Server latency: from a packet reaching the live feed to its fragment
 written to the WebSocket (hub/web/hdlive.py keeps the samples). Chromium: the owner's
 page in headless Chromium (Playwright, /usr/bin/chromium) plays the HD view; the lag
-is the buffered picture ahead of the playhead, sampled every 0.5 s.
+is the buffered picture ahead of the playhead, sampled every 0.5 s, beside the pictures
+Chromium decoded and dropped and how far the playhead went meanwhile (a picture dropped
+or a stall would show there, the lag alone would not).
 
 Targets (issue 10): 10 HD viewers add < 3% of one core; server latency median < 20 ms;
 Chromium lag median < 1 s. This prints, never asserts.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import statistics
@@ -41,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import av
+from av.bitstream import BitStreamFilterContext
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
@@ -50,6 +56,8 @@ from rtsp_camera import RtspCamera  # noqa: E402
 from hub.cli import init_data_dir  # noqa: E402
 from hub.config import parse_config  # noqa: E402
 from hub.daemon import DataPaths, Hub  # noqa: E402
+from hub.fmp4 import FragmentMuxer  # noqa: E402
+from hub.media import Packet, StreamInfo  # noqa: E402
 from hub.vault import KdfParams  # noqa: E402
 
 DATA = Path(
@@ -61,6 +69,11 @@ FAST_KDF = KdfParams(memory_kib=256, iterations=1, lanes=1)
 ROUNDS = {True: 1, False: 3}
 WINDOW = {True: 4.0, False: 10.0}  # seconds measured per phase
 BROWSER_SECONDS = {True: 8.0, False: 30.0}
+# Plays of the clip in the camera's file, enough for a whole run: where the test server
+# loops it the RTSP timestamps jump 13.6 s ahead, the sound's wall-clock times with
+# them, and a view with sound stalls until it starts over without the sound.
+PLAYS = {True: 6, False: 20}
+MUX_PICTURES = 500  # timed through the muxer alone
 SETTLE = 1.0  # after the viewer count changes
 PHASES = [("none", 0), ("hd", 1), ("hd", 10), ("mjpeg", 1), ("mjpeg", 10)]
 
@@ -72,18 +85,24 @@ class Window:
     cpu: float
     wall: float
     latencies: list[float]
-    after_cut: list[float]  # from the muxer letting the fragment go
+    after_cut: list[float]  # from its fragment being written
 
 
-def camera_clip(data: Path, into: Path, sound: bool) -> Path:
+def camera_clip(data: Path, into: Path, sound: bool, plays: int) -> Path:
     """The crowd clip as a camera with a 1 s GOP would send it (H.264, no B-frames), with
-    its AAC sound or without."""
-    out = into / "crowd-gop25.mp4"
+    its AAC sound (cut to the picture's 13.64 s, so the two still meet where it repeats)
+    or without, `plays` times over."""
+    once, out = into / "crowd-gop25.mp4", into / "crowd-camera.mp4"
     audio = ["-c:a", "copy"] if sound else ["-an"]
     subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-i", str(data / CLIP), *audio, "-c:v", "libx264",
-         "-preset", "veryfast", "-g", "25", "-keyint_min", "25", "-bf", "0",
-         "-b:v", "2M", str(out)],
+        ["ffmpeg", "-loglevel", "error", "-fflags", "+genpts", "-i", str(data / CLIP),
+         "-t", "13.64", *audio, "-c:v", "libx264", "-preset", "veryfast", "-g", "25",
+         "-keyint_min", "25", "-bf", "0", "-b:v", "2M", str(once)],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-stream_loop", str(plays - 1), "-i", str(once),
+         "-c", "copy", str(out)],
         check=True,
     )  # fmt: skip
     return out
@@ -167,8 +186,19 @@ def measure_cpu(hub: Hub, base: str, short: bool) -> list[Window]:
     return windows
 
 
-def browser_lag(base: str, seconds: float) -> list[float] | str:
-    """Live-edge lag samples of the HD view in headless Chromium, or why there are none."""
+@dataclass(frozen=True, slots=True)
+class Playback:
+    """What headless Chromium made of the HD view over the sampled seconds."""
+
+    lags: list[float]  # buffered end - currentTime, every 0.5 s
+    decoded: int  # pictures (getVideoPlaybackQuality().totalVideoFrames)
+    dropped: int  # of them dropped (droppedVideoFrames)
+    played: float  # seconds the playhead advanced
+    wall: float  # seconds sampled
+
+
+def browser_lag(base: str, seconds: float) -> Playback | str:
+    """The HD view's playback in headless Chromium, or why it was not measured."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -192,22 +222,32 @@ def browser_lag(base: str, seconds: float) -> list[float] | str:
                 timeout=20_000,
             )
             page.wait_for_timeout(2000)  # past the start-up jump to the edge
-            lags = []
+            samples = []
             for _ in range(round(seconds * 2)):
-                lag = page.evaluate(
-                    "() => { const v = document.querySelector('.live-video'); const b = v.buffered;"
-                    " return b.length ? b.end(b.length - 1) - v.currentTime : null; }"
+                samples.append(
+                    page.evaluate(
+                        "() => { const v = document.querySelector('.live-video');"
+                        " const b = v.buffered, q = v.getVideoPlaybackQuality();"
+                        " return {lag: b.length ? b.end(b.length - 1) - v.currentTime : null,"
+                        " t: v.currentTime, decoded: q.totalVideoFrames,"
+                        " dropped: q.droppedVideoFrames}; }"
+                    )
                 )
-                if lag is not None:
-                    lags.append(lag)
                 page.wait_for_timeout(500)
-            return lags
+            first, last = samples[0], samples[-1]
+            return Playback(
+                [s["lag"] for s in samples if s["lag"] is not None],
+                last["decoded"] - first["decoded"],
+                last["dropped"] - first["dropped"],
+                last["t"] - first["t"],
+                (len(samples) - 1) * 0.5,
+            )
         finally:
             browser.close()
 
 
 def report(
-    windows: list[Window], lags: list[float] | str, width: int, height: int, sound: str
+    windows: list[Window], playback: Playback | str, width: int, height: int, sound: str
 ) -> None:
     what = f"{sound} sound, recording on" if sound != "none" else "no sound, recording off"
     print(f"camera: {width}x{height} 25 fps, 1 s GOP, over RTSP; {what}")
@@ -238,20 +278,46 @@ def report(
         cut = sorted(x for w in windows if w.kind == "hd" for x in w.after_cut)
         wait = statistics.median(hd_lat) - statistics.median(cut)
         print(
-            f"  of which waiting in the feed (with sound: for the sound of its moment; then"
-            f" the muxer holding the picture until the next packet): ~{wait * 1000:.1f} ms"
-            f" (one frame interval at 25 fps is 40 ms); muxer out -> WebSocket write "
-            f"(fan-out, event loop, write): median {statistics.median(cut) * 1000:.2f} ms, "
+            f"  of which in the feed up to the fragment written (with sound: the wait for"
+            f" the sound of its moment): ~{wait * 1000:.1f} ms; fragment written -> WebSocket"
+            f" write (fan-out, event loop, write): median {statistics.median(cut) * 1000:.2f} ms, "
             f"p95 {cut[round(0.95 * (len(cut) - 1))] * 1000:.2f} ms"
         )
-    if isinstance(lags, str):
-        print(f"Chromium live-edge lag: not measured ({lags})")
-    elif lags:
+    if isinstance(playback, str):
+        print(f"Chromium live-edge lag: not measured ({playback})")
+        return
+    lags = playback.lags
+    if lags:
         print(
             f"Chromium live-edge lag (buffered end - currentTime): median "
             f"{statistics.median(lags):.2f} s, max {max(lags):.2f} s over {len(lags)} samples "
             "(target median < 1 s)"
         )
+    print(
+        f"Chromium playback: {playback.decoded} pictures decoded, {playback.dropped} dropped;"
+        f" the playhead advanced {playback.played:.1f} s in {playback.wall:.1f} s"
+    )
+
+
+def mux_cost(clip: Path) -> float:
+    """Seconds FragmentMuxer.push takes per picture of the clip, given as an RTSP camera's
+    are (Annex B, parameter sets in band): the fastest of 5 passes."""
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        annexb = BitStreamFilterContext("h264_mp4toannexb", stream)
+        demuxed = itertools.islice(container.demux(stream), MUX_PICTURES)
+        raw = [q for p in demuxed for q in annexb.filter(p) if q.size]
+        ctx = stream.codec_context
+        info = StreamInfo("h264", ctx.width, ctx.height, stream.time_base, None, 25.0)
+    packets = [Packet(bytes(q), q.pts, q.dts, q.duration or 0, q.is_keyframe, 0.0) for q in raw]
+    best = float("inf")
+    for _ in range(5):
+        muxer = FragmentMuxer(info)
+        started = time.perf_counter()
+        for packet in packets:
+            muxer.push(packet, 0.0)
+        best = min(best, (time.perf_counter() - started) / len(packets))
+    return best
 
 
 def hub_side(args: argparse.Namespace) -> None:
@@ -260,7 +326,8 @@ def hub_side(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-hdlive-") as tmp:
         root = Path(tmp)
         sound = args.sound != "none"
-        clip = camera_clip(args.data, root, sound)
+        clip = camera_clip(args.data, root, sound, PLAYS[args.short])
+        per_picture = mux_cost(clip)
         with RtspCamera(clip, audio=args.sound) as camera:
             hub = start_hub(root / "data", camera.url, sound)
             try:
@@ -269,14 +336,15 @@ def hub_side(args: argparse.Namespace) -> None:
                 info = hub.cameras[0].streams["main"].info
                 assert info is not None
                 windows = measure_cpu(hub, base, args.short)
-                lags = (
+                playback = (
                     "--no-browser"
                     if args.no_browser
                     else browser_lag(base, BROWSER_SECONDS[args.short])
                 )
             finally:
                 hub.stop()
-    report(windows, lags, info.width, info.height, args.sound)
+    report(windows, playback, info.width, info.height, args.sound)
+    print(f"muxing (hub/fmp4.py, Annex B in): {per_picture * 1e6:.0f} µs per picture")
 
 
 # -- the viewers (child process) ----------------------------------------------------------

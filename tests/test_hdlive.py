@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -72,18 +73,60 @@ def test_fragments_are_the_camera_packets_one_picture_each(person_clip: Path) ->
     info, packets = packets_of(person_clip, 35)
     muxer = FragmentMuxer(info)
     fragments = [f for p in packets for f in muxer.push(p, time.monotonic())]
-    muxer.close()
     assert muxer.init is not None and muxer.init[4:8] == b"ftyp" and b"moov" in muxer.init
     assert muxer.codec == "avc1.4d401f"  # Main profile, level 3.1, as the clip's SPS says
-    # One fragment per picture, the last held back until the next packet comes.
-    assert len(fragments) == len(packets) - 1
+    # One fragment per picture, every one out already.
+    assert len(fragments) == len(packets)
     assert all(f.data[12:16] == b"moof" for f in fragments)
-    assert [f.keyframe for f in fragments] == [p.keyframe for p in packets[:-1]]
-    assert [f.time for f in fragments] == [p.time for p in packets[:-1]]
+    assert [f.keyframe for f in fragments] == [p.keyframe for p in packets]
+    assert [f.time for f in fragments] == [p.time for p in packets]
     assert [struct.unpack(">d", f.data[:8])[0] for f in fragments] == [f.time for f in fragments]
     frames = decoded(muxer.init, [f.data for f in fragments])
     assert len(frames) == len(fragments)
     assert (frames[0].width, frames[0].height) == (768, 432) and frames[0].key_frame
+
+
+@pytest.mark.parametrize("clip", ["person_clip", "crowd_clip"])
+def test_a_picture_leaves_as_its_packet_comes(clip: str, request: pytest.FixtureRequest) -> None:
+    """No picture waits for the next one but the stream's very first (its sample lasts
+    until the second): each packet pushed gives its own fragment back at once."""
+    info, packets = packets_of(request.getfixturevalue(clip), 30)
+    muxer = FragmentMuxer(info)
+    assert muxer.push(packets[0], 1.0) == [] and muxer.init is not None
+    assert [f.time for f in muxer.push(packets[1], 2.0)] == [packets[0].time, packets[1].time]
+    for packet in packets[2:]:
+        (made,) = muxer.push(packet, 3.0)
+        assert (made.time, made.keyframe, made.arrived) == (packet.time, packet.keyframe, 3.0)
+
+
+def probed_packets(data: bytes) -> list[dict[str, str]]:
+    """ffprobe's packets of an fMP4 given on its standard input, in file order."""
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_packets", "-of", "json", "-i", "pipe:0"],
+        input=data, capture_output=True, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)["packets"]
+
+
+def test_fragments_keep_the_cameras_timestamps(person_clip: Path) -> None:
+    """ffprobe reads init + fragments as one file: every picture in decode order, with
+    the camera's own decode and display times (B-frames reordered as the camera sent
+    them)."""
+    info, packets = packets_of(person_clip, 45)  # 10 fps, B-frames, 1/200000 ticks
+    muxer = FragmentMuxer(info)
+    fragments = [f for p in packets for f in muxer.push(p, 0.0)]
+    assert muxer.init is not None
+    probed = probed_packets(muxer.init + b"".join(f.data[8:] for f in fragments))
+    assert len(probed) == len(packets)
+    tick = float(info.time_base)
+    for got, packet in zip(probed, packets, strict=True):
+        assert packet.pts is not None and packet.dts is not None
+        shown, decoded_at = packet.pts - packets[0].dts, packet.dts - packets[0].dts
+        assert float(got["pts_time"]) - float(probed[0]["dts_time"]) == pytest.approx(shown * tick)
+        assert float(got["dts_time"]) - float(probed[0]["dts_time"]) == pytest.approx(
+            decoded_at * tick
+        )
+        assert ("K" in got["flags"]) == packet.keyframe
 
 
 # -- the feed -------------------------------------------------------------------------
@@ -104,7 +147,7 @@ async def test_a_new_viewer_starts_at_once_at_the_gops_keyframe(person_clip: Pat
         for packet in packets[first_key + 4 :]:
             feed.offer(packet)
         got = []
-        while len(got) < len(packets) - first_key:
+        while len(got) < len(packets) - first_key + 1:
             items = await viewer.take(2.0)
             assert items, "the viewer got nothing"
             got += items
@@ -112,7 +155,7 @@ async def test_a_new_viewer_starts_at_once_at_the_gops_keyframe(person_clip: Pat
     assert isinstance(start, Start)
     assert json.loads(start.description)["codec"] == "avc1.4d401f"
     assert fragments[0].keyframe and fragments[0].time == packets[first_key].time
-    assert len(fragments) == len(packets) - first_key - 1
+    assert len(fragments) == len(packets) - first_key
     frames = decoded(start.init, [f.data for f in fragments])
     assert frames[0].key_frame and len(frames) == len(fragments)
     assert feed.viewers == 0
@@ -121,25 +164,41 @@ async def test_a_new_viewer_starts_at_once_at_the_gops_keyframe(person_clip: Pat
 async def test_a_viewer_joining_before_the_first_fragment_gets_the_stream(
     person_clip: Path,
 ) -> None:
-    """The muxer runs but has written nothing yet (one packet in; the init comes with
-    the first fragment): a viewer joining then still gets the init and every fragment,
-    once each."""
+    """The muxer runs but has made no fragment yet (one packet in: the init is out, the
+    first picture waits for the second): a viewer joining then still gets the init and
+    every fragment, once each."""
     info, packets = packets_of(person_clip, 12)
     feed = StreamFeed("door", "main")
     feed.start_stream(info)
     async with feed.subscribe() as first:
         feed.offer(packets[0])
-        assert await first.take(0.05) == []
+        assert [type(i) for i in await first.take(1.0)] == [Start]
         async with feed.subscribe() as late:
             for packet in packets[1:]:
                 feed.offer(packet)
             got: list[Start | Fragment] = []
-            while len(got) < len(packets):
+            while len(got) < len(packets) + 1:
                 items = await late.take(2.0)
                 assert items, f"the late viewer got {len(got)} items, then nothing"
                 got += items
     assert isinstance(got[0], Start)
-    assert [f.time for f in got[1:] if isinstance(f, Fragment)] == [p.time for p in packets[:-1]]
+    assert [f.time for f in got[1:] if isinstance(f, Fragment)] == [p.time for p in packets]
+
+
+async def test_a_viewer_gets_each_picture_before_the_next_one_comes(person_clip: Path) -> None:
+    """From the second picture on, what a packet makes reaches the viewer with no other
+    packet after it: nothing is held for the next one."""
+    info, packets = packets_of(person_clip, 20)
+    feed = StreamFeed("door", "main")
+    feed.start_stream(info)
+    async with feed.subscribe() as viewer:
+        for packet in packets[:2]:
+            feed.offer(packet)
+        assert [type(i) for i in await viewer.take(1.0)] == [Start, Fragment, Fragment]
+        for packet in packets[2:]:
+            feed.offer(packet)
+            (got,) = await viewer.take(1.0)
+            assert isinstance(got, Fragment) and got.time == packet.time
 
 
 async def test_a_viewer_joining_with_fragments_undelivered_gets_each_once(
@@ -153,15 +212,15 @@ async def test_a_viewer_joining_with_fragments_undelivered_gets_each_once(
     async with feed.subscribe() as first:
         feed.offer(packets[0])
         feed.offer(packets[1])
-        assert [type(i) for i in await first.take(2.0)] == [Start, Fragment]  # init + 1st
+        assert [type(i) for i in await first.take(2.0)] == [Start, Fragment, Fragment]
         for packet in packets[2:]:
             feed.offer(packet)  # the loop does not run: fragments wait in its outbox
         async with feed.subscribe() as late:
             await asyncio.sleep(0.05)  # now the loop hands them out
             got = await late.take(2.0)
-        assert len(await first.take(2.0)) == len(packets) - 2  # the rest but the last
+        assert len(await first.take(2.0)) == len(packets) - 2  # the rest
     times = [f.time for f in got if isinstance(f, Fragment)]
-    assert times == [p.time for p in packets[:-1]]
+    assert times == [p.time for p in packets]
 
 
 def camera_packets(clip: Path, count: int) -> tuple[StreamInfo, list[Packet]]:
@@ -216,9 +275,12 @@ async def test_a_camera_with_sound_is_heard_in_live_view(crowd_av_clip: Path) ->
     assert isinstance(start, Start)
     description = json.loads(start.description)
     assert description["codec"] == "avc1.64001f,mp4a.40.2" and description["audio"] is True
-    pictures = [f for f in fragments if not f.audio]  # each with the sound before it
-    assert len(pictures) == len(video) - 1  # the last one waits for the next picture
-    assert [f.time for f in pictures] == [p.time for p in video[:-1]]
+    pictures = [f for f in fragments if not f.audio]
+    # Every picture but those still waiting for the sound of their moment (TimeOrder).
+    heard, newest = max(p.time for p in sound), items[-1].time
+    out = [p for p in video if p.time <= heard or p.time <= newest - LIVE_SOUND_WAIT]
+    assert len(out) < len(video)
+    assert [f.time for f in pictures] == [p.time for p in out]
     frames, samples = tracks(start.init, [f.data for f in fragments])
     assert frames[0].key_frame and len(frames) == len(pictures)
     # The sound from the first picture on (what came before it is dropped); the newest
@@ -259,14 +321,12 @@ async def test_live_view_goes_on_without_sound_and_takes_it_back(crowd_av_clip: 
     fragments = [[f for f in part if isinstance(f, Fragment)] for part in parts]
     assert [round(part[0].time - first, 2) for part in fragments] == [0, 10.24, 13.63]
     assert [any(f.audio for f in part) for part in fragments] == [False, True, False]
-    # Every picture, in order, but the last one or two of each muxer (they wait for a
-    # next packet; FFmpeg's interleaving holds one more while the sound is missing) and
+    # Every picture, in order, none lost where a muxer ends and the next begins, but
     # those still waiting for sound at the end.
     pictures = [f.time for part in fragments for f in part if not f.audio]
     video = [p.time for p in late if not p.audio]
     waiting = [t for t in video if t > late[-1].time - LIVE_SOUND_WAIT]
-    assert pictures == sorted(pictures, key=video.index)
-    assert len(video) - 6 - len(waiting) <= len(pictures) <= len(video) - 3 - len(waiting)
+    assert waiting and pictures == video[: len(video) - len(waiting)]
 
 
 # -- over a real WebSocket ----------------------------------------------------------------
@@ -351,7 +411,7 @@ async def test_a_stalled_viewer_skips_ahead_and_delays_nobody(crowd_clip: Path) 
             init = (await ws.receive(timeout=10)).data
             fragments: list[bytes] = []
             biggest = 0
-            while len(fragments) < len(packets) - 1:
+            while len(fragments) < len(packets):
                 message = await ws.receive(timeout=10)
                 assert message.type is aiohttp.WSMsgType.BINARY
                 fragments.append(message.data)

@@ -5,9 +5,10 @@ Cost model (the capture loop must never pay for viewers, nor a viewer for anothe
 - Nobody watching: `offer()` appends the packet to the current GOP (a reference; the
   GOP is dropped at the next keyframe) and reads one counter. Nothing is muxed. A
   stream with sound first puts its packets in time order (a deque each way).
-- Somebody watching: each packet is muxed once (hub/fmp4.py, microseconds, no decode,
-  no encode), however many viewers there are; the fragment is handed to each asyncio
-  loop with viewers (one callback in flight per loop) and from there to each viewer.
+- Somebody watching: each packet is muxed once (hub/fmp4.py, tens of microseconds, no
+  decode, no encode; its fragment is out before the next packet comes), however many
+  viewers there are; the fragment is handed to each asyncio loop with viewers (one
+  callback in flight per loop) and from there to each viewer.
 - A new viewer starts at a keyframe at once: it gets the shared init segment and the
   current GOP's fragments (the player then jumps to the live edge).
 - Sound (StreamInfo.audio) is a second track of the same fMP4 while it flows: a browser
@@ -100,7 +101,7 @@ class StreamFeed:
         self.fragments = 0  # muxed (stats for tests and benchmarks)
         self.skips = 0  # a viewer or a loop dropped fragments to catch up
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # picture in → ws write
-        self.after_cut: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # muxer out → ws write
+        self.after_cut: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # fragment made → ws write
 
     # -- what the page is offered -----------------------------------------------------
 
@@ -218,8 +219,6 @@ class StreamFeed:
 
     def _stop_muxer(self) -> None:
         """Under the lock: the next viewer or packet starts a new muxer (and init)."""
-        if self._muxer is not None:
-            self._muxer.close()
         self._muxer, self._start, self._gop_fragments = None, None, []
 
     # -- fan-out ------------------------------------------------------------------------
