@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from s3_server import S3Server, S3Unavailable
+from s3_server import S3Server
 from test_daemon import PASSWORD, HubProcess, camhub, hub_processes, leaks, probe
 
 from hub import vault
@@ -40,31 +40,6 @@ from hub.vault import KeyFile, parse_header
 WAIT = 90.0  # seconds for anything the hub does in the background (machines are noisy)
 CONNECTED = "connected to synthetic:porch"
 OBJECT_NAME = re.compile(r"([0-9a-f]{16})/(keys|f/[0-9a-f]{32}|j/[0-9a-f]{32})")
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = S3Server(tmp_path_factory.mktemp("s3"))
-    try:
-        server.start()
-    except S3Unavailable as err:
-        server.kill()
-        pytest.fail(str(err))
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-_buckets = iter(range(10_000))
-
-
-@pytest.fixture
-def bucket(s3: S3Server) -> str:
-    """A fresh bucket for each test (made beforehand, as camhub never makes one)."""
-    name = f"cams-{next(_buckets)}-{int(time.time())}"
-    s3.client().make_bucket(name)
-    return name
 
 
 def site(
@@ -529,7 +504,7 @@ def test_a_large_file_goes_up_in_parts_without_being_read_whole(
         path = tmp_path / index.get_segment(segment).path
         tracemalloc.start()
         try:
-            size, digest = copy._bucket.put_file(naming.file_object("", tag, segment), path)
+            stored = copy._bucket.put_file(naming.file_object("", tag, segment), path)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -537,7 +512,8 @@ def test_a_large_file_goes_up_in_parts_without_being_read_whole(
         copy.queue.close()
         index.close()
     data = path.read_bytes()
-    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert stored.locked_until is None  # no lock asked for
     assert s3.objects(bucket)[naming.file_object("", tag, segment)] == data
     assert peak < 4 * PART_SIZE < len(data) / 1.9, peak  # a part at a time, not the file
 
@@ -696,9 +672,9 @@ def test_a_file_the_owner_deletes_during_its_upload_is_not_kept_off_site(
         (taken,) = copy.queue.next_pending(16)  # as the thread takes it
         name = naming.file_object("", tag, doomed)
         path = tmp_path / index.get_segment(doomed).path
-        size, digest = copy._bucket.put_file(name, path)  # the upload, under way
+        stored = copy._bucket.put_file(name, path)  # the upload, under way
         archive.delete_footage("door", now - 600, now - 599)
-        copy.queue.confirm([Sent(taken, size, digest)], time.time())  # the upload ends
+        copy.queue.confirm([Sent(taken, stored.size, stored.sha256)], time.time())  # it ends
         assert doomed not in confirmed_in(tmp_path, ("pending", "confirmed"))
         assert in_bucket(s3, bucket, tag, doomed)
         copy.start()
@@ -888,7 +864,7 @@ def test_the_upload_cap_paces_the_bytes(s3: S3Server, bucket: str) -> None:
     data = os.urandom(3 * 2**20)
     capped = Bucket(settings)
     started = time.monotonic()
-    size, _ = capped.put_bytes("capped", data)
+    size = capped.put_bytes("capped", data).size
     assert size == len(data) and time.monotonic() - started >= 0.5
 
 
