@@ -10,8 +10,10 @@ import logging
 import os
 import sqlite3
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from conftest import new_bucket
@@ -21,25 +23,36 @@ from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 from minio.retention import Retention
 from s3_server import S3Server
+from test_browser import browser  # the module-scoped Chromium fixture
 from test_daemon import PASSWORD, camhub
 from test_offsite import (
+    all_confirmed,
     confirmed_in,
     copy_for,
     in_bucket,
+    owner_request,
     record_segment,
     site,
     wait_until,
 )
 
 from hub import vault
+from hub.audit import AuditKind
 from hub.cli import offsite_status_lines
-from hub.config import OffsiteSettings
+from hub.config import OffsiteSettings, load_config
+from hub.daemon import Hub
 from hub.offsite import naming, restore, uploader
 from hub.offsite.bucket import PART_SIZE, Bucket
 from hub.offsite.queue import OffsiteQueue, Sent
 from hub.store import Index
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+__all__ = ["browser"]  # the fixture, imported for pytest
+
 DAY = 86400.0
+KIT_JS = Path(__file__).resolve().parents[1] / "hub" / "web" / "static" / "kit.js"
 LOCKED = {"lock": "compliance", "keep_days": 1}
 
 
@@ -275,6 +288,58 @@ def test_the_owners_deletion_of_a_locked_copy_is_done_when_its_lock_ends(
         copy.stop()
     finally:
         index.close()
+
+
+def test_deleting_an_event_on_the_page_answers_until_when_its_copies_are_locked(
+    s3: S3Server, locked_bucket: str, tmp_path: Path
+) -> None:
+    """Through the running hub's route: the answer names the lock's end, the copies
+    stay in the bucket, the deletion waits in the queue (and is in the access log)."""
+    config = site(
+        tmp_path / "hub", s3, locked_bucket, extra_offsite='keep_days = 1\nlock = "compliance"\n'
+    )
+    hub = Hub(load_config(config))
+    hub.start()
+    try:
+        assert hub.web is not None
+        base = f"http://127.0.0.1:{hub.web.port}"
+        wait_until(lambda: any(e.end_time for e in hub.index.events()), "an event ended")
+        wait_until(lambda: all_confirmed(config), "the event's files off-site")
+        event = next(e for e in hub.index.events() if e.end_time)
+        before = set(s3.objects(locked_bucket))
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        assert owner_request(opener, base, "POST", "/api/login", {"password": PASSWORD})[0] == 200
+        asked = time.time()
+        status, answer = owner_request(opener, base, "DELETE", f"/api/events/{event.id}")
+        assert status == 200 and answer["offsite"] >= 1
+        assert asked + DAY - 120 < answer["offsite_locked_until"] <= asked + DAY
+        time.sleep(2)  # the thread's rounds: it must not delete (nor try to)
+        assert before <= set(s3.objects(locked_bucket))  # (the camera records on)
+        summary = hub.offsite.queue.summary() if hub.offsite else None
+        assert summary is not None and summary.deletions_pending == answer["offsite"]
+        assert summary.last_error is None
+        logged = hub.index.last_audit(AuditKind.FOOTAGE_DELETED.value)
+        assert logged is not None and "offsite_locked_until" in logged.detail
+    finally:
+        hub.stop()
+
+
+def test_the_page_says_a_locked_copy_goes_when_its_lock_ends(browser: Browser) -> None:
+    """kit.js's sentence for a deletion's answer, in the real Chromium."""
+    page = browser.new_page()
+    try:
+        page.add_script_tag(path=str(KIT_JS))
+        said = page.evaluate(
+            """(until) => [1, 3, 2].map((offsite, i) => camhub.fmt.deletion({
+                segments: 2, snapshots: 1, bytes_freed: 3000, recording: 0, offsite,
+                offsite_locked_until: i < 2 ? until : null}))""",
+            time.time() + 30 * DAY,
+        )
+    finally:
+        page.close()
+    assert "Its off-site copy is locked until " in said[0] and said[0].endswith(" and goes then.")
+    assert "Its 3 off-site copies are locked, the last until " in said[1]
+    assert said[2].endswith("Its 2 off-site copies go too.")
 
 
 # -- a bucket without object lock ---------------------------------------------------------
