@@ -17,7 +17,8 @@ import subprocess
 import time
 import tracemalloc
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -599,13 +600,11 @@ def owner_request(
         return resp.status, json.loads(resp.read() or b"{}")
 
 
-def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
-    s3: S3Server, bucket: str, tmp_path: Path
-) -> None:
-    """Through the running hub: the event's footage reaches the bucket, the owner
-    deletes the event with the page's route, its copies go from the bucket, the rest
-    stays, and `camhub offsite status` says how many went."""
-    config = site(tmp_path / "hub", s3, bucket)
+@contextmanager
+def event_to_delete(config: Path) -> Iterator[tuple[Hub, Callable[[], dict]]]:
+    """The hub running in this process, once an event has ended and its files are
+    off-site, and the owner logged in: yields the hub and `delete()`, which deletes
+    that event with the page's route and gives the answer. Stops the hub after."""
     hub = Hub(load_config(config))
     hub.start()
     try:
@@ -614,11 +613,29 @@ def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
         wait_until(lambda: any(e.end_time for e in hub.index.events()), "an event ended")
         wait_until(lambda: all_confirmed(config), "the event's files off-site")
         event = next(e for e in hub.index.events() if e.end_time)
-        before = local_files(config)
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         assert owner_request(opener, base, "POST", "/api/login", {"password": PASSWORD})[0] == 200
-        status, answer = owner_request(opener, base, "DELETE", f"/api/events/{event.id}")
-        assert status == 200
+
+        def delete() -> dict:
+            status, answer = owner_request(opener, base, "DELETE", f"/api/events/{event.id}")
+            assert status == 200
+            return answer
+
+        yield hub, delete
+    finally:
+        hub.stop()
+
+
+def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """Through the running hub: the event's footage reaches the bucket, the owner
+    deletes the event with the page's route, its copies go from the bucket, the rest
+    stays, and `camhub offsite status` says how many went."""
+    config = site(tmp_path / "hub", s3, bucket)
+    with event_to_delete(config) as (_, delete):
+        before = local_files(config)
+        answer = delete()
         gone = set(before) - set(local_files(config))
         assert answer["offsite"] == len(gone)  # every file of the event was off-site
         assert gone, "the deletion deleted no file"
@@ -632,8 +649,6 @@ def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
         wait_until(lambda: not copies(gone), "the deleted event's copies gone from the bucket")
         kept = {r[0] for r in queue_rows(config) if r[1] != "journal" and r[2] == "confirmed"}
         assert copies(kept) == kept  # the rest of the footage is still off-site
-    finally:
-        hub.stop()
     status = camhub("offsite", "status", "--config", config, cwd=config.parent)
     assert status.returncode == 0, status.stderr
     assert f"0 object(s) still to delete off-site, {len(gone)} deleted" in status.stdout

@@ -10,7 +10,6 @@ import logging
 import os
 import sqlite3
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,11 +25,10 @@ from s3_server import S3Server
 from test_browser import browser  # the module-scoped Chromium fixture
 from test_daemon import PASSWORD, camhub
 from test_offsite import (
-    all_confirmed,
     confirmed_in,
     copy_for,
+    event_to_delete,
     in_bucket,
-    owner_request,
     record_segment,
     site,
     wait_until,
@@ -39,8 +37,7 @@ from test_offsite import (
 from hub import vault
 from hub.audit import AuditKind
 from hub.cli import offsite_status_lines
-from hub.config import OffsiteSettings, load_config
-from hub.daemon import Hub
+from hub.config import OffsiteSettings
 from hub.offsite import naming, restore, uploader
 from hub.offsite.bucket import PART_SIZE, Bucket
 from hub.offsite.queue import OffsiteQueue, Sent
@@ -169,13 +166,7 @@ def test_every_object_is_locked_and_restore_reads_past_a_thiefs_deletes_and_over
     assert keyfile.public_bytes == copy_for.keyfile.public_bytes  # type: ignore[attr-defined]
     held = restore.read_holdings(remote, "", tag, vault.unlock(copy_for.keyfile, PASSWORD))  # type: ignore[attr-defined]
     assert set(held.files) == set(ids) and held.recovered and not held.unreadable
-    new = tmp_path / "new"
-    new.mkdir()
-    with Index(new / "index.sqlite3") as fresh:
-        queue = OffsiteQueue(new / "index.sqlite3")
-        report = restore.rebuild(new, fresh, queue, remote, "", tag, held, time.time())
-        queue.close()
-        restored = {i: (new / _path(fresh, i)).read_bytes() for i in ids}
+    report, restored = _restore(tmp_path / "new", remote, tag, held)
     assert restored == originals
     assert set(report.recovered) == set(ids) and not report.rejected and not report.missing
     assert f"{len(ids)} file(s) read from behind a delete marker or a newer version" in (
@@ -203,13 +194,13 @@ def test_restore_takes_a_newer_version_when_it_is_the_hubs_own(
     )
     remote = Bucket(_settings(s3, locked_bucket))
     held = restore.read_holdings(remote, "", tag, vault.unlock(copy_for.keyfile, PASSWORD))  # type: ignore[attr-defined]
-    new = tmp_path / "new"
-    new.mkdir()
-    with Index(new / "index.sqlite3") as fresh:
-        queue = OffsiteQueue(new / "index.sqlite3")
-        report = restore.rebuild(new, fresh, queue, remote, "", tag, held, time.time())
-        queue.close()
-    assert report.segments == 1 and report.recovered == () and not held.recovered
+    report, restored = _restore(tmp_path / "new", remote, tag, held)
+    assert (
+        set(restored) == {segment}
+        and report.segments == 1
+        and report.recovered == ()
+        and not held.recovered
+    )
 
 
 # -- deletions wait for the lock ------------------------------------------------------------
@@ -295,23 +286,13 @@ def test_deleting_an_event_on_the_page_answers_until_when_its_copies_are_locked(
 ) -> None:
     """Through the running hub's route: the answer names the lock's end, the copies
     stay in the bucket, the deletion waits in the queue (and is in the access log)."""
-    config = site(
-        tmp_path / "hub", s3, locked_bucket, extra_offsite='keep_days = 1\nlock = "compliance"\n'
-    )
-    hub = Hub(load_config(config))
-    hub.start()
-    try:
-        assert hub.web is not None
-        base = f"http://127.0.0.1:{hub.web.port}"
-        wait_until(lambda: any(e.end_time for e in hub.index.events()), "an event ended")
-        wait_until(lambda: all_confirmed(config), "the event's files off-site")
-        event = next(e for e in hub.index.events() if e.end_time)
+    lock = 'keep_days = 1\nlock = "compliance"\n'
+    config = site(tmp_path / "hub", s3, locked_bucket, extra_offsite=lock)
+    with event_to_delete(config) as (hub, delete):
         before = set(s3.objects(locked_bucket))
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-        assert owner_request(opener, base, "POST", "/api/login", {"password": PASSWORD})[0] == 200
         asked = time.time()
-        status, answer = owner_request(opener, base, "DELETE", f"/api/events/{event.id}")
-        assert status == 200 and answer["offsite"] >= 1
+        answer = delete()
+        assert answer["offsite"] >= 1
         assert asked + DAY - 120 < answer["offsite_locked_until"] <= asked + DAY
         time.sleep(2)  # the thread's rounds: it must not delete (nor try to)
         assert before <= set(s3.objects(locked_bucket))  # (the camera records on)
@@ -320,8 +301,6 @@ def test_deleting_an_event_on_the_page_answers_until_when_its_copies_are_locked(
         assert summary.last_error is None
         logged = hub.index.last_audit(AuditKind.FOOTAGE_DELETED.value)
         assert logged is not None and "offsite_locked_until" in logged.detail
-    finally:
-        hub.stop()
 
 
 def test_the_page_says_a_locked_copy_goes_when_its_lock_ends(browser: Browser) -> None:
@@ -392,6 +371,21 @@ def test_offsite_status_and_check_config_say_whether_the_lock_is_in_force(
 def _settings(s3: S3Server, bucket: str, **extra: object) -> OffsiteSettings:
     return OffsiteSettings(endpoint=s3.url, bucket=bucket, access_key=s3.access_key,
                            secret_key=s3.secret_key, **extra)  # fmt: skip
+
+
+def _restore(
+    new: Path, remote: Bucket, tag: str, held: restore.Holdings
+) -> tuple[restore.RestoreReport, dict[str, bytes]]:
+    """Restore into a new directory: the report, and each restored file's bytes."""
+    new.mkdir()
+    with Index(new / "index.sqlite3") as fresh:
+        queue = OffsiteQueue(new / "index.sqlite3")
+        try:
+            report = restore.rebuild(new, fresh, queue, remote, "", tag, held, time.time())
+        finally:
+            queue.close()
+        rows = [fresh.get_segment(i) or fresh.get_snapshot(i) for i in held.files]
+    return report, {r.id: (new / r.path).read_bytes() for r in rows if r is not None}
 
 
 def _path(index: Index, file_id: str) -> str:
