@@ -634,7 +634,6 @@ def offsite_status_lines(s: OffsiteSummary, now: float) -> list[str]:
             sep=" ", timespec="seconds"
         )
         lines.append(f"locked in the bucket, the last of them until {until}; each goes then")
-
     if s.last_error:
         lines.append(f"failing; last error {when(s.last_error_time or now)}: {s.last_error}")
     return lines

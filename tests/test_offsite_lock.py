@@ -59,6 +59,10 @@ def versions(client: Minio, bucket: str, name: str) -> list[tuple[str, bool]]:
     return [(o.version_id, o.is_delete_marker) for o in found if o.object_name == name]
 
 
+def in_bucket_named(s3: S3Server, bucket: str, name: str) -> bool:
+    return name in s3.objects(bucket)
+
+
 def refused(call, *args: object, **kwargs: object) -> str:
     """The S3 error code the store answered a call with ("" if it did it)."""
     try:
@@ -319,6 +323,54 @@ def test_the_page_says_a_locked_copy_goes_when_its_lock_ends(browser: Browser) -
     assert "Its off-site copy is locked until " in said[0] and said[0].endswith(" and goes then.")
     assert "Its 3 off-site copies are locked, the last until " in said[1]
     assert said[2].endswith("Its 2 off-site copies go too.")
+
+
+def test_a_copy_locked_by_an_upload_the_queue_never_confirmed_waits_for_its_lock(
+    s3: S3Server, locked_bucket: str, tmp_path: Path
+) -> None:
+    """The hub stopped between an upload and its confirmation; the owner deletes the
+    file: the store refuses the delete for the lock, and the hub waits for it instead
+    of failing (no error, the deletion kept with the lock's date)."""
+    now = time.time()
+    index, copy, archive, tag = copy_for(s3, locked_bucket, tmp_path, **LOCKED)
+    try:
+        doomed = record_segment(archive, now - 600, b"footage the owner deletes" * 500)
+        name = naming.file_object("", tag, doomed)
+        copy.queue.next_pending(16)  # taken, sent, and then the power went
+        stored = copy._bucket.put_file(name, tmp_path / _path(index, doomed))
+        deletion = archive.delete_footage("door", now - 600, now - 599)
+        assert deletion.offsite == 1
+        copy.start()
+        wait_until(
+            lambda: copy.queue.summary().deletions_locked_until is not None, "the lock found"
+        )
+        summary = copy.queue.summary()
+        copy.stop()
+    finally:
+        index.close()
+    assert summary.deletions_locked_until == pytest.approx(stored.locked_until)
+    assert summary.deletions_pending == 1 and summary.last_error is None
+    assert in_bucket(s3, locked_bucket, tag, doomed)
+
+
+def test_a_key_copy_deleted_with_the_box_keys_is_put_again_at_the_next_start(
+    s3: S3Server, locked_bucket: str, tmp_path: Path
+) -> None:
+    index, copy, _, tag = copy_for(s3, locked_bucket, tmp_path, **LOCKED)
+    name = naming.keys_object("", tag)
+    try:
+        copy.start()
+        wait_until(lambda: in_bucket_named(s3, locked_bucket, name), "the key copy put")
+        copy.stop()
+        s3.client().remove_object(locked_bucket, name)  # a delete marker on top
+        again = uploader.OffsiteCopy(copy.settings, index, tmp_path, copy_for.keyfile, {})  # type: ignore[attr-defined]
+        again.start()
+        wait_until(lambda: in_bucket_named(s3, locked_bucket, name), "the key copy put again")
+        again.stop()
+    finally:
+        index.close()
+    kinds = [marker for _, marker in versions(s3.client(), locked_bucket, name)]
+    assert sorted(kinds) == [False, False, True]  # the first copy, the marker, the new one
 
 
 # -- a bucket without object lock ---------------------------------------------------------

@@ -223,12 +223,13 @@ class Bucket:
 
     def locked_until(self, name: str) -> float | None:
         """When the lock of the object's current version ends (Unix time); None if it
-        has none, or there is no such object."""
+        has none, or the store answers with any error (no such object, a delete marker
+        on top: stores differ in the code), so the caller writes it anew."""
         try:
             with self._errors(f"reading the lock of {name}"):
                 retention = self._client.get_object_retention(self.name, name)
         except BucketError as exc:
-            if exc.missing:
+            if exc.code:  # the store answered; only a failure to reach it is raised
                 return None
             raise
         until = retention.retain_until_date if retention is not None else None
@@ -293,16 +294,35 @@ class Bucket:
             versions.sort(key=lambda v: (v.latest, v.modified), reverse=True)
         return found
 
-    def delete(self, name: str) -> None:
-        """Delete the object; with a lock, every version of it (the caller waits for
-        their locks to end), so nothing of it stays behind a delete marker."""
+    def delete(self, name: str) -> float | None:
+        """Delete the object; with a lock, every version of it, so nothing of it stays
+        behind a delete marker. None once done; else when the lock of a version the
+        store refused to delete ends (the caller waits for it: an upload it did not
+        know had happened, or someone else's locked version)."""
         if self._lock is None:
             with self._errors(f"deleting {name}"):
                 self._client.remove_object(self.name, name)
-            return
+            return None
+        locked: float | None = None
         for version in self.versions(name).get(name, []):
-            with self._errors(f"deleting {name}"):
-                self._client.remove_object(self.name, name, version_id=version.version_id)
+            try:
+                with self._errors(f"deleting {name}"):
+                    self._client.remove_object(self.name, name, version_id=version.version_id)
+            except BucketError as exc:
+                until = self._lock_end(name, version) if exc.code == "AccessDenied" else None
+                if until is None:
+                    raise
+                locked = max(locked or until, until)
+        return locked
+
+    def _lock_end(self, name: str, version: Version) -> float | None:
+        """When the lock of one version ends, if it is still locked."""
+        with self._errors(f"reading the lock of {name}"):
+            retention = self._client.get_object_retention(
+                self.name, name, version_id=version.version_id
+            )
+        until = retention.retain_until_date if retention is not None else None
+        return until.timestamp() if until is not None and until > datetime.now(UTC) else None
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -313,7 +333,8 @@ class Bucket:
             raise
         except S3Error as exc:
             if exc.code in CONFIG_ERRORS:
-                raise BucketError(f"{self.where}: {CONFIG_ERRORS[exc.code]}", config=True) from exc
+                message = f"{self.where}: {CONFIG_ERRORS[exc.code]}"
+                raise BucketError(message, config=True, code=exc.code) from exc
             raise BucketError(
                 f"{self.where}: {doing}: {exc.code}: {exc.message}",
                 missing=exc.code in NOT_FOUND,

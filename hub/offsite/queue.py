@@ -178,6 +178,15 @@ class OffsiteQueue:
         )
         return [str(file_id) for (file_id,) in rows]
 
+    def still_locked(self, file_id: str, until: float) -> None:
+        """The bucket refused to delete this copy: a version of it is locked until
+        `until`; its expiry or deletion waits for that."""
+        with self._lock, _transaction(self._conn):
+            for table in ("offsite", "offsite_delete"):
+                self._conn.execute(
+                    f"UPDATE {table} SET locked_until = ? WHERE id = ?", (until, file_id)
+                )
+
     def deleted(self, file_id: str, now: float) -> None:
         """The bucket no longer holds this copy of the owner's deleted footage."""
         with self._lock, _transaction(self._conn):

@@ -67,6 +67,9 @@ class OffsiteCopy:
         self._ready = False
         self._next_expiry = 0.0
         self._key_copy_locked_until = 0.0  # with a lock: when the key copy's lock ends
+        # Files of the batch being sent: uploaded (so locked) or about to be, not yet
+        # confirmed. The web thread reads it when the owner deletes one.
+        self._unconfirmed: set[str] = set()
         # camera id -> (pending, oldest queued), refreshed by the thread after each
         # round: the page reads it without waiting on the queue's lock (and its fsyncs).
         self._pending: dict[str, tuple[int, float]] = {}
@@ -97,9 +100,15 @@ class OffsiteCopy:
         None if it had no copy (nor one on its way), else when its lock ends (0.0: not
         locked). Its errors stop the owner's deletion: footage must not be gone here
         and still kept off the box."""
-        locked_until = self.queue.owner_deleted(file_id, time.time())
-        if locked_until is not None:
-            self._wake.set()
+        now = time.time()
+        locked_until = self.queue.owner_deleted(file_id, now)
+        if locked_until is None:
+            return None
+        if file_id in self._unconfirmed and self.settings.lock != "off":
+            # Sent (or being sent) in this batch, so locked from about now; `confirm`
+            # writes the exact date to its deletion row.
+            locked_until = now + self.settings.keep_days * DAY
+        self._wake.set()
         return locked_until
 
     def keep(self, row: SegmentRow | SnapshotRow) -> bool:
@@ -205,6 +214,7 @@ class OffsiteCopy:
             row = self._row(item)
             if row is None:
                 continue
+            self._unconfirmed.add(item.id)
             try:
                 stored = self._bucket.put_file(
                     naming.file_object(self.settings.prefix, self._tag, item.id),
@@ -219,6 +229,7 @@ class OffsiteCopy:
             confirmed.append(self._send_journal(sent))
             self.queue.confirm(confirmed, time.time())
             self._succeeded()
+        self._unconfirmed.clear()
         return True
 
     def _delete_for_owner(self) -> bool:
@@ -228,9 +239,10 @@ class OffsiteCopy:
         deleted = 0
         while file_ids := self.queue.deletions(DELETE_PAGE, time.time() - LOCK_SLACK):
             for file_id in file_ids:
-                self._bucket.delete(naming.file_object(self.settings.prefix, self._tag, file_id))
-                self.queue.deleted(file_id, time.time())
-                deleted += 1
+                name = naming.file_object(self.settings.prefix, self._tag, file_id)
+                if self._deleted(file_id, name):
+                    self.queue.deleted(file_id, time.time())
+                    deleted += 1
         if deleted:
             log.info("off-site copy: deleted %d object(s) the owner deleted", deleted)
         return bool(deleted)
@@ -295,9 +307,9 @@ class OffsiteCopy:
                     if item.kind == "journal"
                     else naming.file_object(self.settings.prefix, self._tag, item.id)
                 )
-                self._bucket.delete(name)
-                self.queue.forget(item.id)
-                deleted += 1
+                if self._deleted(item.id, name):
+                    self.queue.forget(item.id)
+                    deleted += 1
         if deleted:
             log.info(
                 "off-site copy: deleted %d object(s) older than %d days",
@@ -305,6 +317,17 @@ class OffsiteCopy:
                 self.settings.keep_days,
             )
         self._next_expiry = now + EXPIRY_EVERY
+
+    def _deleted(self, file_id: str, name: str) -> bool:
+        """Delete an object; False if the store refused for a lock the queue did not
+        know of (an upload cut short before its confirmation): it waits for it."""
+        locked_until = self._bucket.delete(name)
+        if locked_until is None:
+            return True
+        log.info("off-site copy: %s… is locked until %s; deleted then", file_id[:8],
+                 time.strftime("%Y-%m-%d %H:%M", time.localtime(locked_until)))  # fmt: skip
+        self.queue.still_locked(file_id, locked_until)
+        return False
 
     def _failed(self, message: str) -> None:
         """One log line when the copy starts failing, not one per retry; the status
