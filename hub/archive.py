@@ -232,8 +232,10 @@ class Deletion:
     events: int
     recording: int  # segments being written in the range, left alone
     offsite: int = 0  # of the files deleted, those whose off-site copy goes too
+    # When the last of those copies' object locks ends (they go then); None: none locked.
+    offsite_locked_until: float | None = None
 
-    def detail(self) -> dict[str, int]:
+    def detail(self) -> dict[str, int | float | None]:
         return dataclasses.asdict(self)
 
 
@@ -250,13 +252,14 @@ class Archive:
         free_space: Callable[[Path], int] = disk_free,
         on_sealed: Callable[[FileKind, str], None] | None = None,
         keep: Callable[[SegmentRow | SnapshotRow], bool] | None = None,
-        on_owner_delete: Callable[[str], bool] | None = None,
+        on_owner_delete: Callable[[str], float | None] | None = None,
         clock: Callable[[], Reading] = system_reading,
     ) -> None:
         self.data_dir = data_dir
         # Off-site copy hooks (hub/offsite): told of every file once it is durable; asked
         # before an age or budget delete whether a file must stay (not yet copied); told
-        # before the owner deletes a file, so its copy goes too (retention's never do).
+        # before the owner deletes a file, so its copy goes too (retention's never do),
+        # answering None (no copy) or when the copy's object lock ends (it goes then).
         self._on_sealed = on_sealed
         self._keep = keep
         self._on_owner_delete = on_owner_delete
@@ -622,12 +625,16 @@ class Archive:
         if not end > start:
             raise ValueError("the end of a deletion must be after its start")
         counts = {"segments": 0, "snapshots": 0, "bytes": 0, "recording": 0, "offsite": 0}
+        locked_until = 0.0
 
         def delete(row: SegmentRow | SnapshotRow) -> None:
+            nonlocal locked_until
             # One file at a time under the retention lock: a retention pass (or a camera
             # short of space) waits for one file, not for the whole deletion.
-            if self._on_owner_delete is not None and self._on_owner_delete(row.id):
+            copy_goes = self._on_owner_delete(row.id) if self._on_owner_delete else None
+            if copy_goes is not None:
                 counts["offsite"] += 1
+                locked_until = max(locked_until, copy_goes)
             with self._retention_lock:
                 self._delete(row)
             counts["bytes"] += row.size or 0
@@ -662,6 +669,7 @@ class Archive:
             events=events,
             recording=counts["recording"],
             offsite=counts["offsite"],
+            offsite_locked_until=locked_until if locked_until > time.time() else None,
         )
 
     def _oldest_first(self) -> Iterator[SegmentRow | SnapshotRow]:

@@ -23,6 +23,7 @@ from hub.config import (
     DEMO_PORT,
     Config,
     ConfigError,
+    OffsiteSettings,
     StorageSettings,
     default_config,
     load_config,
@@ -382,6 +383,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if config.offsite is not None:
         o = config.offsite
         print(f"{args.config}: off-site copy of {o.what} to bucket {o.bucket} at {o.endpoint}")
+        if o.lock != "off":
+            print(f"{args.config}: each copy locked ({o.lock} mode) for {o.keep_days} day(s)")
     return 0
 
 
@@ -563,8 +566,7 @@ def _restore_keys(
     if len(tags) > 1:
         raise CommandError(f"several hubs share this prefix ({', '.join(tags)}): choose with --hub")
     try:
-        data = bucket.get_bytes(naming.keys_object(prefix, tags[0]), vault.MAX_KEYFILE_SIZE)
-        return vault.KeyFile.from_json(data), tags[0]
+        return restore.key_copy(bucket, prefix, tags[0]), tags[0]
     except vault.VaultError as exc:
         raise CommandError(f"the bucket's copy of the key file is damaged: {exc}") from None
 
@@ -582,8 +584,11 @@ def _unlock(args: argparse.Namespace, keyfile: vault.KeyFile):
 
 def cmd_offsite(args: argparse.Namespace) -> int:
     paths = _data_paths(args)
-    if args.config is not None and load_config(args.config).offsite is None:
+    settings = load_config(args.config).offsite if args.config is not None else None
+    if args.config is not None and settings is None:
         print(f"camhub: {args.config} has no [offsite] table: nothing is copied off-site")
+    if settings is not None and settings.lock != "off":
+        print(f"camhub: {_lock_state(settings)}")
     if not paths.index.exists():
         raise CommandError(f"no index in {paths.root}: nothing has been recorded yet")
     with Index(paths.index):  # brings the schema up to date (the queue's tables)
@@ -596,6 +601,15 @@ def cmd_offsite(args: argparse.Namespace) -> int:
     for line in offsite_status_lines(summary, time.time()):
         print(f"camhub: {line}")
     return 0
+
+
+def _lock_state(settings: OffsiteSettings) -> str:
+    """Asks the bucket whether it can hold the locks the config asks for."""
+    try:
+        Bucket(settings).check_lock()
+    except BucketError as exc:
+        return f"object lock: NOT in force: {exc}"
+    return f"object lock: on ({settings.lock} mode, {settings.keep_days} day(s) per copy)"
 
 
 def offsite_status_lines(s: OffsiteSummary, now: float) -> list[str]:
@@ -615,6 +629,11 @@ def offsite_status_lines(s: OffsiteSummary, now: float) -> list[str]:
             f"off-site, {s.owner_deleted} deleted"
             + (f", the last {when(s.last_owner_delete)}" if s.last_owner_delete else "")
         )
+    if s.deletions_locked_until and s.deletions_locked_until > now:
+        until = datetime.fromtimestamp(s.deletions_locked_until).isoformat(
+            sep=" ", timespec="seconds"
+        )
+        lines.append(f"locked in the bucket, the last of them until {until}; each goes then")
     if s.last_error:
         lines.append(f"failing; last error {when(s.last_error_time or now)}: {s.last_error}")
     return lines

@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 LogLevel = Literal["debug", "info", "warning", "error"]
 Recording = Literal["motion", "continuous", "off"]
 OffsiteWhat = Literal["events", "all"]
+OffsiteLock = Literal["off", "governance", "compliance"]
 RtspTransport = Literal["tcp", "udp"]
 Polygon = tuple[tuple[float, float], ...]  # (x, y) corners, as fractions of the frame
 
@@ -143,6 +144,9 @@ class OffsiteSettings:
     what: OffsiteWhat = "events"
     keep_days: int = 0  # 0: the hub never deletes off-site copies
     max_upload_mbps: float = 0.0  # Mbit/s; 0: no cap
+    # S3 Object Lock on every object written, for keep_days (DESIGN.md §16): a thief
+    # with the box's bucket keys cannot delete or overwrite a locked copy.
+    lock: OffsiteLock = "off"
 
     @property
     def secure(self) -> bool:
@@ -567,8 +571,11 @@ def _read_offsite(t: _Table, base_dir: Path) -> OffsiteSettings | None:
     creds = t.read("credentials_file", partial(_path, base_dir=base_dir))
     t.read("region", _region)
     t.read("what", _choice(OffsiteWhat))
-    t.read("keep_days", _integer(0, 36500))
+    keep_days = t.read("keep_days", _integer(0, 36500))
     t.read("max_upload_mbps", _number(0, 100_000))
+    lock = t.read("lock", _choice(OffsiteLock))
+    if lock not in (None, "off") and not keep_days:
+        t.problem("lock", "needs keep_days of 1 or more: a copy is locked for keep_days")
     inline = access is not None or secret is not None
     if creds is not None and inline:
         t.problem("credentials_file", "give the keys here or in credentials_file, not both")

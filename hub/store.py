@@ -465,6 +465,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "(SELECT coalesce(max(event_id), 0) FROM shares))",
         "PRAGMA user_version = 9",
     ),
+    (
+        # S3 Object Lock (hub/offsite, DESIGN.md §16): until when the bucket refuses to
+        # delete each copy, so expiry and the owner's deletions wait for it.
+        "ALTER TABLE offsite ADD COLUMN locked_until REAL",
+        "ALTER TABLE offsite_delete ADD COLUMN locked_until REAL",
+        "PRAGMA user_version = 10",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 BUSY_TIMEOUT = 10.0  # seconds another process (the CLI) may hold the write lock

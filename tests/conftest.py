@@ -1,6 +1,6 @@
 """Shared fixtures: where the real camera clips live, an MJPEG camera serving one, an
-owner's key pair and an index in a test's own folder, a real MQTT broker, and `camhub
-run` processes."""
+owner's key pair and an index in a test's own folder, a real MQTT broker, a real S3
+store (one per session, shared by the off-site tests), and `camhub run` processes."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from mosquitto import Broker
+from s3_server import S3Server, S3Unavailable
 
 from hub.store import Index
 
@@ -129,3 +130,38 @@ def mjpeg_camera(person_clip: Path) -> Iterator[str]:
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    try:
+        server.start()
+    except S3Unavailable as err:
+        server.kill()
+        pytest.fail(str(err))
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+_buckets = iter(range(10_000))
+
+
+def new_bucket(s3: S3Server, *, locked: bool = False) -> str:
+    """A fresh bucket (made beforehand, as camhub never makes one); `locked`: with
+    object lock enabled (versioning on)."""
+    name = f"cams-{next(_buckets)}-{int(time.time())}"
+    s3.client().make_bucket(name, object_lock=locked)
+    return name
+
+
+@pytest.fixture
+def bucket(s3: S3Server) -> str:
+    return new_bucket(s3)
+
+
+@pytest.fixture
+def locked_bucket(s3: S3Server) -> str:
+    return new_bucket(s3, locked=True)

@@ -658,6 +658,7 @@ def test_offsite_defaults_and_normal_forms() -> None:
     )
     assert (offsite.bucket, offsite.prefix, offsite.region) == ("cams", "house/front/", "us-east-1")
     assert (offsite.what, offsite.keep_days, offsite.max_upload_mbps) == ("events", 0, 0.0)
+    assert offsite.lock == "off"
     assert (offsite.access_key, offsite.secret_key) == ("AKIA-house", SECRET)
 
 
@@ -670,6 +671,7 @@ def test_example_offsite_table_loads_when_uncommented() -> None:
     offsite = parse_config(text[:start] + block, base_dir=BASE).offsite
 
     assert offsite is not None and offsite.keep_days == 90 and offsite.prefix == "house/"
+    assert offsite.lock == "compliance"
 
 
 @pytest.mark.parametrize(
@@ -688,6 +690,14 @@ def test_example_offsite_table_loads_when_uncommented() -> None:
         (OFFSITE + KEYS + 'prefix = "/abs"\n', "offsite.prefix: must be up to 200 characters"),
         (OFFSITE + KEYS + 'what = "everything"\n', 'offsite.what: must be one of "events", "all"'),
         (OFFSITE + KEYS + "keep_days = -1\n", "offsite.keep_days: must be 0..36500, got -1"),
+        (
+            OFFSITE + KEYS + 'lock = "on"\n',
+            'offsite.lock: must be one of "off", "governance", "compliance", got "on"',
+        ),
+        (
+            OFFSITE + KEYS + 'lock = "compliance"\n',
+            "offsite.lock: needs keep_days of 1 or more: a copy is locked for keep_days",
+        ),
         (OFFSITE + KEYS + "max_upload_mbps = true\n", "offsite.max_upload_mbps: must be a number"),
         (OFFSITE + KEYS + 'region = "EU West"\n', "offsite.region: must be 1..64 of a-z"),
         (OFFSITE + KEYS + 'credentials_file = "k"\n', "offsite.credentials_file: give the keys"),

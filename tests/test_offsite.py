@@ -17,12 +17,13 @@ import subprocess
 import time
 import tracemalloc
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from s3_server import S3Server, S3Unavailable
+from s3_server import S3Server
 from test_daemon import PASSWORD, HubProcess, camhub, hub_processes, leaks, probe
 
 from hub import vault
@@ -40,31 +41,6 @@ from hub.vault import KeyFile, parse_header
 WAIT = 90.0  # seconds for anything the hub does in the background (machines are noisy)
 CONNECTED = "connected to synthetic:porch"
 OBJECT_NAME = re.compile(r"([0-9a-f]{16})/(keys|f/[0-9a-f]{32}|j/[0-9a-f]{32})")
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = S3Server(tmp_path_factory.mktemp("s3"))
-    try:
-        server.start()
-    except S3Unavailable as err:
-        server.kill()
-        pytest.fail(str(err))
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-_buckets = iter(range(10_000))
-
-
-@pytest.fixture
-def bucket(s3: S3Server) -> str:
-    """A fresh bucket for each test (made beforehand, as camhub never makes one)."""
-    name = f"cams-{next(_buckets)}-{int(time.time())}"
-    s3.client().make_bucket(name)
-    return name
 
 
 def site(
@@ -529,7 +505,7 @@ def test_a_large_file_goes_up_in_parts_without_being_read_whole(
         path = tmp_path / index.get_segment(segment).path
         tracemalloc.start()
         try:
-            size, digest = copy._bucket.put_file(naming.file_object("", tag, segment), path)
+            stored = copy._bucket.put_file(naming.file_object("", tag, segment), path)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -537,7 +513,8 @@ def test_a_large_file_goes_up_in_parts_without_being_read_whole(
         copy.queue.close()
         index.close()
     data = path.read_bytes()
-    assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert stored.locked_until is None  # no lock asked for
     assert s3.objects(bucket)[naming.file_object("", tag, segment)] == data
     assert peak < 4 * PART_SIZE < len(data) / 1.9, peak  # a part at a time, not the file
 
@@ -623,13 +600,11 @@ def owner_request(
         return resp.status, json.loads(resp.read() or b"{}")
 
 
-def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
-    s3: S3Server, bucket: str, tmp_path: Path
-) -> None:
-    """Through the running hub: the event's footage reaches the bucket, the owner
-    deletes the event with the page's route, its copies go from the bucket, the rest
-    stays, and `camhub offsite status` says how many went."""
-    config = site(tmp_path / "hub", s3, bucket)
+@contextmanager
+def event_to_delete(config: Path) -> Iterator[tuple[Hub, Callable[[], dict]]]:
+    """The hub running in this process, once an event has ended and its files are
+    off-site, and the owner logged in: yields the hub and `delete()`, which deletes
+    that event with the page's route and gives the answer. Stops the hub after."""
     hub = Hub(load_config(config))
     hub.start()
     try:
@@ -638,11 +613,29 @@ def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
         wait_until(lambda: any(e.end_time for e in hub.index.events()), "an event ended")
         wait_until(lambda: all_confirmed(config), "the event's files off-site")
         event = next(e for e in hub.index.events() if e.end_time)
-        before = local_files(config)
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         assert owner_request(opener, base, "POST", "/api/login", {"password": PASSWORD})[0] == 200
-        status, answer = owner_request(opener, base, "DELETE", f"/api/events/{event.id}")
-        assert status == 200
+
+        def delete() -> dict:
+            status, answer = owner_request(opener, base, "DELETE", f"/api/events/{event.id}")
+            assert status == 200
+            return answer
+
+        yield hub, delete
+    finally:
+        hub.stop()
+
+
+def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """Through the running hub: the event's footage reaches the bucket, the owner
+    deletes the event with the page's route, its copies go from the bucket, the rest
+    stays, and `camhub offsite status` says how many went."""
+    config = site(tmp_path / "hub", s3, bucket)
+    with event_to_delete(config) as (_, delete):
+        before = local_files(config)
+        answer = delete()
         gone = set(before) - set(local_files(config))
         assert answer["offsite"] == len(gone)  # every file of the event was off-site
         assert gone, "the deletion deleted no file"
@@ -656,8 +649,6 @@ def test_deleting_an_event_on_the_page_deletes_its_copies_in_the_bucket(
         wait_until(lambda: not copies(gone), "the deleted event's copies gone from the bucket")
         kept = {r[0] for r in queue_rows(config) if r[1] != "journal" and r[2] == "confirmed"}
         assert copies(kept) == kept  # the rest of the footage is still off-site
-    finally:
-        hub.stop()
     status = camhub("offsite", "status", "--config", config, cwd=config.parent)
     assert status.returncode == 0, status.stderr
     assert f"0 object(s) still to delete off-site, {len(gone)} deleted" in status.stdout
@@ -696,9 +687,9 @@ def test_a_file_the_owner_deletes_during_its_upload_is_not_kept_off_site(
         (taken,) = copy.queue.next_pending(16)  # as the thread takes it
         name = naming.file_object("", tag, doomed)
         path = tmp_path / index.get_segment(doomed).path
-        size, digest = copy._bucket.put_file(name, path)  # the upload, under way
+        stored = copy._bucket.put_file(name, path)  # the upload, under way
         archive.delete_footage("door", now - 600, now - 599)
-        copy.queue.confirm([Sent(taken, size, digest)], time.time())  # the upload ends
+        copy.queue.confirm([Sent(taken, stored.size, stored.sha256)], time.time())  # it ends
         assert doomed not in confirmed_in(tmp_path, ("pending", "confirmed"))
         assert in_bucket(s3, bucket, tag, doomed)
         copy.start()
@@ -888,7 +879,7 @@ def test_the_upload_cap_paces_the_bytes(s3: S3Server, bucket: str) -> None:
     data = os.urandom(3 * 2**20)
     capped = Bucket(settings)
     started = time.monotonic()
-    size, _ = capped.put_bytes("capped", data)
+    size = capped.put_bytes("capped", data).size
     assert size == len(data) and time.monotonic() - started >= 0.5
 
 

@@ -35,11 +35,15 @@ def keys_object(prefix: str, tag: str) -> str:
 
 
 def file_object(prefix: str, tag: str, file_id: str) -> str:
-    return f"{hub_prefix(prefix, tag)}f/{file_id}"
+    return f"{file_prefix(prefix, tag)}{file_id}"
 
 
 def journal_object(prefix: str, tag: str, file_id: str) -> str:
-    return f"{hub_prefix(prefix, tag)}j/{file_id}"
+    return f"{journal_prefix(prefix, tag)}{file_id}"
+
+
+def file_prefix(prefix: str, tag: str) -> str:
+    return f"{hub_prefix(prefix, tag)}f/"
 
 
 def journal_prefix(prefix: str, tag: str) -> str:

@@ -9,9 +9,10 @@ record of what is off-site, for status and expiry) until the copy is expired.
 
 When the owner deletes footage, each of its files with a row here moves, in one
 transaction, to `offsite_delete`: a pending one is never sent, a confirmed one's object
-is deleted from the bucket by the uploader thread (retried until the bucket does it).
-A file being uploaded at that moment is not confirmed afterwards: its object is deleted
-like the others. Local retention never moves a row (§16: the copy must outlive the box).
+is deleted from the bucket by the uploader thread (retried until the bucket does it),
+once its object lock (if any) has ended. A file being uploaded at that moment is not
+confirmed afterwards: its object is deleted like the others. Local retention never
+moves a row (§16: the copy must outlive the box).
 
 The queue has its own connection, behind its own lock: the uploader thread must never
 wait behind a camera's commit for its reads, and the cameras' writer threads add rows.
@@ -49,6 +50,7 @@ class Sent:
     item: Item
     size: int
     sha256: str
+    locked_until: float | None = None  # the bucket refuses to delete it before then
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ class Summary:
     deletions_pending: int = 0  # objects of footage the owner deleted, still in the bucket
     owner_deleted: int = 0  # such objects the bucket has deleted, in all
     last_owner_delete: float | None = None
+    deletions_locked_until: float | None = None  # when the last lock among them ends
 
 
 _ITEM_COLUMNS = "id, kind, camera_id, time, urgent"
@@ -122,14 +125,19 @@ class OffsiteQueue:
                 i = s.item
                 row = (i.id, i.kind, i.camera_id, i.time, int(i.urgent), now, s.size, s.sha256)
                 # A file the owner deleted during its upload stays deleted: its row is
-                # gone and its object waits in `offsite_delete`.
+                # gone and its object waits in `offsite_delete`, for its lock to end.
                 self._conn.execute(
                     f"INSERT INTO offsite ({_ITEM_COLUMNS}, state, queued, size, sha256, "
-                    "confirmed) SELECT ?, ?, ?, ?, ?, 'confirmed', ?, ?, ?, ? "
+                    "confirmed, locked_until) SELECT ?, ?, ?, ?, ?, 'confirmed', ?, ?, ?, ?, ? "
                     "WHERE NOT EXISTS (SELECT 1 FROM offsite_delete WHERE id = ?) "
                     "ON CONFLICT (id) DO UPDATE SET state = 'confirmed', size = excluded.size, "
-                    "sha256 = excluded.sha256, confirmed = excluded.confirmed",
-                    (*row, now, i.id),
+                    "sha256 = excluded.sha256, confirmed = excluded.confirmed, "
+                    "locked_until = excluded.locked_until",
+                    (*row, now, s.locked_until, i.id),
+                )
+                self._conn.execute(
+                    "UPDATE offsite_delete SET locked_until = ? WHERE id = ?",
+                    (s.locked_until, i.id),
                 )
             self._set_status("last_success = ?", (now,))
 
@@ -142,22 +150,42 @@ class OffsiteQueue:
             )
             return cursor.rowcount > 0
 
-    def owner_deleted(self, file_id: str, now: float) -> bool:
+    def owner_deleted(self, file_id: str, now: float) -> float | None:
         """The owner deleted this file: never send it, and delete its copy if it has one.
-        Returns whether the off-site copy has something to do for it."""
+        None if the off-site copy has nothing to do for it, else when its copy's lock
+        ends (0.0: not locked, or not sent yet)."""
         with self._lock, _transaction(self._conn):
-            cursor = self._conn.execute(
-                "INSERT OR IGNORE INTO offsite_delete (id, kind, queued) "
-                "SELECT id, kind, ? FROM offsite WHERE id = ? AND kind != 'journal'",
+            found = self._conn.execute(
+                "SELECT coalesce(locked_until, 0.0) FROM offsite "
+                "WHERE id = ? AND kind != 'journal'",
+                (file_id,),
+            ).fetchone()
+            self._conn.execute(
+                "INSERT OR IGNORE INTO offsite_delete (id, kind, queued, locked_until) "
+                "SELECT id, kind, ?, locked_until FROM offsite WHERE id = ? AND kind != 'journal'",
                 (now, file_id),
             )
             self._conn.execute("DELETE FROM offsite WHERE id = ?", (file_id,))
-            return cursor.rowcount > 0
+            return None if found is None else float(found[0])
 
-    def deletions(self, limit: int) -> list[str]:
-        """Ids of files whose copies are to be deleted, the oldest request first."""
-        rows = self._read("SELECT id FROM offsite_delete ORDER BY queued, id LIMIT ?", (limit,))
+    def deletions(self, limit: int, unlocked_at: float) -> list[str]:
+        """Ids of files whose copies are to be deleted and no longer locked at
+        `unlocked_at`, the oldest request first."""
+        rows = self._read(
+            "SELECT id FROM offsite_delete WHERE coalesce(locked_until, 0) <= ? "
+            "ORDER BY queued, id LIMIT ?",
+            (unlocked_at, limit),
+        )
         return [str(file_id) for (file_id,) in rows]
+
+    def still_locked(self, file_id: str, until: float) -> None:
+        """The bucket refused to delete this copy: a version of it is locked until
+        `until`; its expiry or deletion waits for that."""
+        with self._lock, _transaction(self._conn):
+            for table in ("offsite", "offsite_delete"):
+                self._conn.execute(
+                    f"UPDATE {table} SET locked_until = ? WHERE id = ?", (until, file_id)
+                )
 
     def deleted(self, file_id: str, now: float) -> None:
         """The bucket no longer holds this copy of the owner's deleted footage."""
@@ -166,14 +194,15 @@ class OffsiteQueue:
             if cursor.rowcount:
                 self._set_status("owner_deleted = owner_deleted + 1, last_owner_delete = ?", (now,))
 
-    def confirmed_before(self, cutoff: float, limit: int) -> list[Item]:
-        """Confirmed copies of footage older than `cutoff`, oldest first (for expiry)."""
+    def confirmed_before(self, cutoff: float, unlocked_at: float, limit: int) -> list[Item]:
+        """Confirmed copies of footage older than `cutoff` and no longer locked at
+        `unlocked_at`, oldest first (for expiry)."""
         return [
             _item(row)
             for row in self._read(
                 f"SELECT {_ITEM_COLUMNS} FROM offsite WHERE state = 'confirmed' AND time < ? "
-                "ORDER BY time, id LIMIT ?",
-                (cutoff, limit),
+                "AND coalesce(locked_until, 0) <= ? ORDER BY time, id LIMIT ?",
+                (cutoff, unlocked_at, limit),
             )
         ]
 
@@ -201,11 +230,13 @@ class OffsiteQueue:
             status = self._conn.execute(
                 "SELECT last_success, last_error, last_error_time FROM offsite_status"
             ).fetchone() or (None, None, None)
-            (deleting,) = self._conn.execute("SELECT count(*) FROM offsite_delete").fetchone()
+            deleting, locked = self._conn.execute(
+                "SELECT count(*), max(locked_until) FROM offsite_delete"
+            ).fetchone()
             done = self._conn.execute(
                 "SELECT owner_deleted, last_owner_delete FROM offsite_status"
             ).fetchone() or (0, None)
-        return Summary(pending, urgent, oldest, confirmed, size, *status, deleting, *done)
+        return Summary(pending, urgent, oldest, confirmed, size, *status, deleting, *done, locked)
 
     def pending_by_camera(self) -> dict[str, tuple[int, float]]:
         """camera id -> (files pending, when the oldest of them was queued)."""

@@ -8,6 +8,13 @@
    its size and SHA-256 must be the journal's, and its header must name the kind and
    file id the journal does, else it is skipped and counted (altered or swapped in
    the bucket). Then fsync it, rename it, fsync the directory.
+
+Every object is read through what someone with the bucket's keys could have done to
+it: on a versioned bucket a DELETE leaves a delete marker on top and a PUT a newer
+version, so each name's versions are listed and the newest version that passes the
+checks is taken (every journal version that opens is merged). Those read from behind
+a marker or a newer version are counted: with object lock on, nothing written by the
+hub could be deleted for its lock's length.
 3. Then the index: events under their own ids, the rows of every file that arrived,
    the snapshots linked to their events, and every restored file recorded as already
    off-site (so the restored hub does not upload it again).
@@ -38,7 +45,7 @@ from hub.archive import (
     _fsync_dir,
 )
 from hub.offsite import journal, naming
-from hub.offsite.bucket import Bucket, BucketError
+from hub.offsite.bucket import Bucket, BucketError, Version
 from hub.offsite.queue import Item, OffsiteQueue, Sent
 from hub.store import EventRow, Index, SegmentRow, SnapshotRow
 from hub.vault import FileKind
@@ -54,6 +61,7 @@ class Holdings:
     events: dict[int, EventRow] = field(default_factory=dict)
     journals: dict[str, float] = field(default_factory=dict)  # journal id -> newest file
     unreadable: list[str] = field(default_factory=list)  # journals that did not open
+    recovered: list[str] = field(default_factory=list)  # read from behind a newer version
 
     def between(self, start: float | None, end: float | None) -> Holdings:
         """Only the footage and events that overlap [start, end)."""
@@ -64,7 +72,9 @@ class Holdings:
             for k, e in self.events.items()
             if e.start_time < hi and (e.end_time if e.end_time is not None else e.start_time) >= lo
         }
-        return Holdings(files, events, dict(self.journals), list(self.unreadable))
+        return Holdings(
+            files, events, dict(self.journals), list(self.unreadable), list(self.recovered)
+        )
 
     def summary(self) -> list[str]:
         cameras = sorted({f.row.camera_id for f in self.files.values()})
@@ -81,6 +91,8 @@ class Holdings:
             )
         if self.unreadable:
             lines.append(f"{len(self.unreadable)} journal(s) did not open and were skipped")
+        if self.recovered:
+            lines.append(f"{len(self.recovered)} journal(s) {BEHIND}")
         return lines or ["the bucket holds no footage of this hub"]
 
 
@@ -92,41 +104,72 @@ class RestoreReport:
     bytes: int
     missing: tuple[str, ...]  # named by a journal, gone from the bucket (expired?)
     rejected: tuple[str, ...]  # present but not what the journal says
+    recovered: tuple[str, ...] = ()  # read from behind a delete marker or a newer version
 
     def lines(self) -> list[str]:
         out = [
             f"restored {self.segments} segment(s), {self.snapshots} snapshot(s) and "
             f"{self.events} event(s), {self.bytes / 2**20:.1f} MiB"
         ]
+        if self.recovered:
+            out.append(f"{len(self.recovered)} file(s) {BEHIND}")
         if self.missing:
             out.append(f"{len(self.missing)} file(s) named in journals are gone from the bucket")
         out += [f"rejected {why}" for why in self.rejected]
         return out
 
 
+BEHIND = (
+    "read from behind a delete marker or a newer version: someone deleted or overwrote "
+    "them in the bucket"
+)
+
+
 def hub_tags(bucket: Bucket, prefix: str) -> list[str]:
-    """The hubs that left objects under `prefix`."""
-    tags = {naming.tag_of(prefix, name) for name in bucket.names(prefix, recursive=False)}
+    """The hubs that left objects under `prefix` (deleted ones too: versions remain)."""
+    tags = {naming.tag_of(prefix, name) for name in bucket.versions(prefix, recursive=False)}
     return sorted(t for t in tags if t is not None)
+
+
+def key_copy(bucket: Bucket, prefix: str, tag: str) -> vault.KeyFile:
+    """The bucket's copy of the hub's key file: the newest version that is one, of
+    this hub's key (a newer version put by someone else is passed over)."""
+    name = naming.keys_object(prefix, tag)
+    problem: vault.VaultError | None = None
+    for version in _live(bucket.versions(name).get(name, [])):
+        try:
+            data = bucket.get_bytes(name, vault.MAX_KEYFILE_SIZE, version.version_id)
+            keyfile = vault.KeyFile.from_json(data)
+        except vault.VaultError as exc:
+            problem = problem or exc
+            continue
+        if naming.hub_tag(keyfile.public_bytes) == tag:
+            return keyfile
+        problem = problem or vault.CorruptFile("it is the key file of another hub")
+    if problem is not None:
+        raise problem
+    raise BucketError(f"{bucket.where}: {name}: there is no copy of the key file", missing=True)
 
 
 def read_holdings(bucket: Bucket, prefix: str, tag: str, private_key: X25519PrivateKey) -> Holdings:
     held = Holdings()
     entries: list[journal.Journal] = []
-    for name in bucket.names(naming.journal_prefix(prefix, tag)):
-        try:
-            sealed = bucket.get_bytes(name, journal.MAX_SIZE + 4096)
-            header = vault.parse_header(sealed)
-            if header.kind is not FileKind.JOURNAL:
-                raise vault.CorruptFile(f"a {header.kind.name.lower()}, not a journal")
-            entry = journal.parse(vault.open_bytes(sealed, private_key))
-        except (vault.VaultError, journal.JournalError) as exc:
-            log.warning("skipped %s: %s", name, exc)
+    for name, versions in sorted(bucket.versions(naming.journal_prefix(prefix, tag)).items()):
+        opened = []
+        for version in _live(versions):
+            try:
+                entry = _open_journal(bucket, name, version, private_key)
+            except (vault.VaultError, journal.JournalError) as exc:
+                log.warning("skipped %s (version %s): %s", name, version.version_id, exc)
+                continue
+            opened.append(version)
+            entries.append(entry)
+            newest = max((_start(f.row) for f in entry.files), default=entry.written)
+            held.journals[name.rsplit("/", 1)[1]] = newest
+        if not opened:
             held.unreadable.append(name)
-            continue
-        entries.append(entry)
-        newest = max((_start(f.row) for f in entry.files), default=entry.written)
-        held.journals[header.file_id.hex()] = newest
+        elif not any(v.latest for v in opened):
+            held.recovered.append(name)
     for entry in sorted(entries, key=lambda j: j.written):
         for f in entry.files:
             held.files[f.row.id] = f
@@ -135,6 +178,23 @@ def read_holdings(bucket: Bucket, prefix: str, tag: str, private_key: X25519Priv
             if known is None or event.end_time is not None or known.end_time is None:
                 held.events[event.id] = event
     return held
+
+
+def _open_journal(
+    bucket: Bucket, name: str, version: Version, private_key: X25519PrivateKey
+) -> journal.Journal:
+    sealed = bucket.get_bytes(name, journal.MAX_SIZE + 4096, version.version_id)
+    header = vault.parse_header(sealed)
+    if header.kind is not FileKind.JOURNAL:
+        raise vault.CorruptFile(f"a {header.kind.name.lower()}, not a journal")
+    if header.file_id.hex() != name.rsplit("/", 1)[1]:
+        raise vault.CorruptFile("its header names another file")
+    return journal.parse(vault.open_bytes(sealed, private_key))
+
+
+def _live(versions: list[Version]) -> list[Version]:
+    """The versions that hold data, newest first: not delete markers."""
+    return [v for v in versions if not v.deleted]
 
 
 def rebuild(
@@ -152,18 +212,20 @@ def rebuild(
     sent: list[Sent] = []
     missing: list[str] = []
     rejected: list[str] = []
+    recovered: list[str] = []
+    stored = bucket.versions(naming.file_prefix(prefix, tag))
     for f in sorted(held.files.values(), key=lambda f: (_start(f.row), f.row.id)):
         row = _placed(f.row)
-        try:
-            problem = _download(bucket, naming.file_object(prefix, tag, row.id), data_dir, row, f)
-        except BucketError as exc:
-            if not exc.missing:
-                raise
+        name = naming.file_object(prefix, tag, row.id)
+        found = _fetch(bucket, name, _live(stored.get(name, [])), data_dir, row, f)
+        if found is None:
             missing.append(row.id)
             continue
-        if problem:
-            rejected.append(f"{row.id}: {problem}")
+        if isinstance(found, str):
+            rejected.append(f"{row.id}: {found}")
             continue
+        if not found.latest:
+            recovered.append(row.id)
         rows.append(row)
         kind = "segment" if isinstance(row, SegmentRow) else "snapshot"
         sent.append(Sent(Item(row.id, kind, row.camera_id, _start(row), True), f.size, f.sha256))
@@ -203,6 +265,7 @@ def rebuild(
         bytes=sum(r.size or 0 for r in rows),
         missing=tuple(missing),
         rejected=tuple(rejected),
+        recovered=tuple(recovered),
     )
 
 
@@ -212,10 +275,40 @@ def _placed(row: SegmentRow | SnapshotRow) -> SegmentRow | SnapshotRow:
     return replace(row, path=_footage_path(row.camera_id, _start(row), row.id + suffix))
 
 
+def _fetch(
+    bucket: Bucket,
+    name: str,
+    versions: list[Version],
+    data_dir: Path,
+    row: SegmentRow | SnapshotRow,
+    f: journal.JournalFile,
+) -> Version | str | None:
+    """Fetch the newest version of a file that passes the checks into place: that
+    version; else what was wrong with the newest; None if the bucket has none."""
+    problems = []
+    for version in versions:
+        try:
+            problem = _download(bucket, name, version, data_dir, row, f)
+        except BucketError as exc:
+            if not exc.missing:
+                raise
+            continue  # deleted meanwhile
+        if problem is None:
+            return version
+        problems.append(problem)
+    return problems[0] if problems else None
+
+
 def _download(
-    bucket: Bucket, name: str, data_dir: Path, row: SegmentRow | SnapshotRow, f: journal.JournalFile
+    bucket: Bucket,
+    name: str,
+    version: Version,
+    data_dir: Path,
+    row: SegmentRow | SnapshotRow,
+    f: journal.JournalFile,
 ) -> str | None:
-    """Fetch one file into place; what is wrong with it, or None once it is durable."""
+    """Fetch one version of a file into place; what is wrong with it, or None once
+    it is durable."""
     path = data_dir / row.path
     assert path.is_relative_to(data_dir / FOOTAGE_DIR)
     _make_dirs(path.parent, data_dir)
@@ -223,7 +316,7 @@ def _download(
     fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w+b") as out:
-            size, digest = bucket.get_into(name, out)
+            size, digest = bucket.get_into(name, out, version.version_id)
             problem = _check(out, size, digest, row, f)
             if problem is None:
                 out.flush()

@@ -37,6 +37,7 @@ DELETE_PAGE = 256
 DRAIN_WAIT = 8.0  # seconds stop() lets the last files (the cameras' final segments) go
 STOP_WAIT = 5.0  # then seconds it waits for an abandoned upload to end
 DAY = 86400.0
+LOCK_SLACK = 3600.0  # a lock counts as ended this long after its date (the store's clock)
 
 
 class OffsiteCopy:
@@ -65,6 +66,10 @@ class OffsiteCopy:
         self._working: bool | None = None
         self._ready = False
         self._next_expiry = 0.0
+        self._key_copy_locked_until = 0.0  # with a lock: when the key copy's lock ends
+        # Files of the batch being sent: uploaded (so locked) or about to be, not yet
+        # confirmed. The web thread reads it when the owner deletes one.
+        self._unconfirmed: set[str] = set()
         # camera id -> (pending, oldest queued), refreshed by the thread after each
         # round: the page reads it without waiting on the queue's lock (and its fsyncs).
         self._pending: dict[str, tuple[int, float]] = {}
@@ -89,15 +94,22 @@ class OffsiteCopy:
         for row in rows:
             self.file_sealed(FileKind.SEGMENT, row.id)
 
-    def owner_deleted(self, file_id: str) -> bool:
+    def owner_deleted(self, file_id: str) -> float | None:
         """The Archive's hook, before the owner's deletion of a file: never send it, and
-        delete its copy from the bucket (soon, on the thread); whether it had one (or one
-        on its way). Its errors stop the owner's deletion: footage must not be gone here
+        delete its copy from the bucket (soon, on the thread, or when its lock ends).
+        None if it had no copy (nor one on its way), else when its lock ends (0.0: not
+        locked). Its errors stop the owner's deletion: footage must not be gone here
         and still kept off the box."""
-        if not self.queue.owner_deleted(file_id, time.time()):
-            return False
+        now = time.time()
+        locked_until = self.queue.owner_deleted(file_id, now)
+        if locked_until is None:
+            return None
+        if file_id in self._unconfirmed and self.settings.lock != "off":
+            # Sent (or being sent) in this batch, so locked from about now; `confirm`
+            # writes the exact date to its deletion row.
+            locked_until = now + self.settings.keep_days * DAY
         self._wake.set()
-        return True
+        return locked_until
 
     def keep(self, row: SegmentRow | SnapshotRow) -> bool:
         """Local retention's predicate: not yet off-site, so not deleted for age or budget."""
@@ -138,6 +150,7 @@ class OffsiteCopy:
                 self._pending = self.queue.pending_by_camera()
                 if not self._ready:
                     self._prepare()
+                self._relock_key_copy(time.time())
                 busy = self._delete_for_owner()
                 busy = self._send_batch() or busy
                 self._expire_if_due(time.time())
@@ -167,10 +180,25 @@ class OffsiteCopy:
         """Check the bucket, and leave a copy of the key file that only the recovery code
         opens, so a restore on a new box needs nothing that was on the old one."""
         self._bucket.check()
+        self._bucket.check_lock()
         name = naming.keys_object(self.settings.prefix, self._tag)
-        if not self._bucket.exists(name):
+        if self.settings.lock != "off":
+            self._key_copy_locked_until = self._bucket.locked_until(name) or 0.0
+        elif not self._bucket.exists(name):
             self._bucket.put_bytes(name, recovery_only(self._keyfile).to_json().encode())
         self._ready = True
+
+    def _relock_key_copy(self, now: float) -> None:
+        """With a lock: put the key copy again (a new version, with a new lock) once a
+        day, so its newest version stays locked for about keep_days after the box is
+        taken; a restore needs it as much as the footage."""
+        lock_length = self.settings.keep_days * DAY
+        renew_at = self._key_copy_locked_until - lock_length + min(DAY, lock_length / 2)
+        if self.settings.lock == "off" or now < renew_at:
+            return
+        name = naming.keys_object(self.settings.prefix, self._tag)
+        stored = self._bucket.put_bytes(name, recovery_only(self._keyfile).to_json().encode())
+        self._key_copy_locked_until = stored.locked_until or 0.0
 
     def _send_batch(self) -> bool:
         """Upload up to BATCH pending files, then their journal; False if none waited."""
@@ -186,31 +214,35 @@ class OffsiteCopy:
             row = self._row(item)
             if row is None:
                 continue
+            self._unconfirmed.add(item.id)
             try:
-                size, digest = self._bucket.put_file(
+                stored = self._bucket.put_file(
                     naming.file_object(self.settings.prefix, self._tag, item.id),
                     self._data_dir / row.path,
                 )
             except FileNotFoundError:
                 self._lost(item)
                 continue
-            sent.append(journal.JournalFile(row, digest))
-            confirmed.append(Sent(item, size, digest))
+            sent.append(journal.JournalFile(row, stored.sha256))
+            confirmed.append(Sent(item, stored.size, stored.sha256, stored.locked_until))
         if confirmed:
             confirmed.append(self._send_journal(sent))
             self.queue.confirm(confirmed, time.time())
             self._succeeded()
+        self._unconfirmed.clear()
         return True
 
     def _delete_for_owner(self) -> bool:
         """Delete the copies of footage the owner deleted, before sending anything new
-        (a file deleted while it was being sent is among them). False if none waited."""
+        (a file deleted while it was being sent is among them); a locked copy waits for
+        its lock to end (the loop comes by at least every IDLE_WAIT). False if none did."""
         deleted = 0
-        while file_ids := self.queue.deletions(DELETE_PAGE):
+        while file_ids := self.queue.deletions(DELETE_PAGE, time.time() - LOCK_SLACK):
             for file_id in file_ids:
-                self._bucket.delete(naming.file_object(self.settings.prefix, self._tag, file_id))
-                self.queue.deleted(file_id, time.time())
-                deleted += 1
+                name = naming.file_object(self.settings.prefix, self._tag, file_id)
+                if self._deleted(file_id, name):
+                    self.queue.deleted(file_id, time.time())
+                    deleted += 1
         if deleted:
             log.info("off-site copy: deleted %d object(s) the owner deleted", deleted)
         return bool(deleted)
@@ -220,11 +252,12 @@ class OffsiteCopy:
         plain = journal.build(journal.Journal(self._tag, time.time(), tuple(files), events))
         sealed = vault.seal_bytes(plain, self._public_key, FileKind.JOURNAL)
         journal_id = vault.parse_header(sealed).file_id.hex()
-        size, digest = self._bucket.put_bytes(
+        stored = self._bucket.put_bytes(
             naming.journal_object(self.settings.prefix, self._tag, journal_id), sealed
         )
         newest = max(_when(f.row) for f in files)
-        return Sent(Item(journal_id, "journal", None, newest, urgent=False), size, digest)
+        item = Item(journal_id, "journal", None, newest, urgent=False)
+        return Sent(item, stored.size, stored.sha256, stored.locked_until)
 
     def _events_of(self, files: list[journal.JournalFile]) -> tuple[EventRow, ...]:
         found: dict[int, EventRow] = {}
@@ -261,21 +294,22 @@ class OffsiteCopy:
 
     def _expire_if_due(self, now: float) -> None:
         """Best effort: delete copies of footage older than keep_days (and journals
-        whose newest file is). A bucket lifecycle rule is the sure way."""
+        whose newest file is), once their locks have ended. A bucket lifecycle rule is
+        the sure way."""
         if not self.settings.keep_days or now < self._next_expiry:
             return
         cutoff = now - self.settings.keep_days * DAY
         deleted = 0
-        while items := self.queue.confirmed_before(cutoff, EXPIRY_PAGE):
+        while items := self.queue.confirmed_before(cutoff, now - LOCK_SLACK, EXPIRY_PAGE):
             for item in items:
                 name = (
                     naming.journal_object(self.settings.prefix, self._tag, item.id)
                     if item.kind == "journal"
                     else naming.file_object(self.settings.prefix, self._tag, item.id)
                 )
-                self._bucket.delete(name)
-                self.queue.forget(item.id)
-                deleted += 1
+                if self._deleted(item.id, name):
+                    self.queue.forget(item.id)
+                    deleted += 1
         if deleted:
             log.info(
                 "off-site copy: deleted %d object(s) older than %d days",
@@ -283,6 +317,17 @@ class OffsiteCopy:
                 self.settings.keep_days,
             )
         self._next_expiry = now + EXPIRY_EVERY
+
+    def _deleted(self, file_id: str, name: str) -> bool:
+        """Delete an object; False if the store refused for a lock the queue did not
+        know of (an upload cut short before its confirmation): it waits for it."""
+        locked_until = self._bucket.delete(name)
+        if locked_until is None:
+            return True
+        log.info("off-site copy: %s… is locked until %s; deleted then", file_id[:8],
+                 time.strftime("%Y-%m-%d %H:%M", time.localtime(locked_until)))  # fmt: skip
+        self.queue.still_locked(file_id, locked_until)
+        return False
 
     def _failed(self, message: str) -> None:
         """One log line when the copy starts failing, not one per retry; the status

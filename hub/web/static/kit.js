@@ -98,8 +98,15 @@
   /** What a deletion's answer (DELETE /api/events/{id} or …/footage) did, in a sentence. */
   function fmtDeletion(done) {
     const kept = done.recording ? ` (${done.recording} segment still recording was kept)` : "";
-    const copies = done.offsite === 1 ? "copy goes" : "copies go";
-    const offsite = done.offsite ? ` Its ${done.offsite} off-site ${copies} too.` : "";
+    const one = done.offsite === 1;
+    let offsite = done.offsite ? ` Its ${done.offsite} off-site ${one ? "copy goes" : "copies go"} too.` : "";
+    if (done.offsite && done.offsite_locked_until) {
+      // Object Lock: the bucket refuses to delete them before then (DESIGN.md §16).
+      const until = fmtTime(done.offsite_locked_until);
+      offsite = one
+        ? ` Its off-site copy is locked until ${until} and goes then.`
+        : ` Its ${done.offsite} off-site copies are locked, the last until ${until}; each goes when its lock ends.`;
+    }
     const files = done.segments + done.snapshots;
     return `Deleted: ${files} file(s), ${fmtBytes(done.bytes_freed)}${kept}.${offsite}`;
   }
