@@ -127,8 +127,10 @@ class S3Server:
                 "-ip.bind=127.0.0.1", f"-master.port={self.master}",
                 f"-volume.port={self.volume}", "-filer", f"-filer.port={self.filer}",
                 "-s3", f"-s3.port={self.s3}", f"-s3.config={self.config}",
-                "-s3.port.iceberg=0", f"-metricsPort={self.metrics}", "-volume.max=0",
-                "-master.volumeSizeLimitMB=64",
+                # No Iceberg or Lance listeners: their fixed default ports would clash
+                # with another store running on this machine.
+                "-s3.port.iceberg=0", "-s3.port.lance=0", f"-metricsPort={self.metrics}",
+                "-volume.max=0", "-master.volumeSizeLimitMB=64",
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

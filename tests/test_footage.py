@@ -106,17 +106,22 @@ async def test_recordings_merge_segments_into_ranges_with_event_markers(hub: Hub
     client = await logged_in(hub)
     async with client:
         url = f"{base(hub)}/api/cameras/hall/recordings"
+        # The camera goes on recording meanwhile: the answer lies between the index as
+        # it was just before and just after it.
+        before = hub.index.segments("hall", limit=10000)
         started = time.perf_counter()
         async with client.get(url, params={"start": first - 60, "end": last + 60}) as resp:
             assert resp.status == 200, await resp.text()
             data = await resp.json()
         print(f"recordings of {len(segments)} segments: {time.perf_counter() - started:.3f} s")
+        after = hub.index.segments("hall", limit=10000)
         # One continuous recording: every segment in one range (the one still open
         # too), which had motion.
-        every = hub.index.segments("hall", limit=10000)
-        assert [(r["segments"], r["motion"]) for r in data["ranges"]] == [(len(every), True)]
+        assert [r["motion"] for r in data["ranges"]] == [True]
+        assert len(before) <= data["ranges"][0]["segments"] <= len(after)
         assert data["ranges"][0]["start"] == first
-        assert data["ranges"][0]["bytes"] == sum(s.size or 0 for s in every)
+        sizes = [sum(s.size or 0 for s in rows) for rows in (before, after)]
+        assert sizes[0] <= data["ranges"][0]["bytes"] <= sizes[1]
         # Event markers oldest first (the camera's own motion events among them), and
         # their spans merged into motion periods.
         starts = [e["start"] for e in data["events"]]
