@@ -30,7 +30,13 @@ from hub.capture import (
 )
 from hub.capture.base import Source, redact
 from hub.capture.supervisor import backoff_delay
-from hub.capture.timing import BestEffort, DisplayOrder, PacketTimestamps, WallClock
+from hub.capture.timing import (
+    BestEffort,
+    DisplayOrder,
+    PacketTimestamps,
+    SharedTimeline,
+    WallClock,
+)
 from hub.media import Frame, Packet, StreamInfo
 
 rtsp_camera = camera_fixture("person_clip")
@@ -149,6 +155,32 @@ def test_wall_clock_follows_stream_and_reanchors_live_drift() -> None:
     file_clock = WallClock(Fraction(1, 1000), 0.0, max_drift=None)
     assert file_clock.at(1000, now=0.0) == 0.0
     assert file_clock.at(99_000, now=0.0) == 98.0  # a file reads faster than real time
+
+
+def test_sound_stays_beside_its_picture_when_the_stream_clocks_step_apart() -> None:
+    """RTSP moves each stream to a stepped clock at its own RTCP report: the video's
+    times jump first (its wall time carries on), the sound's later, or the other way."""
+    timeline = SharedTimeline(max_apart=1.0)
+    assert timeline.at(0.0) is None  # no picture yet: nothing to place the sound by
+    timeline.video(10.0, wall=100.0)
+    assert timeline.at(10.5) == 100.5  # sound a little late: its own place
+    timeline.video(21.0, wall=101.0)  # the video's clock stepped 10 s forward
+    assert timeline.at(11.0) == 101.0  # the sound's has not: it keeps its own spacing
+    assert timeline.at(11.5) == 101.5
+    timeline.video(22.0, wall=102.0)
+    assert timeline.at(22.0) == 102.0  # its step came too: on the shared clock again
+    timeline.at(22.5)
+    timeline.video(1.0, wall=103.0)  # both step back (a camera restarting its clock)...
+    assert timeline.at(23.0) == 103.0  # ...sound late to follow keeps its spacing
+    assert timeline.at(7.0) == 103.0  # a step of its own, by another amount: at the picture
+    assert timeline.at(7.5) == 103.5
+    timeline.video(5.0, wall=107.0)
+    assert timeline.at(5.0) == 107.0  # sound back after a gap: the shared clock places it
+    timeline.reset()
+    assert timeline.at(5.0) is None
+    file_timeline = SharedTimeline(max_apart=None)  # a file's sound may come in chunks
+    file_timeline.video(10.0, wall=100.0)
+    assert file_timeline.at(13.0) == 103.0
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:

@@ -59,6 +59,10 @@ _LUMA_FIRST = frozenset(
 )
 # A live camera's clock may wander this far (seconds) from ours before we re-anchor.
 _MAX_DRIFT = 3.0
+# A live camera's sound may land this far (seconds) from the latest picture before it is
+# re-anchored beside it (see SharedTimeline): more than a camera's two streams arrive
+# apart, less than the 2 s after which the live view goes on without sound.
+_SOUND_APART = 1.0
 # Decoder threads per stream. FFmpeg's automatic choice is one per core plus one (3 on a
 # 2-core box), and each frame thread holds its own pictures in flight (~6 MB at 720p):
 # memory that two 720p cameras cannot spare, for no speed once the cores are busy anyway.
@@ -214,7 +218,6 @@ class AVSource(Source):
         self._arrival = False  # time frames by arrival, see _open_container()
         self._audio: AudioTrack | None = None
         self._sound_anchor: tuple[float, Fraction] | None = None  # see _sound_packet()
-        self._timeline = SharedTimeline()
         self._video_seen = 0.0  # monotonic time of the latest video packet
 
     # -- connection ---------------------------------------------------------------
@@ -241,6 +244,7 @@ class AVSource(Source):
         self._clock = WallClock(
             time_base, self._anchor, max_drift=_MAX_DRIFT if self._live else None
         )
+        self._timeline = SharedTimeline(max_apart=_SOUND_APART if self._live else None)
         self._frame_ts = BestEffort()
         self._b_frames = bool(codec.has_b_frames)
         self._display: DisplayOrder[av.Packet] = DisplayOrder()

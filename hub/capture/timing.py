@@ -248,17 +248,42 @@ class SharedTimeline:
     time. Each video packet tells where its stream seconds land; a sound at stream
     second s lands the same distance from it. Until a video packet has been seen there
     is nothing to go on, and sound is not timed (its packets are dropped).
+
+    That one clock can step, and not in both streams at once: RTSP maps each stream to
+    it by that stream's own RTCP reports, seconds apart, so a camera that steps its
+    clock (or restarts its timestamps) moves the video's times one moment and the
+    sound's later, or by a different amount. A sound that would land more than
+    `max_apart` seconds from the latest picture keeps its own spacing instead (the
+    distance its stream seconds moved since the sound before it), and where that too
+    lands that far away it is put at the latest picture's time: sound is never placed
+    seconds away from the picture it came with. Only live streams (`max_apart` set) are
+    held to it: a file's sound may come in chunks a second or more from its pictures.
     """
 
-    def __init__(self) -> None:
-        self._offset: float | None = None
+    def __init__(self, max_apart: float | None) -> None:
+        self._max_apart = max_apart
+        self._offset: float | None = None  # wall - stream seconds, from the latest video
+        self._video_wall = 0.0  # wall-clock time of the latest video packet
+        self._sound_offset: float | None = None  # the offset the latest sound was placed by
 
     def video(self, stream_seconds: float, wall: float) -> None:
         self._offset = wall - stream_seconds
+        self._video_wall = wall
 
     def at(self, stream_seconds: float) -> float | None:
-        return None if self._offset is None else stream_seconds + self._offset
+        if self._offset is None:
+            return None
+        for offset in (self._offset, self._sound_offset):
+            if offset is not None and self._near_video(stream_seconds + offset):
+                break
+        else:  # neither clock places it near the picture: start again beside it
+            offset = self._video_wall - stream_seconds
+        self._sound_offset = offset
+        return stream_seconds + offset
+
+    def _near_video(self, wall: float) -> bool:
+        return self._max_apart is None or abs(wall - self._video_wall) <= self._max_apart
 
     def reset(self) -> None:
         """The stream started over (a looping file): wait for video again."""
-        self._offset = None
+        self._offset = self._sound_offset = None
