@@ -234,13 +234,24 @@ def test_sound_stays_with_its_picture_when_the_camera_clock_jumps(noisy_clip: Pa
     # leaving one segment without sound and another with a 3 s hole).
     assert recorder.stats.audio_packets_late == 0
     assert recorder.stats.audio_packets_written == sounds
+    # Nor does the picture freeze where the camera's clock stepped forward (the segment
+    # across the loop held an 8 s hole in its video).
     for segment in sink.segments:
         with av.open(io.BytesIO(segment.data)) as container:
             assert container.streams.audio, f"no sound in the segment of {segment.start_time}"
-            stream = container.streams.audio[0]
-            ends = sorted((p.pts, p.pts + p.duration) for p in container.demux(stream) if p.size)
-        holes = [float((b[0] - a[1]) * stream.time_base) for a, b in itertools.pairwise(ends)]
+            sound, video = container.streams.audio[0], container.streams.video[0]
+            sound_tick, video_tick = sound.time_base, video.time_base
+            packets = [
+                (p.stream_index == video.index, p.pts, p.pts + p.duration)
+                for p in container.demux(sound, video)
+                if p.size
+            ]
+        ends = sorted((a, b) for picture, a, b in packets if not picture)
+        holes = [float((b[0] - a[1]) * sound_tick) for a, b in itertools.pairwise(ends)]
         assert max(holes, default=0.0) < PLACEMENT_SLACK, (segment.start_time, holes)
+        shown = sorted(a for picture, a, _ in packets if picture)
+        steps = [float((b - a) * video_tick) for a, b in itertools.pairwise(shown)]
+        assert len(shown) > 10 and max(steps) < PLACEMENT_SLACK, (segment.start_time, steps)
 
 
 # -- recording --------------------------------------------------------------------------

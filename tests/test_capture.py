@@ -90,6 +90,23 @@ def test_packet_timestamps_fill_order_and_restart() -> None:
     assert fix(2, 0) == (302, 302)  # jumped back (a loop, a camera reboot): carry on
 
 
+def test_packet_timestamps_close_a_live_camera_clock_step_forward() -> None:
+    """A live camera's clock that steps forward (an NTP correction, RTCP resync) much
+    further than the time between the packets' arrivals is a step, not a gap: the
+    timeline carries on one frame later, or the recording would freeze the picture for
+    the step's length. A gap the arrivals took as long too is real and kept."""
+    fix = PacketTimestamps(Fraction(1, 50), frame_ticks=2).fix
+    assert fix(0, 0, arrived=100.0) == (0, 0)
+    assert fix(2, 2, arrived=100.04) == (2, 2)
+    assert fix(402, 402, arrived=100.08) == (4, 4)  # 8 s ahead, 40 ms later: a step
+    assert fix(404, 404, arrived=100.12) == (6, 6)  # ...and the stream goes on from there
+    assert fix(654, 654, arrived=105.12) == (256, 256)  # 5 s of nothing, 5 s later: a gap
+    assert fix(656, 656, arrived=105.16) == (258, 258)
+    # Without arrival times (a file read as fast as it decodes) every gap is kept.
+    files = PacketTimestamps(Fraction(1, 50), frame_ticks=2).fix
+    assert [files(t, t) for t in (0, 2, 402)] == [(0, 0), (2, 2), (402, 402)]
+
+
 def test_packet_timestamps_keep_b_frames_in_order_across_a_restart() -> None:
     # Decode order I P B B, shown I B B P; a frame is 2 ticks, a second 50: reorder depth 2.
     def pictures(start: int, count: int) -> list[int]:

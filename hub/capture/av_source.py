@@ -352,7 +352,8 @@ class AVSource(Source):
                 self._video_seen = time.monotonic()  # (video before its first keyframe too)
             if packet.size and self._begins(packet):
                 raw = packet.pts if packet.pts is not None else packet.dts
-                fixed = self._timestamps.fix(packet.pts, packet.dts)
+                arrived = time.monotonic() if self._live else None  # (a file: no step)
+                fixed = self._timestamps.fix(packet.pts, packet.dts, arrived=arrived)
                 assert fixed is not None and raw is not None  # _begins() saw a timestamp
                 packet.pts, packet.dts = fixed
                 if sound is not None:

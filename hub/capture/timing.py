@@ -33,6 +33,10 @@ class PacketTimestamps:
     Packets without pts (AVI) keep their dts, and their pts is that dts (see
     DisplayOrder). A backward jump of `jump` seconds or more (at least a few frames) is
     treated as a restart: the timeline continues one frame after the latest picture.
+    So is a jump forward that outruns the packets' arrival times (given for live
+    streams) by more than `jump` seconds: the camera's clock stepped (an NTP correction,
+    an RTCP resync), no time went by, and keeping the jump would freeze the recorded
+    picture for its length. A gap that took as long to arrive is kept.
     """
 
     def __init__(
@@ -41,6 +45,9 @@ class PacketTimestamps:
         self._step = max(1, frame_ticks)  # learnt from the stream as it goes
         self._reorder = max(0, reorder)
         self._jump = max(1, round(jump / time_base), (self._reorder + 2) * self._step)
+        self._time_base = time_base
+        self._jump_seconds = float(self._jump * time_base)
+        self._arrived: float | None = None  # when the latest packet came (live streams)
         self._offset = 0
         self._pending: list[int] = []  # pts not yet used as a dts (a heap)
         self._last_dts: int | None = None
@@ -48,13 +55,16 @@ class PacketTimestamps:
         self._primed = False  # a dts has come out of `_pending`
         self._slot: int | None = None  # the last of them, or the last dts given
 
-    def fix(self, pts: int | None, dts: int | None) -> tuple[int, int] | None:
-        """Return repaired (pts, dts), or None when there is nothing to go on yet."""
+    def fix(
+        self, pts: int | None, dts: int | None, *, arrived: float | None = None
+    ) -> tuple[int, int] | None:
+        """Return repaired (pts, dts), or None when there is nothing to go on yet.
+        `arrived`: when the packet came (time.monotonic()), for a live stream."""
         if pts is not None:
-            time = self._continue(pts + self._offset)
+            time = self._continue(pts + self._offset, arrived)
             dts = self._decode_time(time)
         elif dts is not None:  # decode times only (AVI): the pts is learnt later, if at all
-            time = dts = self._continue(dts + self._offset)
+            time = dts = self._continue(dts + self._offset, arrived)
             self._learn_step(dts)
         elif self._top is not None:  # nothing given: one frame after the latest picture
             time = self._top + self._step
@@ -67,10 +77,18 @@ class PacketTimestamps:
         self._last_dts = dts
         return max(time, dts), dts
 
-    def _continue(self, time: int) -> int:
-        """`time` on the continuous timeline: a jump back is a restart, moved past the top."""
-        top = self._top
-        if top is not None and time <= top - self._jump:
+    def _continue(self, time: int, arrived: float | None) -> int:
+        """`time` on the continuous timeline: a jump back, or a step forward, is a
+        restart, moved to one frame past the top."""
+        top, since = self._top, self._arrived
+        self._arrived = arrived
+        stepped = (
+            top is not None
+            and arrived is not None
+            and since is not None
+            and float((time - top) * self._time_base) - (arrived - since) > self._jump_seconds
+        )
+        if top is not None and (time <= top - self._jump or stepped):
             shift = top + self._step - time
             self._offset += shift
             time += shift
