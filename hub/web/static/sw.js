@@ -33,7 +33,7 @@ self.addEventListener("push", (event) => {
   const camera = typeof data.camera === "string" ? data.camera : "A camera";
   const when = typeof data.time === "number" ? new Date(data.time * 1000) : new Date();
   const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  const offsite = OFFSITE[data.offsite];
+  const offsite = Object.hasOwn(OFFSITE, String(data.offsite)) ? OFFSITE[data.offsite] : null;
   const reason = typeof data.reason === "string" ? ` (${data.reason})` : "";
   let title = data.test ? "camhub: test alert" : `Motion: ${camera}`;
   let body = data.test ? `Alerts reach this device (${time}).` : `${camera} saw motion at ${time}.`;
