@@ -18,6 +18,7 @@ from alert_receivers import Receiver, serve, webhook_verifies
 from hubkit import make_hub, running, wait_until
 from mosquitto import PASSWORD, USER, Broker, Subscriber
 from s3_server import S3Server
+from test_offsite import copy_for
 
 from hub.alerts.bus import AlertBus
 from hub.alerts.happenings import OffsiteChanged
@@ -96,6 +97,35 @@ def test_snooze_and_quiet_hours_hold_back_a_hub_notice_but_cooldown_does_not() -
     awake = AlertPolicy(AlertSettings(cooldown_seconds=3600), local_zone("UTC"))
     assert [awake.decide_hub(Choices(), NOW + i) for i in range(3)] == [Verdict.SEND] * 3
     assert awake.decide_hub(Choices(muted=frozenset({"door"})), NOW) is Verdict.SEND
+
+
+def test_a_store_back_while_nothing_waits_is_ok_at_once(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """Working again is the first round whose requests all went through (the bucket
+    check), not the next upload: an idle hub would otherwise say failing for hours."""
+    s3.kill()
+    try:
+        index, copy, _, _ = copy_for(s3, bucket, tmp_path)
+        copy.start()
+        wait_until(lambda: copy.status().working is False, 30, "the failure seen")
+        failing = offsite_state(copy.status(), time.time())
+    finally:
+        s3.start()
+    try:
+        wait_until(lambda: copy.status().working is True, 60, "the store seen back")
+        back = offsite_state(copy.status(), time.time())
+    finally:
+        copy.stop()
+        index.close()
+    assert failing.health is OffsiteHealth.FAILING and failing.pending == 0
+    assert "Connection refused" in (failing.reason or "")
+    assert (back.health, back.reason, back.pending, back.last_success) == (
+        OffsiteHealth.OK,
+        None,
+        0,
+        None,  # nothing was ever uploaded
+    )
 
 
 # -- the alert thread, to a real webhook receiver ------------------------------------------

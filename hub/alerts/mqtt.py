@@ -253,7 +253,7 @@ class MqttPublisher:
         self, _client: paho.Client, _userdata: object, message: paho.MQTTMessage
     ) -> None:
         """A retained discovery config under this hub's node, from this run or an
-        earlier one: the "mqtt" thread removes it unless it is a current camera's."""
+        earlier one: the "mqtt" thread removes it unless it is a current entity's."""
         if message.retain and message.payload:
             self._found.append(message.topic)
             self._wake.set()
