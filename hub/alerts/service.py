@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -228,7 +229,10 @@ def _record_offsite_alert(audit: AuditLog, alert: Alert, reached: list[str]) -> 
     what was told and which receivers (hosts) got it."""
     assert alert.offsite is not None
     detail = {"notice": alert.offsite.value, "reason": alert.reason, "reached": reached}
-    audit.record(AuditKind.OFFSITE_ALERT, "system", detail)
+    try:
+        audit.record(AuditKind.OFFSITE_ALERT, "system", detail)
+    except sqlite3.Error as exc:  # the alert went out; a failing index must not end the thread
+        log.warning("alerts: the off-site notice is not in the access log: %s", exc)
 
 
 def _record_webhook(owner: OwnerAlerts) -> None:
