@@ -73,6 +73,7 @@ class AuditKind(enum.StrEnum):
     ALERT_TARGET_REMOVED = "alert target removed"
     ALERTS_CHANGED = "alert settings changed"
     ALERT_TEST = "test alert sent"
+    OFFSITE_ALERT = "off-site alert sent"
     WEBHOOK_SET = "webhook target set"
     RESTORED = "footage restored"
 

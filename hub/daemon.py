@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hub import repair, tls, vault
+from hub.alerts.offsite_notice import FAILING_FOR
 from hub.alerts.service import Alerts, OwnerAlerts
 from hub.alerts.sink import AnnouncingEvents
 from hub.alerts.topics import CameraInfo, page_url
@@ -30,6 +31,7 @@ from hub.fsutil import DirectoryLock
 from hub.health import DISABLED, CameraHealth, camera_health
 from hub.logs import RepeatedFailure
 from hub.motion import MotionEvent
+from hub.offsite.state import offsite_state
 from hub.offsite.triage import CameraPolicy
 from hub.offsite.uploader import OffsiteCopy
 from hub.shares import shares_to_end
@@ -203,8 +205,11 @@ class IndexedEvents(EventSink):
 class Hub:
     """All cameras of one config, recording into one data directory."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, offsite_failing_for: float = FAILING_FOR) -> None:
+        """`offsite_failing_for`: seconds the off-site copy fails before the owner hears
+        (hub/alerts/offsite_notice.py); shorter only in tests."""
         self.config = config
+        self._offsite_failing_for = offsite_failing_for
         self.paths = DataPaths(config.hub.data_dir)
         keyfile = load_keyfile(self.paths)
         if keyfile.version < vault.KEYFILE_VERSION:
@@ -261,7 +266,9 @@ class Hub:
         owner_alerts = OwnerAlerts(
             self.config.alerts, self.config.webhook, self.index, self.audit, self.paths.vapid
         )
-        self.alerts = Alerts(self.config.mqtt, owner_alerts)
+        self.alerts = Alerts(
+            self.config.mqtt, owner_alerts, offsite_failing_for=self._offsite_failing_for
+        )
         self._events = AnnouncingEvents(IndexedEvents(self.index, self.archive), self.alerts.bus)
         self.cameras = [self._new_camera(cam) for cam in self.config.cameras if cam.enabled]
 
@@ -395,7 +402,9 @@ class Hub:
         # Every camera of the config, the disabled ones too: Home Assistant shows those
         # unavailable rather than forgetting them (docs/DESIGN.md §15).
         cameras = [(info, partial(self._health, info.id)) for info in self._camera_infos()]
-        self.alerts.start(cameras, link)
+        copy = self.offsite
+        offsite = None if copy is None else lambda: offsite_state(copy.status(), time.time())
+        self.alerts.start(cameras, link, offsite)
 
     def _camera_infos(self) -> list[CameraInfo]:
         return [CameraInfo(c.id, c.name) for c in self.config.cameras]

@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from hub.alerts.offsite_notice import FAILING_FOR
 from hub.cli import init_data_dir
 from hub.config import load_config, parse_config
 from hub.daemon import DataPaths, Hub
@@ -33,11 +34,13 @@ def make_hub(
     tls: bool = False,
     data_dir: Path | None = None,
     in_file: bool = False,
+    offsite_failing_for: float = FAILING_FOR,
 ) -> Hub:
     """A hub, not started yet, over a data directory made now (`root`/data unless given).
     `tables` is the rest of the config ([[camera]], [alerts]...); `storage` and `web`
     are more lines for those tables. `in_file`: the config is read from
-    `root`/camhub.toml, so that the page can change its settings."""
+    `root`/camhub.toml, so that the page can change its settings. `offsite_failing_for`:
+    how long the off-site copy fails before the owner hears (Hub's parameter)."""
     data_dir = data_dir or root / "data"
     init_data_dir(DataPaths(data_dir), PASSWORD, kdf=FAST)
     text = (
@@ -49,8 +52,8 @@ def make_hub(
     if in_file:
         path = root / "camhub.toml"
         path.write_text(text)
-        return Hub(load_config(path))
-    return Hub(parse_config(text, base_dir=root))
+        return Hub(load_config(path), offsite_failing_for=offsite_failing_for)
+    return Hub(parse_config(text, base_dir=root), offsite_failing_for=offsite_failing_for)
 
 
 @contextmanager

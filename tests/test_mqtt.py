@@ -23,6 +23,7 @@ from hub.alerts.happenings import (
     EventChanged,
     HealthChanged,
     MotionChanged,
+    OffsiteChanged,
     Phase,
 )
 from hub.alerts.mqtt import MqttPublisher, MqttState
@@ -30,6 +31,7 @@ from hub.alerts.service import Alerts
 from hub.alerts.topics import CameraInfo
 from hub.config import MqttSettings
 from hub.health import CameraHealth
+from hub.offsite.state import OFF, OffsiteHealth, OffsiteState
 
 DOOR = CameraInfo("door", "Front door")
 YARD = CameraInfo("yard", "Back yard")
@@ -67,9 +69,9 @@ class Running:
         self.subscribers: list[Subscriber] = []
 
     def publisher(
-        self, mqtt: MqttSettings, bus: AlertBus, cameras: list[CameraInfo]
+        self, mqtt: MqttSettings, bus: AlertBus, cameras: list[CameraInfo], offsite: bool = False
     ) -> MqttPublisher:
-        publisher = MqttPublisher(mqtt, bus, cameras, version="9.9.9")
+        publisher = MqttPublisher(mqtt, bus, cameras, version="9.9.9", offsite=offsite)
         self.publishers.append(publisher)
         publisher.start(PAGE)
         return publisher
@@ -256,6 +258,64 @@ def test_discovery_off_removes_every_entity_the_hub_announced(
     assert retained_now(broker, running, "camhub/availability") == {
         "camhub/availability": b"online"
     }
+
+
+OFFSITE_ENTITIES = {
+    "homeassistant/binary_sensor/camhub/offsite_problem/config",
+    "homeassistant/sensor/camhub/offsite_pending/config",
+    "homeassistant/sensor/camhub/offsite_lag/config",
+}
+FAILING = OffsiteState(OffsiteHealth.FAILING, "bucket cams: timed out", 7, 912.4, 1.7e9)
+
+
+def test_the_offsite_entities_come_with_the_offsite_table_and_go_with_it_or_discovery(
+    broker: Broker, running: Running
+) -> None:
+    door = set(entity_topics("door").values())
+    bus = AlertBus()
+    bus.publish(OffsiteChanged(FAILING, time.time()))
+    first = running.publisher(settings(broker), bus, [DOOR], offsite=True)
+    watcher = running.subscriber(broker)
+    watcher.wait_for("camhub/offsite/problem", "ON")
+    first.stop()
+    retained = retained_now(broker, running)
+    assert set(retained) >= door | OFFSITE_ENTITIES
+    assert json.loads(retained["camhub/offsite"]) == {
+        "state": "failing",
+        "reason": "bucket cams: timed out",
+        "pending": 7,
+        "oldest_pending_s": 912,
+        "last_success": 1.7e9,
+    }
+    lag = json.loads(retained["homeassistant/sensor/camhub/offsite_lag/config"])
+    assert (lag["device_class"], lag["unit_of_measurement"]) == ("duration", "s")
+    assert lag["state_topic"] == "camhub/offsite" and lag["entity_category"] == "diagnostic"
+    for topic in OFFSITE_ENTITIES:
+        assert_under_the_hubs_device(json.loads(retained[topic]), "", needs_camera=False)
+
+    # [offsite] left the config: its entities go, the camera's stay, and the state says off.
+    mark = watcher.mark()
+    off = AlertBus()
+    off.publish(OffsiteChanged(OFF, time.time()))
+    second = running.publisher(settings(broker), off, [DOOR])
+    for topic in OFFSITE_ENTITIES | {"camhub/offsite/problem"}:
+        watcher.wait_for(topic, "", after=mark)
+    second.stop()
+    retained = retained_now(broker, running)
+    assert set(retained_now(broker, running, "homeassistant/#")) == door
+    assert json.loads(retained["camhub/offsite"])["state"] == "off"
+    assert "camhub/offsite/problem" not in retained
+
+    # [offsite] back, discovery off: nothing of it is announced.
+    mark = watcher.mark()
+    third = running.publisher(settings(broker, discovery=False), bus, [DOOR], offsite=True)
+    for topic in door:
+        watcher.wait_for(topic, "", after=mark)
+    watcher.wait_for("camhub/offsite/problem", "ON", after=mark)
+    third.stop()
+    announced = [m for m in watcher.messages[mark:] if m.topic in OFFSITE_ENTITIES and m.payload]
+    assert announced == []
+    assert retained_now(broker, running, "homeassistant/#") == {}
 
 
 def test_a_renamed_camera_is_announced_again_under_the_same_ids(

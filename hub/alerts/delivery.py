@@ -1,7 +1,8 @@
 """What an alert is, and how one delivery of it can end: the vocabulary of the targets.
 
-An alert says which camera saw motion and when, and where the page shows the event:
-nothing else, so a push service or a webhook receiver learns no more than that.
+An alert says which camera saw motion and when, and where the page shows the event,
+or that the off-site copy fails (in the store's words) or works again: nothing else, so
+a push service or a webhook receiver learns no more than that.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
+
+from hub.alerts.offsite_notice import OffsiteNotice
 
 TIMEOUT = (5.0, 10.0)  # seconds to connect, and to wait for each read of the answer
 
@@ -25,12 +28,20 @@ class Alert:
     camera_id: str
     camera_name: str
     event_id: int | None  # None for the owner's test alert
-    time: float  # the event's start (Unix seconds)
+    time: float  # the event's start, or when the notice was decided (Unix seconds)
+    offsite: OffsiteNotice | None = None  # a notice about the off-site copy, not motion
+    reason: str | None = None  # why the copy fails, in the store's words
 
     @property
     def path(self) -> str:
         """Where the page opens the event (after login): relative to the hub's origin."""
+        if self.offsite is not None:
+            return "/"
         return f"/#event-{self.event_id}" if self.event_id is not None else "/#events"
+
+    @classmethod
+    def of_offsite(cls, notice: OffsiteNotice, reason: str | None, time: float) -> Alert:
+        return cls("", "", None, time, notice, reason)
 
 
 class DeliveryFailed(Exception):

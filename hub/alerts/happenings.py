@@ -1,6 +1,6 @@
 """What the hub tells its listeners: motion on a camera, a camera going on- or offline,
-its health now and then, and the records of motion events. Metadata only: no picture
-ever travels with them."""
+its health and the off-site copy's state now and then, and the records of motion
+events. Metadata only: no picture ever travels with them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from hub.health import CameraHealth
+from hub.offsite.state import OffsiteState
 
 BBox = tuple[float, float, float, float]  # x, y, width, height as fractions of the frame
 
@@ -66,6 +67,21 @@ class HealthChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class OffsiteChanged:
+    """The off-site copy's state, sampled (hub/alerts/watch.py): on a change of its
+    state or reason, else at most every `watch.OFFSITE_EVERY` seconds."""
+
+    state: OffsiteState
+    time: float
+
+    is_state: ClassVar[bool] = True
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("offsite",)
+
+
+@dataclass(frozen=True, slots=True)
 class EventChanged:
     """A motion event as the index records it: started, grown, or ended."""
 
@@ -85,4 +101,4 @@ class EventChanged:
         return ("event", self.camera_id, str(self.event_id), self.phase.value)
 
 
-Happening = MotionChanged | CameraChanged | HealthChanged | EventChanged
+Happening = MotionChanged | CameraChanged | HealthChanged | OffsiteChanged | EventChanged

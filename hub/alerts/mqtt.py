@@ -37,8 +37,8 @@ from hub.alerts.topics import (
     HubInfo,
     Message,
     Topics,
+    all_discovery_configs,
     camera_status,
-    discovery_configs,
     discovery_messages,
     hub_availability,
     messages_for,
@@ -97,13 +97,16 @@ class MqttPublisher:
         cameras: list[CameraInfo],
         *,
         version: str,
+        offsite: bool = False,
         backoff: tuple[float, float] = (BACKOFF_MIN, BACKOFF_MAX),
     ) -> None:
+        """`offsite`: the hub has an off-site copy, whose entities are announced."""
         self._settings = settings
+        self._offsite = offsite
         self._topics = Topics(settings.topic_prefix, settings.discovery_prefix)
         self._hub = HubInfo(version, None)
         self._cameras: dict[str, CameraInfo] = {}
-        self._announced: set[str] = set()  # discovery topics of the current cameras
+        self._announced: set[str] = set()  # discovery topics of the current entities
         self._take_cameras(cameras)
         self._new_cameras: deque[list[CameraInfo]] = deque(maxlen=1)  # newest wins
         self._bus = bus
@@ -250,7 +253,7 @@ class MqttPublisher:
         self, _client: paho.Client, _userdata: object, message: paho.MQTTMessage
     ) -> None:
         """A retained discovery config under this hub's node, from this run or an
-        earlier one: the "mqtt" thread removes it unless it is a current camera's."""
+        earlier one: the "mqtt" thread removes it unless it is a current entity's."""
         if message.retain and message.payload:
             self._found.append(message.topic)
             self._wake.set()
@@ -299,11 +302,9 @@ class MqttPublisher:
 
     def _take_cameras(self, cameras: list[CameraInfo]) -> None:
         self._cameras = {camera.id: camera for camera in cameras}
-        self._announced = {
-            topic
-            for camera in cameras
-            for topic in discovery_configs(self._topics, camera, self._hub)
-        }
+        self._announced = set(
+            all_discovery_configs(self._topics, cameras, self._hub, offsite=self._offsite)
+        )
 
     def _tell_cameras(self, before: dict[str, CameraInfo]) -> None:
         """Announce the cameras that are new or renamed since `before`; remove those gone."""
@@ -332,7 +333,10 @@ class MqttPublisher:
         self._send(hub_availability(self._topics, online=True))
         cameras = list(self._cameras.values())
         announce = self._settings.discovery
-        for message in discovery_messages(self._topics, cameras, self._hub, announce=announce):
+        told = discovery_messages(
+            self._topics, cameras, self._hub, announce=announce, offsite=self._offsite
+        )
+        for message in told:
             self._send(message)
         states = self._bus.states()
         # A camera that never saw motion in this run has no event open: its motion is off.

@@ -1,4 +1,6 @@
-"""The alert thread: event starts from the bus, through the policy, to every target.
+"""The alert thread: event starts from the bus, through the policy, to every target;
+and the off-site copy's notices (hub/alerts/offsite_notice.py), through the snooze and
+quiet hours.
 
 It is a bus listener like the MQTT publisher: the camera threads never wait for it, and
 it may take its time. Each delivery gets at most `ATTEMPTS` tries with waits between
@@ -20,7 +22,8 @@ from typing import Protocol
 
 from hub.alerts.bus import AlertBus
 from hub.alerts.delivery import Alert, Delivery, DeliveryFailed
-from hub.alerts.happenings import EventChanged, Phase
+from hub.alerts.happenings import EventChanged, OffsiteChanged, Phase
+from hub.alerts.offsite_notice import OffsiteNotices
 from hub.alerts.policy import AlertPolicy, Choices, Verdict
 from hub.logs import RepeatedFailure
 
@@ -60,7 +63,11 @@ class AlertSender:
         *,
         waits: tuple[float, ...] = RETRY_WAITS,
         clock: Callable[[], float] = time.time,
+        offsite: OffsiteNotices | None = None,
+        told: Callable[[Alert, list[str]], None] | None = None,
     ) -> None:
+        """`offsite`: when the owner hears of the off-site copy; `told`: called with
+        each off-site notice that went out and the targets it reached (the access log)."""
         self._bus = bus
         self._policy = policy
         self._choices = choices
@@ -68,6 +75,8 @@ class AlertSender:
         self._names = names
         self._waits = waits
         self._clock = clock
+        self._offsite = offsite if offsite is not None else OffsiteNotices()
+        self._told = told
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._subscription = bus.subscribe(notify=self._wake.set)
@@ -109,6 +118,8 @@ class AlertSender:
             for happening in self._subscription.drain():
                 if isinstance(happening, EventChanged) and happening.phase is Phase.START:
                     self._consider(happening)
+                elif isinstance(happening, OffsiteChanged):
+                    self._consider_offsite(happening)
             self._tell_dropped()
             while self._tests and not self._stopping.is_set():
                 self._deliver(self._tests.popleft(), test=True)
@@ -126,11 +137,7 @@ class AlertSender:
             self._dropped = dropped
 
     def _consider(self, event: EventChanged) -> None:
-        try:
-            choices = self._choices()
-        except sqlite3.Error as exc:  # better an alert too many than a missed one
-            log.warning("alerts: the owner's choices cannot be read (%s); alerting anyway", exc)
-            choices = Choices()
+        choices = self._read_choices()
         verdict = self._policy.decide(event.camera_id, event.start, choices, self._clock())
         if verdict is not Verdict.SEND:
             log.debug(
@@ -143,7 +150,30 @@ class AlertSender:
         name = self._names.get(event.camera_id, event.camera_id)
         self._deliver(Alert(event.camera_id, name, event.event_id, event.start), test=False)
 
-    def _deliver(self, alert: Alert, *, test: bool) -> None:
+    def _consider_offsite(self, happening: OffsiteChanged) -> None:
+        notice = self._offsite.due(happening.state, happening.time)
+        if notice is None:
+            return
+        verdict = self._policy.decide_hub(self._read_choices(), self._clock())
+        if verdict is not Verdict.SEND:
+            log.debug("alerts: off-site notice %s held back: %s", notice.value, verdict.value)
+            return  # still due at the next sample
+        self._offsite.told(notice)
+        alert = Alert.of_offsite(notice, happening.state.reason, self._clock())
+        reached = self._deliver(alert, test=False)
+        if self._told is not None:
+            self._told(alert, reached)
+
+    def _read_choices(self) -> Choices:
+        try:
+            return self._choices()
+        except sqlite3.Error as exc:  # better an alert too many than a missed one
+            log.warning("alerts: the owner's choices cannot be read (%s); alerting anyway", exc)
+            return Choices()
+
+    def _deliver(self, alert: Alert, *, test: bool) -> list[str]:
+        """Every target's deliveries; the receivers (`where`) that got it."""
+        reached: list[str] = []
         for name, target in self._targets.items():
             try:
                 deliveries = target.deliveries(alert, test=test)
@@ -152,10 +182,12 @@ class AlertSender:
                 continue
             for delivery in deliveries:
                 if self._stopping.is_set():
-                    return
-                self._attempt(delivery)
+                    return reached
+                if self._attempt(delivery):
+                    reached.append(delivery.where)
+        return reached
 
-    def _attempt(self, delivery: Delivery) -> None:
+    def _attempt(self, delivery: Delivery) -> bool:
         for attempt in range(ATTEMPTS):
             try:
                 delivery.send()
@@ -163,15 +195,16 @@ class AlertSender:
                 last = attempt + 1 == ATTEMPTS or not exc.retry
                 if last or self._stopping.wait(self._waits[min(attempt, len(self._waits) - 1)]):
                     self._failed(delivery.target, delivery.where, str(exc))
-                    return
+                    return False
             except Exception as exc:  # a bug must not end the alert thread
                 if not self._failure(delivery.target, delivery.where).failing:
                     log.exception("alerts: sending to %s failed", delivery.where)
                 self._failed(delivery.target, delivery.where, type(exc).__name__)
-                return
+                return False
             else:
                 self._sent(delivery)
-                return
+                return True
+        return False
 
     def _failure(self, target: str, where: str) -> RepeatedFailure:
         """One per receiver: its failures are logged once, then once per interval."""

@@ -76,3 +76,13 @@ class AlertPolicy:
             return Verdict.COOLDOWN
         self._last[camera_id] = now
         return Verdict.SEND
+
+    def decide_hub(self, choices: Choices, now: float) -> Verdict:
+        """For a notice about the hub itself (the off-site copy): the snooze and quiet
+        hours hold it back (it is not urgent at 3 a.m.); no camera switch or cooldown
+        applies, its own rule (hub/alerts/offsite_notice.py) keeps it from repeating."""
+        if choices.snoozed_until is not None and now < choices.snoozed_until:
+            return Verdict.SNOOZED
+        if in_quiet_hours(now, self._quiet, self._zone):
+            return Verdict.QUIET_HOURS
+        return Verdict.SEND

@@ -42,12 +42,14 @@ def push_service(endpoint: str) -> str:
 
 
 def payload_of(alert: Alert, *, test: bool) -> bytes:
-    doc = {
+    doc: dict[str, object] = {
         "camera": alert.camera_name,
         "time": round(alert.time, 3),
         "url": alert.path,
         "test": test,
     }
+    if alert.offsite is not None:  # static/sw.js words the notification
+        doc |= {"offsite": alert.offsite.value, "reason": alert.reason}
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -1,7 +1,8 @@
-"""The hub's alerting, as one piece for the daemon: the bus, the camera status watch,
-the MQTT publisher when `[mqtt]` is enabled, and the owner's alerts (Web Push, webhook)
-when given the index. Started after the cameras and the page (so discovery and the
-webhook can link to it), stopped after the cameras (so their last events are told)."""
+"""The hub's alerting, as one piece for the daemon: the bus, the camera status watch
+(and the off-site copy's state), the MQTT publisher when `[mqtt]` is enabled, and the
+owner's alerts (Web Push, webhook) when given the index. Started after the cameras and
+the page (so discovery and the webhook can link to it), stopped after the cameras (so
+their last events are told)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,8 +25,11 @@ from py_vapid import Vapid02
 from hub import __version__
 from hub.alerts import vapid
 from hub.alerts.bus import AlertBus
+from hub.alerts.delivery import Alert
+from hub.alerts.happenings import OffsiteChanged
 from hub.alerts.mqtt import MqttPublisher, MqttStatus
 from hub.alerts.notify import AlertSender, Target, TargetStatus
+from hub.alerts.offsite_notice import FAILING_FOR, OffsiteNotices
 from hub.alerts.policy import AlertPolicy, Choices
 from hub.alerts.push import WebPush
 from hub.alerts.topics import CameraInfo
@@ -31,6 +38,7 @@ from hub.alerts.webhook import Webhook
 from hub.audit import AuditKind, AuditLog
 from hub.config import AlertSettings, MqttSettings, WebhookSettings
 from hub.health import CameraHealth
+from hub.offsite.state import OFF, OffsiteState
 from hub.store import Index
 
 log = logging.getLogger(__name__)
@@ -52,10 +60,18 @@ class Alerts:
     """The bus from construction (the cameras' event sink needs it); its listeners
     from `start` to `stop`."""
 
-    def __init__(self, mqtt: MqttSettings, owner: OwnerAlerts | None = None) -> None:
+    def __init__(
+        self,
+        mqtt: MqttSettings,
+        owner: OwnerAlerts | None = None,
+        *,
+        offsite_failing_for: float = FAILING_FOR,
+    ) -> None:
+        """`offsite_failing_for`: seconds the off-site copy fails before the owner hears."""
         self.bus = AlertBus()
         self._mqtt_settings = mqtt
         self._owner = owner
+        self._offsite_failing_for = offsite_failing_for
         self._watch: StatusWatch | None = None
         self._mqtt: MqttPublisher | None = None
         self._sender: AlertSender | None = None
@@ -64,14 +80,27 @@ class Alerts:
             self._vapid = _load_vapid(owner.vapid_path)
 
     def start(
-        self, cameras: list[tuple[CameraInfo, Callable[[], CameraHealth]]], page_url: str | None
+        self,
+        cameras: list[tuple[CameraInfo, Callable[[], CameraHealth]]],
+        page_url: str | None,
+        offsite: Callable[[], OffsiteState] | None = None,
     ) -> None:
-        """`cameras`: each camera and how to read its health now."""
-        self._watch = StatusWatch(self.bus, {info.id: health for info, health in cameras})
+        """`cameras`: each camera and how to read its health now; `offsite`: how to read
+        the off-site copy's state, None when there is no `[offsite]` (told "off" once)."""
+        if offsite is None:
+            self.bus.publish(OffsiteChanged(OFF, time.time()))
+        health = {info.id: look for info, look in cameras}
+        self._watch = StatusWatch(self.bus, health, offsite=offsite)
         self._watch.start()
         if self._mqtt_settings.enabled:
             infos = [info for info, _ in cameras]
-            self._mqtt = MqttPublisher(self._mqtt_settings, self.bus, infos, version=__version__)
+            self._mqtt = MqttPublisher(
+                self._mqtt_settings,
+                self.bus,
+                infos,
+                version=__version__,
+                offsite=offsite is not None,
+            )
             self._mqtt.start(page_url)
         if self._owner is not None:
             self._start_sender({info.id: info.name for info, _ in cameras}, page_url)
@@ -145,6 +174,8 @@ class Alerts:
             lambda: Choices(index.muted_cameras(), index.snoozed_until()),
             targets,
             names,
+            offsite=OffsiteNotices(self._offsite_failing_for),
+            told=partial(_record_offsite_alert, owner.audit),
         )
         self._sender.start()
         if targets:
@@ -191,6 +222,17 @@ def _load_vapid(path: Path) -> Vapid02 | None:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         log.error("Web Push is off: cannot use the VAPID key %s: %s", path, reason)
         return None
+
+
+def _record_offsite_alert(audit: AuditLog, alert: Alert, reached: list[str]) -> None:
+    """An off-site notice is rare (two per outage at most), so each is on the record:
+    what was told and which receivers (hosts) got it."""
+    assert alert.offsite is not None
+    detail = {"notice": alert.offsite.value, "reason": alert.reason, "reached": reached}
+    try:
+        audit.record(AuditKind.OFFSITE_ALERT, "system", detail)
+    except sqlite3.Error as exc:  # the alert went out; a failing index must not end the thread
+        log.warning("alerts: the off-site notice is not in the access log: %s", exc)
 
 
 def _record_webhook(owner: OwnerAlerts) -> None:

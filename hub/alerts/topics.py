@@ -5,8 +5,12 @@
     <prefix>/<camera>/status       online | offline (retained)
     <prefix>/<camera>/health       JSON: state, reason, frame and bit rate... (retained)
     <prefix>/events                one JSON object per event start, update and end
+    <prefix>/offsite               JSON: the off-site copy's state, reason, backlog (retained)
+    <prefix>/offsite/problem       ON | OFF: failing or behind (retained)
     <discovery>/binary_sensor/<node>/<camera>_motion/config   Home Assistant discovery,
     <discovery>/sensor/<node>/<camera>_{fps,kbit_s,status}/config   one per entity
+    <discovery>/binary_sensor/<node>/offsite_problem/config   (with [offsite] only)
+    <discovery>/sensor/<node>/offsite_{pending,lag}/config
 
 Only metadata: ids, times, scores and boxes. No picture or footage is ever a payload.
 """
@@ -25,8 +29,10 @@ from hub.alerts.happenings import (
     Happening,
     HealthChanged,
     MotionChanged,
+    OffsiteChanged,
 )
 from hub.health import CameraHealth
+from hub.offsite.state import OffsiteHealth, OffsiteState
 
 ON, OFF = "ON", "OFF"
 ONLINE, OFFLINE = "online", "offline"
@@ -83,6 +89,14 @@ class Topics:
     def health(self, camera_id: str) -> str:
         return f"{self.prefix}/{camera_id}/health"
 
+    @property
+    def offsite(self) -> str:
+        return f"{self.prefix}/offsite"
+
+    @property
+    def offsite_problem(self) -> str:
+        return f"{self.prefix}/offsite/problem"
+
     def discovery(self, camera_id: str) -> str:
         """The camera's motion binary_sensor."""
         return f"{self.discovery_prefix}/binary_sensor/{self.node}/{camera_id}_motion/config"
@@ -112,6 +126,8 @@ def messages_for(
     if isinstance(happening, HealthChanged):
         payload = health_json(happening.health)
         return [Message(topics.health(happening.camera_id), payload, retain=True)]
+    if isinstance(happening, OffsiteChanged):
+        return offsite_messages(topics, happening.state)
     camera = cameras.get(happening.camera_id)
     name = camera.name if camera is not None else happening.camera_id
     return [Message(topics.events, event_json(happening, name), retain=False)]
@@ -153,6 +169,31 @@ def health_json(health: CameraHealth) -> bytes:
         "last_frame": None if health.last_frame is None else round(health.last_frame, 1),
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def offsite_json(state: OffsiteState) -> bytes:
+    """The copy's state for Home Assistant: words and counts, never a key or a file name."""
+    doc = {
+        "state": state.health.value,
+        "reason": None if state.reason is None else state.reason[:MAX_STATE],
+        "pending": state.pending,
+        "oldest_pending_s": None if state.oldest_age is None else round(state.oldest_age),
+        "last_success": None if state.last_success is None else round(state.last_success, 1),
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def offsite_messages(topics: Topics, state: OffsiteState) -> list[Message]:
+    """The state, and the problem sensor's ON/OFF; with no copy configured the latter is
+    cleared (an empty retained payload), so no stale problem is left on the broker."""
+    problem = b""
+    if state.health is not OffsiteHealth.OFF:
+        trouble = state.health in (OffsiteHealth.FAILING, OffsiteHealth.BEHIND)
+        problem = (ON if trouble else OFF).encode()
+    return [
+        Message(topics.offsite, offsite_json(state), retain=True),
+        Message(topics.offsite_problem, problem, retain=True),
+    ]
 
 
 def discovery_configs(
@@ -220,6 +261,52 @@ def discovery_configs(
     }
 
 
+def offsite_discovery_configs(topics: Topics, hub: HubInfo) -> dict[str, dict[str, object]]:
+    """The off-site copy's entities, under the hub's device and available with the hub:
+    a problem binary_sensor, and diagnostic sensors for the backlog."""
+    common: dict[str, object] = {
+        "qos": 1,
+        "device": _device(topics, hub),
+        "origin": {"name": "camhub", "sw_version": hub.version},
+        "availability": [_available(topics.availability)],
+    }
+    diagnostic = {
+        "state_topic": topics.offsite,
+        "entity_category": "diagnostic",
+        "state_class": "measurement",
+    }
+    unique = f"camhub_{topics.node}_offsite"
+    return {
+        f"{topics.discovery_prefix}/binary_sensor/{topics.node}/offsite_problem/config": {
+            "name": "Off-site copy problem",
+            "unique_id": f"{unique}_problem",
+            "device_class": "problem",
+            "state_topic": topics.offsite_problem,
+            "payload_on": ON,
+            "payload_off": OFF,
+            "json_attributes_topic": topics.offsite,  # the reason, the backlog
+            **common,
+        },
+        f"{topics.discovery_prefix}/sensor/{topics.node}/offsite_pending/config": {
+            "name": "Off-site copy pending files",
+            "unique_id": f"{unique}_pending",
+            "value_template": "{{ value_json.pending }}",
+            "unit_of_measurement": "files",
+            **diagnostic,
+            **common,
+        },
+        f"{topics.discovery_prefix}/sensor/{topics.node}/offsite_lag/config": {
+            "name": "Off-site copy lag",
+            "unique_id": f"{unique}_lag",
+            "value_template": "{{ value_json.oldest_pending_s or 0 }}",
+            "device_class": "duration",
+            "unit_of_measurement": "s",
+            **diagnostic,
+            **common,
+        },
+    }
+
+
 def _available(topic: str) -> dict[str, object]:
     return {"topic": topic, "payload_available": ONLINE, "payload_not_available": OFFLINE}
 
@@ -238,15 +325,32 @@ def _device(topics: Topics, hub: HubInfo) -> dict[str, object]:
     return device
 
 
-def discovery_messages(
-    topics: Topics, cameras: list[CameraInfo], hub: HubInfo, *, announce: bool
-) -> list[Message]:
-    """Every camera's entities announced, or (discovery turned off) removed with an
-    empty retained payload, which is how Home Assistant forgets a discovered entity."""
-    return [
-        Message(topic, json.dumps(config).encode() if announce else b"", retain=True)
+def all_discovery_configs(
+    topics: Topics, cameras: list[CameraInfo], hub: HubInfo, *, offsite: bool = False
+) -> dict[str, dict[str, object]]:
+    """Every entity of these cameras, and of the off-site copy if `offsite`, by topic."""
+    configs = {
+        topic: config
         for camera in cameras
         for topic, config in discovery_configs(topics, camera, hub).items()
+    }
+    return configs | (offsite_discovery_configs(topics, hub) if offsite else {})
+
+
+def discovery_messages(
+    topics: Topics,
+    cameras: list[CameraInfo],
+    hub: HubInfo,
+    *,
+    announce: bool,
+    offsite: bool = False,
+) -> list[Message]:
+    """Every camera's entities (and the off-site copy's, if `offsite`) announced, or
+    (discovery turned off) removed with an empty retained payload, which is how Home
+    Assistant forgets a discovered entity."""
+    return [
+        Message(topic, json.dumps(config).encode() if announce else b"", retain=True)
+        for topic, config in all_discovery_configs(topics, cameras, hub, offsite=offsite).items()
     ]
 
 

@@ -6,7 +6,9 @@ a few attribute reads and tells a listener within a second that a camera dropped
 came back. The health itself (frame rate, bit rate...) changes a little at every look,
 so it is told only when the camera's state or reason changes or its figures come or
 go (the first window measured, or the stream stalled), else at most every
-`HEALTH_EVERY` seconds: Home Assistant records every state it gets.
+`HEALTH_EVERY` seconds: Home Assistant records every state it gets. The off-site
+copy's state (hub/offsite/state.py) is sampled at the same look, told on a change of its
+state or reason, else every `OFFSITE_EVERY` seconds (its pending count and age move).
 """
 
 from __future__ import annotations
@@ -16,16 +18,19 @@ import time
 from collections.abc import Callable
 
 from hub.alerts.bus import AlertBus
-from hub.alerts.happenings import CameraChanged, HealthChanged
+from hub.alerts.happenings import CameraChanged, HealthChanged, OffsiteChanged
 from hub.health import CameraHealth
+from hub.offsite.state import OffsiteState
 
 INTERVAL = 1.0  # seconds between looks
 HEALTH_EVERY = 10.0  # seconds between health states of one camera whose state holds
+OFFSITE_EVERY = 30.0  # seconds between off-site states whose state and reason hold
 
 
 class StatusWatch:
     """Publishes a CameraChanged whenever a camera's `online` changes, and its
-    HealthChanged on a change (`_shape`), else every `HEALTH_EVERY` s."""
+    HealthChanged on a change (`_shape`), else every `HEALTH_EVERY` s; with `offsite`
+    (how to read the copy's state now), an OffsiteChanged likewise."""
 
     def __init__(
         self,
@@ -33,10 +38,13 @@ class StatusWatch:
         cameras: dict[str, Callable[[], CameraHealth]],
         interval: float = INTERVAL,
         *,
+        offsite: Callable[[], OffsiteState] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bus = bus
         self._cameras = cameras
+        self._offsite = offsite
+        self._offsite_told: tuple[float, OffsiteState] | None = None
         self._interval = interval
         self._clock = clock
         self._known: dict[str, bool] = {}
@@ -62,6 +70,19 @@ class StatusWatch:
             if self._health_due(camera_id, health):
                 self._told[camera_id] = (self._clock(), health)
                 self._bus.publish(HealthChanged(camera_id, health, time.time()))
+        if self._offsite is not None:
+            self._look_offsite(self._offsite())
+
+    def _look_offsite(self, state: OffsiteState) -> None:
+        told = self._offsite_told
+        now = self._clock()
+        if told is not None:
+            at, last = told
+            same = (last.health, last.reason) == (state.health, state.reason)
+            if same and now - at < OFFSITE_EVERY:
+                return
+        self._offsite_told = (now, state)
+        self._bus.publish(OffsiteChanged(state, time.time()))
 
     def _health_due(self, camera_id: str, health: CameraHealth) -> bool:
         told = self._told.get(camera_id)

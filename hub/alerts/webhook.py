@@ -31,14 +31,24 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def body_of(alert: Alert, page_url: str | None, *, test: bool) -> bytes:
-    """Metadata only: the camera, the time, the event and a link to it on the page."""
+    """Metadata only: the camera, the time, the event and a link to it on the page; or
+    the off-site copy's notice, its reason and a link to the page."""
+    url = page_url.rstrip("/") + alert.path if page_url else None
+    if alert.offsite is not None and not test:
+        doc: dict[str, object] = {
+            "type": alert.offsite.value,
+            "reason": alert.reason,
+            "time": round(alert.time, 3),
+            "url": url,
+        }
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
     doc = {
         "type": "test" if test else "motion",
         "camera": alert.camera_id,
         "camera_name": alert.camera_name,
         "event_id": alert.event_id,
         "time": round(alert.time, 3),
-        "url": page_url.rstrip("/") + alert.path if page_url else None,
+        "url": url,
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 

@@ -21,6 +21,7 @@ from hub.config import OffsiteSettings
 from hub.offsite import journal, naming
 from hub.offsite.bucket import Bucket, BucketError, Stopped
 from hub.offsite.queue import Item, OffsiteQueue, Sent
+from hub.offsite.state import CopyStatus
 from hub.offsite.triage import CameraPolicy, Triage
 from hub.store import EventRow, Index, SegmentRow, SegmentState, SnapshotRow
 from hub.vault import FileKind
@@ -73,6 +74,7 @@ class OffsiteCopy:
         # camera id -> (pending, oldest queued), refreshed by the thread after each
         # round: the page reads it without waiting on the queue's lock (and its fsyncs).
         self._pending: dict[str, tuple[int, float]] = {}
+        self._last_success = self.queue.summary().last_success
 
     # -- hooks for the archive and the daemon ------------------------------------------
 
@@ -125,6 +127,17 @@ class OffsiteCopy:
             "error": self._error,
         }
 
+    def status(self) -> CopyStatus:
+        """For the hub's listeners (hub/offsite/state.py); reads only memory."""
+        pending = self._pending.values()
+        return CopyStatus(
+            self._working,
+            self._error,
+            sum(count for count, _ in pending),
+            min((oldest for _, oldest in pending), default=None),
+            self._last_success,
+        )
+
     def start(self) -> None:
         self._thread.start()
 
@@ -169,6 +182,7 @@ class OffsiteCopy:
                 self._failed(f"unexpected failure: {exc}")
                 self._stop.wait(BACKOFF_MAX)
                 continue
+            self._succeeded()  # every request of this round went through
             backoff = BACKOFF_FIRST
             if not busy:
                 if self._draining.is_set():
@@ -227,8 +241,9 @@ class OffsiteCopy:
             confirmed.append(Sent(item, stored.size, stored.sha256, stored.locked_until))
         if confirmed:
             confirmed.append(self._send_journal(sent))
-            self.queue.confirm(confirmed, time.time())
-            self._succeeded()
+            now = time.time()
+            self.queue.confirm(confirmed, now)
+            self._last_success = now
         self._unconfirmed.clear()
         return True
 

@@ -44,6 +44,7 @@ from hub.alerts.happenings import (
     Happening,
     HealthChanged,
     MotionChanged,
+    OffsiteChanged,
 )
 from hub.web.app import CameraView
 from hub.web.live import STALL_TIMEOUT, StreamWatchdog, client_gone
@@ -265,8 +266,8 @@ class PageStreams:
             if happening.online:
                 doc["error"] = None
             return sse("camera", self.board.cameras.get(happening.camera_id, {}) | doc)
-        if isinstance(happening, HealthChanged):
-            return b""  # the page has its own look at the cameras' health, every second
+        if isinstance(happening, HealthChanged | OffsiteChanged):
+            return b""  # the page looks at the cameras' health (and their off-site copy) itself
         event = self._describe(happening)
         return b"" if event is None else sse("event", {"phase": happening.phase, "event": event})
 

@@ -22,17 +22,29 @@ function pagePath(url) {
   return typeof url === "string" && url.startsWith("/") && !url.startsWith("//") ? url : "/";
 }
 
+// The off-site copy's notices (hub/alerts/offsite_notice.py).
+const OFFSITE = {
+  offsite_failing: { title: "camhub: off-site copy failing", body: "Footage is not being copied off the box" },
+  offsite_working: { title: "camhub: off-site copy working again", body: "Footage is copied off the box again" },
+};
+
 self.addEventListener("push", (event) => {
   const data = alertOf(event);
   const camera = typeof data.camera === "string" ? data.camera : "A camera";
   const when = typeof data.time === "number" ? new Date(data.time * 1000) : new Date();
   const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  const title = data.test ? "camhub: test alert" : `Motion: ${camera}`;
-  const body = data.test ? `Alerts reach this device (${time}).` : `${camera} saw motion at ${time}.`;
+  const offsite = Object.hasOwn(OFFSITE, String(data.offsite)) ? OFFSITE[data.offsite] : null;
+  const reason = typeof data.reason === "string" ? ` (${data.reason})` : "";
+  let title = data.test ? "camhub: test alert" : `Motion: ${camera}`;
+  let body = data.test ? `Alerts reach this device (${time}).` : `${camera} saw motion at ${time}.`;
+  let tag = data.test ? "camhub-test" : `camhub-${camera}`;
+  if (offsite && !data.test) {
+    [title, body, tag] = [offsite.title, `${offsite.body}${reason}, ${time}.`, "camhub-offsite"];
+  }
   event.waitUntil(
     self.registration.showNotification(title, {
       body,
-      tag: data.test ? "camhub-test" : `camhub-${camera}`,
+      tag,
       renotify: true,
       data: { url: pagePath(data.url) },
     }),
