@@ -19,7 +19,7 @@ from pathlib import Path
 from hub import vault
 from hub.config import OffsiteSettings
 from hub.offsite import journal, naming
-from hub.offsite.bucket import Bucket, BucketError, Stopped
+from hub.offsite.bucket import Bucket, BucketError, Stopped, Stored
 from hub.offsite.queue import Item, OffsiteQueue, Sent
 from hub.offsite.state import CopyStatus
 from hub.offsite.triage import CameraPolicy, Triage
@@ -195,11 +195,11 @@ class OffsiteCopy:
         opens, so a restore on a new box needs nothing that was on the old one."""
         self._bucket.check()
         self._bucket.check_lock()
-        name = naming.keys_object(self.settings.prefix, self._tag)
+        name = self._key_copy_name()
         if self.settings.lock != "off":
             self._key_copy_locked_until = self._bucket.locked_until(name) or 0.0
         elif not self._bucket.exists(name):
-            self._bucket.put_bytes(name, recovery_only(self._keyfile).to_json().encode())
+            self._put_key_copy()
         self._ready = True
 
     def _relock_key_copy(self, now: float) -> None:
@@ -210,9 +210,15 @@ class OffsiteCopy:
         renew_at = self._key_copy_locked_until - lock_length + min(DAY, lock_length / 2)
         if self.settings.lock == "off" or now < renew_at:
             return
-        name = naming.keys_object(self.settings.prefix, self._tag)
-        stored = self._bucket.put_bytes(name, recovery_only(self._keyfile).to_json().encode())
-        self._key_copy_locked_until = stored.locked_until or 0.0
+        self._key_copy_locked_until = self._put_key_copy().locked_until or 0.0
+
+    def _key_copy_name(self) -> str:
+        return naming.keys_object(self.settings.prefix, self._tag)
+
+    def _put_key_copy(self) -> Stored:
+        """The key file as only the recovery code opens it."""
+        data = recovery_only(self._keyfile).to_json().encode()
+        return self._bucket.put_bytes(self._key_copy_name(), data)
 
     def _send_batch(self) -> bool:
         """Upload up to BATCH pending files, then their journal; False if none waited."""
